@@ -1,0 +1,514 @@
+//! Event → domain input → decision → effects → decision record.
+
+use crate::events::{self, AlarmNotice, Invocation, ManualChange, ManualCommand, Trigger};
+use chrono::{DateTime, Utc};
+use ecs_control::config::ScalerConfig;
+use ecs_control::domain::alarm::{breach_from_reason_data, AlarmState, AlarmStatus};
+use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::scaling::{
+    adjusted, choose, clamp, evaluate, trigger_key, Choice, Clamp, PolicyEvaluation,
+    ServiceState,
+};
+use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why an invocation failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ScalerError {
+    #[error("malformed event: {0}")]
+    MalformedEvent(#[from] events::MalformedEvent),
+    #[error("rejected command: {0}")]
+    RejectedCommand(String),
+    #[error("{0}")]
+    Aws(#[from] PortError),
+    #[error("{failed} of {total} services failed ({detail}); the others were applied and a retry skips them")]
+    PartialFailure {
+        failed: usize,
+        total: usize,
+        retryable: bool,
+        detail: String,
+    },
+}
+
+impl ScalerError {
+    /// Throttling, 5xx and timeouts are worth retrying; bad input and missing resources are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ScalerError::MalformedEvent(_) | ScalerError::RejectedCommand(_) => false,
+            ScalerError::Aws(e) => e.kind == FailureKind::Retryable,
+            ScalerError::PartialFailure { retryable, .. } => *retryable,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            ScalerError::MalformedEvent(_) => "MalformedEvent",
+            ScalerError::RejectedCommand(_) => "RejectedCommand",
+            ScalerError::Aws(e) => match e.kind {
+                FailureKind::Retryable => "AwsUnavailable",
+                FailureKind::NotFound => "ResourceNotFound",
+                FailureKind::Rejected => "AwsRejected",
+            },
+            ScalerError::PartialFailure { .. } => "PartialFailure",
+        }
+    }
+}
+
+impl From<ScalerError> for Diagnostic {
+    fn from(error: ScalerError) -> Self {
+        let class = if error.is_retryable() {
+            "Retryable"
+        } else {
+            "NonRetryable"
+        };
+        Diagnostic {
+            error_type: format!("{class}.{}", error.category()),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// What happened to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The desired count was changed.
+    Scaled,
+    /// A change was decided but not made (dry run).
+    WouldScale,
+    /// Every policy held, or a scale-in was vetoed.
+    Held,
+    /// This trigger was already applied to the service.
+    Duplicate,
+    /// Reading or changing the service failed.
+    Failed,
+}
+
+/// The decision for one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDecision {
+    pub service: ServiceRef,
+    pub seen: Option<ServiceState>,
+    pub alarms_in_alarm: Vec<String>,
+    pub evaluations: Vec<PolicyEvaluation>,
+    pub choice: Option<Choice>,
+    pub action: Action,
+    pub reason: String,
+    pub before: Option<u32>,
+    pub after: Option<u32>,
+    pub calls: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ServiceDecision {
+    fn new(service: ServiceRef) -> Self {
+        Self {
+            service,
+            seen: None,
+            alarms_in_alarm: Vec::new(),
+            evaluations: Vec::new(),
+            choice: None,
+            action: Action::Held,
+            reason: String::new(),
+            before: None,
+            after: None,
+            calls: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+/// Everything one invocation saw, decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    pub trigger: Trigger,
+    pub trigger_key: String,
+    pub dry_run: bool,
+    pub decided_at: DateTime<Utc>,
+    /// Set when the whole trigger was ignored, with the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    pub alarms_checked: Vec<AlarmStatus>,
+    pub services: Vec<ServiceDecision>,
+}
+
+/// The scaler: configuration and ports, built once per cold start.
+#[derive(Debug)]
+pub struct Scaler<E, A> {
+    config: ScalerConfig,
+    ecs: E,
+    alarms: A,
+    /// Shadow mode: decide and record, never change anything.
+    always_dry_run: bool,
+}
+
+impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+    pub fn new(config: ScalerConfig, ecs: E, alarms: A, always_dry_run: bool) -> Self {
+        Self {
+            config,
+            ecs,
+            alarms,
+            always_dry_run,
+        }
+    }
+
+    /// Handles one invocation and logs its decision record as one line.
+    ///
+    /// # Errors
+    /// Malformed events, rejected commands and AWS failures, as [`ScalerError`];
+    /// the record is logged even then.
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+        request_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DecisionRecord, ScalerError> {
+        let invocation = events::parse(payload).inspect_err(|e| {
+            tracing::error!(error = %e, "malformed event");
+        })?;
+        // Boxed: the nested async state machine is too deep to lay out inline.
+        let (record, result) = Box::pin(self.decide_and_apply(invocation, request_id, now)).await;
+        match serde_json::to_string(&record) {
+            Ok(line) => tracing::info!(decision = %line, "scaler decision"),
+            Err(e) => tracing::error!(error = %e, "decision record did not serialise"),
+        }
+        result.map(|()| record)
+    }
+
+    async fn decide_and_apply(
+        &self,
+        invocation: Invocation,
+        request_id: &str,
+        now: DateTime<Utc>,
+    ) -> (DecisionRecord, Result<(), ScalerError>) {
+        let Invocation { trigger, dry_run } = invocation;
+        let key = match &trigger {
+            Trigger::AlarmChange { notices } => notices
+                .iter()
+                .map(AlarmNotice::key)
+                .collect::<Vec<_>>()
+                .join(","),
+            Trigger::Recheck { event_id } => format!("recheck:{event_id}"),
+            Trigger::Manual { command } => format!(
+                "manual:{}",
+                command.request_id.as_deref().unwrap_or(request_id)
+            ),
+        };
+        let mut record = DecisionRecord {
+            trigger: trigger.clone(),
+            trigger_key: trigger_key(&key),
+            dry_run: dry_run || self.always_dry_run,
+            decided_at: now,
+            ignored: None,
+            alarms_checked: Vec::new(),
+            services: Vec::new(),
+        };
+        let result = match &trigger {
+            Trigger::AlarmChange { notices } => self.on_alarm_change(notices, &mut record, now).await,
+            Trigger::Recheck { .. } => self.on_recheck(&mut record, now).await,
+            Trigger::Manual { command } => self.on_manual(command, &mut record, now).await,
+        };
+        (record, result)
+    }
+
+    async fn on_alarm_change(
+        &self,
+        notices: &[AlarmNotice],
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScalerError> {
+        let mut ignored = Vec::new();
+        let mut acting = Vec::new();
+        for notice in notices {
+            if notice.state != AlarmState::Alarm {
+                ignored.push(format!(
+                    "alarm {} went to {:?}: only ALARM acts",
+                    notice.alarm, notice.state
+                ));
+            } else if self.config.policies_for_alarm(&notice.alarm).next().is_none() {
+                ignored.push(format!("no policy names alarm {}", notice.alarm));
+            } else {
+                acting.push(notice);
+            }
+        }
+        if acting.is_empty() {
+            record.ignored = Some(ignored.join("; "));
+            return Ok(());
+        }
+        let services: BTreeSet<ServiceRef> = acting
+            .iter()
+            .flat_map(|n| self.config.policies_for_alarm(&n.alarm))
+            .map(|p| p.target.clone())
+            .collect();
+        // Decide from the alarms as they are now, not as the (possibly late) event says.
+        let statuses = self.alarm_statuses_for(&services).await?;
+        record.alarms_checked = statuses.values().cloned().collect();
+        let still_alarming: Vec<&AlarmNotice> = acting
+            .into_iter()
+            .filter(|n| {
+                let current = statuses.get(&n.alarm);
+                let fresh = current.is_some_and(|s| s.state == AlarmState::Alarm);
+                if !fresh {
+                    ignored.push(format!(
+                        "alarm {} is no longer in ALARM (now {}): the event is stale",
+                        n.alarm,
+                        current.map_or("missing".to_string(), |s| format!("{:?}", s.state))
+                    ));
+                }
+                fresh
+            })
+            .collect();
+        if !ignored.is_empty() {
+            record.ignored = Some(ignored.join("; "));
+        }
+        let services: BTreeSet<ServiceRef> = still_alarming
+            .iter()
+            .flat_map(|n| self.config.policies_for_alarm(&n.alarm))
+            .map(|p| p.target.clone())
+            .collect();
+        self.act_on_services(services, &statuses, record, now).await
+    }
+
+    async fn on_recheck(
+        &self,
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScalerError> {
+        let statuses = self.describe(&self.config.alarm_names()).await?;
+        record.alarms_checked = statuses.values().cloned().collect();
+        let services: BTreeSet<ServiceRef> = self
+            .config
+            .policies
+            .iter()
+            .filter(|p| statuses.get(&p.alarm).is_some_and(|s| s.state == AlarmState::Alarm))
+            .map(|p| p.target.clone())
+            .collect();
+        if services.is_empty() {
+            record.ignored = Some("no alarm named by a policy is in ALARM".into());
+            return Ok(());
+        }
+        self.act_on_services(services, &statuses, record, now).await
+    }
+
+    async fn alarm_statuses_for(
+        &self,
+        services: &BTreeSet<ServiceRef>,
+    ) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
+        let mut names: Vec<String> = services
+            .iter()
+            .flat_map(|s| self.config.policies_for_service(s))
+            .map(|p| p.alarm.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        self.describe(&names).await
+    }
+
+    async fn describe(&self, names: &[String]) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
+        let found = self.alarms.describe_alarms(names).await?;
+        Ok(found.into_iter().map(|s| (s.name.clone(), s)).collect())
+    }
+
+    /// Decides and acts for each service; one service's failure does not stop
+    /// the others, and a retry of the same trigger skips those already applied.
+    async fn act_on_services(
+        &self,
+        services: BTreeSet<ServiceRef>,
+        statuses: &BTreeMap<String, AlarmStatus>,
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScalerError> {
+        let total = services.len();
+        let mut failures = Vec::new();
+        for service in services {
+            let mut decision = ServiceDecision::new(service.clone());
+            if let Err(e) = self
+                .act_on_service(&service, statuses, record, &mut decision, now)
+                .await
+            {
+                decision.action = Action::Failed;
+                decision.error = Some(e.to_string());
+                failures.push(e);
+            }
+            record.services.push(decision);
+        }
+        match failures.len() {
+            0 => Ok(()),
+            1 if total == 1 => Err(ScalerError::Aws(failures.remove(0))),
+            failed => Err(ScalerError::PartialFailure {
+                failed,
+                total,
+                retryable: failures.iter().any(|e| e.kind == FailureKind::Retryable),
+                detail: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+
+    async fn act_on_service(
+        &self,
+        service: &ServiceRef,
+        statuses: &BTreeMap<String, AlarmStatus>,
+        record: &DecisionRecord,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        decision.calls.push("ecs:DescribeServices");
+        let state = self.ecs.describe_service(service).await?;
+        decision.before = Some(state.desired_count);
+        decision.after = Some(state.desired_count);
+        decision.seen = Some(state.clone());
+        if state.memory.last_trigger.as_deref() == Some(record.trigger_key.as_str()) {
+            decision.action = Action::Duplicate;
+            decision.reason = "this trigger was already applied to the service".into();
+            return Ok(());
+        }
+        for policy in self.config.policies_for_service(service) {
+            let Some(status) = statuses
+                .get(&policy.alarm)
+                .filter(|s| s.state == AlarmState::Alarm)
+            else {
+                continue;
+            };
+            decision.alarms_in_alarm.push(policy.alarm.clone());
+            let breach = breach_from_reason_data(status.reason_data.as_deref());
+            decision
+                .evaluations
+                .push(evaluate(policy, breach, &state, now));
+        }
+        let choice = choose(&decision.evaluations);
+        decision.choice = Some(choice.clone());
+        let chosen = match choice {
+            Choice::Apply { index } => &decision.evaluations[index],
+            Choice::Nothing => {
+                decision.reason = decision
+                    .evaluations
+                    .iter()
+                    .map(|e| {
+                        let held = e.held_by.map_or(String::new(), |h| h.to_string());
+                        format!("{}: {held}", e.alarm)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Ok(());
+            }
+            Choice::ScaleInVetoed { by_alarm } => {
+                decision.reason =
+                    format!("scale-in vetoed: alarm {by_alarm} wants this service to scale out");
+                return Ok(());
+            }
+        };
+        let Some(target) = chosen.target else {
+            return Ok(());
+        };
+        let memory = state
+            .memory
+            .after(chosen, state.desired_count, &record.trigger_key, now);
+        decision.reason = format!("{}: {}", chosen.alarm, chosen.rule);
+        decision.after = Some(target);
+        self.apply(service, &state, target, &memory, record.dry_run, decision)
+            .await
+    }
+
+    /// Memory first, then the count: if the count change fails, a retry is seen
+    /// as a duplicate instead of scaling twice, and the next re-check completes a
+    /// scale-out from the recorded cooldown base.
+    async fn apply(
+        &self,
+        service: &ServiceRef,
+        state: &ServiceState,
+        target: u32,
+        memory: &ecs_control::domain::scaling::ScalingMemory,
+        dry_run: bool,
+        decision: &mut ServiceDecision,
+    ) -> Result<(), PortError> {
+        if dry_run {
+            decision.action = Action::WouldScale;
+            return Ok(());
+        }
+        decision.calls.push("ecs:TagResource");
+        self.ecs.remember(&state.arn, memory).await?;
+        decision.calls.push("ecs:UpdateService");
+        self.ecs.set_desired_count(service, target).await?;
+        decision.action = Action::Scaled;
+        tracing::info!(service = %service, from = state.desired_count, to = target, "scaled");
+        Ok(())
+    }
+
+    async fn on_manual(
+        &self,
+        command: &ManualCommand,
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScalerError> {
+        let service = command.service_ref();
+        let bounds = self.config.bounds_for_service(&service).ok_or_else(|| {
+            ScalerError::RejectedCommand(format!(
+                "no policy resizes {service}: the scaler only changes services it is configured for"
+            ))
+        })?;
+        let mut decision = ServiceDecision::new(service.clone());
+        let outcome = async {
+            decision.calls.push("ecs:DescribeServices");
+            let state = self.ecs.describe_service(&service).await?;
+            decision.before = Some(state.desired_count);
+            decision.after = Some(state.desired_count);
+            decision.seen = Some(state.clone());
+            if state.memory.last_trigger.as_deref() == Some(record.trigger_key.as_str()) {
+                decision.action = Action::Duplicate;
+                decision.reason = "this command was already applied".into();
+                return Ok(());
+            }
+            let proposed = match &command.change {
+                ManualChange::SetDesiredCount { desired_count } => i64::from(*desired_count),
+                ManualChange::ApplyStep {
+                    adjustment_type,
+                    adjustment,
+                    min_adjustment_magnitude,
+                } => adjusted(
+                    *adjustment_type,
+                    state.desired_count,
+                    *adjustment,
+                    *min_adjustment_magnitude,
+                ),
+            };
+            let (target, clamped_by) = clamp(&bounds, proposed);
+            let why = command.reason.as_deref().unwrap_or("no reason given");
+            decision.reason = match clamped_by {
+                Some(Clamp::MaxCapacity) => format!(
+                    "manual ({why}): {proposed} asked, held to max_capacity {}",
+                    bounds.max
+                ),
+                Some(Clamp::MinCapacity) => format!(
+                    "manual ({why}): {proposed} asked, held to min_capacity {}",
+                    bounds.min
+                ),
+                None => format!("manual ({why}): {proposed} asked"),
+            };
+            if target == state.desired_count {
+                decision.reason.push_str("; the desired count already equals it");
+                return Ok(());
+            }
+            decision.after = Some(target);
+            let memory =
+                state
+                    .memory
+                    .after_manual(state.desired_count, target, &record.trigger_key, now);
+            self.apply(&service, &state, target, &memory, record.dry_run, &mut decision)
+                .await
+        }
+        .await;
+        if let Err(e) = &outcome {
+            decision.action = Action::Failed;
+            decision.error = Some(e.to_string());
+        }
+        record.services.push(decision);
+        outcome.map_err(ScalerError::Aws)
+    }
+}

@@ -1,0 +1,26 @@
+use ecs_control::aws::{cloudwatch::CloudWatchAlarms, ecs::EcsServiceAdapter, load_sdk_config};
+use ecs_control::config::{flag_from_env, ScalerConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use scaler::handler::Scaler;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ScalerConfig::from_env()?;
+    let always_dry_run = flag_from_env(scaler::DRY_RUN_ENV)?;
+    let sdk = load_sdk_config().await;
+    let scaler = Scaler::new(
+        config,
+        EcsServiceAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+        always_dry_run,
+    );
+    let scaler = &scaler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        scaler
+            .handle(event.payload, &event.context.request_id, chrono::Utc::now())
+            .await
+    }))
+    .await
+}

@@ -1,0 +1,64 @@
+//! Adapters: the only place AWS SDK types appear.
+
+pub mod cloudwatch;
+pub mod ecs;
+
+use crate::ports::{FailureKind, PortError};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Shared SDK configuration from the standard chain (region, credentials and
+/// `AWS_ENDPOINT_URL`, which is how the functions are pointed at an emulator).
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+];
+
+const NOT_FOUND_CODES: &[&str] = &[
+    "ClusterNotFoundException",
+    "ServiceNotFoundException",
+    "ServiceNotActiveException",
+    "TargetGroupNotFound",
+    "TargetGroupNotFoundException",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+];
+
+/// Maps an SDK failure to how the caller should treat it. The SDK has already
+/// retried transient failures by the time this sees them.
+pub(crate) fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            FailureKind::Retryable
+        }
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            let status = ctx.raw().status().as_u16();
+            if THROTTLING_CODES.contains(&code) || status == 429 || status >= 500 {
+                FailureKind::Retryable
+            } else if NOT_FOUND_CODES.contains(&code) {
+                FailureKind::NotFound
+            } else {
+                FailureKind::Rejected
+            }
+        }
+        SdkError::ConstructionFailure(_) => FailureKind::Rejected,
+        _ => FailureKind::Retryable,
+    };
+    PortError::new(kind, operation, DisplayErrorContext(&err).to_string())
+}

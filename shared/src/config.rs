@@ -1,0 +1,307 @@
+//! Configuration read once at cold start; every error names the field to fix.
+
+use crate::domain::policy::{
+    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
+};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// A configuration problem, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {field}: {problem}")]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Environment variable holding the policy document as JSON.
+pub const POLICIES_ENV: &str = "SCALER_POLICIES";
+/// Environment variable naming a file that holds the policy document.
+pub const POLICIES_FILE_ENV: &str = "SCALER_POLICIES_FILE";
+
+/// The scaler's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalerConfig {
+    pub policies: Vec<ScalingPolicy>,
+}
+
+const DEFAULT_COOLDOWN_SECONDS: u32 = 300;
+
+fn default_cooldown() -> u32 {
+    DEFAULT_COOLDOWN_SECONDS
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDocument {
+    policies: Vec<PolicyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    alarm: String,
+    cluster: String,
+    service: String,
+    adjustment_type: AdjustmentType,
+    steps: Vec<StepAdjustment>,
+    #[serde(default)]
+    min_adjustment_magnitude: Option<u32>,
+    min_capacity: u32,
+    max_capacity: u32,
+    #[serde(default = "default_cooldown")]
+    scale_out_cooldown_seconds: u32,
+    #[serde(default = "default_cooldown")]
+    scale_in_cooldown_seconds: u32,
+}
+
+impl ScalerConfig {
+    /// Reads the policy document from `SCALER_POLICIES` or `SCALER_POLICIES_FILE`.
+    ///
+    /// # Errors
+    /// When neither (or both) is set, the file cannot be read, or the document is invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let inline = std::env::var(POLICIES_ENV).ok();
+        let file = std::env::var(POLICIES_FILE_ENV).ok();
+        let document = match (inline, file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    POLICIES_ENV,
+                    format!("set either {POLICIES_ENV} or {POLICIES_FILE_ENV}, not both"),
+                ))
+            }
+            (Some(json), None) => json,
+            (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(POLICIES_FILE_ENV, format!("cannot read {path}: {e}"))
+            })?,
+            (None, None) => {
+                return Err(ConfigError::new(
+                    POLICIES_ENV,
+                    format!(
+                        "not set: give the policy document as JSON in {POLICIES_ENV}, \
+                         or its path in {POLICIES_FILE_ENV}"
+                    ),
+                ))
+            }
+        };
+        Self::parse(&document)
+    }
+
+    /// Parses and validates a policy document.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first offending field, e.g. `policies[1].steps[0].scaling_adjustment`.
+    pub fn parse(document: &str) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(document);
+        let parsed: PolicyDocument = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "policy document".to_string()
+            } else {
+                path
+            };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        let mut policies = Vec::with_capacity(parsed.policies.len());
+        let mut seen = HashSet::new();
+        let mut bounds_by_service: BTreeMap<ServiceRef, (usize, CapacityBounds)> = BTreeMap::new();
+        for (i, entry) in parsed.policies.into_iter().enumerate() {
+            let policy = validate_policy(i, entry)?;
+            let at = |field: &str| format!("policies[{i}].{field}");
+            if !seen.insert((policy.alarm.clone(), policy.target.clone())) {
+                return Err(ConfigError::new(
+                    at("alarm"),
+                    format!(
+                        "a policy for alarm {} on {} is already defined",
+                        policy.alarm, policy.target
+                    ),
+                ));
+            }
+            // Bounds belong to the service, as a scalable target's do: policies must agree.
+            match bounds_by_service.get(&policy.target) {
+                Some((first, bounds)) if *bounds != policy.bounds => {
+                    return Err(ConfigError::new(
+                        at("min_capacity"),
+                        format!(
+                            "bounds [{}, {}] differ from policies[{first}]'s [{}, {}] for the same service {}",
+                            policy.bounds.min, policy.bounds.max, bounds.min, bounds.max, policy.target
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    bounds_by_service.insert(policy.target.clone(), (i, policy.bounds));
+                }
+            }
+            policies.push(policy);
+        }
+        Ok(Self { policies })
+    }
+
+    /// The policies an alarm drives.
+    pub fn policies_for_alarm<'a>(
+        &'a self,
+        alarm: &'a str,
+    ) -> impl Iterator<Item = &'a ScalingPolicy> + 'a {
+        self.policies.iter().filter(move |p| p.alarm == alarm)
+    }
+
+    /// The policies that resize a service.
+    pub fn policies_for_service<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+    ) -> impl Iterator<Item = &'a ScalingPolicy> + 'a {
+        self.policies.iter().filter(move |p| &p.target == service)
+    }
+
+    /// The bounds configured for a service, if any policy resizes it.
+    pub fn bounds_for_service(&self, service: &ServiceRef) -> Option<CapacityBounds> {
+        self.policies_for_service(service).next().map(|p| p.bounds)
+    }
+
+    /// Every alarm name the policies mention, once each, sorted.
+    pub fn alarm_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.policies.iter().map(|p| p.alarm.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+fn validate_policy(i: usize, entry: PolicyEntry) -> Result<ScalingPolicy, ConfigError> {
+    let at = |field: &str| format!("policies[{i}].{field}");
+    for (field, value) in [
+        ("alarm", &entry.alarm),
+        ("cluster", &entry.cluster),
+        ("service", &entry.service),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::new(at(field), "must not be empty"));
+        }
+    }
+    if entry.min_capacity > entry.max_capacity {
+        return Err(ConfigError::new(
+            at("max_capacity"),
+            format!(
+                "{} is below min_capacity {}",
+                entry.max_capacity, entry.min_capacity
+            ),
+        ));
+    }
+    match (entry.adjustment_type, entry.min_adjustment_magnitude) {
+        (AdjustmentType::PercentChangeInCapacity, Some(0)) => {
+            return Err(ConfigError::new(
+                at("min_adjustment_magnitude"),
+                "must be at least 1",
+            ))
+        }
+        (AdjustmentType::PercentChangeInCapacity, _) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(ConfigError::new(
+                at("min_adjustment_magnitude"),
+                "applies only to adjustment_type PercentChangeInCapacity",
+            ))
+        }
+    }
+    let steps = validate_steps(&at("steps"), entry.adjustment_type, entry.steps)?;
+    Ok(ScalingPolicy {
+        alarm: entry.alarm,
+        target: ServiceRef::new(entry.cluster, entry.service),
+        adjustment_type: entry.adjustment_type,
+        steps,
+        min_adjustment_magnitude: entry.min_adjustment_magnitude,
+        bounds: CapacityBounds {
+            min: entry.min_capacity,
+            max: entry.max_capacity,
+        },
+        cooldowns: Cooldowns {
+            scale_out_seconds: entry.scale_out_cooldown_seconds,
+            scale_in_seconds: entry.scale_in_cooldown_seconds,
+        },
+    })
+}
+
+/// Steps must be sorted, contiguous and non-overlapping, as Application Auto Scaling requires.
+fn validate_steps(
+    field: &str,
+    adjustment_type: AdjustmentType,
+    mut steps: Vec<StepAdjustment>,
+) -> Result<Vec<StepAdjustment>, ConfigError> {
+    if steps.is_empty() {
+        return Err(ConfigError::new(field, "at least one step is required"));
+    }
+    for (j, step) in steps.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{j}].{name}");
+        for (name, bound) in [
+            ("metric_interval_lower_bound", step.metric_interval_lower_bound),
+            ("metric_interval_upper_bound", step.metric_interval_upper_bound),
+        ] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                return Err(ConfigError::new(at(name), "must be a finite number"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (
+            step.metric_interval_lower_bound,
+            step.metric_interval_upper_bound,
+        ) {
+            if lo >= hi {
+                return Err(ConfigError::new(
+                    at("metric_interval_upper_bound"),
+                    format!("{hi} must be above the lower bound {lo}"),
+                ));
+            }
+        }
+        if adjustment_type == AdjustmentType::ExactCapacity && step.scaling_adjustment < 0 {
+            return Err(ConfigError::new(
+                at("scaling_adjustment"),
+                "an ExactCapacity adjustment cannot be negative",
+            ));
+        }
+    }
+    steps.sort_by(|a, b| {
+        let key = |s: &StepAdjustment| s.metric_interval_lower_bound.unwrap_or(f64::NEG_INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    for (j, pair) in steps.windows(2).enumerate() {
+        let (lower, upper) = (&pair[0], &pair[1]);
+        if lower.metric_interval_upper_bound != upper.metric_interval_lower_bound {
+            let show = |b: Option<f64>| b.map_or("unbounded".to_string(), |v| v.to_string());
+            return Err(ConfigError::new(
+                format!("{field}[{}]", j + 1),
+                format!(
+                    "steps must be contiguous without overlap: one ends at {}, the next starts at {}",
+                    show(lower.metric_interval_upper_bound),
+                    show(upper.metric_interval_lower_bound)
+                ),
+            ));
+        }
+    }
+    Ok(steps)
+}
+
+/// Reads a boolean switch; unset is `false`.
+///
+/// # Errors
+/// When the variable holds anything but `true`, `false`, `1` or `0`.
+pub fn flag_from_env(name: &str) -> Result<bool, ConfigError> {
+    match std::env::var(name) {
+        Err(_) => Ok(false),
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            other => Err(ConfigError::new(
+                name,
+                format!("{other:?} is not a boolean: use true or false"),
+            )),
+        },
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure decisions: no I/O, no AWS SDK types.
+
+pub mod alarm;
+pub mod policy;
+pub mod scaling;
