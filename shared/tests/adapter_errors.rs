@@ -1,0 +1,176 @@
+//! How the AWS adapters classify failures: throttling and 5xx are retryable,
+//! missing resources are not found, the rest is rejected.
+
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
+use aws_sdk_ecs::operation::update_service::UpdateServiceError;
+use aws_sdk_ecs::types::error::{AccessDeniedException, ClusterNotFoundException};
+use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Failure, Service, Tag};
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::error::ErrorMetadata;
+use ecs_control::aws::cloudwatch::CloudWatchAlarms;
+use ecs_control::aws::ecs::{tag_keys, EcsServiceAdapter};
+use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::scaling::Direction;
+use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
+
+fn web() -> ServiceRef {
+    ServiceRef::new("prod", "web")
+}
+
+fn throttled() -> Response {
+    let mut response = Response::new(
+        StatusCode::try_from(400).expect("status"),
+        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.1");
+    response
+}
+
+#[tokio::test]
+async fn ecs_throttling_is_retryable() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_services)
+        .sequence()
+        .http_response(throttled)
+        .repeatedly()
+        .build();
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
+    let err = ecs.describe_service(&web()).await.expect_err("throttled");
+    assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+    assert!(err.to_string().contains("ecs:DescribeServices"), "{err}");
+}
+
+#[tokio::test]
+async fn ecs_server_errors_are_retryable() {
+    let rule = mock!(aws_sdk_ecs::Client::update_service)
+        .sequence()
+        .http_status(503, None)
+        .repeatedly()
+        .build();
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
+    let err = ecs.set_desired_count(&web(), 3).await.expect_err("503");
+    assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_cluster_is_not_found() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_services).then_error(|| {
+        DescribeServicesError::ClusterNotFoundException(
+            ClusterNotFoundException::builder()
+                .message("Cluster not found.")
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ClusterNotFoundException")
+                        .message("Cluster not found.")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let err = ecs.describe_service(&web()).await.expect_err("missing");
+    assert_eq!(err.kind, FailureKind::NotFound, "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_service_is_not_found() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:123456789012:service/prod/web")
+                    .reason("MISSING")
+                    .build(),
+            )
+            .build()
+    });
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let err = ecs.describe_service(&web()).await.expect_err("missing");
+    assert_eq!(err.kind, FailureKind::NotFound);
+    assert!(err.message.contains("MISSING"), "{err}");
+}
+
+#[tokio::test]
+async fn access_denied_is_rejected() {
+    let rule = mock!(aws_sdk_ecs::Client::update_service).then_error(|| {
+        UpdateServiceError::AccessDeniedException(
+            AccessDeniedException::builder().message("no").build(),
+        )
+    });
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let err = ecs.set_desired_count(&web(), 3).await.expect_err("denied");
+    assert_eq!(err.kind, FailureKind::Rejected);
+}
+
+#[tokio::test]
+async fn service_state_reads_counts_deployment_and_memory() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_arn("arn:aws:ecs:us-east-1:123456789012:service/prod/web")
+                    .status("ACTIVE")
+                    .desired_count(4)
+                    .running_count(3)
+                    .pending_count(1)
+                    .deployments(
+                        Deployment::builder()
+                            .status("PRIMARY")
+                            .rollout_state(DeploymentRolloutState::Completed)
+                            .build(),
+                    )
+                    .tags(Tag::builder().key(tag_keys::LAST_DIRECTION).value("out").build())
+                    .tags(Tag::builder().key(tag_keys::SCALE_OUT_BASE).value("2").build())
+                    .build(),
+            )
+            .build()
+    });
+    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let state = ecs.describe_service(&web()).await.expect("state");
+    assert_eq!(
+        (state.desired_count, state.running_count, state.pending_count),
+        (4, 3, 1)
+    );
+    assert!(!state.deployment_in_progress);
+    assert_eq!(state.memory.last_direction, Some(Direction::Out));
+    assert_eq!(state.memory.scale_out_base, Some(2));
+}
+
+#[tokio::test]
+async fn cloudwatch_server_errors_are_retryable() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .sequence()
+        .http_status(500, None)
+        .repeatedly()
+        .build();
+    let alarms = CloudWatchAlarms::new(mock_client!(
+        aws_sdk_cloudwatch,
+        RuleMode::Sequential,
+        [&rule]
+    ));
+    let err = alarms
+        .describe_alarms(&["cpu-high".to_string()])
+        .await
+        .expect_err("500");
+    assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+}
+
+#[tokio::test]
+async fn alarm_names_are_asked_for_in_pages_of_one_hundred() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .match_requests(|r| r.alarm_names().len() <= 100)
+        .then_output(|| DescribeAlarmsOutput::builder().build());
+    let alarms = CloudWatchAlarms::new(mock_client!(
+        aws_sdk_cloudwatch,
+        RuleMode::MatchAny,
+        [&rule]
+    ));
+    let names: Vec<String> = (0..250).map(|i| format!("alarm-{i}")).collect();
+    let found = alarms.describe_alarms(&names).await.expect("described");
+    assert!(found.is_empty());
+    assert_eq!(rule.num_calls(), 3);
+}

@@ -1,0 +1,259 @@
+//! Table tests for the step scaling rules.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::domain::policy::{
+    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
+};
+use ecs_control::domain::scaling::{
+    choose, evaluate, percent_change, trigger_key, Breach, Choice, Clamp, Direction, Hold,
+    ScalingMemory, ServiceState,
+};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn step(lo: Option<f64>, hi: Option<f64>, adjustment: i64) -> StepAdjustment {
+    StepAdjustment {
+        metric_interval_lower_bound: lo,
+        metric_interval_upper_bound: hi,
+        scaling_adjustment: adjustment,
+    }
+}
+
+/// +1 for a breach in [0, 10), +3 from 10 up; bounds [2, 10]; cooldowns 60 s out, 300 s in.
+fn scale_out_policy() -> ScalingPolicy {
+    ScalingPolicy {
+        alarm: "cpu-high".into(),
+        target: ServiceRef::new("prod", "web"),
+        adjustment_type: AdjustmentType::ChangeInCapacity,
+        steps: vec![
+            step(Some(0.0), Some(10.0), 1),
+            step(Some(10.0), None, 3),
+        ],
+        min_adjustment_magnitude: None,
+        bounds: CapacityBounds { min: 2, max: 10 },
+        cooldowns: Cooldowns {
+            scale_out_seconds: 60,
+            scale_in_seconds: 300,
+        },
+    }
+}
+
+fn scale_in_policy() -> ScalingPolicy {
+    ScalingPolicy {
+        alarm: "cpu-low".into(),
+        steps: vec![step(None, Some(0.0), -1)],
+        ..scale_out_policy()
+    }
+}
+
+fn service(desired: u32) -> ServiceState {
+    ServiceState {
+        arn: "arn:aws:ecs:us-east-1:123456789012:service/prod/web".into(),
+        desired_count: desired,
+        running_count: desired,
+        pending_count: 0,
+        deployment_in_progress: false,
+        memory: ScalingMemory::default(),
+    }
+}
+
+fn breach(value: f64, threshold: f64) -> Breach {
+    Breach::Measured {
+        metric_value: value,
+        threshold,
+    }
+}
+
+#[test]
+fn step_is_chosen_by_breach_size() {
+    // (metric value, threshold 70, expected target from 4)
+    for (value, expected) in [(70.0, 5), (79.9, 5), (80.0, 7), (150.0, 7)] {
+        let e = evaluate(&scale_out_policy(), breach(value, 70.0), &service(4), now());
+        assert_eq!(e.target, Some(expected), "value {value}: {e:?}");
+        assert_eq!(e.direction, Some(Direction::Out));
+    }
+}
+
+#[test]
+fn a_breach_outside_every_step_holds() {
+    let e = evaluate(&scale_out_policy(), breach(60.0, 70.0), &service(4), now());
+    assert_eq!(e.held_by, Some(Hold::NoMatchingStep));
+    assert_eq!(e.target, None);
+    assert!(e.rule.contains("within no step"), "{}", e.rule);
+}
+
+#[test]
+fn unknown_breach_uses_the_step_nearest_the_threshold_and_says_so() {
+    let e = evaluate(
+        &scale_out_policy(),
+        Breach::Unknown {
+            why: "composite alarm".into(),
+        },
+        &service(4),
+        now(),
+    );
+    assert_eq!(e.target, Some(5));
+    assert!(e.rule.contains("breach unknown (composite alarm)"), "{}", e.rule);
+}
+
+#[test]
+fn result_is_clamped_to_max_and_min() {
+    let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(9), now());
+    assert_eq!((e.target, e.clamped_by), (Some(10), Some(Clamp::MaxCapacity)));
+
+    let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(10), now());
+    assert_eq!((e.target, e.held_by), (None, Some(Hold::AtMaxCapacity)));
+
+    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &service(2), now());
+    assert_eq!((e.target, e.held_by), (None, Some(Hold::AtMinCapacity)));
+}
+
+#[test]
+fn percent_change_rounds_toward_zero_and_honours_min_magnitude() {
+    // (base, percent, min magnitude, expected delta)
+    for (base, percent, min, expected) in [
+        (4, 25, None, 1),
+        (4, 25, Some(2), 2),
+        (10, 33, None, 3),
+        (10, -33, None, -3),
+        (3, 10, None, 0),
+        (3, 10, Some(1), 1),
+        (3, -10, Some(1), -1),
+        (200, 50, Some(5), 100),
+        (0, 100, Some(1), 1),
+    ] {
+        assert_eq!(
+            percent_change(base, percent, min),
+            expected,
+            "{percent}% of {base} with min {min:?}"
+        );
+    }
+}
+
+#[test]
+fn exact_capacity_sets_the_count() {
+    let policy = ScalingPolicy {
+        adjustment_type: AdjustmentType::ExactCapacity,
+        steps: vec![step(Some(0.0), None, 8)],
+        ..scale_out_policy()
+    };
+    let e = evaluate(&policy, breach(71.0, 70.0), &service(3), now());
+    assert_eq!(e.target, Some(8));
+    let e = evaluate(&policy, breach(71.0, 70.0), &service(8), now());
+    assert_eq!(e.held_by, Some(Hold::AlreadyAtTarget));
+}
+
+#[test]
+fn capacity_added_in_a_scale_out_cooldown_counts_toward_the_next_step() {
+    // +1 happened 30 s ago from 4 (now 5); a +3 step inside the cooldown adds 2 more.
+    let mut svc = service(5);
+    svc.memory = ScalingMemory {
+        last_scaled_at: Some(now() - TimeDelta::seconds(30)),
+        last_direction: Some(Direction::Out),
+        scale_out_base: Some(4),
+        ..ScalingMemory::default()
+    };
+    let e = evaluate(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
+    assert_eq!(e.computed_from, 4);
+    assert_eq!(e.target, Some(7));
+    assert!(e.within_scale_out_cooldown);
+
+    // The same +1 step inside the cooldown adds nothing.
+    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    assert_eq!((e.target, e.held_by), (None, Some(Hold::ScaleOutCooldown)));
+
+    // After the cooldown, +1 applies to the current count again.
+    svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(61));
+    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    assert_eq!((e.computed_from, e.target), (5, Some(6)));
+}
+
+#[test]
+fn a_top_up_inside_the_cooldown_keeps_its_start_and_base() {
+    let started = now() - TimeDelta::seconds(30);
+    let before = ScalingMemory {
+        last_scaled_at: Some(started),
+        last_direction: Some(Direction::Out),
+        scale_out_base: Some(4),
+        ..ScalingMemory::default()
+    };
+    let mut svc = service(5);
+    svc.memory = before.clone();
+    let e = evaluate(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
+    let after = before.after(&e, 5, "k", now());
+    assert_eq!(after.last_scaled_at, Some(started));
+    assert_eq!(after.scale_out_base, Some(4));
+    assert_eq!(after.last_target, Some(7));
+}
+
+#[test]
+fn scale_in_waits_out_its_cooldown_and_any_deployment() {
+    let mut svc = service(6);
+    svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(100));
+    svc.memory.last_direction = Some(Direction::Out);
+    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    assert_eq!(e.held_by, Some(Hold::ScaleInCooldown));
+
+    svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(301));
+    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    assert_eq!(e.target, Some(5));
+
+    svc.deployment_in_progress = true;
+    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    assert_eq!(e.held_by, Some(Hold::DeploymentInProgress));
+}
+
+#[test]
+fn scale_out_goes_ahead_during_a_scale_in_cooldown_and_a_deployment() {
+    let mut svc = service(4);
+    svc.deployment_in_progress = true;
+    svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(10));
+    svc.memory.last_direction = Some(Direction::In);
+    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    assert_eq!(e.target, Some(5));
+    assert!(!e.within_scale_out_cooldown);
+}
+
+#[test]
+fn scale_out_wins_and_scale_in_needs_everyone() {
+    let svc = service(6);
+    let mut old = svc.clone();
+    old.memory.last_scaled_at = Some(now() - TimeDelta::hours(1));
+    let out = evaluate(&scale_out_policy(), breach(75.0, 70.0), &old, now());
+    let big_out = evaluate(&scale_out_policy(), breach(95.0, 70.0), &old, now());
+    let scale_in = evaluate(&scale_in_policy(), breach(10.0, 30.0), &old, now());
+
+    assert_eq!(
+        choose(&[out.clone(), big_out, scale_in.clone()]),
+        Choice::Apply { index: 1 }
+    );
+    assert_eq!(choose(&[scale_in.clone()]), Choice::Apply { index: 0 });
+
+    // A scale-out held at max still vetoes a scale-in.
+    let mut at_max = old.clone();
+    at_max.desired_count = 10;
+    let held_out = evaluate(&scale_out_policy(), breach(75.0, 70.0), &at_max, now());
+    let wants_in = evaluate(&scale_in_policy(), breach(10.0, 30.0), &at_max, now());
+    assert_eq!(
+        choose(&[wants_in, held_out]),
+        Choice::ScaleInVetoed {
+            by_alarm: "cpu-high".into()
+        }
+    );
+    assert_eq!(choose(&[]), Choice::Nothing);
+}
+
+#[test]
+fn trigger_keys_fit_a_tag_and_stay_distinct() {
+    let short = "alarm:cpu-high@2026-11-21T10:00:00.000Z";
+    assert_eq!(trigger_key(short), short);
+    let a = format!("alarm:{}@1", "x".repeat(300));
+    let b = format!("alarm:{}@2", "x".repeat(300));
+    assert!(trigger_key(&a).len() <= 200);
+    assert_ne!(trigger_key(&a), trigger_key(&b));
+    assert_eq!(trigger_key(&a), trigger_key(&a));
+}
