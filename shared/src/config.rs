@@ -242,8 +242,14 @@ fn validate_steps(
     for (j, step) in steps.iter().enumerate() {
         let at = |name: &str| format!("{field}[{j}].{name}");
         for (name, bound) in [
-            ("metric_interval_lower_bound", step.metric_interval_lower_bound),
-            ("metric_interval_upper_bound", step.metric_interval_upper_bound),
+            (
+                "metric_interval_lower_bound",
+                step.metric_interval_lower_bound,
+            ),
+            (
+                "metric_interval_upper_bound",
+                step.metric_interval_upper_bound,
+            ),
         ] {
             if bound.is_some_and(|b| !b.is_finite()) {
                 return Err(ConfigError::new(at(name), "must be a finite number"));

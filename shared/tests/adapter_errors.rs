@@ -1,6 +1,8 @@
 //! How the AWS adapters classify failures: throttling and 5xx are retryable,
 //! missing resources are not found, the rest is rejected.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
 use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceError;
@@ -123,8 +125,18 @@ async fn service_state_reads_counts_deployment_and_memory() {
                             .rollout_state(DeploymentRolloutState::Completed)
                             .build(),
                     )
-                    .tags(Tag::builder().key(tag_keys::LAST_DIRECTION).value("out").build())
-                    .tags(Tag::builder().key(tag_keys::SCALE_OUT_BASE).value("2").build())
+                    .tags(
+                        Tag::builder()
+                            .key(tag_keys::LAST_DIRECTION)
+                            .value("out")
+                            .build(),
+                    )
+                    .tags(
+                        Tag::builder()
+                            .key(tag_keys::SCALE_OUT_BASE)
+                            .value("2")
+                            .build(),
+                    )
                     .build(),
             )
             .build()
@@ -132,7 +144,11 @@ async fn service_state_reads_counts_deployment_and_memory() {
     let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
     let state = ecs.describe_service(&web()).await.expect("state");
     assert_eq!(
-        (state.desired_count, state.running_count, state.pending_count),
+        (
+            state.desired_count,
+            state.running_count,
+            state.pending_count
+        ),
         (4, 3, 1)
     );
     assert!(!state.deployment_in_progress);

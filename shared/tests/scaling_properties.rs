@@ -1,5 +1,7 @@
 //! Invariants of the scaling decision, over generated policies and services.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
@@ -78,7 +80,10 @@ prop_compose! {
 
 fn breach() -> impl Strategy<Value = Breach> {
     prop_oneof![
-        (-200.0f64..200.0).prop_map(|v| Breach::Measured { metric_value: v, threshold: 0.0 }),
+        (-200.0f64..200.0).prop_map(|v| Breach::Measured {
+            metric_value: v,
+            threshold: 0.0
+        }),
         Just(Breach::Unknown { why: "test".into() }),
     ]
 }

@@ -1,5 +1,7 @@
 //! Table tests for the step scaling rules.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
@@ -29,10 +31,7 @@ fn scale_out_policy() -> ScalingPolicy {
         alarm: "cpu-high".into(),
         target: ServiceRef::new("prod", "web"),
         adjustment_type: AdjustmentType::ChangeInCapacity,
-        steps: vec![
-            step(Some(0.0), Some(10.0), 1),
-            step(Some(10.0), None, 3),
-        ],
+        steps: vec![step(Some(0.0), Some(10.0), 1), step(Some(10.0), None, 3)],
         min_adjustment_magnitude: None,
         bounds: CapacityBounds { min: 2, max: 10 },
         cooldowns: Cooldowns {
@@ -97,13 +96,20 @@ fn unknown_breach_uses_the_step_nearest_the_threshold_and_says_so() {
         now(),
     );
     assert_eq!(e.target, Some(5));
-    assert!(e.rule.contains("breach unknown (composite alarm)"), "{}", e.rule);
+    assert!(
+        e.rule.contains("breach unknown (composite alarm)"),
+        "{}",
+        e.rule
+    );
 }
 
 #[test]
 fn result_is_clamped_to_max_and_min() {
     let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(9), now());
-    assert_eq!((e.target, e.clamped_by), (Some(10), Some(Clamp::MaxCapacity)));
+    assert_eq!(
+        (e.target, e.clamped_by),
+        (Some(10), Some(Clamp::MaxCapacity))
+    );
 
     let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(10), now());
     assert_eq!((e.target, e.held_by), (None, Some(Hold::AtMaxCapacity)));
@@ -228,10 +234,13 @@ fn scale_out_wins_and_scale_in_needs_everyone() {
     let scale_in = evaluate(&scale_in_policy(), breach(10.0, 30.0), &old, now());
 
     assert_eq!(
-        choose(&[out.clone(), big_out, scale_in.clone()]),
+        choose(&[out, big_out, scale_in.clone()]),
         Choice::Apply { index: 1 }
     );
-    assert_eq!(choose(&[scale_in.clone()]), Choice::Apply { index: 0 });
+    assert_eq!(
+        choose(std::slice::from_ref(&scale_in)),
+        Choice::Apply { index: 0 }
+    );
 
     // A scale-out held at max still vetoes a scale-in.
     let mut at_max = old.clone();

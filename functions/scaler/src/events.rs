@@ -161,9 +161,17 @@ fn parse_sns(payload: Value) -> Result<Trigger, MalformedEvent> {
         let message = record
             .pointer("/Sns/Message")
             .and_then(Value::as_str)
-            .ok_or_else(|| MalformedEvent(format!("SNS event: Records[{i}].Sns.Message is not a string")))?;
-        let parsed: SnsAlarmMessage = serde_json::from_str(message)
-            .map_err(|e| malformed(&format!("SNS event: Records[{i}].Sns.Message is not a CloudWatch alarm"), e))?;
+            .ok_or_else(|| {
+                MalformedEvent(format!(
+                    "SNS event: Records[{i}].Sns.Message is not a string"
+                ))
+            })?;
+        let parsed: SnsAlarmMessage = serde_json::from_str(message).map_err(|e| {
+            malformed(
+                &format!("SNS event: Records[{i}].Sns.Message is not a CloudWatch alarm"),
+                e,
+            )
+        })?;
         notices.push(AlarmNotice {
             source: AlarmSource::Sns,
             state: state_of(&parsed.alarm_name, &parsed.new_state_value)?,
@@ -195,7 +203,10 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
             }
         )));
     };
-    let dry_run = object.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let dry_run = object
+        .get("dry_run")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
 
     let trigger = if object.contains_key("Records") {
         parse_sns(payload)?
@@ -207,7 +218,10 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
         let event: CloudWatchAlarm<Value, Value> =
             serde_json::from_value(payload).map_err(|e| malformed("alarm action payload", e))?;
         Trigger::AlarmChange {
-            notices: vec![notice_from_alarm_data(AlarmSource::AlarmAction, event.alarm_data)?],
+            notices: vec![notice_from_alarm_data(
+                AlarmSource::AlarmAction,
+                event.alarm_data,
+            )?],
         }
     } else if let Some(detail_type) = object.get("detail-type").and_then(Value::as_str) {
         match detail_type {
@@ -242,7 +256,6 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
              or a manual command (command)"
         )));
     };
-    let dry_run = dry_run
-        || matches!(&trigger, Trigger::Manual { command } if command.dry_run);
+    let dry_run = dry_run || matches!(&trigger, Trigger::Manual { command } if command.dry_run);
     Ok(Invocation { trigger, dry_run })
 }

@@ -6,8 +6,7 @@ use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{breach_from_reason_data, AlarmState, AlarmStatus};
 use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::{
-    adjusted, choose, clamp, evaluate, trigger_key, Choice, Clamp, PolicyEvaluation,
-    ServiceState,
+    adjusted, choose, clamp, evaluate, trigger_key, Choice, Clamp, PolicyEvaluation, ServiceState,
 };
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use lambda_runtime::Diagnostic;
@@ -155,6 +154,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         }
     }
 
+    /// The ports, for inspection.
+    pub fn ports(&self) -> (&E, &A) {
+        (&self.ecs, &self.alarms)
+    }
+
     /// Handles one invocation and logs its decision record as one line.
     ///
     /// # Errors
@@ -207,7 +211,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             services: Vec::new(),
         };
         let result = match &trigger {
-            Trigger::AlarmChange { notices } => self.on_alarm_change(notices, &mut record, now).await,
+            Trigger::AlarmChange { notices } => {
+                self.on_alarm_change(notices, &mut record, now).await
+            }
             Trigger::Recheck { .. } => self.on_recheck(&mut record, now).await,
             Trigger::Manual { command } => self.on_manual(command, &mut record, now).await,
         };
@@ -228,7 +234,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                     "alarm {} went to {:?}: only ALARM acts",
                     notice.alarm, notice.state
                 ));
-            } else if self.config.policies_for_alarm(&notice.alarm).next().is_none() {
+            } else if self
+                .config
+                .policies_for_alarm(&notice.alarm)
+                .next()
+                .is_none()
+            {
                 ignored.push(format!("no policy names alarm {}", notice.alarm));
             } else {
                 acting.push(notice);
@@ -283,7 +294,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .config
             .policies
             .iter()
-            .filter(|p| statuses.get(&p.alarm).is_some_and(|s| s.state == AlarmState::Alarm))
+            .filter(|p| {
+                statuses
+                    .get(&p.alarm)
+                    .is_some_and(|s| s.state == AlarmState::Alarm)
+            })
             .map(|p| p.target.clone())
             .collect();
         if services.is_empty() {
@@ -307,7 +322,10 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         self.describe(&names).await
     }
 
-    async fn describe(&self, names: &[String]) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
+    async fn describe(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
         let found = self.alarms.describe_alarms(names).await?;
         Ok(found.into_iter().map(|s| (s.name.clone(), s)).collect())
     }
@@ -400,7 +418,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             }
             Choice::ScaleInVetoed { by_alarm } => {
                 decision.reason =
-                    format!("scale-in vetoed: alarm {by_alarm} wants this service to scale out");
+                    format!("scale-in vetoed: alarm {by_alarm} wants this service kept at or above its count");
                 return Ok(());
             }
         };
@@ -492,7 +510,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 None => format!("manual ({why}): {proposed} asked"),
             };
             if target == state.desired_count {
-                decision.reason.push_str("; the desired count already equals it");
+                decision
+                    .reason
+                    .push_str("; the desired count already equals it");
                 return Ok(());
             }
             decision.after = Some(target);
@@ -500,8 +520,15 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 state
                     .memory
                     .after_manual(state.desired_count, target, &record.trigger_key, now);
-            self.apply(&service, &state, target, &memory, record.dry_run, &mut decision)
-                .await
+            self.apply(
+                &service,
+                &state,
+                target,
+                &memory,
+                record.dry_run,
+                &mut decision,
+            )
+            .await
         }
         .await;
         if let Err(e) = &outcome {

@@ -53,13 +53,19 @@ pub struct StepAdjustment {
 
 impl StepAdjustment {
     pub fn contains(&self, breach: f64) -> bool {
-        self.metric_interval_lower_bound.is_none_or(|lo| breach >= lo)
-            && self.metric_interval_upper_bound.is_none_or(|hi| breach < hi)
+        self.metric_interval_lower_bound
+            .is_none_or(|lo| breach >= lo)
+            && self
+                .metric_interval_upper_bound
+                .is_none_or(|hi| breach < hi)
     }
 
     /// How far the interval lies from the threshold (0 when it touches it).
     pub fn distance_from_threshold(&self) -> f64 {
-        match (self.metric_interval_lower_bound, self.metric_interval_upper_bound) {
+        match (
+            self.metric_interval_lower_bound,
+            self.metric_interval_upper_bound,
+        ) {
             (Some(lo), _) if lo > 0.0 => lo,
             (_, Some(hi)) if hi < 0.0 => -hi,
             _ => 0.0,

@@ -348,12 +348,13 @@ pub enum Choice {
     Apply { index: usize },
     /// Nothing to do: every policy holds.
     Nothing,
-    /// A policy wants to scale in, but another policy for the service wants out.
+    /// A policy wants to scale in, but another wants out or wants the current count.
     ScaleInVetoed { by_alarm: String },
 }
 
 /// Scale out if any policy says so (to the highest target); scale in only if no
-/// policy wants out, and then by the least (to the highest target).
+/// policy wants out or wants the count as it is, and then by the least (to the
+/// highest target).
 pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
     let best = |direction: Direction| {
         evaluations
@@ -368,10 +369,10 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
         return Choice::Apply { index };
     }
     if let Some(index) = best(Direction::In) {
-        if let Some(out) = evaluations
-            .iter()
-            .find(|e| e.direction == Some(Direction::Out))
-        {
+        // A policy that wants out, or wants exactly the current count, disagrees.
+        if let Some(out) = evaluations.iter().find(|e| {
+            e.direction == Some(Direction::Out) || e.held_by == Some(Hold::AlreadyAtTarget)
+        }) {
             return Choice::ScaleInVetoed {
                 by_alarm: out.alarm.clone(),
             };

@@ -1,0 +1,662 @@
+//! The scaler's handler against fakes of its ports, fed by the samples in `events/`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::config::ScalerConfig;
+use ecs_control::domain::alarm::{AlarmState, AlarmStatus};
+use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::scaling::{Hold, ScalingMemory, ServiceState};
+use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
+use lambda_runtime::Diagnostic;
+use scaler::events::{parse, Trigger};
+use scaler::handler::{Action, Scaler, ScalerError};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const POLICIES: &str = include_str!("../../../infra/scaler-policies.json");
+const CPU_HIGH_REASON: &str = r#"{"version":"1.0","statistic":"Average","period":60,"recentDatapoints":[93.5],"threshold":70.0,"evaluatedDatapoints":[{"timestamp":"2026-11-21T10:01:00.000+0000","sampleCount":3.0,"value":93.5}]}"#;
+const CPU_LOW_REASON: &str = r#"{"version":"1.0","recentDatapoints":[12.0],"threshold":20.0}"#;
+
+fn sample(name: &str) -> Value {
+    let path = format!(
+        "{}/../../events/scaler/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 10, 3, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn web() -> ServiceRef {
+    ServiceRef::new("demo", "web")
+}
+
+/// ECS in memory, with failures that can be queued per operation.
+#[derive(Default)]
+struct FakeEcs {
+    services: Mutex<HashMap<ServiceRef, ServiceState>>,
+    failures: Mutex<HashMap<&'static str, Vec<PortError>>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeEcs {
+    fn with_service(service: ServiceRef, desired: u32) -> Self {
+        let fake = Self::default();
+        fake.add(service, desired);
+        fake
+    }
+
+    fn add(&self, service: ServiceRef, desired: u32) {
+        let state = ServiceState {
+            arn: format!("arn:aws:ecs:us-east-1:123456789012:service/{service}"),
+            desired_count: desired,
+            running_count: desired,
+            pending_count: 0,
+            deployment_in_progress: false,
+            memory: ScalingMemory::default(),
+        };
+        self.services.lock().expect("lock").insert(service, state);
+    }
+
+    fn desired(&self, service: &ServiceRef) -> u32 {
+        self.services.lock().expect("lock")[service].desired_count
+    }
+
+    fn update(&self, service: &ServiceRef, change: impl FnOnce(&mut ServiceState)) {
+        change(
+            self.services
+                .lock()
+                .expect("lock")
+                .get_mut(service)
+                .expect("service"),
+        );
+    }
+
+    fn fail_next(&self, operation: &'static str, kind: FailureKind) {
+        self.failures
+            .lock()
+            .expect("lock")
+            .entry(operation)
+            .or_default()
+            .push(PortError::new(kind, operation, "injected"));
+    }
+
+    fn take_failure(&self, operation: &'static str) -> Result<(), PortError> {
+        match self
+            .failures
+            .lock()
+            .expect("lock")
+            .get_mut(operation)
+            .and_then(Vec::pop)
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| !c.starts_with("describe"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl EcsServices for FakeEcs {
+    async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("describe {service}"));
+        self.take_failure("ecs:DescribeServices")?;
+        self.services
+            .lock()
+            .expect("lock")
+            .get(service)
+            .cloned()
+            .ok_or_else(|| {
+                PortError::new(
+                    FailureKind::NotFound,
+                    "ecs:DescribeServices",
+                    format!("service {service}: MISSING"),
+                )
+            })
+    }
+
+    async fn remember(&self, service_arn: &str, memory: &ScalingMemory) -> Result<(), PortError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("tag {service_arn}"));
+        self.take_failure("ecs:TagResource")?;
+        let mut services = self.services.lock().expect("lock");
+        let state = services
+            .values_mut()
+            .find(|s| s.arn == service_arn)
+            .expect("known arn");
+        state.memory = memory.clone();
+        Ok(())
+    }
+
+    async fn set_desired_count(&self, service: &ServiceRef, desired: u32) -> Result<(), PortError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("update {service} {desired}"));
+        self.take_failure("ecs:UpdateService")?;
+        self.update(service, |s| s.desired_count = desired);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeAlarms {
+    alarms: Mutex<HashMap<String, AlarmStatus>>,
+}
+
+impl FakeAlarms {
+    fn set(&self, name: &str, state: AlarmState, reason_data: Option<&str>) {
+        self.alarms.lock().expect("lock").insert(
+            name.to_string(),
+            AlarmStatus {
+                name: name.to_string(),
+                state,
+                state_updated_at: Some(now()),
+                reason_data: reason_data.map(str::to_string),
+            },
+        );
+    }
+
+    fn all_ok() -> Self {
+        let fake = Self::default();
+        for name in ["web-cpu-high", "web-cpu-low", "web-under-pressure"] {
+            fake.set(name, AlarmState::Ok, None);
+        }
+        fake
+    }
+}
+
+impl AlarmStates for FakeAlarms {
+    async fn describe_alarms(&self, names: &[String]) -> Result<Vec<AlarmStatus>, PortError> {
+        let alarms = self.alarms.lock().expect("lock");
+        Ok(names
+            .iter()
+            .filter_map(|n| alarms.get(n).cloned())
+            .collect())
+    }
+}
+
+fn scaler(ecs: FakeEcs, alarms: FakeAlarms) -> Scaler<FakeEcs, FakeAlarms> {
+    Scaler::new(
+        ScalerConfig::parse(POLICIES).expect("policies"),
+        ecs,
+        alarms,
+        false,
+    )
+}
+
+fn cpu_high_scaler(desired: u32) -> Scaler<FakeEcs, FakeAlarms> {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    scaler(FakeEcs::with_service(web(), desired), alarms)
+}
+
+fn diagnostic(err: ScalerError) -> Diagnostic {
+    Diagnostic::from(err)
+}
+
+#[test]
+fn every_sample_is_told_apart_by_shape() {
+    for (name, kind) in [
+        ("alarm-state-change", "alarm_change"),
+        ("alarm-state-change-ok", "alarm_change"),
+        ("composite-alarm-state-change", "alarm_change"),
+        ("alarm-action", "alarm_change"),
+        ("alarm-sns", "alarm_change"),
+        ("recheck-schedule", "recheck"),
+        ("manual-set-desired-count", "manual"),
+        ("manual-apply-step-dry-run", "manual"),
+    ] {
+        let invocation = parse(sample(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json = serde_json::to_value(&invocation.trigger).expect("serialises");
+        assert_eq!(json["kind"], kind, "{name}");
+    }
+    assert!(
+        parse(sample("manual-apply-step-dry-run"))
+            .expect("parses")
+            .dry_run
+    );
+}
+
+#[test]
+fn the_same_state_change_has_one_key_whatever_carried_it() {
+    let keys: Vec<String> = ["alarm-state-change", "alarm-action", "alarm-sns"]
+        .into_iter()
+        .map(|name| match parse(sample(name)).expect("parses").trigger {
+            Trigger::AlarmChange { notices } => notices[0].key(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys[0], "alarm:web-cpu-high@2026-11-21T10:02:40.991Z");
+    assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+}
+
+#[tokio::test]
+async fn an_alarm_scales_out_by_the_step_its_breach_selects() {
+    let s = cpu_high_scaler(4);
+    let record = s
+        .handle(sample("alarm-state-change"), "req-1", now())
+        .await
+        .expect("handled");
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled);
+    // 93.5 against 70 is a breach of 23.5: the [15, +inf) step, +3.
+    assert_eq!((decision.before, decision.after), (Some(4), Some(7)));
+    assert!(
+        decision.reason.contains("[15, +inf) +3"),
+        "{}",
+        decision.reason
+    );
+    assert_eq!(
+        decision.calls,
+        [
+            "ecs:DescribeServices",
+            "ecs:TagResource",
+            "ecs:UpdateService"
+        ]
+    );
+    let json = serde_json::to_value(&record).expect("record serialises");
+    assert_eq!(
+        json["services"][0]["evaluations"][0]["breach"]["metric_value"],
+        93.5
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_by_any_route_is_a_no_op() {
+    let s = cpu_high_scaler(4);
+    s.handle(sample("alarm-state-change"), "req-1", now())
+        .await
+        .expect("first");
+    for (name, request) in [
+        ("alarm-state-change", "req-2"),
+        ("alarm-action", "req-3"),
+        ("alarm-sns", "req-4"),
+    ] {
+        let later = now() + TimeDelta::hours(1);
+        let record = s.handle(sample(name), request, later).await.expect(name);
+        assert_eq!(record.services[0].action, Action::Duplicate, "{name}");
+    }
+    assert_eq!(s_desired(&s), 7);
+}
+
+fn s_desired(s: &Scaler<FakeEcs, FakeAlarms>) -> u32 {
+    s_ecs(s).desired(&web())
+}
+
+fn s_ecs(s: &Scaler<FakeEcs, FakeAlarms>) -> &FakeEcs {
+    s.ports().0
+}
+
+#[tokio::test]
+async fn ok_and_insufficient_data_do_not_act() {
+    let s = cpu_high_scaler(4);
+    let record = s
+        .handle(sample("alarm-state-change-ok"), "req-1", now())
+        .await
+        .expect("handled");
+    assert!(
+        record
+            .ignored
+            .as_deref()
+            .is_some_and(|r| r.contains("only ALARM acts")),
+        "{:?}",
+        record.ignored
+    );
+    assert!(record.services.is_empty());
+    assert!(s_ecs(&s).writes().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_alarm_is_ignored_with_a_reason() {
+    let s = cpu_high_scaler(4);
+    let mut event = sample("alarm-state-change");
+    event["detail"]["alarmName"] = "billing-alarm".into();
+    let record = s.handle(event, "req-1", now()).await.expect("not an error");
+    assert_eq!(
+        record.ignored.as_deref(),
+        Some("no policy names alarm billing-alarm")
+    );
+    assert!(s_ecs(&s).writes().is_empty());
+}
+
+#[tokio::test]
+async fn a_late_alarm_event_for_an_alarm_now_ok_is_stale() {
+    let alarms = FakeAlarms::all_ok();
+    let s = scaler(FakeEcs::with_service(web(), 4), alarms);
+    let record = s
+        .handle(sample("alarm-state-change"), "req-1", now())
+        .await
+        .expect("handled");
+    assert!(
+        record
+            .ignored
+            .as_deref()
+            .is_some_and(|r| r.contains("stale")),
+        "{:?}",
+        record.ignored
+    );
+    assert_eq!(s_desired(&s), 4);
+}
+
+#[tokio::test]
+async fn a_composite_alarm_without_datapoints_uses_the_nearest_step() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set(
+        "web-under-pressure",
+        AlarmState::Alarm,
+        Some(r#"{"triggeringAlarms":[]}"#),
+    );
+    let s = scaler(FakeEcs::with_service(web(), 3), alarms);
+    let record = s
+        .handle(sample("composite-alarm-state-change"), "req-1", now())
+        .await
+        .expect("handled");
+    let decision = &record.services[0];
+    assert_eq!(decision.after, Some(8));
+    assert!(
+        decision.reason.contains("breach unknown"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[tokio::test]
+async fn the_recheck_keeps_scaling_a_sustained_alarm_after_each_cooldown() {
+    let s = cpu_high_scaler(2);
+    let tick = |id: &str| {
+        let mut event = sample("recheck-schedule");
+        event["id"] = id.into();
+        event
+    };
+    let r1 = s.handle(tick("t1"), "r1", now()).await.expect("t1");
+    assert_eq!(r1.services[0].after, Some(5));
+    // Inside the 60 s scale-out cooldown the same step adds nothing more.
+    let r2 = s
+        .handle(tick("t2"), "r2", now() + TimeDelta::seconds(30))
+        .await
+        .expect("t2");
+    assert_eq!(r2.services[0].action, Action::Held);
+    assert_eq!(
+        r2.services[0].evaluations[0].held_by,
+        Some(Hold::ScaleOutCooldown)
+    );
+    let r3 = s
+        .handle(tick("t3"), "r3", now() + TimeDelta::seconds(61))
+        .await
+        .expect("t3");
+    assert_eq!(
+        (r3.services[0].before, r3.services[0].after),
+        (Some(5), Some(8))
+    );
+    // Max capacity is 10.
+    let r4 = s
+        .handle(tick("t4"), "r4", now() + TimeDelta::seconds(122))
+        .await
+        .expect("t4");
+    assert_eq!(r4.services[0].after, Some(10));
+    let r5 = s
+        .handle(tick("t5"), "r5", now() + TimeDelta::seconds(183))
+        .await
+        .expect("t5");
+    assert_eq!(
+        r5.services[0].evaluations[0].held_by,
+        Some(Hold::AtMaxCapacity)
+    );
+    assert_eq!(s_desired(&s), 10);
+}
+
+#[tokio::test]
+async fn a_recheck_with_nothing_in_alarm_does_nothing() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    let record = s
+        .handle(sample("recheck-schedule"), "r", now())
+        .await
+        .expect("handled");
+    assert!(record.services.is_empty());
+    assert!(record.ignored.is_some());
+    assert_eq!(record.alarms_checked.len(), 3);
+}
+
+#[tokio::test]
+async fn scale_in_is_vetoed_while_a_scale_out_alarm_is_in_alarm() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    alarms.set("web-under-pressure", AlarmState::Alarm, None);
+    let ecs = FakeEcs::with_service(web(), 8);
+    let s = scaler(ecs, alarms);
+    let record = s
+        .handle(sample("recheck-schedule"), "r", now())
+        .await
+        .expect("handled");
+    assert!(
+        record.services[0].reason.contains("scale-in vetoed"),
+        "{}",
+        record.services[0].reason
+    );
+    assert_eq!(s_desired(&s), 8);
+}
+
+#[tokio::test]
+async fn scale_in_waits_for_the_deployment_to_finish() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    let ecs = FakeEcs::with_service(web(), 8);
+    ecs.update(&web(), |s| s.deployment_in_progress = true);
+    let s = scaler(ecs, alarms);
+    let record = s
+        .handle(sample("recheck-schedule"), "r", now())
+        .await
+        .expect("handled");
+    assert_eq!(
+        record.services[0].evaluations[0].held_by,
+        Some(Hold::DeploymentInProgress)
+    );
+    s_ecs(&s).update(&web(), |s| s.deployment_in_progress = false);
+    let mut next = sample("recheck-schedule");
+    next["id"] = "next".into();
+    let record = s.handle(next, "r2", now()).await.expect("handled");
+    // -25% of 8 is -2.
+    assert_eq!(record.services[0].after, Some(6));
+}
+
+#[tokio::test]
+async fn manual_set_is_bounded_and_idempotent() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    let record = s
+        .handle(sample("manual-set-desired-count"), "req-1", now())
+        .await
+        .expect("handled");
+    assert_eq!(record.services[0].after, Some(6));
+    let again = s
+        .handle(sample("manual-set-desired-count"), "req-2", now())
+        .await
+        .expect("handled");
+    assert_eq!(again.services[0].action, Action::Duplicate);
+
+    let mut too_many = sample("manual-set-desired-count");
+    too_many["desired_count"] = 50.into();
+    too_many["request_id"] = "other".into();
+    let record = s.handle(too_many, "req-3", now()).await.expect("handled");
+    assert_eq!(record.services[0].after, Some(10));
+    assert!(record.services[0].reason.contains("max_capacity 10"));
+}
+
+#[tokio::test]
+async fn a_dry_run_decides_and_changes_nothing() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    let record = s
+        .handle(sample("manual-apply-step-dry-run"), "req-1", now())
+        .await
+        .expect("handled");
+    assert!(record.dry_run);
+    assert_eq!(record.services[0].action, Action::WouldScale);
+    assert_eq!(record.services[0].after, Some(6));
+    assert_eq!(s_desired(&s), 4);
+    assert!(s_ecs(&s).writes().is_empty());
+}
+
+#[tokio::test]
+async fn shadow_mode_makes_every_invocation_a_dry_run() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    let s = Scaler::new(
+        ScalerConfig::parse(POLICIES).expect("policies"),
+        FakeEcs::with_service(web(), 4),
+        alarms,
+        true,
+    );
+    let record = s
+        .handle(sample("alarm-state-change"), "req-1", now())
+        .await
+        .expect("handled");
+    assert_eq!(record.services[0].action, Action::WouldScale);
+    assert!(s_ecs(&s).writes().is_empty());
+}
+
+#[tokio::test]
+async fn manual_commands_for_unmanaged_services_are_rejected() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    let mut command = sample("manual-set-desired-count");
+    command["service"] = "payments".into();
+    let err = s
+        .handle(command, "req-1", now())
+        .await
+        .expect_err("rejected");
+    assert!(!err.is_retryable());
+    assert_eq!(diagnostic(err).error_type, "NonRetryable.RejectedCommand");
+}
+
+#[tokio::test]
+async fn malformed_events_are_clear_non_retryable_errors() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    for (payload, needle) in [
+        (sample("unsupported-service-action"), "ECS Service Action"),
+        (serde_json::json!({"hello": "world"}), "unrecognised event"),
+        (serde_json::json!([1, 2]), "expected a JSON object"),
+        (
+            serde_json::json!({"Records": [{"Sns": {"Message": "{\"not\": \"an alarm\"}"}}]}),
+            "Records[0].Sns.Message",
+        ),
+        (
+            serde_json::json!({"command": "reboot", "cluster": "demo", "service": "web"}),
+            "manual command",
+        ),
+    ] {
+        let err = s.handle(payload, "r", now()).await.expect_err(needle);
+        assert!(err.to_string().contains(needle), "{err}");
+        assert_eq!(diagnostic(err).error_type, "NonRetryable.MalformedEvent");
+    }
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_and_a_missing_service_is_not() {
+    let s = cpu_high_scaler(4);
+    s_ecs(&s).fail_next("ecs:DescribeServices", FailureKind::Retryable);
+    let err = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect_err("throttled");
+    assert_eq!(diagnostic(err).error_type, "Retryable.AwsUnavailable");
+
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    let s = scaler(FakeEcs::default(), alarms);
+    let err = s
+        .handle(sample("alarm-state-change"), "r2", now())
+        .await
+        .expect_err("missing");
+    assert_eq!(diagnostic(err).error_type, "NonRetryable.ResourceNotFound");
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_failure_finishes_without_redoing() {
+    // Two services behind one alarm; the second one's update is throttled once.
+    let policies = POLICIES.replace(
+        r#""alarm": "web-under-pressure",
+      "cluster": "demo",
+      "service": "web""#,
+        r#""alarm": "web-cpu-high",
+      "cluster": "demo",
+      "service": "api""#,
+    );
+    let config = ScalerConfig::parse(&policies).expect("policies");
+    let api = ServiceRef::new("demo", "api");
+    let ecs = FakeEcs::with_service(web(), 4);
+    ecs.add(api.clone(), 3);
+    ecs.fail_next("ecs:DescribeServices", FailureKind::Retryable);
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    let s = Scaler::new(config, ecs, alarms, false);
+
+    let err = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect_err("partial");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("1 of 2 services failed"), "{err}");
+    let web_after_first = s_ecs(&s).desired(&web());
+    let api_after_first = s_ecs(&s).desired(&api);
+    assert_eq!(
+        web_after_first + api_after_first,
+        7 + 3,
+        "only one service moved"
+    );
+
+    let record = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("retry succeeds");
+    let actions: Vec<Action> = record.services.iter().map(|d| d.action).collect();
+    assert!(actions.contains(&Action::Duplicate) && actions.contains(&Action::Scaled));
+    // ExactCapacity 8 for api, +3 for web.
+    assert_eq!(s_ecs(&s).desired(&web()), 7);
+    assert_eq!(s_ecs(&s).desired(&api), 8);
+}
+
+#[tokio::test]
+async fn an_interrupted_scale_out_is_completed_by_the_next_recheck() {
+    let s = cpu_high_scaler(4);
+    s_ecs(&s).fail_next("ecs:UpdateService", FailureKind::Retryable);
+    s.handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect_err("update failed");
+    assert_eq!(s_desired(&s), 4);
+    // The retry of the same event is a duplicate: no double scaling...
+    let retry = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("retry");
+    assert_eq!(retry.services[0].action, Action::Duplicate);
+    // ...and the re-check inside the cooldown computes from the recorded base.
+    let record = s
+        .handle(
+            sample("recheck-schedule"),
+            "r2",
+            now() + TimeDelta::seconds(20),
+        )
+        .await
+        .expect("recheck");
+    assert_eq!(record.services[0].action, Action::Scaled);
+    assert_eq!(s_desired(&s), 7);
+}

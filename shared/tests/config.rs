@@ -1,0 +1,127 @@
+//! Policy documents: the shipped example parses; every mistake names its field.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use ecs_control::config::ScalerConfig;
+use ecs_control::domain::policy::{AdjustmentType, ServiceRef};
+
+const EXAMPLE: &str = include_str!("../../infra/scaler-policies.json");
+
+#[test]
+fn the_shipped_example_parses() {
+    let config = ScalerConfig::parse(EXAMPLE).expect("example parses");
+    assert_eq!(config.policies.len(), 3);
+    let web = ServiceRef::new("demo", "web");
+    assert_eq!(config.policies_for_service(&web).count(), 3);
+    assert_eq!(
+        config.alarm_names(),
+        ["web-cpu-high", "web-cpu-low", "web-under-pressure"]
+    );
+    let exact = config
+        .policies_for_alarm("web-under-pressure")
+        .next()
+        .expect("policy");
+    assert_eq!(exact.adjustment_type, AdjustmentType::ExactCapacity);
+    assert_eq!(exact.cooldowns.scale_out_seconds, 300, "default cooldown");
+}
+
+fn policy(overrides: &str) -> String {
+    let base = r#""alarm": "a", "cluster": "c", "service": "s", "adjustment_type": "ChangeInCapacity",
+        "steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 1}],
+        "min_capacity": 1, "max_capacity": 5"#;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&format!("{{{base}}}")).expect("base");
+    let extra: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&format!("{{{overrides}}}")).expect("overrides");
+    fields.extend(extra);
+    serde_json::Value::Object(fields).to_string()
+}
+
+#[test]
+fn every_mistake_names_its_field() {
+    let cases = [
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(r#""min_capacity": "two""#)
+            ),
+            "policies[0].min_capacity",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(r#""adjustment_type": "Double""#)
+            ),
+            "policies[0].adjustment_type",
+        ),
+        (
+            format!(r#"{{"policies": [{}]}}"#, policy(r#""max_capacity": 0"#)),
+            "policies[0].max_capacity",
+        ),
+        (
+            format!(r#"{{"policies": [{}]}}"#, policy(r#""alarm": " ""#)),
+            "policies[0].alarm",
+        ),
+        (
+            format!(r#"{{"policies": [{}]}}"#, policy(r#""steps": []"#)),
+            "policies[0].steps",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(
+                    r#""steps": [{"metric_interval_lower_bound": 0, "metric_interval_upper_bound": 10, "scaling_adjustment": 1},
+                                 {"metric_interval_lower_bound": 5, "scaling_adjustment": 2}]"#
+                )
+            ),
+            "policies[0].steps[1]",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(
+                    r#""steps": [{"metric_interval_lower_bound": 3, "metric_interval_upper_bound": 1, "scaling_adjustment": 1}]"#
+                )
+            ),
+            "policies[0].steps[0].metric_interval_upper_bound",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(r#""min_adjustment_magnitude": 2"#)
+            ),
+            "policies[0].min_adjustment_magnitude",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(
+                    r#""steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 1, "cooldown": 5}]"#
+                )
+            ),
+            "policies[0].steps[0].cooldown",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}, {}]}}"#,
+                policy(""),
+                policy(r#""alarm": "b", "max_capacity": 9"#)
+            ),
+            "policies[1].min_capacity",
+        ),
+        (
+            format!(r#"{{"policies": [{}, {}]}}"#, policy(""), policy("")),
+            "policies[1].alarm",
+        ),
+        (r#"{"policy": []}"#.to_string(), "policy"),
+        ("not json".to_string(), "policy document"),
+    ];
+    for (document, field) in cases {
+        let err = ScalerConfig::parse(&document).expect_err(&document);
+        assert_eq!(err.field, field, "{err} for {document}");
+        assert!(
+            err.to_string().starts_with("invalid configuration: "),
+            "{err}"
+        );
+    }
+}
