@@ -231,8 +231,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         for notice in notices {
             if notice.state != AlarmState::Alarm {
                 ignored.push(format!(
-                    "alarm {} went to {:?}: only ALARM acts",
-                    notice.alarm, notice.state
+                    "alarm {} went to {}: only ALARM acts",
+                    notice.alarm,
+                    notice.state.as_str()
                 ));
             } else if self
                 .config
@@ -266,7 +267,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                     ignored.push(format!(
                         "alarm {} is no longer in ALARM (now {}): the event is stale",
                         n.alarm,
-                        current.map_or("missing".to_string(), |s| format!("{:?}", s.state))
+                        current.map_or("missing", |s| s.state.as_str())
                     ));
                 }
                 fresh

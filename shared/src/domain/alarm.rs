@@ -14,6 +14,14 @@ pub enum AlarmState {
 }
 
 impl AlarmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Ok => "OK",
+            AlarmState::Alarm => "ALARM",
+            AlarmState::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "OK" => Some(AlarmState::Ok),
