@@ -7,8 +7,10 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = ScalerConfig::from_env()?;
-    let always_dry_run = flag_from_env(scaler::DRY_RUN_ENV)?;
+    // A bad configuration stops the cold start, with the field to fix in the log.
+    let config = ScalerConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let always_dry_run =
+        flag_from_env(scaler::DRY_RUN_ENV).inspect_err(|e| tracing::error!("{e}"))?;
     let sdk = load_sdk_config().await;
     let scaler = Scaler::new(
         config,
