@@ -4,12 +4,17 @@
 //! Each test uses its own AWS region, so tests sharing one emulator never see
 //! each other's clusters or alarms.
 
+// A harness: a failed set-up step should stop the test (or demo) loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
 use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The workspace root (where `Cargo.toml`, `events/` and `.venv/` live).
 pub fn workspace_root() -> PathBuf {
@@ -235,5 +240,126 @@ impl Aws {
             .send()
             .await
             .expect("set_alarm_state");
+    }
+}
+
+/// cargo-lambda from the project's venv.
+pub fn cargo_lambda() -> PathBuf {
+    let path = workspace_root().join(".venv/bin/cargo-lambda");
+    assert!(
+        path.exists(),
+        "{} not found: run `make test` (or tests/scripts/setup.sh)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A function binary served by cargo-lambda's local Lambda runtime API
+/// (`cargo lambda watch --only-lambda-apis`) on a free loopback port.
+/// Both processes are stopped when this is dropped.
+#[derive(Debug)]
+pub struct LocalLambda {
+    processes: Vec<Child>,
+    port: u16,
+}
+
+impl LocalLambda {
+    /// Starts the runtime API, then `binary` with `env` polling it.
+    pub fn start(binary: &Path, env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let runtime = Command::new(cargo_lambda())
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
+            .args(["-P", &port.to_string()])
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cargo lambda watch");
+        let mut lambda = Self {
+            processes: vec![runtime],
+            port,
+        };
+        wait_for_port(port);
+        let function = Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        lambda.processes.push(function);
+        lambda
+    }
+
+    /// `cargo lambda invoke` with a JSON payload.
+    pub fn invoke(&self, payload: &serde_json::Value) -> Invocation {
+        let output = Command::new(cargo_lambda())
+            .args([
+                "lambda",
+                "invoke",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+            ])
+            .args(["--output-format", "json", "--data-ascii"])
+            .arg(payload.to_string())
+            .current_dir(workspace_root())
+            .output()
+            .expect("cargo lambda invoke");
+        Invocation::from(output)
+    }
+}
+
+impl Drop for LocalLambda {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What an invocation returned: the response, or the error report.
+#[derive(Debug)]
+pub struct Invocation {
+    pub ok: bool,
+    pub response: Option<serde_json::Value>,
+    /// Everything cargo-lambda printed, for error messages and assertions.
+    pub text: String,
+}
+
+impl From<Output> for Invocation {
+    fn from(output: Output) -> Self {
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Self {
+            ok: output.status.success(),
+            response: serde_json::from_str(&stdout).ok(),
+            text: format!("{stdout}{stderr}"),
+        }
     }
 }

@@ -1,0 +1,19 @@
+# The two commands a new user needs; both set up everything they use.
+.PHONY: demo test setup
+
+setup:
+	tests/scripts/setup.sh
+
+# The scaler against the local AWS emulator, fed sample alarm events.
+demo: setup
+	cargo build --quiet -p scaler -p e2e --bins
+	target/debug/demo
+
+# Every test: domain, handler, adapters, end to end (emulator and Lambda runtime
+# API), lints, and the SAM template.
+test:
+	tests/scripts/setup.sh --with-sam
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
