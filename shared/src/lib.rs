@@ -4,4 +4,5 @@
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod invocation;
 pub mod ports;

@@ -4,6 +4,7 @@
 
 use crate::domain::alarm::AlarmStatus;
 use crate::domain::policy::ServiceRef;
+use crate::domain::registration::{RegisteredTarget, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
 use std::future::Future;
 
@@ -68,4 +69,46 @@ pub trait AlarmStates: Send + Sync {
         &self,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<AlarmStatus>, PortError>> + Send;
+}
+
+/// Reading ECS tasks.
+pub trait EcsTasks: Send + Sync {
+    /// The service's tasks meant to run (desired status RUNNING), described.
+    fn service_tasks(
+        &self,
+        service: &ServiceRef,
+    ) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send;
+
+    /// One task as ECS describes it now; `None` when ECS no longer knows it.
+    fn describe_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+    ) -> impl Future<Output = Result<Option<TaskInfo>, PortError>> + Send;
+}
+
+/// Reading and changing ELBv2 target groups.
+pub trait TargetGroups: Send + Sync {
+    /// Every target registered in the group, with its health.
+    fn targets(
+        &self,
+        target_group_arn: &str,
+    ) -> impl Future<Output = Result<Vec<RegisteredTarget>, PortError>> + Send;
+
+    /// Registers targets (one call; callers batch). `outside_vpc` registers them
+    /// with `AvailabilityZone=all`.
+    fn register(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+        outside_vpc: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Deregisters targets, always with their port (one call; callers batch).
+    fn deregister(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+        outside_vpc: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }

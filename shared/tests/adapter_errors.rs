@@ -13,7 +13,7 @@ use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::ErrorMetadata;
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
-use ecs_control::aws::ecs::{tag_keys, EcsServiceAdapter};
+use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
 use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::Direction;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
@@ -40,7 +40,7 @@ async fn ecs_throttling_is_retryable() {
         .http_response(throttled)
         .repeatedly()
         .build();
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
     let err = ecs.describe_service(&web()).await.expect_err("throttled");
     assert_eq!(err.kind, FailureKind::Retryable, "{err}");
     assert!(err.to_string().contains("ecs:DescribeServices"), "{err}");
@@ -53,7 +53,7 @@ async fn ecs_server_errors_are_retryable() {
         .http_status(503, None)
         .repeatedly()
         .build();
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]));
     let err = ecs.set_desired_count(&web(), 3).await.expect_err("503");
     assert_eq!(err.kind, FailureKind::Retryable, "{err}");
 }
@@ -73,7 +73,7 @@ async fn a_missing_cluster_is_not_found() {
                 .build(),
         )
     });
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
     let err = ecs.describe_service(&web()).await.expect_err("missing");
     assert_eq!(err.kind, FailureKind::NotFound, "{err}");
 }
@@ -90,7 +90,7 @@ async fn a_missing_service_is_not_found() {
             )
             .build()
     });
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
     let err = ecs.describe_service(&web()).await.expect_err("missing");
     assert_eq!(err.kind, FailureKind::NotFound);
     assert!(err.message.contains("MISSING"), "{err}");
@@ -103,7 +103,7 @@ async fn access_denied_is_rejected() {
             AccessDeniedException::builder().message("no").build(),
         )
     });
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
     let err = ecs.set_desired_count(&web(), 3).await.expect_err("denied");
     assert_eq!(err.kind, FailureKind::Rejected);
 }
@@ -141,7 +141,7 @@ async fn service_state_reads_counts_deployment_and_memory() {
             )
             .build()
     });
-    let ecs = EcsServiceAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
     let state = ecs.describe_service(&web()).await.expect("state");
     assert_eq!(
         (

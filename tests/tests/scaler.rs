@@ -6,18 +6,19 @@ use aws_sdk_cloudwatch::types::StateValue;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use e2e::{sample_event, Aws, Emulator};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
-use ecs_control::aws::ecs::{tag_keys, EcsServiceAdapter};
+use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
 use ecs_control::config::ScalerConfig;
 use ecs_control::domain::scaling::Hold;
+use ecs_control::invocation::InvocationError;
 use lambda_runtime::Diagnostic;
-use scaler::handler::{Action, DecisionRecord, Scaler, ScalerError};
+use scaler::handler::{Action, DecisionRecord, Scaler};
 use serde_json::Value;
 
 const POLICIES: &str = include_str!("../../infra/scaler-policies.json");
 const CLUSTER: &str = "demo";
 const SERVICE: &str = "web";
 
-type RealScaler = Scaler<EcsServiceAdapter, CloudWatchAlarms>;
+type RealScaler = Scaler<EcsAdapter, CloudWatchAlarms>;
 
 struct World {
     aws: Aws,
@@ -35,7 +36,7 @@ async fn world_with(region: &str, desired: i32, shadow: bool) -> World {
     aws.create_service(CLUSTER, SERVICE, desired).await;
     let scaler = Scaler::new(
         ScalerConfig::parse(POLICIES).expect("policies"),
-        EcsServiceAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
         CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
         shadow,
     );
@@ -59,7 +60,11 @@ impl World {
         self.aws.desired_count(CLUSTER, SERVICE).await
     }
 
-    async fn handle(&self, event: Value, at: DateTime<Utc>) -> Result<DecisionRecord, ScalerError> {
+    async fn handle(
+        &self,
+        event: Value,
+        at: DateTime<Utc>,
+    ) -> Result<DecisionRecord, InvocationError> {
         self.scaler.handle(event, "e2e-request", at).await
     }
 }
@@ -291,7 +296,7 @@ async fn a_missing_service_is_a_clear_non_retryable_error() {
         .await;
     let scaler: RealScaler = Scaler::new(
         ScalerConfig::parse(POLICIES).expect("policies"),
-        EcsServiceAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
         CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
         false,
     );

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::policy::{AdjustmentType, ServiceRef};
 use ecs_control::domain::scaling::trigger_key;
+pub use ecs_control::invocation::MalformedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -90,11 +91,6 @@ pub enum Trigger {
     Manual { command: ManualCommand },
 }
 
-/// A payload that is not one the scaler accepts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct MalformedEvent(pub String);
-
 /// A parsed invocation: the trigger, and whether the payload asked for a dry run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
@@ -114,10 +110,6 @@ struct SnsAlarmMessage {
     state_change_time: String,
 }
 
-fn malformed(what: &str, e: impl std::fmt::Display) -> MalformedEvent {
-    MalformedEvent(format!("{what}: {e}"))
-}
-
 fn state_of(alarm: &str, value: &str) -> Result<AlarmState, MalformedEvent> {
     AlarmState::parse(value)
         .ok_or_else(|| MalformedEvent(format!("alarm {alarm}: unknown state {value:?}")))
@@ -128,7 +120,7 @@ fn parse_alarm_time(alarm: &str, raw: &str) -> Result<DateTime<Utc>, MalformedEv
     DateTime::parse_from_rfc3339(raw)
         .or_else(|_| DateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| malformed(&format!("alarm {alarm}: timestamp {raw:?}"), e))
+        .map_err(|e| MalformedEvent::because(&format!("alarm {alarm}: timestamp {raw:?}"), e))
 }
 
 fn notice_from_alarm_data(
@@ -167,7 +159,7 @@ fn parse_sns(payload: Value) -> Result<Trigger, MalformedEvent> {
                 ))
             })?;
         let parsed: SnsAlarmMessage = serde_json::from_str(message).map_err(|e| {
-            malformed(
+            MalformedEvent::because(
                 &format!("SNS event: Records[{i}].Sns.Message is not a CloudWatch alarm"),
                 e,
             )
@@ -211,12 +203,12 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
     let trigger = if object.contains_key("Records") {
         parse_sns(payload)?
     } else if object.contains_key("command") {
-        let command: ManualCommand =
-            serde_json::from_value(payload).map_err(|e| malformed("manual command", e))?;
+        let command: ManualCommand = serde_json::from_value(payload)
+            .map_err(|e| MalformedEvent::because("manual command", e))?;
         Trigger::Manual { command }
     } else if object.contains_key("alarmData") {
-        let event: CloudWatchAlarm<Value, Value> =
-            serde_json::from_value(payload).map_err(|e| malformed("alarm action payload", e))?;
+        let event: CloudWatchAlarm<Value, Value> = serde_json::from_value(payload)
+            .map_err(|e| MalformedEvent::because("alarm action payload", e))?;
         Trigger::AlarmChange {
             notices: vec![notice_from_alarm_data(
                 AlarmSource::AlarmAction,
@@ -228,14 +220,14 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
             ALARM_DETAIL_TYPE => {
                 let event: EventBridgeEvent<CloudWatchAlarmData<Value, Value>> =
                     serde_json::from_value(payload)
-                        .map_err(|e| malformed("EventBridge alarm event", e))?;
+                        .map_err(|e| MalformedEvent::because("EventBridge alarm event", e))?;
                 Trigger::AlarmChange {
                     notices: vec![notice_from_alarm_data(AlarmSource::EventBridge, event.detail)?],
                 }
             }
             SCHEDULED_DETAIL_TYPE => {
                 let event: EventBridgeEvent<Value> = serde_json::from_value(payload)
-                    .map_err(|e| malformed("scheduled event", e))?;
+                    .map_err(|e| MalformedEvent::because("scheduled event", e))?;
                 let event_id = event.id.ok_or_else(|| {
                     MalformedEvent("scheduled event: missing id".into())
                 })?;

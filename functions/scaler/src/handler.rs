@@ -8,66 +8,10 @@ use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::{
     adjusted, choose, clamp, evaluate, trigger_key, Choice, Clamp, PolicyEvaluation, ServiceState,
 };
-use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
-use lambda_runtime::Diagnostic;
+use ecs_control::invocation::{log_decision, InvocationError};
+use ecs_control::ports::{AlarmStates, EcsServices, PortError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Why an invocation failed, and whether trying again can help.
-#[derive(Debug, thiserror::Error)]
-pub enum ScalerError {
-    #[error("malformed event: {0}")]
-    MalformedEvent(#[from] events::MalformedEvent),
-    #[error("rejected command: {0}")]
-    RejectedCommand(String),
-    #[error("{0}")]
-    Aws(#[from] PortError),
-    #[error("{failed} of {total} services failed ({detail}); the others were applied and a retry skips them")]
-    PartialFailure {
-        failed: usize,
-        total: usize,
-        retryable: bool,
-        detail: String,
-    },
-}
-
-impl ScalerError {
-    /// Throttling, 5xx and timeouts are worth retrying; bad input and missing resources are not.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ScalerError::MalformedEvent(_) | ScalerError::RejectedCommand(_) => false,
-            ScalerError::Aws(e) => e.kind == FailureKind::Retryable,
-            ScalerError::PartialFailure { retryable, .. } => *retryable,
-        }
-    }
-
-    fn category(&self) -> &'static str {
-        match self {
-            ScalerError::MalformedEvent(_) => "MalformedEvent",
-            ScalerError::RejectedCommand(_) => "RejectedCommand",
-            ScalerError::Aws(e) => match e.kind {
-                FailureKind::Retryable => "AwsUnavailable",
-                FailureKind::NotFound => "ResourceNotFound",
-                FailureKind::Rejected => "AwsRejected",
-            },
-            ScalerError::PartialFailure { .. } => "PartialFailure",
-        }
-    }
-}
-
-impl From<ScalerError> for Diagnostic {
-    fn from(error: ScalerError) -> Self {
-        let class = if error.is_retryable() {
-            "Retryable"
-        } else {
-            "NonRetryable"
-        };
-        Diagnostic {
-            error_type: format!("{class}.{}", error.category()),
-            error_message: error.to_string(),
-        }
-    }
-}
 
 /// What happened to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,23 +106,20 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// Handles one invocation and logs its decision record as one line.
     ///
     /// # Errors
-    /// Malformed events, rejected commands and AWS failures, as [`ScalerError`];
+    /// Malformed events, rejected commands and AWS failures, as [`InvocationError`];
     /// the record is logged even then.
     pub async fn handle(
         &self,
         payload: serde_json::Value,
         request_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<DecisionRecord, ScalerError> {
+    ) -> Result<DecisionRecord, InvocationError> {
         let invocation = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
         })?;
         // Boxed: the nested async state machine is too deep to lay out inline.
         let (record, result) = Box::pin(self.decide_and_apply(invocation, request_id, now)).await;
-        match serde_json::to_string(&record) {
-            Ok(line) => tracing::info!(decision = %line, "scaler decision"),
-            Err(e) => tracing::error!(error = %e, "decision record did not serialise"),
-        }
+        log_decision("scaler", &record);
         result.map(|()| record)
     }
 
@@ -187,7 +128,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         invocation: Invocation,
         request_id: &str,
         now: DateTime<Utc>,
-    ) -> (DecisionRecord, Result<(), ScalerError>) {
+    ) -> (DecisionRecord, Result<(), InvocationError>) {
         let Invocation { trigger, dry_run } = invocation;
         let key = match &trigger {
             Trigger::AlarmChange { notices } => notices
@@ -225,7 +166,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         notices: &[AlarmNotice],
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
-    ) -> Result<(), ScalerError> {
+    ) -> Result<(), InvocationError> {
         let mut ignored = Vec::new();
         let mut acting = Vec::new();
         for notice in notices {
@@ -288,7 +229,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         &self,
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
-    ) -> Result<(), ScalerError> {
+    ) -> Result<(), InvocationError> {
         let statuses = self.describe(&self.config.alarm_names()).await?;
         record.alarms_checked = statuses.values().cloned().collect();
         let services: BTreeSet<ServiceRef> = self
@@ -312,7 +253,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     async fn alarm_statuses_for(
         &self,
         services: &BTreeSet<ServiceRef>,
-    ) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
+    ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
         let mut names: Vec<String> = services
             .iter()
             .flat_map(|s| self.config.policies_for_service(s))
@@ -326,7 +267,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     async fn describe(
         &self,
         names: &[String],
-    ) -> Result<BTreeMap<String, AlarmStatus>, ScalerError> {
+    ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
         let found = self.alarms.describe_alarms(names).await?;
         Ok(found.into_iter().map(|s| (s.name.clone(), s)).collect())
     }
@@ -339,7 +280,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         statuses: &BTreeMap<String, AlarmStatus>,
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
-    ) -> Result<(), ScalerError> {
+    ) -> Result<(), InvocationError> {
         let total = services.len();
         let mut failures = Vec::new();
         for service in services {
@@ -354,20 +295,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             }
             record.services.push(decision);
         }
-        match failures.len() {
-            0 => Ok(()),
-            1 if total == 1 => Err(ScalerError::Aws(failures.remove(0))),
-            failed => Err(ScalerError::PartialFailure {
-                failed,
-                total,
-                retryable: failures.iter().any(|e| e.kind == FailureKind::Retryable),
-                detail: failures
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }),
-        }
+        InvocationError::from_failures(failures, total, "services")
     }
 
     async fn act_on_service(
@@ -465,10 +393,10 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         command: &ManualCommand,
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
-    ) -> Result<(), ScalerError> {
+    ) -> Result<(), InvocationError> {
         let service = command.service_ref();
         let bounds = self.config.bounds_for_service(&service).ok_or_else(|| {
-            ScalerError::RejectedCommand(format!(
+            InvocationError::RejectedCommand(format!(
                 "no policy resizes {service}: the scaler only changes services it is configured for"
             ))
         })?;
@@ -537,6 +465,6 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             decision.error = Some(e.to_string());
         }
         record.services.push(decision);
-        outcome.map_err(ScalerError::Aws)
+        outcome.map_err(InvocationError::Aws)
     }
 }

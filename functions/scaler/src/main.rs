@@ -1,4 +1,4 @@
-use ecs_control::aws::{cloudwatch::CloudWatchAlarms, ecs::EcsServiceAdapter, load_sdk_config};
+use ecs_control::aws::{cloudwatch::CloudWatchAlarms, ecs::EcsAdapter, load_sdk_config};
 use ecs_control::config::{flag_from_env, ScalerConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use scaler::handler::Scaler;
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let scaler = Scaler::new(
         config,
-        EcsServiceAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
         CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
         always_dry_run,
     );

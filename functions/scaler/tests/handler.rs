@@ -7,10 +7,11 @@ use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{AlarmState, AlarmStatus};
 use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::{Hold, ScalingMemory, ServiceState};
+use ecs_control::invocation::InvocationError;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use lambda_runtime::Diagnostic;
 use scaler::events::{parse, Trigger};
-use scaler::handler::{Action, Scaler, ScalerError};
+use scaler::handler::{Action, Scaler};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -211,7 +212,7 @@ fn cpu_high_scaler(desired: u32) -> Scaler<FakeEcs, FakeAlarms> {
     scaler(FakeEcs::with_service(web(), desired), alarms)
 }
 
-fn diagnostic(err: ScalerError) -> Diagnostic {
+fn diagnostic(err: InvocationError) -> Diagnostic {
     Diagnostic::from(err)
 }
 

@@ -1,10 +1,12 @@
-//! ECS adapter: service state, scaling memory in service tags, desired count.
+//! ECS adapter: service state, scaling memory in service tags, desired count,
+//! and the tasks of a service.
 
 use super::classify;
 use crate::domain::policy::ServiceRef;
+use crate::domain::registration::TaskInfo;
 use crate::domain::scaling::{Direction, ScalingMemory, ServiceState};
-use crate::ports::{EcsServices, FailureKind, PortError};
-use aws_sdk_ecs::types::{DeploymentRolloutState, ServiceField, Tag};
+use crate::ports::{EcsServices, EcsTasks, FailureKind, PortError};
+use aws_sdk_ecs::types::{DeploymentRolloutState, DesiredStatus, ServiceField, Tag, Task};
 use aws_sdk_ecs::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -79,13 +81,13 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
     memory
 }
 
-/// [`EcsServices`] backed by ECS.
+/// [`EcsServices`] and [`EcsTasks`] backed by ECS.
 #[derive(Debug, Clone)]
-pub struct EcsServiceAdapter {
+pub struct EcsAdapter {
     client: Client,
 }
 
-impl EcsServiceAdapter {
+impl EcsAdapter {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
@@ -95,7 +97,7 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
-impl EcsServices for EcsServiceAdapter {
+impl EcsServices for EcsAdapter {
     async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
         const OP: &str = "ecs:DescribeServices";
         let out = self
@@ -186,6 +188,100 @@ impl EcsServices for EcsServiceAdapter {
             .await
             .map_err(|e| classify("ecs:UpdateService", e))?;
         Ok(())
+    }
+}
+
+/// DescribeTasks takes at most 100 tasks a call.
+const TASKS_PER_DESCRIBE: usize = 100;
+
+/// The task's private IPv4: from its ENI attachment (`ElasticNetworkInterface`
+/// in DescribeTasks, `eni` in events), else from its containers' interfaces.
+fn private_ip(task: &Task) -> Option<String> {
+    task.attachments()
+        .iter()
+        .filter(|a| matches!(a.r#type(), Some("ElasticNetworkInterface" | "eni")))
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .or_else(|| {
+            task.containers()
+                .iter()
+                .flat_map(|c| c.network_interfaces())
+                .find_map(|n| n.private_ipv4_address())
+        })
+        .map(str::to_string)
+}
+
+fn task_info(task: &Task) -> TaskInfo {
+    TaskInfo {
+        task_arn: task.task_arn().unwrap_or_default().to_string(),
+        last_status: task.last_status().unwrap_or_default().to_string(),
+        desired_status: task.desired_status().unwrap_or_default().to_string(),
+        version: Some(task.version()),
+        private_ip: private_ip(task),
+        started_at: task
+            .started_at()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        stop_code: task.stop_code().map(|c| c.as_str().to_string()),
+    }
+}
+
+impl EcsAdapter {
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        arns: &[String],
+    ) -> Result<Vec<TaskInfo>, PortError> {
+        let mut tasks = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(TASKS_PER_DESCRIBE) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("ecs:DescribeTasks", e))?;
+            tasks.extend(out.tasks().iter().map(task_info));
+        }
+        Ok(tasks)
+    }
+}
+
+impl EcsTasks for EcsAdapter {
+    async fn service_tasks(&self, service: &ServiceRef) -> Result<Vec<TaskInfo>, PortError> {
+        let mut arns = Vec::new();
+        let mut next_token = None;
+        loop {
+            let out = self
+                .client
+                .list_tasks()
+                .cluster(&service.cluster)
+                .service_name(&service.service)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| classify("ecs:ListTasks", e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            next_token = out.next_token().map(str::to_string);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        self.describe_tasks(&service.cluster, &arns).await
+    }
+
+    async fn describe_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+    ) -> Result<Option<TaskInfo>, PortError> {
+        Ok(self
+            .describe_tasks(cluster, &[task_arn.to_string()])
+            .await?
+            .into_iter()
+            .next())
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod cloudwatch;
 pub mod ecs;
+pub mod elbv2;
 
 use crate::ports::{FailureKind, PortError};
 use aws_smithy_runtime_api::client::result::SdkError;

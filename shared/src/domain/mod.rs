@@ -2,4 +2,5 @@
 
 pub mod alarm;
 pub mod policy;
+pub mod registration;
 pub mod scaling;

@@ -1,27 +1,11 @@
-//! Configuration read once at cold start; every error names the field to fix.
+//! The scaler's policy document.
 
+use super::{read_document, ConfigError};
 use crate::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
-
-/// A configuration problem, with the path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {field}: {problem}")]
-pub struct ConfigError {
-    pub field: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
 
 /// Environment variable holding the policy document as JSON.
 pub const POLICIES_ENV: &str = "SCALER_POLICIES";
@@ -70,30 +54,11 @@ impl ScalerConfig {
     /// # Errors
     /// When neither (or both) is set, the file cannot be read, or the document is invalid.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let inline = std::env::var(POLICIES_ENV).ok();
-        let file = std::env::var(POLICIES_FILE_ENV).ok();
-        let document = match (inline, file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    POLICIES_ENV,
-                    format!("set either {POLICIES_ENV} or {POLICIES_FILE_ENV}, not both"),
-                ))
-            }
-            (Some(json), None) => json,
-            (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::new(POLICIES_FILE_ENV, format!("cannot read {path}: {e}"))
-            })?,
-            (None, None) => {
-                return Err(ConfigError::new(
-                    POLICIES_ENV,
-                    format!(
-                        "not set: give the policy document as JSON in {POLICIES_ENV}, \
-                         or its path in {POLICIES_FILE_ENV}"
-                    ),
-                ))
-            }
-        };
-        Self::parse(&document)
+        Self::parse(&read_document(
+            POLICIES_ENV,
+            POLICIES_FILE_ENV,
+            "policy document",
+        )?)
     }
 
     /// Parses and validates a policy document.
@@ -101,16 +66,7 @@ impl ScalerConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first offending field, e.g. `policies[1].steps[0].scaling_adjustment`.
     pub fn parse(document: &str) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(document);
-        let parsed: PolicyDocument = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "policy document".to_string()
-            } else {
-                path
-            };
-            ConfigError::new(field, e.into_inner().to_string())
-        })?;
+        let parsed: PolicyDocument = super::parse_json(document, "policy document")?;
         let mut policies = Vec::with_capacity(parsed.policies.len());
         let mut seen = HashSet::new();
         let mut bounds_by_service: BTreeMap<ServiceRef, (usize, CapacityBounds)> = BTreeMap::new();
@@ -292,22 +248,4 @@ fn validate_steps(
         }
     }
     Ok(steps)
-}
-
-/// Reads a boolean switch; unset is `false`.
-///
-/// # Errors
-/// When the variable holds anything but `true`, `false`, `1` or `0`.
-pub fn flag_from_env(name: &str) -> Result<bool, ConfigError> {
-    match std::env::var(name) {
-        Err(_) => Ok(false),
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(true),
-            "false" | "0" | "" => Ok(false),
-            other => Err(ConfigError::new(
-                name,
-                format!("{other:?} is not a boolean: use true or false"),
-            )),
-        },
-    }
 }

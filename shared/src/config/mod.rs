@@ -1,0 +1,77 @@
+//! Configuration read once at cold start; every error names the field to fix.
+
+pub mod registrar;
+pub mod scaler;
+
+pub use registrar::RegistrarConfig;
+pub use scaler::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
+
+use serde::de::DeserializeOwned;
+
+/// A configuration problem, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {field}: {problem}")]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The JSON document in `inline_env`, or in the file `file_env` names.
+///
+/// # Errors
+/// When neither (or both) is set, or the file cannot be read.
+pub fn read_document(inline_env: &str, file_env: &str, what: &str) -> Result<String, ConfigError> {
+    match (std::env::var(inline_env).ok(), std::env::var(file_env).ok()) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            inline_env,
+            format!("set either {inline_env} or {file_env}, not both"),
+        )),
+        (Some(json), None) => Ok(json),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(file_env, format!("cannot read {path}: {e}"))),
+        (None, None) => Err(ConfigError::new(
+            inline_env,
+            format!("not set: give the {what} as JSON in {inline_env}, or its path in {file_env}"),
+        )),
+    }
+}
+
+/// Deserialises a document, naming the path of the first field that does not fit.
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    document: &str,
+    what: &str,
+) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_str(document);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { what.to_string() } else { path };
+        ConfigError::new(field, e.into_inner().to_string())
+    })
+}
+
+/// Reads a boolean switch; unset is `false`.
+///
+/// # Errors
+/// When the variable holds anything but `true`, `false`, `1` or `0`.
+pub fn flag_from_env(name: &str) -> Result<bool, ConfigError> {
+    match std::env::var(name) {
+        Err(_) => Ok(false),
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            other => Err(ConfigError::new(
+                name,
+                format!("{other:?} is not a boolean: use true or false"),
+            )),
+        },
+    }
+}

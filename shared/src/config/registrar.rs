@@ -1,0 +1,200 @@
+//! The registrar's document: which services feed which target groups, on which port.
+
+use super::{parse_json, read_document, ConfigError};
+use crate::domain::policy::ServiceRef;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// Environment variable holding the registrar document as JSON.
+pub const REGISTRAR_CONFIG_ENV: &str = "REGISTRAR_CONFIG";
+/// Environment variable naming a file that holds it.
+pub const REGISTRAR_CONFIG_FILE_ENV: &str = "REGISTRAR_CONFIG_FILE";
+
+const DEFAULT_INITIAL_GRACE_SECONDS: u32 = 300;
+
+/// One target group a service's tasks are registered in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroupBinding {
+    pub target_group_arn: String,
+    /// The port registered for every task (the container port).
+    pub port: u16,
+    /// Register with `AvailabilityZone=all`: for task IPs outside the target group's VPC.
+    #[serde(default)]
+    pub outside_vpc: bool,
+}
+
+/// A service and the target groups its running tasks belong in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinding {
+    pub service: ServiceRef,
+    pub target_groups: Vec<TargetGroupBinding>,
+}
+
+/// The registrar's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    pub services: Vec<ServiceBinding>,
+    /// A target still `initial` this long after its task started is reported as stuck.
+    pub initial_grace_seconds: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    services: Vec<ServiceEntry>,
+    #[serde(default)]
+    initial_grace_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    cluster: String,
+    service: String,
+    target_groups: Vec<TargetGroupBinding>,
+}
+
+impl RegistrarConfig {
+    /// Reads the document from `REGISTRAR_CONFIG` or `REGISTRAR_CONFIG_FILE`.
+    ///
+    /// # Errors
+    /// When neither (or both) is set, the file cannot be read, or the document is invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(&read_document(
+            REGISTRAR_CONFIG_ENV,
+            REGISTRAR_CONFIG_FILE_ENV,
+            "registrar document",
+        )?)
+    }
+
+    /// Parses and validates a registrar document.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first offending field.
+    pub fn parse(document: &str) -> Result<Self, ConfigError> {
+        let parsed: Document = parse_json(document, "registrar document")?;
+        if parsed.services.is_empty() {
+            return Err(ConfigError::new(
+                "services",
+                "at least one service is required",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let mut services = Vec::with_capacity(parsed.services.len());
+        for (i, entry) in parsed.services.into_iter().enumerate() {
+            let at = |field: &str| format!("services[{i}].{field}");
+            for (field, value) in [("cluster", &entry.cluster), ("service", &entry.service)] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::new(at(field), "must not be empty"));
+                }
+            }
+            let service = ServiceRef::new(entry.cluster, entry.service);
+            if !seen.insert(service.clone()) {
+                return Err(ConfigError::new(
+                    at("service"),
+                    format!("{service} is already configured"),
+                ));
+            }
+            if entry.target_groups.is_empty() {
+                return Err(ConfigError::new(
+                    at("target_groups"),
+                    "at least one target group is required",
+                ));
+            }
+            let mut groups = BTreeSet::new();
+            for (j, group) in entry.target_groups.iter().enumerate() {
+                let at = |field: &str| format!("services[{i}].target_groups[{j}].{field}");
+                if !is_target_group_arn(&group.target_group_arn) {
+                    return Err(ConfigError::new(
+                        at("target_group_arn"),
+                        format!(
+                            "{:?} is not a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)",
+                            group.target_group_arn
+                        ),
+                    ));
+                }
+                if group.port == 0 {
+                    return Err(ConfigError::new(at("port"), "must be between 1 and 65535"));
+                }
+                if !groups.insert(&group.target_group_arn) {
+                    return Err(ConfigError::new(
+                        at("target_group_arn"),
+                        "listed twice for the same service",
+                    ));
+                }
+            }
+            services.push(ServiceBinding {
+                service,
+                target_groups: entry.target_groups,
+            });
+        }
+        Ok(Self {
+            services,
+            initial_grace_seconds: parsed
+                .initial_grace_seconds
+                .unwrap_or(DEFAULT_INITIAL_GRACE_SECONDS),
+        })
+    }
+
+    /// The binding for a service, if it is configured.
+    pub fn binding(&self, service: &ServiceRef) -> Option<&ServiceBinding> {
+        self.services.iter().find(|b| &b.service == service)
+    }
+}
+
+fn is_target_group_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "elasticloadbalancing"
+        && parts[5].starts_with("targetgroup/")
+        && parts[5].split('/').count() == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+
+    #[test]
+    fn a_valid_document_parses_with_defaults() {
+        let doc = format!(
+            r#"{{"services":[{{"cluster":"demo","service":"web","target_groups":[{{"target_group_arn":"{ARN}","port":8080}}]}}]}}"#
+        );
+        let config = RegistrarConfig::parse(&doc).expect("parses");
+        assert_eq!(config.initial_grace_seconds, 300);
+        let binding = config
+            .binding(&ServiceRef::new("demo", "web"))
+            .expect("bound");
+        assert!(!binding.target_groups[0].outside_vpc);
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        for (doc, field) in [
+            (r#"{"services":[]}"#.to_string(), "services"),
+            (
+                r#"{"services":[{"cluster":"demo","service":"web","target_groups":[{"target_group_arn":"web","port":8080}]}]}"#.to_string(),
+                "services[0].target_groups[0].target_group_arn",
+            ),
+            (
+                format!(r#"{{"services":[{{"cluster":"demo","service":"web","target_groups":[{{"target_group_arn":"{ARN}","port":0}}]}}]}}"#),
+                "services[0].target_groups[0].port",
+            ),
+            (
+                format!(r#"{{"services":[{{"cluster":"demo","service":"web","target_groups":[{{"target_group_arn":"{ARN}","port":70000}}]}}]}}"#),
+                "services[0].target_groups[0].port",
+            ),
+            (
+                r#"{"services":[{"cluster":"demo","service":"web","target_groups":[]}]}"#.to_string(),
+                "services[0].target_groups",
+            ),
+        ] {
+            let err = RegistrarConfig::parse(&doc).expect_err(&doc);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Target registration: what a target group must gain and lose so that the
+//! targets the registrar owns are exactly the running tasks.
+//!
+//! Ownership: in a configured target group, the registrar owns the targets on
+//! the port it registers there. Targets on any other port are foreign and never
+//! touched. Targets already `draining` are left to drain.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// ELBv2 takes at most this many targets per Register/DeregisterTargets call here
+/// (as the Kubernetes load balancer controller does).
+pub const TARGETS_PER_CALL: usize = 200;
+
+/// A target as ELBv2 identifies it: IP and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Target {
+    pub ip: String,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn new(ip: impl Into<String>, port: u16) -> Self {
+        Self {
+            ip: ip.into(),
+            port,
+        }
+    }
+}
+
+/// The target health states ELBv2 reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Initial,
+    Healthy,
+    Unhealthy,
+    Unused,
+    Draining,
+    Unavailable,
+    /// A state this code does not know (reported as seen).
+    Other,
+}
+
+impl HealthState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "initial" => HealthState::Initial,
+            "healthy" => HealthState::Healthy,
+            "unhealthy" => HealthState::Unhealthy,
+            "unused" => HealthState::Unused,
+            "draining" => HealthState::Draining,
+            "unavailable" => HealthState::Unavailable,
+            _ => HealthState::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Initial => "initial",
+            HealthState::Healthy => "healthy",
+            HealthState::Unhealthy => "unhealthy",
+            HealthState::Unused => "unused",
+            HealthState::Draining => "draining",
+            HealthState::Unavailable => "unavailable",
+            HealthState::Other => "other",
+        }
+    }
+
+    /// `initial` and `draining` are on their way somewhere: transitioning, not failing.
+    pub fn is_transitioning(self) -> bool {
+        matches!(self, HealthState::Initial | HealthState::Draining)
+    }
+}
+
+/// A target as DescribeTargetHealth reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredTarget {
+    pub target: Target,
+    pub state: HealthState,
+    /// ELBv2's reason code, e.g. `Elb.InitialHealthChecking`, `Target.Timeout`.
+    pub reason: Option<String>,
+}
+
+/// What to change in one target group for one port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetDiff {
+    pub register: Vec<Target>,
+    pub deregister: Vec<Target>,
+    /// Owned targets already registered and running.
+    pub unchanged: usize,
+    /// Targets on other ports: not ours, left alone.
+    pub foreign: usize,
+    /// Owned targets draining and not running: left to drain.
+    pub draining: usize,
+}
+
+impl TargetDiff {
+    pub fn is_empty(&self) -> bool {
+        self.register.is_empty() && self.deregister.is_empty()
+    }
+}
+
+/// The diff that makes the non-draining targets on `port` equal `running_ips`.
+/// A running IP whose target is draining is registered again.
+pub fn diff(port: u16, running_ips: &BTreeSet<String>, current: &[RegisteredTarget]) -> TargetDiff {
+    let mut result = TargetDiff::default();
+    let mut active: BTreeSet<&str> = BTreeSet::new();
+    let mut draining: BTreeSet<&str> = BTreeSet::new();
+    for registered in current {
+        if registered.target.port != port {
+            result.foreign += 1;
+        } else if registered.state == HealthState::Draining {
+            draining.insert(&registered.target.ip);
+        } else {
+            active.insert(&registered.target.ip);
+        }
+    }
+    for ip in running_ips {
+        if active.contains(ip.as_str()) {
+            result.unchanged += 1;
+        } else {
+            result.register.push(Target::new(ip.clone(), port));
+        }
+    }
+    result.deregister = active
+        .iter()
+        .filter(|ip| !running_ips.contains(**ip))
+        .map(|ip| Target::new(*ip, port))
+        .collect();
+    result.draining = draining
+        .iter()
+        .filter(|ip| !running_ips.contains(**ip))
+        .count();
+    result
+}
+
+/// A target worth an operator's look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthConcern {
+    pub target: Target,
+    pub state: HealthState,
+    pub reason: Option<String>,
+    /// For `initial`: how long its task has been running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_running_seconds: Option<i64>,
+}
+
+/// Unhealthy targets, and targets still `initial` although their task has been
+/// running for longer than `initial_grace`.
+pub fn health_concerns(
+    current: &[RegisteredTarget],
+    port: u16,
+    task_started_at: &BTreeMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    initial_grace: TimeDelta,
+) -> Vec<HealthConcern> {
+    current
+        .iter()
+        .filter(|r| r.target.port == port)
+        .filter_map(|r| {
+            let running_for = task_started_at
+                .get(&r.target.ip)
+                .map(|started| now - *started);
+            let concern = match r.state {
+                HealthState::Unhealthy | HealthState::Unavailable => true,
+                HealthState::Initial => running_for.is_some_and(|d| d > initial_grace),
+                _ => false,
+            };
+            concern.then(|| HealthConcern {
+                target: r.target.clone(),
+                state: r.state,
+                reason: r.reason.clone(),
+                task_running_seconds: (r.state == HealthState::Initial)
+                    .then(|| running_for.map(|d| d.num_seconds()))
+                    .flatten(),
+            })
+        })
+        .collect()
+}
+
+/// What an ECS task is and where it can be reached, from an event or DescribeTasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskInfo {
+    pub task_arn: String,
+    pub last_status: String,
+    pub desired_status: String,
+    /// Rises with every change of the task; orders events.
+    pub version: Option<i64>,
+    pub private_ip: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub stop_code: Option<String>,
+}
+
+/// What a task's state asks of its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", content = "why", rename_all = "snake_case")]
+pub enum TaskAction {
+    /// Running and meant to run: register (after confirming with ECS).
+    Register,
+    /// Meant to stop: deregister now, so the load balancer drains it before the container dies.
+    Deregister,
+    /// Nothing to do yet.
+    Wait(String),
+}
+
+pub fn action_for(task: &TaskInfo) -> TaskAction {
+    match (task.last_status.as_str(), task.desired_status.as_str()) {
+        (_, "STOPPED") => TaskAction::Deregister,
+        ("RUNNING", "RUNNING") => TaskAction::Register,
+        (last, desired) => TaskAction::Wait(format!(
+            "the task is {last} (desired {desired}), not running yet"
+        )),
+    }
+}
+
+/// `service:web` → `web`.
+pub fn service_from_group(group: &str) -> Option<&str> {
+    group.strip_prefix("service:").filter(|s| !s.is_empty())
+}
+
+/// `arn:aws:ecs:us-east-1:123456789012:cluster/demo` → `demo`; a bare name stays as it is.
+pub fn cluster_name(cluster: &str) -> &str {
+    cluster
+        .rsplit_once(":cluster/")
+        .map_or(cluster, |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(ip: &str, port: u16, state: HealthState) -> RegisteredTarget {
+        RegisteredTarget {
+            target: Target::new(ip, port),
+            state,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn diff_registers_missing_and_deregisters_stale_only_on_its_port() {
+        let running: BTreeSet<String> = ["10.0.0.1", "10.0.0.2", "10.0.0.4"]
+            .map(String::from)
+            .into();
+        let current = [
+            registered("10.0.0.1", 8080, HealthState::Healthy),
+            registered("10.0.0.3", 8080, HealthState::Healthy),
+            registered("10.0.0.4", 8080, HealthState::Draining),
+            registered("10.0.0.5", 8080, HealthState::Draining),
+            registered("10.0.0.9", 9090, HealthState::Healthy),
+        ];
+        let d = diff(8080, &running, &current);
+        assert_eq!(
+            d.register,
+            [Target::new("10.0.0.2", 8080), Target::new("10.0.0.4", 8080)]
+        );
+        assert_eq!(d.deregister, [Target::new("10.0.0.3", 8080)]);
+        assert_eq!((d.unchanged, d.foreign, d.draining), (1, 1, 1));
+    }
+
+    #[test]
+    fn task_states_map_to_actions() {
+        let task = |last: &str, desired: &str| TaskInfo {
+            task_arn: "t".into(),
+            last_status: last.into(),
+            desired_status: desired.into(),
+            version: None,
+            private_ip: None,
+            started_at: None,
+            stop_code: None,
+        };
+        assert_eq!(
+            action_for(&task("RUNNING", "RUNNING")),
+            TaskAction::Register
+        );
+        assert_eq!(
+            action_for(&task("RUNNING", "STOPPED")),
+            TaskAction::Deregister
+        );
+        assert_eq!(
+            action_for(&task("STOPPED", "STOPPED")),
+            TaskAction::Deregister
+        );
+        assert!(matches!(
+            action_for(&task("PROVISIONING", "RUNNING")),
+            TaskAction::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn names_come_out_of_groups_and_arns() {
+        assert_eq!(service_from_group("service:web"), Some("web"));
+        assert_eq!(service_from_group("family:web"), None);
+        assert_eq!(
+            cluster_name("arn:aws:ecs:us-east-1:123456789012:cluster/demo"),
+            "demo"
+        );
+        assert_eq!(cluster_name("demo"), "demo");
+    }
+
+    #[test]
+    fn unhealthy_and_stuck_initial_targets_are_concerns() {
+        let now = DateTime::<Utc>::from_timestamp(10_000, 0).unwrap_or_default();
+        let started: BTreeMap<String, DateTime<Utc>> = [
+            ("10.0.0.2".to_string(), now - TimeDelta::seconds(900)),
+            ("10.0.0.3".to_string(), now - TimeDelta::seconds(30)),
+        ]
+        .into();
+        let current = [
+            registered("10.0.0.1", 80, HealthState::Unhealthy),
+            registered("10.0.0.2", 80, HealthState::Initial),
+            registered("10.0.0.3", 80, HealthState::Initial),
+            registered("10.0.0.4", 80, HealthState::Healthy),
+        ];
+        let concerns = health_concerns(&current, 80, &started, now, TimeDelta::seconds(300));
+        let ips: Vec<&str> = concerns.iter().map(|c| c.target.ip.as_str()).collect();
+        assert_eq!(ips, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(concerns[1].task_running_seconds, Some(900));
+    }
+}

@@ -1,0 +1,144 @@
+//! What the functions share about an invocation's outcome: the error type that
+//! tells Lambda whether retrying can help, and the one-line decision log.
+
+use crate::ports::{FailureKind, PortError};
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+
+/// A payload a function does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedEvent(pub String);
+
+impl MalformedEvent {
+    /// `what: cause`, for a payload part that failed to parse.
+    pub fn because(what: &str, cause: impl std::fmt::Display) -> Self {
+        Self(format!("{what}: {cause}"))
+    }
+}
+
+/// Why an invocation failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("malformed event: {0}")]
+    MalformedEvent(#[from] MalformedEvent),
+    #[error("rejected command: {0}")]
+    RejectedCommand(String),
+    #[error("{0}")]
+    Aws(#[from] PortError),
+    #[error("{failed} of {total} {unit} failed ({detail}); the rest were applied and a retry does not redo them")]
+    PartialFailure {
+        failed: usize,
+        total: usize,
+        unit: &'static str,
+        retryable: bool,
+        detail: String,
+    },
+}
+
+impl InvocationError {
+    /// Throttling, 5xx and timeouts are worth retrying; bad input and missing resources are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            InvocationError::MalformedEvent(_) | InvocationError::RejectedCommand(_) => false,
+            InvocationError::Aws(e) => e.kind == FailureKind::Retryable,
+            InvocationError::PartialFailure { retryable, .. } => *retryable,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            InvocationError::MalformedEvent(_) => "MalformedEvent",
+            InvocationError::RejectedCommand(_) => "RejectedCommand",
+            InvocationError::Aws(e) => match e.kind {
+                FailureKind::Retryable => "AwsUnavailable",
+                FailureKind::NotFound => "ResourceNotFound",
+                FailureKind::Rejected => "AwsRejected",
+            },
+            InvocationError::PartialFailure { .. } => "PartialFailure",
+        }
+    }
+
+    /// The outcome of `total` independent pieces of work, of which `failures` failed.
+    ///
+    /// # Errors
+    /// The one failure when there was one piece, else a [`InvocationError::PartialFailure`].
+    pub fn from_failures(
+        mut failures: Vec<PortError>,
+        total: usize,
+        unit: &'static str,
+    ) -> Result<(), InvocationError> {
+        match failures.len() {
+            0 => Ok(()),
+            1 if total == 1 => Err(InvocationError::Aws(failures.remove(0))),
+            failed => Err(InvocationError::PartialFailure {
+                failed,
+                total,
+                unit,
+                retryable: failures.iter().any(|e| e.kind == FailureKind::Retryable),
+                detail: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(error: InvocationError) -> Self {
+        let class = if error.is_retryable() {
+            "Retryable"
+        } else {
+            "NonRetryable"
+        };
+        Diagnostic {
+            error_type: format!("{class}.{}", error.category()),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Logs a decision record as one structured line.
+pub fn log_decision(function: &str, record: &impl Serialize) {
+    match serde_json::to_string(record) {
+        Ok(line) => tracing::info!(function, decision = %line, "decision"),
+        Err(e) => tracing::error!(function, error = %e, "decision record did not serialise"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_say_whether_to_retry() {
+        let throttled = PortError::new(FailureKind::Retryable, "ecs:ListTasks", "Rate exceeded");
+        let missing = PortError::new(FailureKind::NotFound, "ecs:DescribeServices", "MISSING");
+        for (error, expected) in [
+            (
+                InvocationError::MalformedEvent(MalformedEvent("x".into())),
+                "NonRetryable.MalformedEvent",
+            ),
+            (
+                InvocationError::RejectedCommand("x".into()),
+                "NonRetryable.RejectedCommand",
+            ),
+            (
+                InvocationError::Aws(throttled.clone()),
+                "Retryable.AwsUnavailable",
+            ),
+            (
+                InvocationError::Aws(missing.clone()),
+                "NonRetryable.ResourceNotFound",
+            ),
+        ] {
+            assert_eq!(Diagnostic::from(error).error_type, expected);
+        }
+        let partial = InvocationError::from_failures(vec![throttled, missing], 3, "services")
+            .expect_err("two failed");
+        assert!(partial.is_retryable());
+        assert!(partial.to_string().starts_with("2 of 3 services failed"));
+    }
+}
