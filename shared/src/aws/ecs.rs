@@ -3,7 +3,7 @@
 
 use super::classify;
 use crate::domain::policy::ServiceRef;
-use crate::domain::registration::TaskInfo;
+use crate::domain::registration::{TaskInfo, ENI_ATTACHMENT_TYPES, PRIVATE_IP_DETAIL};
 use crate::domain::scaling::{Direction, ScalingMemory, ServiceState};
 use crate::ports::{EcsServices, EcsTasks, FailureKind, PortError};
 use aws_sdk_ecs::types::{DeploymentRolloutState, DesiredStatus, ServiceField, Tag, Task};
@@ -199,9 +199,12 @@ const TASKS_PER_DESCRIBE: usize = 100;
 fn private_ip(task: &Task) -> Option<String> {
     task.attachments()
         .iter()
-        .filter(|a| matches!(a.r#type(), Some("ElasticNetworkInterface" | "eni")))
+        .filter(|a| {
+            a.r#type()
+                .is_some_and(|t| ENI_ATTACHMENT_TYPES.contains(&t))
+        })
         .flat_map(|a| a.details())
-        .find(|d| d.name() == Some("privateIPv4Address"))
+        .find(|d| d.name() == Some(PRIVATE_IP_DETAIL))
         .and_then(|d| d.value())
         .or_else(|| {
             task.containers()

@@ -180,6 +180,12 @@ pub fn health_concerns(
         .collect()
 }
 
+/// Attachment types that carry a task's ENI: `ElasticNetworkInterface` in
+/// DescribeTasks, `eni` in EventBridge events.
+pub const ENI_ATTACHMENT_TYPES: [&str; 2] = ["ElasticNetworkInterface", "eni"];
+/// The attachment detail holding the ENI's private IPv4 address.
+pub const PRIVATE_IP_DETAIL: &str = "privateIPv4Address";
+
 /// What an ECS task is and where it can be reached, from an event or DescribeTasks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskInfo {

@@ -1,0 +1,207 @@
+//! The payloads the registrar accepts, told apart by shape.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::registration::{
+    cluster_name, service_from_group, TaskInfo, ENI_ATTACHMENT_TYPES, PRIVATE_IP_DETAIL,
+};
+pub use ecs_control::invocation::MalformedEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `detail` of an `ECS Task State Change` event (the parts the registrar reads).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskStateDetail {
+    cluster_arn: String,
+    task_arn: String,
+    #[serde(default)]
+    group: Option<String>,
+    last_status: String,
+    desired_status: String,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    stop_code: Option<String>,
+    #[serde(default)]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    containers: Vec<Container>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    #[serde(default)]
+    network_interfaces: Vec<NetworkInterface>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkInterface {
+    #[serde(default)]
+    private_ipv4_address: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Attachment {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    details: Vec<AttachmentDetail>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AttachmentDetail {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl TaskStateDetail {
+    /// The ENI's address, else a container interface's: events carry either.
+    fn private_ip(&self) -> Option<String> {
+        self.attachments
+            .iter()
+            .filter(|a| {
+                a.kind
+                    .as_deref()
+                    .is_some_and(|k| ENI_ATTACHMENT_TYPES.contains(&k))
+            })
+            .flat_map(|a| &a.details)
+            .find(|d| d.name.as_deref() == Some(PRIVATE_IP_DETAIL))
+            .and_then(|d| d.value.clone())
+            .or_else(|| {
+                self.containers
+                    .iter()
+                    .flat_map(|c| &c.network_interfaces)
+                    .find_map(|n| n.private_ipv4_address.clone())
+            })
+    }
+}
+
+/// Which services a reconcile covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSelector {
+    pub cluster: String,
+    pub service: String,
+}
+
+/// A manual command: `{"command": "reconcile", "services": [...], "dry_run": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManualCommand {
+    command: String,
+    #[serde(default)]
+    services: Option<Vec<ServiceSelector>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What an invocation asks the registrar to do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// A task changed state.
+    TaskChange {
+        cluster: String,
+        /// From the task's group (`service:<name>`); `None` for standalone tasks.
+        service: Option<String>,
+        task: TaskInfo,
+    },
+    /// Bring target groups in line with running tasks: every configured service,
+    /// or the ones named.
+    Reconcile {
+        manual: bool,
+        services: Option<Vec<ServiceRef>>,
+    },
+}
+
+/// A parsed invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub trigger: Trigger,
+    pub dry_run: bool,
+}
+
+const TASK_DETAIL_TYPE: &str = "ECS Task State Change";
+const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
+const RECONCILE_COMMAND: &str = "reconcile";
+
+/// Tells the payload's kind by its shape and parses it.
+///
+/// # Errors
+/// [`MalformedEvent`] naming what was expected, for any payload the registrar does not accept.
+pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
+    let Some(object) = payload.as_object() else {
+        return Err(MalformedEvent("expected a JSON object".into()));
+    };
+    let dry_run = object
+        .get("dry_run")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let trigger = if object.contains_key("command") {
+        let command: ManualCommand = serde_json::from_value(payload)
+            .map_err(|e| MalformedEvent::because("manual command", e))?;
+        if command.command != RECONCILE_COMMAND {
+            return Err(MalformedEvent(format!(
+                "manual command: unknown command {:?}, expected {RECONCILE_COMMAND:?}",
+                command.command
+            )));
+        }
+        Trigger::Reconcile {
+            manual: true,
+            services: command.services.map(|list| {
+                list.into_iter()
+                    .map(|s| ServiceRef::new(s.cluster, s.service))
+                    .collect()
+            }),
+        }
+    } else if let Some(detail_type) = object.get("detail-type").and_then(Value::as_str) {
+        match detail_type {
+            TASK_DETAIL_TYPE => {
+                let event: EventBridgeEvent<TaskStateDetail> = serde_json::from_value(payload)
+                    .map_err(|e| MalformedEvent::because("ECS Task State Change event", e))?;
+                let detail = event.detail;
+                Trigger::TaskChange {
+                    cluster: cluster_name(&detail.cluster_arn).to_string(),
+                    service: detail
+                        .group
+                        .as_deref()
+                        .and_then(service_from_group)
+                        .map(str::to_string),
+                    task: TaskInfo {
+                        private_ip: detail.private_ip(),
+                        task_arn: detail.task_arn,
+                        last_status: detail.last_status,
+                        desired_status: detail.desired_status,
+                        version: detail.version,
+                        started_at: detail.started_at,
+                        stop_code: detail.stop_code,
+                    },
+                }
+            }
+            SCHEDULED_DETAIL_TYPE => Trigger::Reconcile {
+                manual: false,
+                services: None,
+            },
+            other => {
+                return Err(MalformedEvent(format!(
+                    "unsupported EventBridge detail-type {other:?}: expected {TASK_DETAIL_TYPE:?} or {SCHEDULED_DETAIL_TYPE:?}"
+                )))
+            }
+        }
+    } else {
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        return Err(MalformedEvent(format!(
+            "unrecognised event with keys {keys:?}: expected an EventBridge ECS Task State Change \
+             or Scheduled Event, or a manual command (command)"
+        )));
+    };
+    Ok(Invocation { trigger, dry_run })
+}

@@ -1,0 +1,403 @@
+//! Event → tasks and targets as they are now → diff → calls → decision record.
+
+use crate::events::{self, Invocation, Trigger};
+use chrono::{DateTime, TimeDelta, Utc};
+use ecs_control::config::registrar::TargetGroupBinding;
+use ecs_control::config::RegistrarConfig;
+use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::registration::{
+    action_for, diff, health_concerns, HealthConcern, HealthState, RegisteredTarget, Target,
+    TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
+};
+use ecs_control::invocation::{log_decision, InvocationError};
+use ecs_control::ports::{EcsTasks, PortError, TargetGroups};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Register,
+    Deregister,
+}
+
+impl Change {
+    fn operation(self) -> &'static str {
+        match self {
+            Change::Register => "elasticloadbalancing:RegisterTargets",
+            Change::Deregister => "elasticloadbalancing:DeregisterTargets",
+        }
+    }
+}
+
+/// One Register/DeregisterTargets call and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub operation: &'static str,
+    pub targets: Vec<Target>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What was seen, decided and done for one target group and port.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupDecision {
+    pub target_group_arn: String,
+    pub port: u16,
+    pub services: Vec<ServiceRef>,
+    /// Running tasks with an IP that belong in this group.
+    pub running: usize,
+    /// Targets registered before any change, by state.
+    pub seen: BTreeMap<&'static str, usize>,
+    pub diff: TargetDiff,
+    pub calls: Vec<Call>,
+    pub health_concerns: Vec<HealthConcern>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The task an event was about, as the event said and as ECS says now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskDecision {
+    pub service: ServiceRef,
+    pub from_event: TaskInfo,
+    pub from_ecs: Option<TaskInfo>,
+    pub action: TaskAction,
+}
+
+/// Everything one invocation saw, decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistrarRecord {
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub decided_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskDecision>,
+    pub groups: Vec<GroupDecision>,
+}
+
+/// The registrar: configuration and ports, built once per cold start.
+#[derive(Debug)]
+pub struct Registrar<T, G> {
+    config: RegistrarConfig,
+    ecs: T,
+    elb: G,
+    always_dry_run: bool,
+}
+
+/// A target group and port fed by one or more services.
+#[derive(Debug, Default)]
+struct GroupPlan {
+    binding: Option<TargetGroupBinding>,
+    services: Vec<ServiceRef>,
+    running_ips: BTreeSet<String>,
+    started_at: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
+    pub fn new(config: RegistrarConfig, ecs: T, elb: G, always_dry_run: bool) -> Self {
+        Self {
+            config,
+            ecs,
+            elb,
+            always_dry_run,
+        }
+    }
+
+    /// The ports, for inspection.
+    pub fn ports(&self) -> (&T, &G) {
+        (&self.ecs, &self.elb)
+    }
+
+    /// Handles one invocation and logs its decision record as one line.
+    ///
+    /// # Errors
+    /// Malformed events and AWS failures, as [`InvocationError`]; the record is logged even then.
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<RegistrarRecord, InvocationError> {
+        let Invocation { trigger, dry_run } = events::parse(payload).inspect_err(|e| {
+            tracing::error!(error = %e, "malformed event");
+        })?;
+        let mut record = RegistrarRecord {
+            trigger: trigger.clone(),
+            dry_run: dry_run || self.always_dry_run,
+            decided_at: now,
+            ignored: None,
+            task: None,
+            groups: Vec::new(),
+        };
+        let result = match trigger {
+            Trigger::TaskChange {
+                cluster,
+                service,
+                task,
+            } => {
+                Box::pin(self.on_task_change(&cluster, service.as_deref(), task, &mut record)).await
+            }
+            Trigger::Reconcile { services, .. } => {
+                Box::pin(self.reconcile(services.as_deref(), &mut record, now)).await
+            }
+        };
+        log_decision("registrar", &record);
+        result.map(|()| record)
+    }
+
+    async fn on_task_change(
+        &self,
+        cluster: &str,
+        service: Option<&str>,
+        task: TaskInfo,
+        record: &mut RegistrarRecord,
+    ) -> Result<(), InvocationError> {
+        let Some(service) = service else {
+            record.ignored = Some("the task is not part of a service".into());
+            return Ok(());
+        };
+        let service = ServiceRef::new(cluster, service);
+        let Some(binding) = self.config.binding(&service) else {
+            record.ignored = Some(format!("service {service} is not configured"));
+            return Ok(());
+        };
+        let mut decision = TaskDecision {
+            service: service.clone(),
+            action: action_for(&task),
+            from_event: task,
+            from_ecs: None,
+        };
+        let ip = match decision.action.clone() {
+            TaskAction::Wait(why) => {
+                record.ignored = Some(why);
+                record.task = Some(decision);
+                return Ok(());
+            }
+            TaskAction::Deregister => decision.from_event.private_ip.clone(),
+            TaskAction::Register => {
+                // Events arrive late and out of order: register only what ECS says runs now.
+                let current = self
+                    .ecs
+                    .describe_task(cluster, &decision.from_event.task_arn)
+                    .await?;
+                let current_action = current.as_ref().map(action_for);
+                decision.from_ecs = current.clone();
+                if current_action != Some(TaskAction::Register) {
+                    record.ignored = Some(match &current {
+                        None => "stale event: ECS no longer knows the task".to_string(),
+                        Some(now) => format!(
+                            "stale event (version {:?}): the task is now {} with desired status {} (version {:?})",
+                            decision.from_event.version,
+                            now.last_status,
+                            now.desired_status,
+                            now.version
+                        ),
+                    });
+                    record.task = Some(decision);
+                    return Ok(());
+                }
+                current
+                    .and_then(|t| t.private_ip)
+                    .or_else(|| decision.from_event.private_ip.clone())
+            }
+        };
+        let action = decision.action.clone();
+        record.task = Some(decision);
+        let Some(ip) = ip else {
+            record.ignored = Some("the task has no private IPv4 address to register".into());
+            return Ok(());
+        };
+
+        let mut failures = Vec::new();
+        for group in &binding.target_groups {
+            let mut decision = GroupDecision::new(group, vec![service.clone()]);
+            if let Err(e) = self
+                .apply_task_change(group, &ip, &action, record.dry_run, &mut decision)
+                .await
+            {
+                decision.error = Some(e.to_string());
+                failures.push(e);
+            }
+            record.groups.push(decision);
+        }
+        InvocationError::from_failures(failures, binding.target_groups.len(), "target groups")
+    }
+
+    /// Registers or deregisters one task's target; a repeat finds nothing to do.
+    async fn apply_task_change(
+        &self,
+        group: &TargetGroupBinding,
+        ip: &str,
+        action: &TaskAction,
+        dry_run: bool,
+        decision: &mut GroupDecision,
+    ) -> Result<(), PortError> {
+        let current = self.elb.targets(&group.target_group_arn).await?;
+        decision.seen = count_states(&current, group.port);
+        let target = Target::new(ip, group.port);
+        let state = current.iter().find(|r| r.target == target).map(|r| r.state);
+        let active = state.is_some_and(|s| s != HealthState::Draining);
+        match action {
+            TaskAction::Register if !active => decision.diff.register.push(target),
+            TaskAction::Deregister if active => decision.diff.deregister.push(target),
+            TaskAction::Register => decision.diff.unchanged = 1,
+            _ => decision.diff.draining = usize::from(state == Some(HealthState::Draining)),
+        }
+        self.apply(group, dry_run, decision).await
+    }
+
+    /// Registers first (capacity before removal), in batches; a failed batch
+    /// does not stop the others and is reported with its targets.
+    async fn apply(
+        &self,
+        group: &TargetGroupBinding,
+        dry_run: bool,
+        decision: &mut GroupDecision,
+    ) -> Result<(), PortError> {
+        if dry_run {
+            return Ok(());
+        }
+        let mut first_failure = None;
+        for (change, targets) in [
+            (Change::Register, &decision.diff.register),
+            (Change::Deregister, &decision.diff.deregister),
+        ] {
+            for batch in targets.chunks(TARGETS_PER_CALL) {
+                let arn = &group.target_group_arn;
+                let result = match change {
+                    Change::Register => self.elb.register(arn, batch, group.outside_vpc).await,
+                    Change::Deregister => self.elb.deregister(arn, batch, group.outside_vpc).await,
+                };
+                decision.calls.push(Call {
+                    operation: change.operation(),
+                    targets: batch.to_vec(),
+                    ok: result.is_ok(),
+                    error: result.as_ref().err().map(ToString::to_string),
+                });
+                if let Err(mut e) = result {
+                    e.message = format!(
+                        "{} targets not changed ({}): {}",
+                        batch.len(),
+                        describe_targets(batch),
+                        e.message
+                    );
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    async fn reconcile(
+        &self,
+        only: Option<&[ServiceRef]>,
+        record: &mut RegistrarRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), InvocationError> {
+        if let Some(unknown) = only
+            .unwrap_or_default()
+            .iter()
+            .find(|s| self.config.binding(s).is_none())
+        {
+            return Err(InvocationError::RejectedCommand(format!(
+                "service {unknown} is not configured"
+            )));
+        }
+        let bindings = self
+            .config
+            .services
+            .iter()
+            .filter(|b| only.is_none_or(|list| list.contains(&b.service)));
+
+        // Group by target group and port: services sharing one are reconciled together.
+        let mut plans: BTreeMap<(String, u16), GroupPlan> = BTreeMap::new();
+        for binding in bindings {
+            let tasks = self.ecs.service_tasks(&binding.service).await?;
+            for group in &binding.target_groups {
+                let plan = plans
+                    .entry((group.target_group_arn.clone(), group.port))
+                    .or_default();
+                plan.binding.get_or_insert_with(|| group.clone());
+                plan.services.push(binding.service.clone());
+                for task in &tasks {
+                    if let (TaskAction::Register, Some(ip)) = (action_for(task), &task.private_ip) {
+                        plan.running_ips.insert(ip.clone());
+                        if let Some(started) = task.started_at {
+                            plan.started_at.insert(ip.clone(), started);
+                        }
+                    }
+                }
+            }
+        }
+
+        let grace = TimeDelta::seconds(i64::from(self.config.initial_grace_seconds));
+        let total = plans.len();
+        let mut failures = Vec::new();
+        for plan in plans.into_values() {
+            let Some(group) = plan.binding else { continue };
+            let mut decision = GroupDecision::new(&group, plan.services);
+            decision.running = plan.running_ips.len();
+            let outcome = async {
+                let current = self.elb.targets(&group.target_group_arn).await?;
+                decision.seen = count_states(&current, group.port);
+                decision.diff = diff(group.port, &plan.running_ips, &current);
+                decision.health_concerns =
+                    health_concerns(&current, group.port, &plan.started_at, now, grace);
+                self.apply(&group, record.dry_run, &mut decision).await
+            }
+            .await;
+            if let Err(e) = outcome {
+                decision.error = Some(e.to_string());
+                failures.push(e);
+            }
+            record.groups.push(decision);
+        }
+        InvocationError::from_failures(failures, total, "target groups")
+    }
+}
+
+impl GroupDecision {
+    fn new(group: &TargetGroupBinding, services: Vec<ServiceRef>) -> Self {
+        Self {
+            target_group_arn: group.target_group_arn.clone(),
+            port: group.port,
+            services,
+            running: 0,
+            seen: BTreeMap::new(),
+            diff: TargetDiff::default(),
+            calls: Vec::new(),
+            health_concerns: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+fn count_states(current: &[RegisteredTarget], port: u16) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for registered in current {
+        let key = if registered.target.port == port {
+            registered.state.as_str()
+        } else {
+            "other_port"
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// `10.0.0.1:8080, 10.0.0.2:8080, ... and 198 more`: enough to find them in the record.
+fn describe_targets(targets: &[Target]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = targets
+        .iter()
+        .take(SHOWN)
+        .map(|t| format!("{}:{}", t.ip, t.port))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if targets.len() > SHOWN {
+        text.push_str(&format!(" and {} more", targets.len() - SHOWN));
+    }
+    text
+}
