@@ -6,6 +6,8 @@ request into the equivalent JSON request, lets moto answer it, and encodes the
 answer back as CBOR (timestamps as CBOR tag 1, `smithy-protocol` header set).
 Every other request goes to moto untouched.
 
+ECS tasks are kept RUNNING until stopped (see keep_tasks_running).
+
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
@@ -24,6 +26,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.moto_api import state_manager
 from werkzeug.serving import make_server
 
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -121,6 +124,16 @@ class CborBridge:
         return [payload]
 
 
+def keep_tasks_running():
+    """Moto advances an ECS task one lifecycle state per read by default
+    (RUNNING -> DEACTIVATING -> ... after a single DescribeTasks). Real tasks
+    stay RUNNING until stopped, so make the progression effectively never fire;
+    StopTask still moves a task to STOPPED at once."""
+    state_manager.set_transition(
+        model_name="ecs::task", transition={"progression": "manual", "times": 10**12}
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -132,6 +145,7 @@ def main():
     )
     args = parser.parse_args()
 
+    keep_tasks_running()
     app = CborBridge(DomainDispatcherApplication(create_backend_app))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler

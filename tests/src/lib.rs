@@ -8,7 +8,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
-use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
+use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType,
+    NetworkConfiguration, NetworkMode, PortMapping,
+};
+use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetTypeEnum};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -130,6 +135,7 @@ pub fn sample_event(relative: &str) -> serde_json::Value {
 /// Clients for one region of the emulator, with seeding helpers.
 #[derive(Debug, Clone)]
 pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
@@ -138,6 +144,7 @@ pub struct Aws {
 impl Aws {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
+            ec2: aws_sdk_ec2::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
@@ -241,6 +248,246 @@ impl Aws {
             .await
             .expect("set_alarm_state");
     }
+}
+
+/// Where awsvpc tasks run: a VPC, a subnet and a security group.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub security_group_id: String,
+}
+
+/// The container port the awsvpc test service listens on.
+pub const TASK_PORT: u16 = 8080;
+
+impl Aws {
+    pub async fn network(&self) -> Network {
+        let vpc = self
+            .ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Vpc)
+                    .tags(Ec2Tag::builder().key("Name").value("e2e").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create_vpc");
+        let vpc_id = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string();
+        // Task ENIs get private DNS names, as in a VPC with DNS hostnames on.
+        self.ec2
+            .modify_vpc_attribute()
+            .vpc_id(&vpc_id)
+            .enable_dns_hostnames(
+                aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                    .value(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("modify_vpc_attribute");
+        let subnet = self
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.0.0/20")
+            .send()
+            .await
+            .expect("create_subnet");
+        let subnet_id = subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_string();
+        let group = self
+            .ec2
+            .create_security_group()
+            .vpc_id(&vpc_id)
+            .group_name("tasks")
+            .description("e2e tasks")
+            .send()
+            .await
+            .expect("create_security_group");
+        Network {
+            vpc_id,
+            subnet_id,
+            security_group_id: group.group_id().expect("group id").to_string(),
+        }
+    }
+
+    /// An `ip` target group on [`TASK_PORT`]; returns its ARN.
+    pub async fn ip_target_group(&self, name: &str, vpc_id: &str) -> String {
+        let out = self
+            .elbv2
+            .create_target_group()
+            .name(name)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(i32::from(TASK_PORT))
+            .vpc_id(vpc_id)
+            .target_type(TargetTypeEnum::Ip)
+            .send()
+            .await
+            .expect("create_target_group");
+        out.target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .expect("target group arn")
+            .to_string()
+    }
+
+    /// A cluster and an awsvpc Fargate service with no tasks yet.
+    pub async fn create_awsvpc_service(&self, cluster: &str, service: &str, network: &Network) {
+        self.ecs
+            .create_cluster()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .expect("create_cluster");
+        self.ecs
+            .register_task_definition()
+            .family(service)
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image("public.ecr.aws/nginx/nginx:stable")
+                    .memory(256)
+                    .port_mappings(
+                        PortMapping::builder()
+                            .container_port(i32::from(TASK_PORT))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_task_definition");
+        self.ecs
+            .create_service()
+            .cluster(cluster)
+            .service_name(service)
+            .task_definition(service)
+            .launch_type(LaunchType::Fargate)
+            .desired_count(0)
+            .network_configuration(network_configuration(network))
+            .send()
+            .await
+            .expect("create_service");
+    }
+
+    /// Starts `count` tasks that list under the service (the emulator's service
+    /// starts none itself); returns each task's ARN and private IPv4.
+    pub async fn run_service_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+        network: &Network,
+        count: usize,
+    ) -> Vec<(String, String)> {
+        const PER_CALL: usize = 10;
+        let mut tasks = Vec::with_capacity(count);
+        while tasks.len() < count {
+            let batch = (count - tasks.len()).min(PER_CALL);
+            let out = self
+                .ecs
+                .run_task()
+                .cluster(cluster)
+                .task_definition(service)
+                .group(format!("service:{service}"))
+                .launch_type(LaunchType::Fargate)
+                .count(i32::try_from(batch).expect("small"))
+                .network_configuration(network_configuration(network))
+                .send()
+                .await
+                .expect("run_task");
+            for task in out.tasks() {
+                let ip = task
+                    .attachments()
+                    .iter()
+                    .flat_map(|a| a.details())
+                    .find(|d| d.name() == Some("privateIPv4Address"))
+                    .and_then(|d| d.value())
+                    .expect("task ip");
+                tasks.push((task.task_arn().expect("arn").to_string(), ip.to_string()));
+            }
+        }
+        tasks
+    }
+
+    pub async fn stop_task(&self, cluster: &str, task_arn: &str) {
+        self.ecs
+            .stop_task()
+            .cluster(cluster)
+            .task(task_arn)
+            .reason("e2e")
+            .send()
+            .await
+            .expect("stop_task");
+    }
+
+    /// `(ip, port, state)` of every target in the group.
+    pub async fn targets(&self, target_group_arn: &str) -> Vec<(String, u16, String)> {
+        let out = self
+            .elbv2
+            .describe_target_health()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .expect("describe_target_health");
+        out.target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let target = d.target()?;
+                Some((
+                    target.id()?.to_string(),
+                    u16::try_from(target.port()?).ok()?,
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Registers a target by hand (drift, or a foreign target on another port).
+    pub async fn register_target(&self, target_group_arn: &str, ip: &str, port: u16) {
+        self.elbv2
+            .register_targets()
+            .target_group_arn(target_group_arn)
+            .targets(
+                TargetDescription::builder()
+                    .id(ip)
+                    .port(i32::from(port))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_targets");
+    }
+}
+
+fn network_configuration(network: &Network) -> NetworkConfiguration {
+    NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(&network.subnet_id)
+                .security_groups(&network.security_group_id)
+                .assign_public_ip(AssignPublicIp::Disabled)
+                .build()
+                .expect("awsvpc configuration"),
+        )
+        .build()
 }
 
 /// cargo-lambda from the project's venv.

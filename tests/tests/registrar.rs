@@ -1,0 +1,203 @@
+//! The registrar through its real AWS adapters against the local emulator.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use chrono::{TimeZone, Utc};
+use e2e::{sample_event, Aws, Emulator, Network, TASK_PORT};
+use ecs_control::aws::ecs::EcsAdapter;
+use ecs_control::aws::elbv2::Elbv2Adapter;
+use ecs_control::config::RegistrarConfig;
+use registrar::handler::{Registrar, RegistrarRecord};
+use serde_json::Value;
+
+const CLUSTER: &str = "demo";
+const SERVICE: &str = "web";
+
+struct World {
+    aws: Aws,
+    network: Network,
+    target_group: String,
+    registrar: Registrar<EcsAdapter, Elbv2Adapter>,
+}
+
+async fn world(region: &str) -> World {
+    let config = Emulator::shared().sdk_config(region);
+    let aws = Aws::new(&config);
+    let network = aws.network().await;
+    let target_group = aws.ip_target_group("web", &network.vpc_id).await;
+    aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
+    let document = serde_json::json!({
+        "services": [{
+            "cluster": CLUSTER,
+            "service": SERVICE,
+            "target_groups": [{"target_group_arn": target_group, "port": TASK_PORT}],
+        }]
+    });
+    let registrar = Registrar::new(
+        RegistrarConfig::parse(&document.to_string()).expect("config"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
+        false,
+    );
+    World {
+        aws,
+        network,
+        target_group,
+        registrar,
+    }
+}
+
+/// A real-shaped task event for a task of the emulator.
+fn task_event(sample: &str, region: &str, task_arn: &str, ip: &str) -> Value {
+    let mut event = sample_event(&format!("registrar/{sample}.json"));
+    let detail = &mut event["detail"];
+    detail["clusterArn"] = format!("arn:aws:ecs:{region}:123456789012:cluster/{CLUSTER}").into();
+    detail["taskArn"] = task_arn.into();
+    detail["attachments"][0]["details"][4]["value"] = ip.into();
+    detail["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] = ip.into();
+    event
+}
+
+impl World {
+    async fn handle(&self, event: Value) -> RegistrarRecord {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
+        self.registrar.handle(event, now).await.expect("handled")
+    }
+
+    async fn active_targets(&self) -> Vec<(String, u16)> {
+        let mut active: Vec<(String, u16)> = self
+            .aws
+            .targets(&self.target_group)
+            .await
+            .into_iter()
+            .filter(|(_, _, state)| state != "draining")
+            .map(|(ip, port, _)| (ip, port))
+            .collect();
+        active.sort();
+        active
+    }
+
+    async fn run_tasks(&self, count: usize) -> Vec<(String, String)> {
+        self.aws
+            .run_service_tasks(CLUSTER, SERVICE, &self.network, count)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_running_task_is_registered_and_a_stopped_one_deregistered_with_its_port() {
+    let region = "us-east-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(1).await;
+    let (arn, ip) = &tasks[0];
+    // Someone else's target on another port of the same group must survive.
+    // (The emulator keys targets by IP alone, so it gets an IP of its own.)
+    let foreign = ("10.250.0.1".to_string(), 9090);
+    w.aws
+        .register_target(&w.target_group, &foreign.0, foreign.1)
+        .await;
+
+    w.handle(task_event("task-running", region, arn, ip)).await;
+    let mut expected = vec![(ip.clone(), TASK_PORT), foreign.clone()];
+    expected.sort();
+    assert_eq!(w.active_targets().await, expected);
+
+    w.aws.stop_task(CLUSTER, arn).await;
+    let record = w.handle(task_event("task-stopped", region, arn, ip)).await;
+    let call = &record.groups[0].calls[0];
+    assert_eq!(call.operation, "elasticloadbalancing:DeregisterTargets");
+    assert_eq!(call.targets[0].port, TASK_PORT);
+    assert_eq!(w.active_targets().await, [foreign]);
+}
+
+#[tokio::test]
+async fn a_late_running_event_after_the_stop_registers_nothing() {
+    let region = "us-east-2";
+    let w = world(region).await;
+    let tasks = w.run_tasks(1).await;
+    let (arn, ip) = &tasks[0];
+    w.aws.stop_task(CLUSTER, arn).await;
+    w.handle(task_event("task-stopping", region, arn, ip)).await;
+    let record = w.handle(task_event("task-running", region, arn, ip)).await;
+    assert!(
+        record
+            .ignored
+            .as_deref()
+            .is_some_and(|r| r.contains("stale event")),
+        "{:?}",
+        record.ignored
+    );
+    assert!(w.active_targets().await.is_empty());
+}
+
+#[tokio::test]
+async fn reconcile_repairs_drift_in_both_directions() {
+    let region = "us-west-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(3).await;
+    // One task already registered, one stale target left behind by a task long gone.
+    w.aws
+        .register_target(&w.target_group, &tasks[0].1, TASK_PORT)
+        .await;
+    w.aws
+        .register_target(&w.target_group, "10.9.9.9", TASK_PORT)
+        .await;
+
+    let record = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    let group = &record.groups[0];
+    assert_eq!(
+        (group.diff.register.len(), group.diff.deregister.len()),
+        (2, 1)
+    );
+    let mut expected: Vec<(String, u16)> = tasks
+        .iter()
+        .map(|(_, ip)| (ip.clone(), TASK_PORT))
+        .collect();
+    expected.sort();
+    assert_eq!(w.active_targets().await, expected);
+
+    // Reconciling again finds nothing to do.
+    let again = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert!(again.groups[0].diff.is_empty());
+    assert!(again.groups[0].calls.is_empty());
+}
+
+#[tokio::test]
+async fn four_hundred_fifty_tasks_are_registered_in_three_calls() {
+    let region = "eu-west-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(450).await;
+    let record = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    let sizes: Vec<usize> = record.groups[0]
+        .calls
+        .iter()
+        .map(|c| c.targets.len())
+        .collect();
+    assert_eq!(sizes, [200, 200, 50]);
+    let distinct: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|(_, ip)| ip.as_str()).collect();
+    assert_eq!(w.active_targets().await.len(), distinct.len());
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let region = "eu-west-2";
+    let w = world(region).await;
+    w.run_tasks(2).await;
+    let record = w
+        .handle(sample_event("registrar/manual-reconcile-dry-run.json"))
+        .await;
+    assert!(record.dry_run);
+    assert_eq!(record.groups[0].diff.register.len(), 2);
+    assert!(record.groups[0].calls.is_empty());
+    assert!(w.active_targets().await.is_empty());
+}
