@@ -4,9 +4,9 @@
 setup:
 	tests/scripts/setup.sh
 
-# The scaler against the local AWS emulator, fed sample alarm events.
+# The functions against the local AWS emulator, fed sample events.
 demo: setup
-	cargo build --quiet -p scaler -p e2e --bins
+	cargo build --quiet -p scaler -p registrar -p e2e --bins
 	target/debug/demo
 
 # Every test: domain, handler, adapters, end to end (emulator and Lambda runtime

@@ -188,11 +188,11 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                     record.ignored = Some(match &current {
                         None => "stale event: ECS no longer knows the task".to_string(),
                         Some(now) => format!(
-                            "stale event (version {:?}): the task is now {} with desired status {} (version {:?})",
-                            decision.from_event.version,
+                            "stale event (task version {}): ECS says the task is now {} with desired status {} (version {})",
+                            version(decision.from_event.version),
                             now.last_status,
                             now.desired_status,
-                            now.version
+                            version(now.version)
                         ),
                     });
                     record.task = Some(decision);
@@ -372,6 +372,10 @@ impl GroupDecision {
             error: None,
         }
     }
+}
+
+fn version(v: Option<i64>) -> String {
+    v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
 }
 
 fn count_states(current: &[RegisteredTarget], port: u16) -> BTreeMap<&'static str, usize> {

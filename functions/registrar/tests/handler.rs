@@ -343,10 +343,13 @@ async fn a_late_running_event_after_the_stop_registers_nothing() {
     let record = r.handle(sample("task-running"), now()).await.expect("late");
     let ignored = record.ignored.expect("ignored");
     assert!(
-        ignored.contains("stale event (version Some(3))"),
+        ignored.contains("stale event (task version 3)"),
         "{ignored}"
     );
-    assert!(ignored.contains("version Some(6)"), "{ignored}");
+    assert!(
+        ignored.contains("desired status STOPPED (version 6)"),
+        "{ignored}"
+    );
     assert_eq!(elb(&r).state(TG, "10.0.1.23", 8080), None);
 }
 

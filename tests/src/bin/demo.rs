@@ -1,20 +1,21 @@
-//! The demo: the scaler Lambda, served by a local Lambda runtime, resizing a
-//! service in the local AWS emulator as alarm events arrive.
+//! The demo: the scaler and registrar Lambdas, each served by a local Lambda
+//! runtime, acting on the local AWS emulator as events arrive: the scaler resizes
+//! a service as alarms fire, the registrar keeps a target group in step with tasks.
 //!
 //! Run with `make demo`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a demo stops loudly on a broken set-up
 
 use aws_sdk_cloudwatch::types::StateValue;
-use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda};
+use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda, TASK_PORT};
 use serde_json::Value;
 use std::path::PathBuf;
 
 const REGION: &str = "us-east-1";
 
-fn scaler_binary() -> PathBuf {
+fn function_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
-    let binary = exe.with_file_name("scaler");
+    let binary = exe.with_file_name(name);
     assert!(
         binary.exists(),
         "{} is missing: build it first (make demo does)",
@@ -77,6 +78,13 @@ async fn main() {
     println!("Starting the local AWS emulator (moto + CloudWatch CBOR bridge)...");
     let emulator = Emulator::start();
     println!("  endpoint {}", emulator.endpoint());
+    scaler_demo(&emulator).await;
+    registrar_demo(&emulator).await;
+    println!("\nStopping the local runtimes and the emulator.");
+}
+
+async fn scaler_demo(emulator: &Emulator) {
+    println!("\n== Scaler: alarms resize demo/web ==");
     let aws = Aws::new(&emulator.sdk_config(REGION));
 
     println!("Seeding cluster demo, service web (desired 2) and the alarms the policies name...");
@@ -96,7 +104,7 @@ async fn main() {
         "SCALER_POLICIES_FILE".into(),
         policies.display().to_string(),
     ));
-    let lambda = LocalLambda::start(&scaler_binary(), &env);
+    let lambda = LocalLambda::start(&function_binary("scaler"), &env);
     let mut demo = Demo {
         aws,
         lambda,
@@ -163,7 +171,124 @@ async fn main() {
     .await;
 
     println!(
-        "\nDone: demo/web went from 2 to {} tasks. Stopping the runtime and the emulator.",
+        "\nScaler done: demo/web went from 2 to {} tasks.",
         demo.aws.desired_count("demo", "web").await
     );
+}
+
+/// The registrar's view of one invocation, and the target group after it.
+async fn show_registrar(step: &str, lambda: &LocalLambda, aws: &Aws, group: &str, payload: Value) {
+    let result = lambda.invoke(&payload);
+    let summary = match result.response.filter(|_| result.ok) {
+        Some(record) => match record["ignored"].as_str() {
+            Some(why) => format!("ignored: {why}"),
+            None => {
+                let g = &record["groups"][0];
+                let count = |key: &str| g["diff"][key].as_array().map_or(0, Vec::len);
+                let verb = if record["dry_run"] == true {
+                    "would register"
+                } else {
+                    "registered"
+                };
+                format!(
+                    "{verb} {}, deregister {}, {} API call(s)",
+                    count("register"),
+                    count("deregister"),
+                    g["calls"].as_array().map_or(0, Vec::len)
+                )
+            }
+        },
+        None => format!("error: {}", result.text.lines().next().unwrap_or_default()),
+    };
+    let mut targets: Vec<String> = aws
+        .targets(group)
+        .await
+        .into_iter()
+        .map(|(ip, port, state)| format!("{ip}:{port} {state}"))
+        .collect();
+    targets.sort();
+    println!(
+        "  {step}\n    {summary}\n    target group: [{}]",
+        targets.join(", ")
+    );
+}
+
+fn task_event(sample: &str, task_arn: &str, ip: &str) -> Value {
+    let mut event = sample_event(&format!("registrar/{sample}.json"));
+    let detail = &mut event["detail"];
+    detail["taskArn"] = task_arn.into();
+    detail["attachments"][0]["details"][4]["value"] = ip.into();
+    detail["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] = ip.into();
+    event
+}
+
+async fn registrar_demo(emulator: &Emulator) {
+    println!("\n== Registrar: target group web follows the tasks of demo/web ==");
+    let aws = Aws::new(&emulator.sdk_config("us-west-2"));
+    let network = aws.network().await;
+    let group = aws.ip_target_group("web", &network.vpc_id).await;
+    aws.create_awsvpc_service("demo", "web", &network).await;
+    let config = serde_json::json!({
+        "services": [{"cluster": "demo", "service": "web",
+                      "target_groups": [{"target_group_arn": group, "port": TASK_PORT}]}]
+    });
+    let mut env = emulator.function_env("us-west-2");
+    env.push(("REGISTRAR_CONFIG".into(), config.to_string()));
+    let lambda = LocalLambda::start(&function_binary("registrar"), &env);
+
+    let tasks = aws.run_service_tasks("demo", "web", &network, 2).await;
+    for (arn, ip) in &tasks {
+        show_registrar(
+            &format!("task {ip} is RUNNING: ECS Task State Change"),
+            &lambda,
+            &aws,
+            &group,
+            task_event("task-running", arn, ip),
+        )
+        .await;
+    }
+    let (arn, ip) = &tasks[0];
+    show_registrar(
+        &format!("the same RUNNING event for {ip} again"),
+        &lambda,
+        &aws,
+        &group,
+        task_event("task-running", arn, ip),
+    )
+    .await;
+    aws.stop_task("demo", arn).await;
+    show_registrar(
+        &format!("task {ip} is told to stop (desiredStatus STOPPED)"),
+        &lambda,
+        &aws,
+        &group,
+        task_event("task-stopping", arn, ip),
+    )
+    .await;
+    show_registrar(
+        &format!("a late RUNNING event for the stopped task {ip}"),
+        &lambda,
+        &aws,
+        &group,
+        task_event("task-running", arn, ip),
+    )
+    .await;
+    aws.run_service_tasks("demo", "web", &network, 3).await;
+    aws.register_target(&group, "10.99.0.7", TASK_PORT).await;
+    show_registrar(
+        "drift: 3 tasks started with no events seen, a stale 10.99.0.7 left behind; dry-run reconcile",
+        &lambda,
+        &aws,
+        &group,
+        serde_json::json!({"command": "reconcile", "dry_run": true}),
+    )
+    .await;
+    show_registrar(
+        "scheduled reconcile",
+        &lambda,
+        &aws,
+        &group,
+        sample_event("registrar/reconcile-schedule.json"),
+    )
+    .await;
 }
