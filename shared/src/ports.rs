@@ -4,8 +4,11 @@
 
 use crate::domain::alarm::AlarmStatus;
 use crate::domain::policy::ServiceRef;
+use crate::config::probe::HttpCheck;
+use crate::domain::probe::{HttpObservation, MetricDatum};
 use crate::domain::registration::{RegisteredTarget, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
+use chrono::{DateTime, Utc};
 use std::future::Future;
 
 /// How a failed AWS call should be treated.
@@ -111,4 +114,25 @@ pub trait TargetGroups: Send + Sync {
         targets: &[Target],
         outside_vpc: bool,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Publishing CloudWatch metrics.
+pub trait MetricsSink: Send + Sync {
+    /// One PutMetricData call (callers batch to [`crate::domain::probe::METRICS_PER_CALL`]).
+    fn put(
+        &self,
+        namespace: &str,
+        data: &[MetricDatum],
+        timestamp: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Making one HTTP(S) check attempt.
+pub trait HttpChecks: Send + Sync {
+    /// One attempt; every failure is reported in the observation, never as an error.
+    fn attempt(
+        &self,
+        check: &HttpCheck,
+        max_body_bytes: usize,
+    ) -> impl Future<Output = HttpObservation> + Send;
 }

@@ -1,9 +1,10 @@
-//! CloudWatch adapter: alarm states.
+//! CloudWatch adapter: alarm states, and publishing metrics.
 
 use super::classify;
 use crate::domain::alarm::{AlarmState, AlarmStatus};
-use crate::ports::{AlarmStates, FailureKind, PortError};
-use aws_sdk_cloudwatch::types::AlarmType;
+use crate::domain::probe::{MetricDatum, MetricUnit};
+use crate::ports::{AlarmStates, FailureKind, MetricsSink, PortError};
+use aws_sdk_cloudwatch::types::{AlarmType, Dimension, StandardUnit};
 use aws_sdk_cloudwatch::Client;
 
 /// DescribeAlarms takes at most 100 names a call.
@@ -86,5 +87,62 @@ impl AlarmStates for CloudWatchAlarms {
             }
         }
         Ok(found)
+    }
+}
+
+/// [`MetricsSink`] backed by CloudWatch PutMetricData.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: Client,
+}
+
+impl CloudWatchMetrics {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn unit(unit: MetricUnit) -> StandardUnit {
+    match unit {
+        MetricUnit::Milliseconds => StandardUnit::Milliseconds,
+        MetricUnit::Count => StandardUnit::Count,
+        MetricUnit::Percent => StandardUnit::Percent,
+        MetricUnit::None => StandardUnit::None,
+    }
+}
+
+impl MetricsSink for CloudWatchMetrics {
+    async fn put(
+        &self,
+        namespace: &str,
+        data: &[MetricDatum],
+        timestamp: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        let at = aws_smithy_types::DateTime::from_millis(timestamp.timestamp_millis());
+        let items = data
+            .iter()
+            .map(|d| {
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name(d.name)
+                    .set_dimensions(Some(
+                        d.dimensions
+                            .iter()
+                            .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
+                            .collect(),
+                    ))
+                    .value(d.value)
+                    .unit(unit(d.unit))
+                    .timestamp(at)
+                    .build()
+            })
+            .collect();
+        self.client
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(items))
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:PutMetricData", e))?;
+        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! Configuration read once at cold start; every error names the field to fix.
 
+pub mod probe;
 pub mod registrar;
 pub mod scaler;
 
+pub use probe::ProbeConfig;
 pub use registrar::RegistrarConfig;
 pub use scaler::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
 

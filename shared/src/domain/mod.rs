@@ -2,5 +2,6 @@
 
 pub mod alarm;
 pub mod policy;
+pub mod probe;
 pub mod registration;
 pub mod scaling;

@@ -1,0 +1,25 @@
+use ecs_control::aws::{cloudwatch::CloudWatchMetrics, elbv2::Elbv2Adapter, load_sdk_config};
+use ecs_control::config::ProbeConfig;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use probe::handler::Prober;
+use probe::http::HttpAdapter;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    // A bad configuration stops the cold start, with the field to fix in the log.
+    let config = ProbeConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let sdk = load_sdk_config().await;
+    let prober = Prober::new(
+        config,
+        HttpAdapter::new(),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
+        CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+    );
+    let prober = &prober;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        prober.handle(event.payload, chrono::Utc::now()).await
+    }))
+    .await
+}

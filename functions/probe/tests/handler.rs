@@ -1,0 +1,331 @@
+//! The probe's handler against fakes of its ports, fed by the samples in `events/`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use chrono::{DateTime, TimeZone, Utc};
+use ecs_control::config::probe::HttpCheck;
+use ecs_control::config::ProbeConfig;
+use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse, MetricDatum};
+use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target};
+use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};
+use lambda_runtime::Diagnostic;
+use probe::handler::Prober;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+const CONFIG: &str = include_str!("../../../infra/probe-config.json");
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/../../events/probe/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 10, 5, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn ok(body: &str, content_type: &str) -> HttpObservation {
+    HttpObservation {
+        outcome: Ok(HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+            body_truncated: false,
+        }),
+        latency_ms: 42.0,
+        time_to_first_byte_ms: Some(30.0),
+        certificate_days_remaining: Some(61.5),
+    }
+}
+
+fn failed(reason: FailureReason) -> HttpObservation {
+    HttpObservation {
+        outcome: Err(reason),
+        latency_ms: 2000.0,
+        time_to_first_byte_ms: None,
+        certificate_days_remaining: None,
+    }
+}
+
+/// Scripted answers per check name (consumed in order; the last one repeats).
+#[derive(Default)]
+struct FakeHttp {
+    answers: Mutex<HashMap<String, Vec<HttpObservation>>>,
+    attempts: Mutex<HashMap<String, u32>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl FakeHttp {
+    fn answer(&self, check: &str, observations: Vec<HttpObservation>) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(check.to_string(), observations);
+    }
+
+    fn attempts(&self, check: &str) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(check)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl HttpChecks for FakeHttp {
+    async fn attempt(&self, check: &HttpCheck, _max: usize) -> HttpObservation {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        *self
+            .attempts
+            .lock()
+            .unwrap()
+            .entry(check.name.clone())
+            .or_default() += 1;
+        let mut answers = self.answers.lock().unwrap();
+        let list = answers.entry(check.name.clone()).or_default();
+        match list.len() {
+            0 => ok("{\"status\":\"ok\"}", "application/json"),
+            1 => list[0].clone(),
+            _ => list.remove(0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FakeElb {
+    missing: bool,
+}
+
+impl TargetGroups for FakeElb {
+    async fn targets(&self, arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        if self.missing {
+            return Err(PortError::new(
+                FailureKind::NotFound,
+                "elasticloadbalancing:DescribeTargetHealth",
+                format!("TargetGroupNotFound: {arn}"),
+            ));
+        }
+        Ok([
+            HealthState::Healthy,
+            HealthState::Healthy,
+            HealthState::Initial,
+            HealthState::Draining,
+            HealthState::Unhealthy,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, state)| RegisteredTarget {
+            target: Target::new(format!("10.0.0.{i}"), 8080),
+            state,
+            reason: None,
+        })
+        .collect())
+    }
+
+    async fn register(&self, _: &str, _: &[Target], _: bool) -> Result<(), PortError> {
+        unreachable!("the probe never registers")
+    }
+
+    async fn deregister(&self, _: &str, _: &[Target], _: bool) -> Result<(), PortError> {
+        unreachable!("the probe never deregisters")
+    }
+}
+
+#[derive(Default)]
+struct FakeMetrics {
+    puts: Mutex<Vec<(String, Vec<MetricDatum>)>>,
+    fail: Mutex<Option<FailureKind>>,
+}
+
+impl MetricsSink for FakeMetrics {
+    async fn put(&self, ns: &str, data: &[MetricDatum], _at: DateTime<Utc>) -> Result<(), PortError> {
+        if let Some(kind) = *self.fail.lock().unwrap() {
+            return Err(PortError::new(kind, "cloudwatch:PutMetricData", "Rate exceeded"));
+        }
+        self.puts.lock().unwrap().push((ns.to_string(), data.to_vec()));
+        Ok(())
+    }
+}
+
+type TestProber = Prober<FakeHttp, FakeElb, FakeMetrics>;
+
+fn prober_with(config: &str) -> TestProber {
+    Prober::new(
+        ProbeConfig::parse(config).expect("config"),
+        FakeHttp::default(),
+        FakeElb::default(),
+        FakeMetrics::default(),
+    )
+}
+
+fn metric(p: &TestProber, name: &str, dimension: &str) -> Option<f64> {
+    p.ports()
+        .2
+        .puts
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, data)| data.iter())
+        .find(|d| d.name == name && d.dimensions[0].1 == dimension)
+        .map(|d| d.value)
+}
+
+#[tokio::test]
+async fn a_scheduled_run_checks_everything_and_publishes() {
+    let p = prober_with(CONFIG);
+    p.ports().0.answer(
+        "web-home",
+        vec![ok("<h1>Down for maintenance</h1>", "text/html")],
+    );
+    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    assert_eq!(report.checks.len(), 3);
+    assert_eq!(report.failed_checks, 1, "a failed check is data, not an error");
+    let home = report.checks.iter().find(|c| c.name == "web-home").expect("home");
+    assert_eq!(
+        home.reason.as_ref().map(ToString::to_string).as_deref(),
+        Some("body contains /(?i)maintenance/")
+    );
+    assert_eq!(metric(&p, "CheckSuccess", "web-home"), Some(0.0));
+    assert_eq!(metric(&p, "CheckSuccess", "web-health"), Some(1.0));
+    assert_eq!(metric(&p, "CheckLatency", "web-health"), Some(42.0));
+    assert_eq!(metric(&p, "TimeToFirstByte", "web-health"), Some(30.0));
+    assert_eq!(metric(&p, "CertificateDaysRemaining", "web-health"), Some(61.5));
+    assert_eq!(metric(&p, "HttpStatusCode", "web-health"), Some(200.0));
+    assert_eq!(metric(&p, "HealthyTargets", "web"), Some(2.0));
+    assert_eq!(metric(&p, "TransitioningTargets", "web"), Some(2.0));
+    assert_eq!(metric(&p, "UnhealthyTargets", "web"), Some(1.0));
+    let puts = p.ports().2.puts.lock().unwrap();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].0, "EcsControl/Probe");
+}
+
+#[tokio::test]
+async fn retries_happen_before_a_failure_counts() {
+    let p = prober_with(CONFIG);
+    // web-health allows one retry: a timeout then a success passes.
+    p.ports().0.answer(
+        "web-health",
+        vec![
+            failed(FailureReason::Timeout),
+            ok("{\"status\":\"ok\"}", "application/json"),
+        ],
+    );
+    // web-home allows none.
+    p.ports().0.answer("web-home", vec![failed(FailureReason::Timeout)]);
+    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    let by_name = |n: &str| report.checks.iter().find(|c| c.name == n).expect(n);
+    assert!(by_name("web-health").success);
+    assert_eq!(by_name("web-health").attempts, 2);
+    assert!(!by_name("web-home").success);
+    assert_eq!(by_name("web-home").reason, Some(FailureReason::Timeout));
+    assert_eq!(p.ports().0.attempts("web-home"), 1);
+}
+
+#[tokio::test]
+async fn a_manual_run_of_one_check_publishes_nothing() {
+    let p = prober_with(CONFIG);
+    let report = p
+        .handle(sample("manual-run-one-check"), now())
+        .await
+        .expect("run");
+    assert_eq!(report.checks.len(), 1);
+    assert_eq!(report.checks[0].name, "web-health");
+    assert!(report.target_groups.is_empty());
+    assert!(!report.published.enabled);
+    assert!(p.ports().2.puts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_adhoc_check_runs_alone_and_is_not_published() {
+    let p = prober_with(CONFIG);
+    p.ports().0.answer(
+        "drill-login-page",
+        vec![ok("<form>Sign in</form>", "text/html; charset=utf-8")],
+    );
+    let report = p.handle(sample("adhoc-check"), now()).await.expect("run");
+    assert_eq!(report.checks.len(), 1);
+    assert!(report.checks[0].success, "{:?}", report.checks[0].reason);
+    assert!(p.ports().2.puts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_manual_runs_are_clear_non_retryable_errors() {
+    let p = prober_with(CONFIG);
+    let unknown = serde_json::json!({"command": "run", "checks": ["nope"]});
+    let err = p.handle(unknown, now()).await.expect_err("unknown check");
+    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.RejectedCommand");
+
+    let mut bad_adhoc = sample("adhoc-check");
+    bad_adhoc["adhoc"][0]["timeout_ms"] = 0.into();
+    let err = p.handle(bad_adhoc, now()).await.expect_err("bad adhoc");
+    assert!(err.to_string().contains("adhoc[0].timeout_ms"), "{err}");
+    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.MalformedEvent");
+
+    let err = p
+        .handle(serde_json::json!({"detail-type": "ECS Task State Change"}), now())
+        .await
+        .expect_err("unsupported");
+    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.MalformedEvent");
+}
+
+#[tokio::test]
+async fn failing_to_publish_is_a_retryable_error() {
+    let p = prober_with(CONFIG);
+    *p.ports().2.fail.lock().unwrap() = Some(FailureKind::Retryable);
+    let err = p
+        .handle(sample("scheduled-tick"), now())
+        .await
+        .expect_err("publish failed");
+    assert_eq!(Diagnostic::from(err).error_type, "Retryable.AwsUnavailable");
+}
+
+#[tokio::test]
+async fn an_unreadable_target_group_is_reported_not_fatal() {
+    let p = Prober::new(
+        ProbeConfig::parse(CONFIG).expect("config"),
+        FakeHttp::default(),
+        FakeElb { missing: true },
+        FakeMetrics::default(),
+    );
+    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    let group = &report.target_groups[0];
+    assert!(group.counts.is_none());
+    assert!(group
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("TargetGroupNotFound")));
+    assert_eq!(report.checks.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_batches() {
+    let checks: Vec<Value> = (0..300)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "url": format!("http://service-{i}.internal/health")}))
+        .collect();
+    let config = serde_json::json!({"concurrency": 64, "checks": checks}).to_string();
+    let p = prober_with(&config);
+    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    assert_eq!(report.checks.len(), 300);
+    assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 64);
+    // 300 checks x 5 metrics = 1,500 items: two PutMetricData calls.
+    let sizes: Vec<usize> = p
+        .ports()
+        .2
+        .puts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, d)| d.len())
+        .collect();
+    assert_eq!(sizes, [1000, 500]);
+    assert_eq!((report.published.metrics, report.published.calls), (1500, 2));
+}

@@ -1,0 +1,477 @@
+//! The probe's document: HTTP(S) checks, target groups to watch, where metrics go.
+
+use super::{parse_json, read_document, ConfigError};
+use crate::domain::probe::{
+    ExpectedStatus, Expectations, HeaderCheck, HeaderRule, Pattern, StatusRange,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub const PROBE_CONFIG_ENV: &str = "PROBE_CONFIG";
+pub const PROBE_CONFIG_FILE_ENV: &str = "PROBE_CONFIG_FILE";
+
+const DEFAULT_NAMESPACE: &str = "EcsControl/Probe";
+const DEFAULT_CONCURRENCY: usize = 32;
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_RETRIES: u32 = 5;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// Which address family to connect over. IPv4 first by default: an IPv6-first
+/// probe reports IPv4-only hosts as down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpPreference {
+    #[default]
+    Ipv4Preferred,
+    Ipv6Preferred,
+    Ipv4Only,
+    Ipv6Only,
+}
+
+/// One HTTP(S) check, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub expect: Expectations,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+    /// Further attempts before a failure counts.
+    pub retries: u32,
+    pub ip_preference: IpPreference,
+    /// Extra trusted roots (PEM), read at cold start, for private CAs.
+    pub extra_ca_pem: Option<Vec<u8>>,
+}
+
+/// A target group whose health the probe counts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedTargetGroup {
+    /// The `TargetGroup` dimension of its metrics.
+    pub name: String,
+    pub target_group_arn: String,
+}
+
+/// The probe's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub namespace: String,
+    pub concurrency: usize,
+    pub max_body_bytes: usize,
+    pub checks: Vec<HttpCheck>,
+    pub target_groups: Vec<WatchedTargetGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    checks: Vec<Value>,
+    #[serde(default)]
+    target_groups: Vec<WatchedTargetGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckEntry {
+    name: String,
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    expected_status: Option<Vec<StatusEntry>>,
+    #[serde(default)]
+    body_must_match: Vec<PatternEntry>,
+    #[serde(default)]
+    body_must_not_match: Vec<PatternEntry>,
+    #[serde(default)]
+    header_checks: Vec<HeaderEntry>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    follow_redirects: Option<bool>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    ip_version: Option<IpPreference>,
+    #[serde(default)]
+    ca_certificate_file: Option<String>,
+}
+
+/// `200`, or `"200-299"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StatusEntry {
+    Code(u16),
+    Range(String),
+}
+
+/// `"text"` (substring) or `{"regex": "..."}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PatternEntry {
+    Substring(String),
+    Regex { regex: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderEntry {
+    name: String,
+    #[serde(default)]
+    present: Option<bool>,
+    #[serde(default)]
+    absent: Option<bool>,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    matches: Option<PatternEntry>,
+}
+
+impl ProbeConfig {
+    /// Reads the document from `PROBE_CONFIG` or `PROBE_CONFIG_FILE`.
+    ///
+    /// # Errors
+    /// When neither (or both) is set, a file cannot be read, or the document is invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(&read_document(
+            PROBE_CONFIG_ENV,
+            PROBE_CONFIG_FILE_ENV,
+            "probe document",
+        )?)
+    }
+
+    /// Parses and validates a probe document.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first offending field.
+    pub fn parse(document: &str) -> Result<Self, ConfigError> {
+        let parsed: Document = parse_json(document, "probe document")?;
+        let namespace = parsed
+            .namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        if namespace.trim().is_empty() || namespace.len() > 255 || namespace.starts_with("AWS/") {
+            return Err(ConfigError::new(
+                "namespace",
+                "must be 1 to 255 characters and not start with AWS/ (reserved for AWS)",
+            ));
+        }
+        let concurrency = parsed.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=256).contains(&concurrency) {
+            return Err(ConfigError::new("concurrency", "must be between 1 and 256"));
+        }
+        let max_body_bytes = parsed.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::new(
+                "max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if parsed.checks.is_empty() && parsed.target_groups.is_empty() {
+            return Err(ConfigError::new(
+                "checks",
+                "configure at least one check or target group",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut checks = Vec::with_capacity(parsed.checks.len());
+        for (i, raw) in parsed.checks.into_iter().enumerate() {
+            let check = parse_check(raw, &format!("checks[{i}]"))?;
+            if !names.insert(check.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("checks[{i}].name"),
+                    format!("{:?} is used by another check", check.name),
+                ));
+            }
+            checks.push(check);
+        }
+        let mut groups = BTreeSet::new();
+        for (i, group) in parsed.target_groups.iter().enumerate() {
+            let at = |field: &str| format!("target_groups[{i}].{field}");
+            validate_dimension(&group.name).map_err(|p| ConfigError::new(at("name"), p))?;
+            if !group.target_group_arn.contains(":targetgroup/") {
+                return Err(ConfigError::new(
+                    at("target_group_arn"),
+                    format!("{:?} is not a target group ARN", group.target_group_arn),
+                ));
+            }
+            if !groups.insert(&group.name) {
+                return Err(ConfigError::new(at("name"), "used by another target group"));
+            }
+        }
+        Ok(Self {
+            namespace,
+            concurrency,
+            max_body_bytes,
+            checks,
+            target_groups: parsed.target_groups,
+        })
+    }
+
+    pub fn check(&self, name: &str) -> Option<&HttpCheck> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// A metric dimension value: letters, digits and `._-/` up to 255 characters.
+fn validate_dimension(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1 to 255 letters, digits or ._-/ (it names metrics)"
+        ))
+    }
+}
+
+fn pattern(entry: PatternEntry, field: &str) -> Result<Pattern, ConfigError> {
+    match entry {
+        PatternEntry::Substring(s) if s.is_empty() => {
+            Err(ConfigError::new(field, "an empty substring matches everything"))
+        }
+        PatternEntry::Substring(s) => Ok(Pattern::Substring(s)),
+        PatternEntry::Regex { regex } => regex::Regex::new(&regex)
+            .map(Pattern::Regex)
+            .map_err(|e| ConfigError::new(field, format!("invalid regex: {e}"))),
+    }
+}
+
+fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigError> {
+    let bad = || ConfigError::new(field, "expected a status code (200) or a range (\"200-299\")");
+    let (from, to) = match entry {
+        StatusEntry::Code(code) => (code, code),
+        StatusEntry::Range(text) => match text.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let code = text.trim().parse().map_err(|_| bad())?;
+                (code, code)
+            }
+        },
+    };
+    if !(100..=599).contains(&from) || !(100..=599).contains(&to) || from > to {
+        return Err(ConfigError::new(
+            field,
+            format!("{from}-{to} is not a range of HTTP status codes (100-599)"),
+        ));
+    }
+    Ok(StatusRange { from, to })
+}
+
+/// Parses one check, from the document or from an ad-hoc invocation; errors
+/// name fields under `at` (e.g. `checks[2].timeout_ms`).
+///
+/// # Errors
+/// A [`ConfigError`] naming the first offending field.
+pub fn parse_check(raw: Value, at: &str) -> Result<HttpCheck, ConfigError> {
+    let field = |name: &str| format!("{at}.{name}");
+    let entry: CheckEntry = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let name = if path == "." {
+            at.to_string()
+        } else {
+            format!("{at}.{path}")
+        };
+        ConfigError::new(name, e.into_inner().to_string())
+    })?;
+    validate_dimension(&entry.name).map_err(|p| ConfigError::new(field("name"), p))?;
+    let url = url::Url::parse(&entry.url)
+        .map_err(|e| ConfigError::new(field("url"), format!("{:?}: {e}", entry.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(
+            field("url"),
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    let method = entry.method.unwrap_or_else(|| "GET".to_string());
+    if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(ConfigError::new(
+            field("method"),
+            format!("{method:?} is not an HTTP method (GET, HEAD, POST, ...)"),
+        ));
+    }
+    let status = match entry.expected_status {
+        None => ExpectedStatus::default(),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                field("expected_status"),
+                "list at least one status",
+            ))
+        }
+        Some(list) => ExpectedStatus(
+            list.into_iter()
+                .enumerate()
+                .map(|(j, s)| status_range(s, &field(&format!("expected_status[{j}]"))))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let patterns = |list: Vec<PatternEntry>, name: &str| -> Result<Vec<Pattern>, ConfigError> {
+        list.into_iter()
+            .enumerate()
+            .map(|(j, p)| pattern(p, &field(&format!("{name}[{j}]"))))
+            .collect()
+    };
+    let body_must_match = patterns(entry.body_must_match, "body_must_match")?;
+    let body_must_not_match = patterns(entry.body_must_not_match, "body_must_not_match")?;
+    let mut headers = Vec::with_capacity(entry.header_checks.len());
+    for (j, h) in entry.header_checks.into_iter().enumerate() {
+        let at = field(&format!("header_checks[{j}]"));
+        let rules = [
+            h.present == Some(true),
+            h.absent == Some(true),
+            h.equals.is_some(),
+            h.matches.is_some(),
+        ];
+        if rules.iter().filter(|r| **r).count() != 1 {
+            return Err(ConfigError::new(
+                at,
+                "give exactly one of present: true, absent: true, equals, matches",
+            ));
+        }
+        let rule = if h.present == Some(true) {
+            HeaderRule::Present
+        } else if h.absent == Some(true) {
+            HeaderRule::Absent
+        } else if let Some(v) = h.equals {
+            HeaderRule::Equals(v)
+        } else if let Some(p) = h.matches {
+            HeaderRule::Matches(pattern(p, &format!("{at}.matches"))?)
+        } else {
+            HeaderRule::Present
+        };
+        headers.push(HeaderCheck {
+            name: h.name.to_ascii_lowercase(),
+            rule,
+        });
+    }
+    let timeout_ms = entry.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            field("timeout_ms"),
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    let retries = entry.retries.unwrap_or(0);
+    if retries > MAX_RETRIES {
+        return Err(ConfigError::new(
+            field("retries"),
+            format!("at most {MAX_RETRIES}"),
+        ));
+    }
+    let extra_ca_pem = match entry.ca_certificate_file {
+        None => None,
+        Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            ConfigError::new(field("ca_certificate_file"), format!("cannot read {path}: {e}"))
+        })?),
+    };
+    Ok(HttpCheck {
+        name: entry.name,
+        url: url.to_string(),
+        method,
+        headers: entry.headers.into_iter().collect(),
+        body: entry.body,
+        expect: Expectations {
+            status,
+            body_must_match,
+            body_must_not_match,
+            headers,
+        },
+        timeout: Duration::from_millis(timeout_ms),
+        follow_redirects: entry.follow_redirects.unwrap_or(true),
+        retries,
+        ip_preference: entry.ip_version.unwrap_or_default(),
+        extra_ca_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_check_parses_with_defaults_filled_in() {
+        let config = ProbeConfig::parse(
+            r#"{"checks": [{"name": "home", "url": "https://example.com/health",
+                "expected_status": [200, "300-302"], "body_must_match": ["ok", {"regex": "v\\d+"}],
+                "header_checks": [{"name": "Content-Type", "matches": "json"}, {"name": "x-debug", "absent": true}]}],
+                "target_groups": [{"name": "web", "target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"}]}"#,
+        )
+        .expect("parses");
+        let check = &config.checks[0];
+        assert_eq!(check.method, "GET");
+        assert_eq!(check.timeout, Duration::from_secs(5));
+        assert!(check.follow_redirects);
+        assert_eq!(check.ip_preference, IpPreference::Ipv4Preferred);
+        assert_eq!(check.expect.status.to_string(), "200, 300-302");
+        assert_eq!(check.expect.headers[0].name, "content-type");
+        assert_eq!(config.namespace, "EcsControl/Probe");
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        for (doc, field) in [
+            (r#"{"checks": []}"#, "checks"),
+            (r#"{"checks": [{"name": "a b", "url": "http://x"}]}"#, "checks[0].name"),
+            (r#"{"checks": [{"name": "a", "url": "ftp://x"}]}"#, "checks[0].url"),
+            (r#"{"checks": [{"name": "a", "url": "not a url"}]}"#, "checks[0].url"),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "expected_status": ["299-200"]}]}"#,
+                "checks[0].expected_status[0]",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "body_must_match": [{"regex": "("}]}]}"#,
+                "checks[0].body_must_match[0]",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "timeout_ms": 0}]}"#,
+                "checks[0].timeout_ms",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "ip_version": "ipv5"}]}"#,
+                "checks[0].ip_version",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "header_checks": [{"name": "h"}]}]}"#,
+                "checks[0].header_checks[0]",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]}"#,
+                "checks[1].name",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "ca_certificate_file": "/nonexistent.pem"}]}"#,
+                "checks[0].ca_certificate_file",
+            ),
+            (
+                r#"{"namespace": "AWS/ECS", "checks": [{"name": "a", "url": "http://x"}]}"#,
+                "namespace",
+            ),
+        ] {
+            let err = ProbeConfig::parse(doc).expect_err(doc);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Probe verdicts: whether a check's response met its expectations, and if
+//! not, the reason an operator reads first; and the metrics a run publishes.
+
+use super::registration::HealthState;
+use regex::Regex;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// An inclusive range of HTTP status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+/// The status codes a check accepts; 2xx unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedStatus(pub Vec<StatusRange>);
+
+impl Default for ExpectedStatus {
+    fn default() -> Self {
+        Self(vec![StatusRange { from: 200, to: 299 }])
+    }
+}
+
+impl ExpectedStatus {
+    pub fn accepts(&self, status: u16) -> bool {
+        self.0.iter().any(|r| (r.from..=r.to).contains(&status))
+    }
+}
+
+impl fmt::Display for ExpectedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                if r.from == r.to {
+                    r.from.to_string()
+                } else {
+                    format!("{}-{}", r.from, r.to)
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+impl Serialize for ExpectedStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Text to look for: a substring, or a regular expression.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Substring(String),
+    Regex(Regex),
+}
+
+impl Pattern {
+    pub fn is_found_in(&self, text: &str) -> bool {
+        match self {
+            Pattern::Substring(needle) => text.contains(needle.as_str()),
+            Pattern::Regex(re) => re.is_match(text),
+        }
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Pattern::Substring(a), Pattern::Substring(b)) => a == b,
+            (Pattern::Regex(a), Pattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Substring(s) => write!(f, "{s:?}"),
+            Pattern::Regex(re) => write!(f, "/{}/", re.as_str()),
+        }
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a response header must (not) be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderRule {
+    Present,
+    Absent,
+    Equals(String),
+    Matches(Pattern),
+}
+
+/// A rule on one response header (names compare case-insensitively).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderCheck {
+    /// Lower case.
+    pub name: String,
+    pub rule: HeaderRule,
+}
+
+/// Everything a response must satisfy to count as a success.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expectations {
+    pub status: ExpectedStatus,
+    pub body_must_match: Vec<Pattern>,
+    pub body_must_not_match: Vec<Pattern>,
+    pub headers: Vec<HeaderCheck>,
+}
+
+/// A response as received (the body possibly cut at the configured limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub body_truncated: bool,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What one attempt at a check saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpObservation {
+    pub outcome: Result<HttpResponse, FailureReason>,
+    /// From sending the request to the end of the body (or the failure).
+    pub latency_ms: f64,
+    /// From sending the request to the response headers.
+    pub time_to_first_byte_ms: Option<f64>,
+    /// Days until the server certificate expires (HTTPS only).
+    pub certificate_days_remaining: Option<f64>,
+}
+
+/// Why a check failed, as an operator would want it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureReason {
+    /// No complete answer within the check's timeout.
+    Timeout,
+    /// Nothing listens on the address.
+    ConnectionRefused { detail: String },
+    /// The name did not resolve (or not to an address of the preferred family).
+    Dns { detail: String },
+    /// The TLS handshake failed: untrusted, expired or mismatched certificate, or protocol.
+    Tls { detail: String },
+    /// More redirects than allowed.
+    TooManyRedirects,
+    /// The connection failed or broke some other way.
+    Connection { detail: String },
+    StatusMismatch { status: u16, expected: String },
+    BodyMissing { pattern: String },
+    BodyForbidden { pattern: String },
+    HeaderMismatch {
+        header: String,
+        expected: String,
+        found: Option<String>,
+    },
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureReason::Timeout => f.write_str("timeout"),
+            FailureReason::ConnectionRefused { detail } => write!(f, "connection refused: {detail}"),
+            FailureReason::Dns { detail } => write!(f, "DNS: {detail}"),
+            FailureReason::Tls { detail } => write!(f, "TLS: {detail}"),
+            FailureReason::TooManyRedirects => f.write_str("too many redirects"),
+            FailureReason::Connection { detail } => write!(f, "connection: {detail}"),
+            FailureReason::StatusMismatch { status, expected } => {
+                write!(f, "status {status}, expected {expected}")
+            }
+            FailureReason::BodyMissing { pattern } => write!(f, "body lacks {pattern}"),
+            FailureReason::BodyForbidden { pattern } => write!(f, "body contains {pattern}"),
+            FailureReason::HeaderMismatch {
+                header,
+                expected,
+                found,
+            } => write!(f, "header {header}: expected {expected}, found {found:?}"),
+        }
+    }
+}
+
+/// Judges a response against the expectations; the first unmet one is the reason.
+///
+/// # Errors
+/// The [`FailureReason`] of the first expectation the response does not meet.
+pub fn verdict(expect: &Expectations, response: &HttpResponse) -> Result<(), FailureReason> {
+    if !expect.status.accepts(response.status) {
+        return Err(FailureReason::StatusMismatch {
+            status: response.status,
+            expected: expect.status.to_string(),
+        });
+    }
+    if let Some(p) = expect
+        .body_must_match
+        .iter()
+        .find(|p| !p.is_found_in(&response.body))
+    {
+        return Err(FailureReason::BodyMissing {
+            pattern: p.to_string(),
+        });
+    }
+    if let Some(p) = expect
+        .body_must_not_match
+        .iter()
+        .find(|p| p.is_found_in(&response.body))
+    {
+        return Err(FailureReason::BodyForbidden {
+            pattern: p.to_string(),
+        });
+    }
+    for check in &expect.headers {
+        let found = response.header(&check.name);
+        let (ok, expected) = match &check.rule {
+            HeaderRule::Present => (found.is_some(), "present".to_string()),
+            HeaderRule::Absent => (found.is_none(), "absent".to_string()),
+            HeaderRule::Equals(v) => (found == Some(v.as_str()), format!("{v:?}")),
+            HeaderRule::Matches(p) => (found.is_some_and(|f| p.is_found_in(f)), p.to_string()),
+        };
+        if !ok {
+            return Err(FailureReason::HeaderMismatch {
+                header: check.name.clone(),
+                expected,
+                found: found.map(str::to_string),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// CloudWatch units the probe uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MetricUnit {
+    Milliseconds,
+    Count,
+    Percent,
+    None,
+}
+
+/// One PutMetricData item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricDatum {
+    pub name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub value: f64,
+    pub unit: MetricUnit,
+}
+
+/// PutMetricData takes at most this many items a call.
+pub const METRICS_PER_CALL: usize = 1000;
+
+/// Metric names: chosen to read at a glance in the CloudWatch console.
+pub mod metric_names {
+    /// 1 for a passed check, 0 for a failed one: its Average is the success rate.
+    pub const CHECK_SUCCESS: &str = "CheckSuccess";
+    pub const CHECK_LATENCY: &str = "CheckLatency";
+    pub const TIME_TO_FIRST_BYTE: &str = "TimeToFirstByte";
+    pub const HTTP_STATUS_CODE: &str = "HttpStatusCode";
+    pub const CERTIFICATE_DAYS_REMAINING: &str = "CertificateDaysRemaining";
+    pub const HEALTHY_TARGETS: &str = "HealthyTargets";
+    pub const UNHEALTHY_TARGETS: &str = "UnhealthyTargets";
+    pub const INITIAL_TARGETS: &str = "InitialTargets";
+    pub const DRAINING_TARGETS: &str = "DrainingTargets";
+    pub const UNUSED_TARGETS: &str = "UnusedTargets";
+    pub const UNAVAILABLE_TARGETS: &str = "UnavailableTargets";
+    /// `initial` plus `draining`: on the way in or out, not failing.
+    pub const TRANSITIONING_TARGETS: &str = "TransitioningTargets";
+    /// Healthy as a share of targets not transitioning.
+    pub const HEALTHY_TARGET_PERCENT: &str = "HealthyTargetPercent";
+}
+
+/// Dimension names.
+pub const CHECK_DIMENSION: &str = "Check";
+pub const TARGET_GROUP_DIMENSION: &str = "TargetGroup";
+
+/// What one check measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckMeasurement {
+    pub success: bool,
+    pub latency_ms: f64,
+    pub time_to_first_byte_ms: Option<f64>,
+    pub status: Option<u16>,
+    pub certificate_days_remaining: Option<f64>,
+}
+
+pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
+    use metric_names::*;
+    let dims = || vec![(CHECK_DIMENSION, check.to_string())];
+    let mut data = vec![
+        MetricDatum {
+            name: CHECK_SUCCESS,
+            dimensions: dims(),
+            value: if m.success { 1.0 } else { 0.0 },
+            unit: MetricUnit::None,
+        },
+        MetricDatum {
+            name: CHECK_LATENCY,
+            dimensions: dims(),
+            value: m.latency_ms,
+            unit: MetricUnit::Milliseconds,
+        },
+    ];
+    let optional = [
+        (TIME_TO_FIRST_BYTE, m.time_to_first_byte_ms, MetricUnit::Milliseconds),
+        (HTTP_STATUS_CODE, m.status.map(f64::from), MetricUnit::None),
+        (
+            CERTIFICATE_DAYS_REMAINING,
+            m.certificate_days_remaining,
+            MetricUnit::None,
+        ),
+    ];
+    data.extend(optional.into_iter().filter_map(|(name, value, unit)| {
+        value.map(|value| MetricDatum {
+            name,
+            dimensions: dims(),
+            value,
+            unit,
+        })
+    }));
+    data
+}
+
+/// Targets of one group counted by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetCounts {
+    pub by_state: BTreeMap<&'static str, usize>,
+    pub transitioning: usize,
+    pub total: usize,
+}
+
+pub fn count_targets(states: impl IntoIterator<Item = HealthState>) -> TargetCounts {
+    let mut counts = TargetCounts::default();
+    for state in [
+        HealthState::Healthy,
+        HealthState::Unhealthy,
+        HealthState::Initial,
+        HealthState::Draining,
+        HealthState::Unused,
+        HealthState::Unavailable,
+    ] {
+        counts.by_state.insert(state.as_str(), 0);
+    }
+    for state in states {
+        *counts.by_state.entry(state.as_str()).or_default() += 1;
+        counts.total += 1;
+        if state.is_transitioning() {
+            counts.transitioning += 1;
+        }
+    }
+    counts
+}
+
+pub fn target_metrics(group: &str, counts: &TargetCounts) -> Vec<MetricDatum> {
+    use metric_names::*;
+    let count = |state: HealthState| {
+        counts
+            .by_state
+            .get(state.as_str())
+            .copied()
+            .unwrap_or_default() as f64
+    };
+    let datum = |name, value, unit| MetricDatum {
+        name,
+        dimensions: vec![(TARGET_GROUP_DIMENSION, group.to_string())],
+        value,
+        unit,
+    };
+    let mut data: Vec<MetricDatum> = [
+        (HEALTHY_TARGETS, HealthState::Healthy),
+        (UNHEALTHY_TARGETS, HealthState::Unhealthy),
+        (INITIAL_TARGETS, HealthState::Initial),
+        (DRAINING_TARGETS, HealthState::Draining),
+        (UNUSED_TARGETS, HealthState::Unused),
+        (UNAVAILABLE_TARGETS, HealthState::Unavailable),
+    ]
+    .into_iter()
+    .map(|(name, state)| datum(name, count(state), MetricUnit::Count))
+    .collect();
+    data.push(datum(
+        TRANSITIONING_TARGETS,
+        counts.transitioning as f64,
+        MetricUnit::Count,
+    ));
+    let settled = counts.total - counts.transitioning;
+    if settled > 0 {
+        data.push(datum(
+            HEALTHY_TARGET_PERCENT,
+            100.0 * count(HealthState::Healthy) / settled as f64,
+            MetricUnit::Percent,
+        ));
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.into(),
+            body_truncated: false,
+        }
+    }
+
+    fn regex(s: &str) -> Pattern {
+        Pattern::Regex(Regex::new(s).expect("regex"))
+    }
+
+    #[test]
+    fn verdicts_name_the_first_unmet_expectation() {
+        let expect = Expectations {
+            status: ExpectedStatus(vec![
+                StatusRange { from: 200, to: 299 },
+                StatusRange { from: 304, to: 304 },
+            ]),
+            body_must_match: vec![Pattern::Substring("ok".into()), regex(r"version \d+")],
+            body_must_not_match: vec![Pattern::Substring("maintenance".into())],
+            headers: vec![
+                HeaderCheck {
+                    name: "content-type".into(),
+                    rule: HeaderRule::Matches(Pattern::Substring("json".into())),
+                },
+                HeaderCheck {
+                    name: "x-debug".into(),
+                    rule: HeaderRule::Absent,
+                },
+            ],
+        };
+        let json = [("content-type", "application/json")];
+        let cases: Vec<(HttpResponse, Result<(), &str>)> = vec![
+            (response(200, "ok version 3", &json), Ok(())),
+            (response(304, "ok version 3", &json), Ok(())),
+            (response(503, "ok version 3", &json), Err("status 503, expected 200-299, 304")),
+            (response(200, "version 3", &json), Err("body lacks \"ok\"")),
+            (response(200, "ok", &json), Err(r"body lacks /version \d+/")),
+            (
+                response(200, "ok version 3 maintenance", &json),
+                Err("body contains \"maintenance\""),
+            ),
+            (
+                response(200, "ok version 3", &[("content-type", "text/html")]),
+                Err("header content-type: expected \"json\", found Some(\"text/html\")"),
+            ),
+            (
+                response(
+                    200,
+                    "ok version 3",
+                    &[("content-type", "application/json"), ("x-debug", "1")],
+                ),
+                Err("header x-debug: expected absent, found Some(\"1\")"),
+            ),
+        ];
+        for (resp, expected) in cases {
+            let got = verdict(&expect, &resp).map_err(|r| r.to_string());
+            assert_eq!(got, expected.map_err(str::to_string), "{resp:?}");
+        }
+    }
+
+    #[test]
+    fn default_expectation_is_any_2xx() {
+        let expect = Expectations::default();
+        assert!(verdict(&expect, &response(204, "", &[])).is_ok());
+        assert!(verdict(&expect, &response(301, "", &[])).is_err());
+    }
+
+    #[test]
+    fn checks_publish_what_they_measured() {
+        let m = CheckMeasurement {
+            success: false,
+            latency_ms: 12.5,
+            time_to_first_byte_ms: None,
+            status: Some(500),
+            certificate_days_remaining: None,
+        };
+        let data = check_metrics("home", &m);
+        let names: Vec<&str> = data.iter().map(|d| d.name).collect();
+        assert_eq!(names, ["CheckSuccess", "CheckLatency", "HttpStatusCode"]);
+        assert_eq!(data[0].value, 0.0);
+        assert_eq!(data[0].dimensions, [("Check", "home".to_string())]);
+    }
+
+    #[test]
+    fn initial_and_draining_count_as_transitioning_not_failing() {
+        let counts = count_targets([
+            HealthState::Healthy,
+            HealthState::Healthy,
+            HealthState::Initial,
+            HealthState::Draining,
+            HealthState::Unhealthy,
+        ]);
+        assert_eq!(counts.transitioning, 2);
+        let data = target_metrics("web", &counts);
+        let value = |name: &str| data.iter().find(|d| d.name == name).map(|d| d.value);
+        assert_eq!(value("HealthyTargets"), Some(2.0));
+        assert_eq!(value("TransitioningTargets"), Some(2.0));
+        // 2 healthy of the 3 settled targets.
+        let percent = value("HealthyTargetPercent").unwrap_or_default();
+        assert!((percent - 66.666).abs() < 0.01, "{percent}");
+    }
+}
