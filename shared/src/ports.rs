@@ -2,9 +2,9 @@
 //!
 //! Real adapters live in [`crate::aws`]; tests provide their own fakes.
 
+use crate::config::probe::HttpCheck;
 use crate::domain::alarm::AlarmStatus;
 use crate::domain::policy::ServiceRef;
-use crate::config::probe::HttpCheck;
 use crate::domain::probe::{HttpObservation, MetricDatum};
 use crate::domain::registration::{RegisteredTarget, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};

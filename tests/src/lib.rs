@@ -7,6 +7,8 @@
 // A harness: a failed set-up step should stop the test (or demo) loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod site;
+
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_ecs::types::{

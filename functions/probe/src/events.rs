@@ -65,8 +65,8 @@ pub fn parse(payload: Value) -> Result<Run, MalformedEvent> {
             "unrecognised event with keys {keys:?}: expected a Scheduled Event or a manual command (command)"
         )));
     }
-    let command: RunCommand =
-        serde_json::from_value(payload).map_err(|e| MalformedEvent::because("manual command", e))?;
+    let command: RunCommand = serde_json::from_value(payload)
+        .map_err(|e| MalformedEvent::because("manual command", e))?;
     if command.command != RUN_COMMAND {
         return Err(MalformedEvent(format!(
             "manual command: unknown command {:?}, expected {RUN_COMMAND:?}",

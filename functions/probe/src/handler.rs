@@ -162,10 +162,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let observation = self
-                .http
-                .attempt(check, self.config.max_body_bytes)
-                .await;
+            let observation = self.http.attempt(check, self.config.max_body_bytes).await;
             let (status, truncated, outcome) = match &observation.outcome {
                 Ok(response) => (
                     Some(response.status),
@@ -210,7 +207,11 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         report
     }
 
-    async fn publish(&self, report: &mut ProbeReport, now: DateTime<Utc>) -> Result<(), InvocationError> {
+    async fn publish(
+        &self,
+        report: &mut ProbeReport,
+        now: DateTime<Utc>,
+    ) -> Result<(), InvocationError> {
         let data: Vec<MetricDatum> = report
             .checks
             .iter()
@@ -223,9 +224,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             }))
             .collect();
         for batch in data.chunks(METRICS_PER_CALL) {
-            self.metrics
-                .put(&self.config.namespace, batch, now)
-                .await?;
+            self.metrics.put(&self.config.namespace, batch, now).await?;
             report.published.calls += 1;
             report.published.metrics += batch.len();
         }

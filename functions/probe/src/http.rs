@@ -24,9 +24,8 @@ impl Resolve for FamilyResolver {
         let preference = self.0;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let mut addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let v4_first = matches!(
                 preference,
                 IpPreference::Ipv4Preferred | IpPreference::Ipv4Only
@@ -39,7 +38,10 @@ impl Resolve for FamilyResolver {
             // Stable sort: the resolver's order within a family is kept.
             addrs.sort_by_key(|a| a.is_ipv4() != v4_first);
             if addrs.is_empty() {
-                return Err(format!("{host} has no address of the allowed family ({preference:?})").into());
+                return Err(format!(
+                    "{host} has no address of the allowed family ({preference:?})"
+                )
+                .into());
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -90,9 +92,10 @@ impl HttpAdapter {
             .no_proxy()
             .user_agent(concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &key.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FailureReason::Tls {
-                detail: format!("ca_certificate_file is not PEM: {e}"),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FailureReason::Tls {
+                    detail: format!("ca_certificate_file is not PEM: {e}"),
+                })?;
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| FailureReason::Connection {
@@ -169,8 +172,8 @@ impl HttpChecks for HttpAdapter {
                 return observation;
             }
         };
-        let method = reqwest::Method::from_bytes(check.method.as_bytes())
-            .unwrap_or(reqwest::Method::GET);
+        let method =
+            reqwest::Method::from_bytes(check.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut request = client.request(method, &check.url).timeout(check.timeout);
         for (name, value) in &check.headers {
             request = request.header(name, value);

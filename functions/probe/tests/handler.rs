@@ -18,7 +18,10 @@ use std::sync::Mutex;
 const CONFIG: &str = include_str!("../../../infra/probe-config.json");
 
 fn sample(name: &str) -> Value {
-    let path = format!("{}/../../events/probe/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../events/probe/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 
@@ -147,11 +150,23 @@ struct FakeMetrics {
 }
 
 impl MetricsSink for FakeMetrics {
-    async fn put(&self, ns: &str, data: &[MetricDatum], _at: DateTime<Utc>) -> Result<(), PortError> {
+    async fn put(
+        &self,
+        ns: &str,
+        data: &[MetricDatum],
+        _at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         if let Some(kind) = *self.fail.lock().unwrap() {
-            return Err(PortError::new(kind, "cloudwatch:PutMetricData", "Rate exceeded"));
+            return Err(PortError::new(
+                kind,
+                "cloudwatch:PutMetricData",
+                "Rate exceeded",
+            ));
         }
-        self.puts.lock().unwrap().push((ns.to_string(), data.to_vec()));
+        self.puts
+            .lock()
+            .unwrap()
+            .push((ns.to_string(), data.to_vec()));
         Ok(())
     }
 }
@@ -186,10 +201,20 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
         "web-home",
         vec![ok("<h1>Down for maintenance</h1>", "text/html")],
     );
-    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    let report = p
+        .handle(sample("scheduled-tick"), now())
+        .await
+        .expect("run");
     assert_eq!(report.checks.len(), 3);
-    assert_eq!(report.failed_checks, 1, "a failed check is data, not an error");
-    let home = report.checks.iter().find(|c| c.name == "web-home").expect("home");
+    assert_eq!(
+        report.failed_checks, 1,
+        "a failed check is data, not an error"
+    );
+    let home = report
+        .checks
+        .iter()
+        .find(|c| c.name == "web-home")
+        .expect("home");
     assert_eq!(
         home.reason.as_ref().map(ToString::to_string).as_deref(),
         Some("body contains /(?i)maintenance/")
@@ -198,7 +223,10 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
     assert_eq!(metric(&p, "CheckSuccess", "web-health"), Some(1.0));
     assert_eq!(metric(&p, "CheckLatency", "web-health"), Some(42.0));
     assert_eq!(metric(&p, "TimeToFirstByte", "web-health"), Some(30.0));
-    assert_eq!(metric(&p, "CertificateDaysRemaining", "web-health"), Some(61.5));
+    assert_eq!(
+        metric(&p, "CertificateDaysRemaining", "web-health"),
+        Some(61.5)
+    );
     assert_eq!(metric(&p, "HttpStatusCode", "web-health"), Some(200.0));
     assert_eq!(metric(&p, "HealthyTargets", "web"), Some(2.0));
     assert_eq!(metric(&p, "TransitioningTargets", "web"), Some(2.0));
@@ -220,8 +248,13 @@ async fn retries_happen_before_a_failure_counts() {
         ],
     );
     // web-home allows none.
-    p.ports().0.answer("web-home", vec![failed(FailureReason::Timeout)]);
-    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    p.ports()
+        .0
+        .answer("web-home", vec![failed(FailureReason::Timeout)]);
+    let report = p
+        .handle(sample("scheduled-tick"), now())
+        .await
+        .expect("run");
     let by_name = |n: &str| report.checks.iter().find(|c| c.name == n).expect(n);
     assert!(by_name("web-health").success);
     assert_eq!(by_name("web-health").attempts, 2);
@@ -262,19 +295,31 @@ async fn bad_manual_runs_are_clear_non_retryable_errors() {
     let p = prober_with(CONFIG);
     let unknown = serde_json::json!({"command": "run", "checks": ["nope"]});
     let err = p.handle(unknown, now()).await.expect_err("unknown check");
-    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.RejectedCommand");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.RejectedCommand"
+    );
 
     let mut bad_adhoc = sample("adhoc-check");
     bad_adhoc["adhoc"][0]["timeout_ms"] = 0.into();
     let err = p.handle(bad_adhoc, now()).await.expect_err("bad adhoc");
     assert!(err.to_string().contains("adhoc[0].timeout_ms"), "{err}");
-    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.MalformedEvent");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.MalformedEvent"
+    );
 
     let err = p
-        .handle(serde_json::json!({"detail-type": "ECS Task State Change"}), now())
+        .handle(
+            serde_json::json!({"detail-type": "ECS Task State Change"}),
+            now(),
+        )
         .await
         .expect_err("unsupported");
-    assert_eq!(Diagnostic::from(err).error_type, "NonRetryable.MalformedEvent");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.MalformedEvent"
+    );
 }
 
 #[tokio::test]
@@ -296,7 +341,10 @@ async fn an_unreadable_target_group_is_reported_not_fatal() {
         FakeElb { missing: true },
         FakeMetrics::default(),
     );
-    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    let report = p
+        .handle(sample("scheduled-tick"), now())
+        .await
+        .expect("run");
     let group = &report.target_groups[0];
     assert!(group.counts.is_none());
     assert!(group
@@ -313,7 +361,10 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .collect();
     let config = serde_json::json!({"concurrency": 64, "checks": checks}).to_string();
     let p = prober_with(&config);
-    let report = p.handle(sample("scheduled-tick"), now()).await.expect("run");
+    let report = p
+        .handle(sample("scheduled-tick"), now())
+        .await
+        .expect("run");
     assert_eq!(report.checks.len(), 300);
     assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 64);
     // 300 checks x 5 metrics = 1,500 items: two PutMetricData calls.
@@ -327,5 +378,8 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .map(|(_, d)| d.len())
         .collect();
     assert_eq!(sizes, [1000, 500]);
-    assert_eq!((report.published.metrics, report.published.calls), (1500, 2));
+    assert_eq!(
+        (report.published.metrics, report.published.calls),
+        (1500, 2)
+    );
 }

@@ -127,7 +127,9 @@ impl MetricsSink for CloudWatchMetrics {
                     .set_dimensions(Some(
                         d.dimensions
                             .iter()
-                            .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
+                            .map(|(name, value)| {
+                                Dimension::builder().name(*name).value(value).build()
+                            })
                             .collect(),
                     ))
                     .value(d.value)

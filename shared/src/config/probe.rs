@@ -2,7 +2,7 @@
 
 use super::{parse_json, read_document, ConfigError};
 use crate::domain::probe::{
-    ExpectedStatus, Expectations, HeaderCheck, HeaderRule, Pattern, StatusRange,
+    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, Pattern, StatusRange,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -247,9 +247,10 @@ fn validate_dimension(name: &str) -> Result<(), String> {
 
 fn pattern(entry: PatternEntry, field: &str) -> Result<Pattern, ConfigError> {
     match entry {
-        PatternEntry::Substring(s) if s.is_empty() => {
-            Err(ConfigError::new(field, "an empty substring matches everything"))
-        }
+        PatternEntry::Substring(s) if s.is_empty() => Err(ConfigError::new(
+            field,
+            "an empty substring matches everything",
+        )),
         PatternEntry::Substring(s) => Ok(Pattern::Substring(s)),
         PatternEntry::Regex { regex } => regex::Regex::new(&regex)
             .map(Pattern::Regex)
@@ -258,7 +259,12 @@ fn pattern(entry: PatternEntry, field: &str) -> Result<Pattern, ConfigError> {
 }
 
 fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigError> {
-    let bad = || ConfigError::new(field, "expected a status code (200) or a range (\"200-299\")");
+    let bad = || {
+        ConfigError::new(
+            field,
+            "expected a status code (200) or a range (\"200-299\")",
+        )
+    };
     let (from, to) = match entry {
         StatusEntry::Code(code) => (code, code),
         StatusEntry::Range(text) => match text.split_once('-') {
@@ -384,7 +390,10 @@ pub fn parse_check(raw: Value, at: &str) -> Result<HttpCheck, ConfigError> {
     let extra_ca_pem = match entry.ca_certificate_file {
         None => None,
         Some(path) => Some(std::fs::read(&path).map_err(|e| {
-            ConfigError::new(field("ca_certificate_file"), format!("cannot read {path}: {e}"))
+            ConfigError::new(
+                field("ca_certificate_file"),
+                format!("cannot read {path}: {e}"),
+            )
         })?),
     };
     Ok(HttpCheck {
@@ -434,9 +443,18 @@ mod tests {
     fn mistakes_name_their_field() {
         for (doc, field) in [
             (r#"{"checks": []}"#, "checks"),
-            (r#"{"checks": [{"name": "a b", "url": "http://x"}]}"#, "checks[0].name"),
-            (r#"{"checks": [{"name": "a", "url": "ftp://x"}]}"#, "checks[0].url"),
-            (r#"{"checks": [{"name": "a", "url": "not a url"}]}"#, "checks[0].url"),
+            (
+                r#"{"checks": [{"name": "a b", "url": "http://x"}]}"#,
+                "checks[0].name",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "ftp://x"}]}"#,
+                "checks[0].url",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "not a url"}]}"#,
+                "checks[0].url",
+            ),
             (
                 r#"{"checks": [{"name": "a", "url": "http://x", "expected_status": ["299-200"]}]}"#,
                 "checks[0].expected_status[0]",

@@ -158,18 +158,33 @@ pub enum FailureReason {
     /// No complete answer within the check's timeout.
     Timeout,
     /// Nothing listens on the address.
-    ConnectionRefused { detail: String },
+    ConnectionRefused {
+        detail: String,
+    },
     /// The name did not resolve (or not to an address of the preferred family).
-    Dns { detail: String },
+    Dns {
+        detail: String,
+    },
     /// The TLS handshake failed: untrusted, expired or mismatched certificate, or protocol.
-    Tls { detail: String },
+    Tls {
+        detail: String,
+    },
     /// More redirects than allowed.
     TooManyRedirects,
     /// The connection failed or broke some other way.
-    Connection { detail: String },
-    StatusMismatch { status: u16, expected: String },
-    BodyMissing { pattern: String },
-    BodyForbidden { pattern: String },
+    Connection {
+        detail: String,
+    },
+    StatusMismatch {
+        status: u16,
+        expected: String,
+    },
+    BodyMissing {
+        pattern: String,
+    },
+    BodyForbidden {
+        pattern: String,
+    },
     HeaderMismatch {
         header: String,
         expected: String,
@@ -181,7 +196,9 @@ impl fmt::Display for FailureReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailureReason::Timeout => f.write_str("timeout"),
-            FailureReason::ConnectionRefused { detail } => write!(f, "connection refused: {detail}"),
+            FailureReason::ConnectionRefused { detail } => {
+                write!(f, "connection refused: {detail}")
+            }
             FailureReason::Dns { detail } => write!(f, "DNS: {detail}"),
             FailureReason::Tls { detail } => write!(f, "TLS: {detail}"),
             FailureReason::TooManyRedirects => f.write_str("too many redirects"),
@@ -321,7 +338,11 @@ pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
         },
     ];
     let optional = [
-        (TIME_TO_FIRST_BYTE, m.time_to_first_byte_ms, MetricUnit::Milliseconds),
+        (
+            TIME_TO_FIRST_BYTE,
+            m.time_to_first_byte_ms,
+            MetricUnit::Milliseconds,
+        ),
         (HTTP_STATUS_CODE, m.status.map(f64::from), MetricUnit::None),
         (
             CERTIFICATE_DAYS_REMAINING,
@@ -456,7 +477,10 @@ mod tests {
         let cases: Vec<(HttpResponse, Result<(), &str>)> = vec![
             (response(200, "ok version 3", &json), Ok(())),
             (response(304, "ok version 3", &json), Ok(())),
-            (response(503, "ok version 3", &json), Err("status 503, expected 200-299, 304")),
+            (
+                response(503, "ok version 3", &json),
+                Err("status 503, expected 200-299, 304"),
+            ),
             (response(200, "version 3", &json), Err("body lacks \"ok\"")),
             (response(200, "ok", &json), Err(r"body lacks /version \d+/")),
             (

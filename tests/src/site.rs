@@ -1,0 +1,142 @@
+//! A small web site on loopback for the probe's tests and demo: healthy, slow,
+//! failing, wrong-body and redirecting pages, over HTTP and over HTTPS with a
+//! certificate from a test CA that expires in 30 days.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Days the test certificate is valid for.
+pub const CERTIFICATE_DAYS: i64 = 30;
+/// How long `/slow` takes to answer.
+pub const SLOW_MS: u64 = 1_500;
+
+/// The running site; its servers stop when the test's runtime ends.
+#[derive(Debug)]
+pub struct TestSite {
+    pub http: String,
+    pub https: String,
+    /// PEM file of the CA that signed the HTTPS certificate.
+    pub ca_file: PathBuf,
+    /// A loopback port where nothing listens.
+    pub closed_port: u16,
+    handles: Vec<axum_server::Handle<SocketAddr>>,
+}
+
+impl Drop for TestSite {
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.shutdown();
+        }
+        let _ = std::fs::remove_file(&self.ca_file);
+    }
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/ok",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"status":"ok","version":"7"}"#,
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
+                "finally"
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response() }),
+        )
+        .route(
+            "/maintenance",
+            get(|| async { "<h1>Down for maintenance</h1>" }),
+        )
+        .route("/moved", get(|| async { Redirect::to("/ok") }))
+        .route("/loop", get(|| async { Redirect::to("/loop") }))
+        .route("/big", get(|| async { "x".repeat(4 * 1024 * 1024) }))
+}
+
+async fn bind(addr: SocketAddr) -> (std::net::TcpListener, SocketAddr) {
+    let listener = std::net::TcpListener::bind(addr).expect("bind loopback");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let local = listener.local_addr().expect("local addr");
+    (listener, local)
+}
+
+impl TestSite {
+    /// Starts both servers on free loopback ports (within the current Tokio runtime).
+    pub async fn start() -> Self {
+        // Both ring and aws-lc-rs are linked in: say which one serves TLS here.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (plain, plain_addr) = bind(loopback).await;
+        let (tls, tls_addr) = bind(loopback).await;
+        let closed_port = std::net::TcpListener::bind(loopback)
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ecs-control test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+        let expires = chrono::Utc::now() + chrono::TimeDelta::days(CERTIFICATE_DAYS);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(
+            expires.format("%Y").to_string().parse().expect("year"),
+            expires.format("%m").to_string().parse().expect("month"),
+            expires.format("%d").to_string().parse().expect("day"),
+        );
+        let cert = params.signed_by(&key, &issuer).expect("cert");
+
+        let ca_file = std::env::temp_dir().join(format!(
+            "ecs-control-test-ca-{}-{}.pem",
+            std::process::id(),
+            tls_addr.port()
+        ));
+        std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
+        let tls_config =
+            RustlsConfig::from_pem(cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+                .await
+                .expect("tls config");
+
+        let plain_handle = axum_server::Handle::new();
+        let tls_handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp(plain)
+            .expect("http server")
+            .handle(plain_handle.clone());
+        tokio::spawn(server.serve(routes().into_make_service()));
+        let server = axum_server::from_tcp_rustls(tls, tls_config)
+            .expect("https server")
+            .handle(tls_handle.clone());
+        tokio::spawn(server.serve(routes().into_make_service()));
+
+        Self {
+            http: format!("http://127.0.0.1:{}", plain_addr.port()),
+            https: format!("https://localhost:{}", tls_addr.port()),
+            ca_file,
+            closed_port,
+            handles: vec![plain_handle, tls_handle],
+        }
+    }
+}

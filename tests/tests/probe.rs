@@ -1,0 +1,216 @@
+//! The probe through its real adapters: HTTP(S) against a site on loopback,
+//! metrics into the emulator's CloudWatch, target health from its ELBv2.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use chrono::Utc;
+use e2e::site::{TestSite, CERTIFICATE_DAYS, SLOW_MS};
+use e2e::{Aws, Emulator, TASK_PORT};
+use ecs_control::aws::cloudwatch::CloudWatchMetrics;
+use ecs_control::aws::elbv2::Elbv2Adapter;
+use ecs_control::config::ProbeConfig;
+use ecs_control::domain::probe::FailureReason;
+use probe::handler::{CheckReport, ProbeReport, Prober};
+use probe::http::HttpAdapter;
+use serde_json::{json, Value};
+
+type RealProber = Prober<HttpAdapter, Elbv2Adapter, CloudWatchMetrics>;
+
+fn prober(region: &str, config: &Value) -> RealProber {
+    let sdk = Emulator::shared().sdk_config(region);
+    Prober::new(
+        ProbeConfig::parse(&config.to_string()).expect("config"),
+        HttpAdapter::new(),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
+        CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+    )
+}
+
+fn tick() -> Value {
+    e2e::sample_event("probe/scheduled-tick.json")
+}
+
+fn check<'a>(report: &'a ProbeReport, name: &str) -> &'a CheckReport {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+#[tokio::test]
+async fn verdicts_against_real_servers() {
+    let site = TestSite::start().await;
+    let ca = site.ca_file.display().to_string();
+    let config = json!({
+        "checks": [
+            {"name": "ok", "url": format!("{}/ok", site.http),
+             "body_must_match": [{"regex": "\"version\":\"\\d+\""}],
+             "header_checks": [{"name": "content-type", "matches": "application/json"}]},
+            {"name": "slow", "url": format!("{}/slow", site.http), "timeout_ms": SLOW_MS / 3},
+            {"name": "failing", "url": format!("{}/fail", site.http)},
+            {"name": "wrong-body", "url": format!("{}/maintenance", site.http),
+             "body_must_not_match": [{"regex": "(?i)maintenance"}]},
+            {"name": "redirect-followed", "url": format!("{}/moved", site.http), "body_must_match": ["ok"]},
+            {"name": "redirect-not-followed", "url": format!("{}/moved", site.http),
+             "follow_redirects": false, "expected_status": ["300-399"]},
+            {"name": "redirect-loop", "url": format!("{}/loop", site.http)},
+            {"name": "refused", "url": format!("http://127.0.0.1:{}/", site.closed_port)},
+            {"name": "tls", "url": format!("{}/ok", site.https), "ca_certificate_file": ca},
+            {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
+            {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]}
+        ]
+    });
+    let p = prober("us-east-1", &config);
+    let report = p
+        .handle(json!({"command": "run", "publish": false}), Utc::now())
+        .await
+        .expect("run");
+
+    let ok = check(&report, "ok");
+    assert!(ok.success, "{:?}", ok.reason);
+    assert_eq!(ok.measured.status, Some(200));
+    let ttfb = ok.measured.time_to_first_byte_ms.expect("ttfb");
+    assert!(ttfb > 0.0 && ttfb <= ok.measured.latency_ms);
+
+    assert_eq!(check(&report, "slow").reason, Some(FailureReason::Timeout));
+    assert_eq!(
+        check(&report, "failing").reason,
+        Some(FailureReason::StatusMismatch {
+            status: 500,
+            expected: "200-299".into()
+        })
+    );
+    assert!(matches!(
+        check(&report, "wrong-body").reason,
+        Some(FailureReason::BodyForbidden { .. })
+    ));
+    assert!(check(&report, "redirect-followed").success);
+    let not_followed = check(&report, "redirect-not-followed");
+    assert!(not_followed.success, "{:?}", not_followed.reason);
+    assert_eq!(not_followed.measured.status, Some(303));
+    assert_eq!(
+        check(&report, "redirect-loop").reason,
+        Some(FailureReason::TooManyRedirects)
+    );
+    assert!(
+        matches!(
+            check(&report, "refused").reason,
+            Some(FailureReason::ConnectionRefused { .. })
+        ),
+        "{:?}",
+        check(&report, "refused").reason
+    );
+
+    let tls = check(&report, "tls");
+    assert!(tls.success, "{:?}", tls.reason);
+    let days = tls.measured.certificate_days_remaining.expect("days");
+    assert!(
+        (days - CERTIFICATE_DAYS as f64).abs() < 1.5,
+        "certificate days remaining {days}"
+    );
+    assert!(
+        matches!(
+            check(&report, "tls-untrusted").reason,
+            Some(FailureReason::Tls { .. })
+        ),
+        "{:?}",
+        check(&report, "tls-untrusted").reason
+    );
+    let big = check(&report, "big-body");
+    assert!(big.success && big.body_truncated);
+    assert_eq!(report.failed_checks, 6);
+}
+
+#[tokio::test]
+async fn metrics_land_in_cloudwatch_and_target_health_is_counted() {
+    let site = TestSite::start().await;
+    let region = "us-west-2";
+    let aws = Aws::new(&Emulator::shared().sdk_config(region));
+    let network = aws.network().await;
+    let group = aws.ip_target_group("web", &network.vpc_id).await;
+    for ip in ["10.0.0.11", "10.0.0.12", "10.0.0.13"] {
+        aws.register_target(&group, ip, TASK_PORT).await;
+    }
+    let config = json!({
+        "namespace": "EcsControl/ProbeTest",
+        "checks": [
+            {"name": "home", "url": format!("{}/ok", site.http)},
+            {"name": "broken", "url": format!("{}/fail", site.http)}
+        ],
+        "target_groups": [{"name": "web", "target_group_arn": group}]
+    });
+    let p = prober(region, &config);
+    let now = Utc::now();
+    let report = p.handle(tick(), now).await.expect("run");
+    assert_eq!(report.published.calls, 1);
+    let counts = report.target_groups[0].counts.as_ref().expect("counted");
+    assert_eq!(counts.by_state["healthy"], 3);
+
+    let average = |metric: &'static str, name: &'static str, value: &'static str| {
+        let cloudwatch = aws.cloudwatch.clone();
+        async move {
+            let start = aws_smithy_types_datetime(now - chrono::TimeDelta::minutes(5));
+            let end = aws_smithy_types_datetime(now + chrono::TimeDelta::minutes(5));
+            let out = cloudwatch
+                .get_metric_statistics()
+                .namespace("EcsControl/ProbeTest")
+                .metric_name(metric)
+                .dimensions(Dimension::builder().name(name).value(value).build())
+                .start_time(start)
+                .end_time(end)
+                .period(60)
+                .statistics(Statistic::Average)
+                .send()
+                .await
+                .expect("get_metric_statistics");
+            out.datapoints().first().and_then(|d| d.average())
+        }
+    };
+    assert_eq!(average("CheckSuccess", "Check", "home").await, Some(1.0));
+    assert_eq!(average("CheckSuccess", "Check", "broken").await, Some(0.0));
+    assert_eq!(
+        average("HttpStatusCode", "Check", "broken").await,
+        Some(500.0)
+    );
+    assert_eq!(
+        average("HealthyTargets", "TargetGroup", "web").await,
+        Some(3.0)
+    );
+    assert_eq!(
+        average("HealthyTargetPercent", "TargetGroup", "web").await,
+        Some(100.0)
+    );
+    assert!(average("CheckLatency", "Check", "home").await.is_some());
+
+    let listed = aws
+        .cloudwatch
+        .list_metrics()
+        .namespace("EcsControl/ProbeTest")
+        .send()
+        .await
+        .expect("list_metrics");
+    let mut names: Vec<&str> = listed
+        .metrics()
+        .iter()
+        .filter_map(|m| m.metric_name())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for expected in [
+        "CheckLatency",
+        "CheckSuccess",
+        "TimeToFirstByte",
+        "TransitioningTargets",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+fn aws_smithy_types_datetime(t: chrono::DateTime<Utc>) -> aws_sdk_cloudwatch::primitives::DateTime {
+    aws_sdk_cloudwatch::primitives::DateTime::from_millis(t.timestamp_millis())
+}
