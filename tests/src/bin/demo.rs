@@ -1,12 +1,14 @@
-//! The demo: the scaler and registrar Lambdas, each served by a local Lambda
-//! runtime, acting on the local AWS emulator as events arrive: the scaler resizes
-//! a service as alarms fire, the registrar keeps a target group in step with tasks.
+//! The demo: the scaler, registrar and probe Lambdas, each served by a local
+//! Lambda runtime, acting on the local AWS emulator: the scaler resizes a service
+//! as alarms fire, the registrar keeps a target group in step with tasks, and the
+//! probe checks endpoints on loopback and publishes metrics.
 //!
 //! Run with `make demo`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a demo stops loudly on a broken set-up
 
 use aws_sdk_cloudwatch::types::StateValue;
+use e2e::site::TestSite;
 use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda, TASK_PORT};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -79,7 +81,8 @@ async fn main() {
     let emulator = Emulator::start();
     println!("  endpoint {}", emulator.endpoint());
     scaler_demo(&emulator).await;
-    registrar_demo(&emulator).await;
+    let target_group = registrar_demo(&emulator).await;
+    probe_demo(&emulator, &target_group).await;
     println!("\nStopping the local runtimes and the emulator.");
 }
 
@@ -222,7 +225,8 @@ fn task_event(sample: &str, task_arn: &str, ip: &str) -> Value {
     event
 }
 
-async fn registrar_demo(emulator: &Emulator) {
+/// Returns the target group it filled, for the probe to count.
+async fn registrar_demo(emulator: &Emulator) -> String {
     println!("\n== Registrar: target group web follows the tasks of demo/web ==");
     let aws = Aws::new(&emulator.sdk_config("us-west-2"));
     let network = aws.network().await;
@@ -291,4 +295,74 @@ async fn registrar_demo(emulator: &Emulator) {
         sample_event("registrar/reconcile-schedule.json"),
     )
     .await;
+    group
+}
+
+async fn probe_demo(emulator: &Emulator, target_group: &str) {
+    println!("\n== Probe: checks on loopback, metrics into CloudWatch ==");
+    let site = TestSite::start().await;
+    let config = serde_json::json!({
+        "namespace": "EcsControl/Probe",
+        "checks": [
+            {"name": "web-health", "url": format!("{}/ok", site.http), "body_must_match": ["\"status\":\"ok\""]},
+            {"name": "web-tls", "url": format!("{}/ok", site.https), "ca_certificate_file": site.ca_file},
+            {"name": "web-maintenance", "url": format!("{}/maintenance", site.http),
+             "body_must_not_match": [{"regex": "(?i)maintenance"}]},
+            {"name": "web-slow", "url": format!("{}/slow", site.http), "timeout_ms": 300, "retries": 1},
+            {"name": "nothing-listens", "url": format!("http://127.0.0.1:{}/", site.closed_port)}
+        ],
+        "target_groups": [{"name": "web", "target_group_arn": target_group}]
+    });
+    let mut env = emulator.function_env("us-west-2");
+    env.push(("PROBE_CONFIG".into(), config.to_string()));
+    let lambda = LocalLambda::start(&function_binary("probe"), &env);
+    let result = lambda.invoke(&sample_event("probe/scheduled-tick.json"));
+    let Some(report) = result.response.filter(|_| result.ok) else {
+        println!("  error: {}", result.text.trim());
+        return;
+    };
+    for check in report["checks"].as_array().into_iter().flatten() {
+        let verdict = if check["success"] == true {
+            "pass".to_string()
+        } else {
+            format!("FAIL ({})", check["reason"]["kind"].as_str().unwrap_or("?"))
+        };
+        let days = check["certificate_days_remaining"]
+            .as_f64()
+            .map_or(String::new(), |d| {
+                format!(", certificate expires in {d:.0} days")
+            });
+        println!(
+            "  {:<16} {verdict:<28} {:>6.1} ms, {} attempt(s){days}",
+            check["name"].as_str().unwrap_or("?"),
+            check["latency_ms"].as_f64().unwrap_or_default(),
+            check["attempts"]
+        );
+    }
+    let counts = &report["target_groups"][0]["counts"];
+    println!(
+        "  target group web: {} healthy, {} transitioning of {}",
+        counts["by_state"]["healthy"], counts["transitioning"], counts["total"]
+    );
+    let aws = Aws::new(&emulator.sdk_config("us-west-2"));
+    let listed = aws
+        .cloudwatch
+        .list_metrics()
+        .namespace("EcsControl/Probe")
+        .send()
+        .await
+        .expect("list_metrics");
+    let mut names: Vec<&str> = listed
+        .metrics()
+        .iter()
+        .filter_map(|m| m.metric_name())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    println!(
+        "  published {} metrics in {} call(s); CloudWatch now lists: {}",
+        report["published"]["metrics"],
+        report["published"]["calls"],
+        names.join(", ")
+    );
 }
