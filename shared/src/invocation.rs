@@ -15,6 +15,30 @@ impl MalformedEvent {
     pub fn because(what: &str, cause: impl std::fmt::Display) -> Self {
         Self(format!("{what}: {cause}"))
     }
+
+    /// A JSON object of no accepted shape: names its keys and what was expected.
+    pub fn unrecognised(
+        object: &serde_json::Map<String, serde_json::Value>,
+        expected: &str,
+    ) -> Self {
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        Self(format!(
+            "unrecognised event with keys {keys:?}: expected {expected}"
+        ))
+    }
+
+    /// An EventBridge event of a detail-type the function does not handle.
+    pub fn unsupported_detail_type(detail_type: &str, expected: &[&str]) -> Self {
+        Self(format!(
+            "unsupported EventBridge detail-type {detail_type:?}: expected {}",
+            expected
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ))
+    }
 }
 
 /// Why an invocation failed, and whether trying again can help.

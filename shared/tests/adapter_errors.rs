@@ -190,3 +190,79 @@ async fn alarm_names_are_asked_for_in_pages_of_one_hundred() {
     assert!(found.is_empty());
     assert_eq!(rule.num_calls(), 3);
 }
+
+#[tokio::test]
+async fn targets_outside_the_vpc_are_registered_in_zone_all_and_always_with_their_port() {
+    use aws_sdk_elasticloadbalancingv2::operation::deregister_targets::DeregisterTargetsOutput;
+    use aws_sdk_elasticloadbalancingv2::operation::register_targets::RegisterTargetsOutput;
+    use ecs_control::aws::elbv2::Elbv2Adapter;
+    use ecs_control::domain::registration::Target;
+    use ecs_control::ports::TargetGroups;
+
+    let register = mock!(aws_sdk_elasticloadbalancingv2::Client::register_targets)
+        .match_requests(|r| {
+            r.targets()
+                .iter()
+                .all(|t| t.availability_zone() == Some("all") && t.port() == Some(8080))
+        })
+        .then_output(|| RegisterTargetsOutput::builder().build());
+    let deregister = mock!(aws_sdk_elasticloadbalancingv2::Client::deregister_targets)
+        .match_requests(|r| r.targets().iter().all(|t| t.port() == Some(8080)))
+        .then_output(|| DeregisterTargetsOutput::builder().build());
+    let elb = Elbv2Adapter::new(mock_client!(
+        aws_sdk_elasticloadbalancingv2,
+        RuleMode::MatchAny,
+        [&register, &deregister]
+    ));
+    let targets = [
+        Target::new("192.168.7.1", 8080),
+        Target::new("192.168.7.2", 8080),
+    ];
+    let arn =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+    elb.register(arn, &targets, true).await.expect("registered");
+    elb.deregister(arn, &targets, true)
+        .await
+        .expect("deregistered");
+    assert_eq!((register.num_calls(), deregister.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_unknown_target_group_is_not_found_and_elb_throttling_is_retryable() {
+    use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthError;
+    use aws_sdk_elasticloadbalancingv2::types::error::TargetGroupNotFoundException;
+    use ecs_control::aws::elbv2::Elbv2Adapter;
+    use ecs_control::ports::TargetGroups;
+
+    let missing =
+        mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health).then_error(|| {
+            DescribeTargetHealthError::TargetGroupNotFoundException(
+                TargetGroupNotFoundException::builder()
+                    .meta(ErrorMetadata::builder().code("TargetGroupNotFound").build())
+                    .build(),
+            )
+        });
+    let elb = Elbv2Adapter::new(mock_client!(aws_sdk_elasticloadbalancingv2, [&missing]));
+    let err = elb.targets("arn:tg").await.expect_err("missing");
+    assert_eq!(err.kind, FailureKind::NotFound, "{err}");
+
+    let throttled = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health)
+        .sequence()
+        .http_response(|| {
+            Response::new(
+                StatusCode::try_from(400).expect("status"),
+                SdkBody::from(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>",
+                ),
+            )
+        })
+        .repeatedly()
+        .build();
+    let elb = Elbv2Adapter::new(mock_client!(
+        aws_sdk_elasticloadbalancingv2,
+        RuleMode::Sequential,
+        [&throttled]
+    ));
+    let err = elb.targets("arn:tg").await.expect_err("throttled");
+    assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+}

@@ -462,6 +462,26 @@ impl Aws {
             .collect()
     }
 
+    /// The distinct metric names CloudWatch lists in a namespace, sorted.
+    pub async fn metric_names(&self, namespace: &str) -> Vec<String> {
+        let listed = self
+            .cloudwatch
+            .list_metrics()
+            .namespace(namespace)
+            .send()
+            .await
+            .expect("list_metrics");
+        let mut names: Vec<String> = listed
+            .metrics()
+            .iter()
+            .filter_map(|m| m.metric_name())
+            .map(str::to_string)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Registers a target by hand (drift, or a foreign target on another port).
     pub async fn register_target(&self, target_group_arn: &str, ip: &str, port: u16) {
         self.elbv2

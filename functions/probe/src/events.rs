@@ -54,16 +54,16 @@ pub fn parse(payload: Value) -> Result<Run, MalformedEvent> {
         });
     }
     if let Some(other) = object.get("detail-type").and_then(Value::as_str) {
-        return Err(MalformedEvent(format!(
-            "unsupported EventBridge detail-type {other:?}: expected {SCHEDULED_DETAIL_TYPE:?}"
-        )));
+        return Err(MalformedEvent::unsupported_detail_type(
+            other,
+            &[SCHEDULED_DETAIL_TYPE],
+        ));
     }
     if !object.contains_key("command") {
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        return Err(MalformedEvent(format!(
-            "unrecognised event with keys {keys:?}: expected a Scheduled Event or a manual command (command)"
-        )));
+        return Err(MalformedEvent::unrecognised(
+            object,
+            "a Scheduled Event or a manual command (command)",
+        ));
     }
     let command: RunCommand = serde_json::from_value(payload)
         .map_err(|e| MalformedEvent::because("manual command", e))?;

@@ -190,18 +190,17 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                 services: None,
             },
             other => {
-                return Err(MalformedEvent(format!(
-                    "unsupported EventBridge detail-type {other:?}: expected {TASK_DETAIL_TYPE:?} or {SCHEDULED_DETAIL_TYPE:?}"
-                )))
+                return Err(MalformedEvent::unsupported_detail_type(
+                    other,
+                    &[TASK_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE],
+                ))
             }
         }
     } else {
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        return Err(MalformedEvent(format!(
-            "unrecognised event with keys {keys:?}: expected an EventBridge ECS Task State Change \
-             or Scheduled Event, or a manual command (command)"
-        )));
+        return Err(MalformedEvent::unrecognised(
+            object,
+            "an EventBridge ECS Task State Change or Scheduled Event, or a manual command (command)",
+        ));
     };
     Ok(Invocation { trigger, dry_run })
 }

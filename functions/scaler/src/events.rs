@@ -222,31 +222,33 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                     serde_json::from_value(payload)
                         .map_err(|e| MalformedEvent::because("EventBridge alarm event", e))?;
                 Trigger::AlarmChange {
-                    notices: vec![notice_from_alarm_data(AlarmSource::EventBridge, event.detail)?],
+                    notices: vec![notice_from_alarm_data(
+                        AlarmSource::EventBridge,
+                        event.detail,
+                    )?],
                 }
             }
             SCHEDULED_DETAIL_TYPE => {
                 let event: EventBridgeEvent<Value> = serde_json::from_value(payload)
                     .map_err(|e| MalformedEvent::because("scheduled event", e))?;
-                let event_id = event.id.ok_or_else(|| {
-                    MalformedEvent("scheduled event: missing id".into())
-                })?;
+                let event_id = event
+                    .id
+                    .ok_or_else(|| MalformedEvent("scheduled event: missing id".into()))?;
                 Trigger::Recheck { event_id }
             }
             other => {
-                return Err(MalformedEvent(format!(
-                    "unsupported EventBridge detail-type {other:?}: expected {ALARM_DETAIL_TYPE:?} or {SCHEDULED_DETAIL_TYPE:?}"
-                )))
+                return Err(MalformedEvent::unsupported_detail_type(
+                    other,
+                    &[ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE],
+                ))
             }
         }
     } else {
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        return Err(MalformedEvent(format!(
-            "unrecognised event with keys {keys:?}: expected an EventBridge alarm or scheduled event, \
-             an alarm action payload (alarmData), an SNS alarm notification (Records), \
-             or a manual command (command)"
-        )));
+        return Err(MalformedEvent::unrecognised(
+            object,
+            "an EventBridge alarm or scheduled event, an alarm action payload (alarmData), \
+             an SNS alarm notification (Records), or a manual command (command)",
+        ));
     };
     let dry_run = dry_run || matches!(&trigger, Trigger::Manual { command } if command.dry_run);
     Ok(Invocation { trigger, dry_run })

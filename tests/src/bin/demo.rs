@@ -345,20 +345,7 @@ async fn probe_demo(emulator: &Emulator, target_group: &str) {
         counts["by_state"]["healthy"], counts["transitioning"], counts["total"]
     );
     let aws = Aws::new(&emulator.sdk_config("us-west-2"));
-    let listed = aws
-        .cloudwatch
-        .list_metrics()
-        .namespace("EcsControl/Probe")
-        .send()
-        .await
-        .expect("list_metrics");
-    let mut names: Vec<&str> = listed
-        .metrics()
-        .iter()
-        .filter_map(|m| m.metric_name())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
+    let names = aws.metric_names("EcsControl/Probe").await;
     println!(
         "  published {} metrics in {} call(s); CloudWatch now lists: {}",
         report["published"]["metrics"],
