@@ -6,9 +6,12 @@ request into the equivalent JSON request, lets moto answer it, and encodes the
 answer back as CBOR (timestamps as CBOR tag 1, `smithy-protocol` header set).
 Every other request goes to moto untouched.
 
-ECS tasks are kept RUNNING until stopped (see keep_tasks_running).
+Where moto is kinder than AWS, strict layers patch it (strict_ecs.py,
+strict_cloudwatch.py); a fault layer in front of everything makes chosen calls
+fail and counts every call (faults.py).
 
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
+                   [--deployment-seconds 5]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
 
@@ -21,13 +24,19 @@ import sys
 import threading
 
 import cbor2
+from moto.cloudwatch.exceptions import ValidationError
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.moto_api import state_manager
 from werkzeug.serving import make_server
+
+import strict_cloudwatch
+import strict_ecs
+from faults import CREDENTIAL_SCOPE, FaultLayer
 
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 JSON_TARGET_PREFIX = "GraniteServiceVersion20100801."
@@ -76,19 +85,53 @@ def _to_cbor_value(value, key=""):
 
 
 class CborBridge:
-    """WSGI middleware that serves CloudWatch CBOR requests through moto's JSON protocol."""
+    """WSGI middleware that serves CloudWatch CBOR requests through moto's JSON
+    protocol, and the CloudWatch calls moto gets wrong (in either protocol)
+    through strict_cloudwatch."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if not path.startswith(CBOR_PATH_PREFIX):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if path.startswith(CBOR_PATH_PREFIX):
+            operation = path[len(CBOR_PATH_PREFIX):]
+            cbor = True
+        elif target.startswith(JSON_TARGET_PREFIX):
+            operation = target[len(JSON_TARGET_PREFIX):]
+            cbor = False
+        else:
             return self.app(environ, start_response)
-        operation = path[len(CBOR_PATH_PREFIX):]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
-        request = cbor2.loads(raw) if raw else {}
+        if cbor:
+            request = cbor2.loads(raw) if raw else {}
+        else:
+            request = json.loads(raw) if raw.strip() else {}
+        respond = self._respond if cbor else self._respond_json
+        scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region = scope.group(1) if scope else "us-east-1"
+        backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+        extra = {}
+        try:
+            with strict_cloudwatch.LOCK:
+                if operation == "GetMetricData":
+                    answer = strict_cloudwatch.get_metric_data(backend, request)
+                    return respond(start_response, "200 OK", answer)
+                if operation == "PutCompositeAlarm":
+                    answer = strict_cloudwatch.put_composite_alarm(backend, request)
+                    return respond(start_response, "200 OK", answer)
+                if operation == "DescribeAlarms":
+                    page, next_token = strict_cloudwatch.describe_alarms(backend, request)
+                    if not page:
+                        answer = {"MetricAlarms": [], "CompositeAlarms": []}
+                        return respond(start_response, "200 OK", answer)
+                    request = {"AlarmNames": [a.name for a in page]}
+                    extra = {"NextToken": next_token} if next_token else {}
+        except ValidationError as e:
+            answer = {"__type": "ValidationError", "message": e.message}
+            return respond(start_response, "400 Bad Request", answer)
         body = json.dumps(_to_json_value(request)).encode()
 
         inner = dict(environ)
@@ -112,9 +155,29 @@ class CborBridge:
         if "__type" in decoded:
             # Smithy clients read the bare shape name as the error code.
             decoded["__type"] = decoded["__type"].split("#")[-1]
-        payload = cbor2.dumps(_to_cbor_value(decoded))
+        else:
+            decoded.update(extra)
+        return respond(
+            start_response, captured.get("status", "500 Internal Server Error"), decoded
+        )
+
+    @staticmethod
+    def _respond_json(start_response, status, answer):
+        payload = json.dumps(answer, default=str).encode()
         start_response(
-            captured.get("status", "500 Internal Server Error"),
+            status,
+            [
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("Content-Length", str(len(payload))),
+            ],
+        )
+        return [payload]
+
+    @staticmethod
+    def _respond(start_response, status, answer):
+        payload = cbor2.dumps(_to_cbor_value(answer))
+        start_response(
+            status,
             [
                 ("Content-Type", "application/cbor"),
                 ("Content-Length", str(len(payload))),
@@ -122,16 +185,6 @@ class CborBridge:
             ],
         )
         return [payload]
-
-
-def keep_tasks_running():
-    """Moto advances an ECS task one lifecycle state per read by default
-    (RUNNING -> DEACTIVATING -> ... after a single DescribeTasks). Real tasks
-    stay RUNNING until stopped, so make the progression effectively never fire;
-    StopTask still moves a task to STOPPED at once."""
-    state_manager.set_transition(
-        model_name="ecs::task", transition={"progression": "manual", "times": 10**12}
-    )
 
 
 def main():
@@ -143,10 +196,18 @@ def main():
         action="store_true",
         help="stop when standard input closes (the parent process went away)",
     )
+    parser.add_argument(
+        "--deployment-seconds",
+        type=float,
+        default=strict_ecs.SETTINGS["deployment_seconds"],
+        help="how long an ECS deployment stays IN_PROGRESS before it completes",
+    )
     args = parser.parse_args()
 
-    keep_tasks_running()
-    app = CborBridge(DomainDispatcherApplication(create_backend_app))
+    strict_ecs.SETTINGS["deployment_seconds"] = args.deployment_seconds
+    strict_ecs.install()
+    strict_cloudwatch.install()
+    app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app)))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
