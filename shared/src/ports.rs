@@ -3,7 +3,7 @@
 //! Real adapters live in [`crate::aws`]; tests provide their own fakes.
 
 use crate::config::probe::HttpCheck;
-use crate::domain::alarm::AlarmStatus;
+use crate::domain::alarm::{AlarmMetric, AlarmStatus};
 use crate::domain::policy::ServiceRef;
 use crate::domain::probe::{HttpObservation, MetricDatum};
 use crate::domain::registration::{RegisteredTarget, Target, TaskInfo};
@@ -65,13 +65,22 @@ pub trait EcsServices: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Reading CloudWatch alarm states.
+/// Reading CloudWatch alarms and the metrics they watch.
 pub trait AlarmStates: Send + Sync {
     /// The current state of each named alarm that exists (metric or composite).
     fn describe_alarms(
         &self,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<AlarmStatus>, PortError>> + Send;
+
+    /// The values of the alarm's metric (or metric-math result) between `start`
+    /// and `end`, one per period, oldest first.
+    fn metric_values(
+        &self,
+        metric: &AlarmMetric,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<f64>, PortError>> + Send;
 }
 
 /// Reading ECS tasks.

@@ -4,9 +4,11 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::ScalerConfig;
-use ecs_control::domain::alarm::{AlarmState, AlarmStatus};
+use ecs_control::domain::alarm::{
+    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricQuery, MetricStat,
+};
 use ecs_control::domain::policy::ServiceRef;
-use ecs_control::domain::scaling::{Hold, ScalingMemory, ServiceState};
+use ecs_control::domain::scaling::{Hold, MemoryStatus, ScalingMemory, ServiceState};
 use ecs_control::invocation::InvocationError;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use lambda_runtime::Diagnostic;
@@ -160,22 +162,61 @@ impl EcsServices for FakeEcs {
     }
 }
 
+/// CloudWatch in memory: alarms, and timestamped datapoints per metric name.
 #[derive(Default)]
 struct FakeAlarms {
     alarms: Mutex<HashMap<String, AlarmStatus>>,
+    datapoints: Mutex<HashMap<String, Vec<(DateTime<Utc>, f64)>>>,
+    metric_reads_fail: Mutex<bool>,
 }
 
 impl FakeAlarms {
     fn set(&self, name: &str, state: AlarmState, reason_data: Option<&str>) {
-        self.alarms.lock().expect("lock").insert(
+        let mut alarms = self.alarms.lock().expect("lock");
+        let metric = alarms.get(name).and_then(|a| a.metric.clone());
+        alarms.insert(
             name.to_string(),
             AlarmStatus {
                 name: name.to_string(),
                 state,
-                state_updated_at: Some(now()),
+                state_transitioned_at: Some(now()),
                 reason_data: reason_data.map(str::to_string),
+                metric,
             },
         );
+    }
+
+    /// Gives an alarm a metric (named after the alarm) to read at decision time.
+    fn watch(&self, name: &str, comparison: Comparison, threshold: f64) {
+        let mut alarms = self.alarms.lock().expect("lock");
+        let alarm = alarms.get_mut(name).expect("alarm set first");
+        alarm.metric = Some(AlarmMetric {
+            threshold,
+            comparison,
+            evaluation_periods: 3,
+            queries: vec![MetricQuery {
+                id: "m1".into(),
+                metric: Some(MetricStat {
+                    namespace: "AWS/ECS".into(),
+                    metric_name: name.into(),
+                    dimensions: vec![("ServiceName".into(), "web".into())],
+                    period_seconds: 60,
+                    stat: "Average".into(),
+                }),
+                expression: None,
+                period_seconds: None,
+                return_data: true,
+            }],
+        });
+    }
+
+    fn put(&self, metric_name: &str, at: DateTime<Utc>, value: f64) {
+        self.datapoints
+            .lock()
+            .expect("lock")
+            .entry(metric_name.to_string())
+            .or_default()
+            .push((at, value));
     }
 
     fn all_ok() -> Self {
@@ -194,6 +235,31 @@ impl AlarmStates for FakeAlarms {
             .iter()
             .filter_map(|n| alarms.get(n).cloned())
             .collect())
+    }
+
+    async fn metric_values(
+        &self,
+        metric: &AlarmMetric,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<f64>, PortError> {
+        if *self.metric_reads_fail.lock().expect("lock") {
+            return Err(PortError::new(
+                FailureKind::Retryable,
+                "cloudwatch:GetMetricData",
+                "injected",
+            ));
+        }
+        let name = &metric.queries[0].metric.as_ref().expect("metric").metric_name;
+        let mut points: Vec<(DateTime<Utc>, f64)> = self
+            .datapoints
+            .lock()
+            .expect("lock")
+            .get(name)
+            .map(|p| p.iter().copied().filter(|(at, _)| start <= *at && *at < end).collect())
+            .unwrap_or_default();
+        points.sort_by_key(|(at, _)| *at);
+        Ok(points.into_iter().map(|(_, v)| v).collect())
     }
 }
 
@@ -273,7 +339,8 @@ async fn an_alarm_scales_out_by_the_step_its_breach_selects() {
         [
             "ecs:DescribeServices",
             "ecs:TagResource",
-            "ecs:UpdateService"
+            "ecs:UpdateService",
+            "ecs:TagResource"
         ]
     );
     let json = serde_json::to_value(&record).expect("record serialises");
@@ -636,28 +703,355 @@ async fn a_retry_after_a_partial_failure_finishes_without_redoing() {
 }
 
 #[tokio::test]
-async fn an_interrupted_scale_out_is_completed_by_the_next_recheck() {
+async fn a_retry_completes_a_scale_out_whose_update_failed() {
     let s = cpu_high_scaler(4);
     s_ecs(&s).fail_next("ecs:UpdateService", FailureKind::Retryable);
-    s.handle(sample("alarm-state-change"), "r1", now())
+    let err = s
+        .handle(sample("alarm-state-change"), "r1", now())
         .await
         .expect_err("update failed");
+    assert!(err.is_retryable());
     assert_eq!(s_desired(&s), 4);
-    // The retry of the same event is a duplicate: no double scaling...
+    // The retry completes what was recorded: never a "duplicate" of a change not made.
     let retry = s
         .handle(sample("alarm-state-change"), "r1", now())
         .await
         .expect("retry");
-    assert_eq!(retry.services[0].action, Action::Duplicate);
-    // ...and the re-check inside the cooldown computes from the recorded base.
-    let record = s
-        .handle(
-            sample("recheck-schedule"),
-            "r2",
-            now() + TimeDelta::seconds(20),
-        )
-        .await
-        .expect("recheck");
-    assert_eq!(record.services[0].action, Action::Scaled);
+    let decision = &retry.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert!(decision.reason.contains("completing"), "{}", decision.reason);
     assert_eq!(s_desired(&s), 7);
+    // Then, and only then, a further delivery is a duplicate.
+    let again = s
+        .handle(sample("alarm-sns"), "r2", now())
+        .await
+        .expect("again");
+    assert_eq!(again.services[0].action, Action::Duplicate);
+    assert_eq!(s_desired(&s), 7);
+}
+
+#[tokio::test]
+async fn a_retried_manual_command_is_not_lost_when_its_update_failed() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    s_ecs(&s).fail_next("ecs:UpdateService", FailureKind::Retryable);
+    s.handle(sample("manual-set-desired-count"), "req-1", now())
+        .await
+        .expect_err("update failed");
+    assert_eq!(s_desired(&s), 4);
+    let retry = s
+        .handle(sample("manual-set-desired-count"), "req-2", now())
+        .await
+        .expect("retry");
+    assert_eq!(retry.services[0].action, Action::Scaled);
+    assert_eq!(s_desired(&s), 6);
+}
+
+#[tokio::test]
+async fn a_scale_in_that_never_happened_does_not_hold_the_next_one() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    let s = scaler(FakeEcs::with_service(web(), 8), alarms);
+    s_ecs(&s).fail_next("ecs:UpdateService", FailureKind::Retryable);
+    s.handle(sample("recheck-schedule"), "r1", now())
+        .await
+        .expect_err("update failed");
+    assert_eq!(s_desired(&s), 8);
+    // A minute later (inside the 300 s scale-in cooldown the unapplied change
+    // recorded) the next tick scales in: that cooldown never began.
+    let mut tick = sample("recheck-schedule");
+    tick["id"] = "next-tick".into();
+    let record = s
+        .handle(tick, "r2", now() + TimeDelta::seconds(60))
+        .await
+        .expect("tick");
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert!(
+        decision.notes.iter().any(|n| n.contains("never applied")),
+        "{:?}",
+        decision.notes
+    );
+    assert_eq!(s_desired(&s), 6);
+}
+
+#[tokio::test]
+async fn a_late_copy_of_an_answered_state_change_never_acts_again() {
+    let s = cpu_high_scaler(4);
+    s.handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("first");
+    assert_eq!(s_desired(&s), 7);
+    // Another trigger scales the service in between...
+    let mut command = sample("manual-set-desired-count");
+    command["desired_count"] = 5.into();
+    s.handle(command, "r2", now() + TimeDelta::minutes(10))
+        .await
+        .expect("manual");
+    assert_eq!(s_desired(&s), 5);
+    // ...then the state change arrives again, hours late, by every route.
+    for name in ["alarm-state-change", "alarm-action", "alarm-sns"] {
+        let record = s
+            .handle(sample(name), "r3", now() + TimeDelta::hours(5))
+            .await
+            .expect(name);
+        assert_eq!(record.services[0].action, Action::Duplicate, "{name}");
+    }
+    assert_eq!(s_desired(&s), 5);
+}
+
+#[tokio::test]
+async fn a_state_change_a_recheck_already_answered_does_not_act_when_it_arrives() {
+    let s = cpu_high_scaler(4);
+    s.handle(sample("recheck-schedule"), "r1", now())
+        .await
+        .expect("tick");
+    assert_eq!(s_desired(&s), 7);
+    let late = s
+        .handle(sample("alarm-state-change"), "r2", now() + TimeDelta::hours(1))
+        .await
+        .expect("late event");
+    assert_eq!(late.services[0].action, Action::Duplicate);
+    assert_eq!(s_desired(&s), 7);
+}
+
+#[tokio::test]
+async fn the_step_comes_from_the_metric_at_decision_time() {
+    // The reason data shows the first breach (93.5, +3); the metric now says 75.
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    alarms.watch("web-cpu-high", Comparison::GreaterThanThreshold, 70.0);
+    for (ago, value) in [(150, 74.0), (90, 75.0), (30, 76.0)] {
+        alarms.put("web-cpu-high", now() - TimeDelta::seconds(ago), value);
+    }
+    // Outside the alarm's three-minute window: not read.
+    alarms.put("web-cpu-high", now() - TimeDelta::minutes(10), 99.0);
+    let s = scaler(FakeEcs::with_service(web(), 4), alarms);
+    let record = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("handled");
+    let decision = &record.services[0];
+    // Average 75 against 70: the [0, 15) step, +1.
+    assert_eq!(decision.after, Some(5), "{}", decision.reason);
+    let json = serde_json::to_value(&record).expect("json");
+    let breach = &json["services"][0]["evaluations"][0]["breach"];
+    assert_eq!(breach["metric_value"], 75.0);
+    assert_eq!(breach["source"]["from"], "metric");
+    assert_eq!(breach["source"]["datapoints"], 3);
+    assert!(decision.calls.contains(&"cloudwatch:GetMetricData"));
+}
+
+#[tokio::test]
+async fn the_policy_aggregation_combines_the_datapoints() {
+    let policies = POLICIES.replacen(
+        r#""adjustment_type": "ChangeInCapacity","#,
+        r#""adjustment_type": "ChangeInCapacity", "metric_aggregation_type": "Maximum","#,
+        1,
+    );
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    alarms.watch("web-cpu-high", Comparison::GreaterThanThreshold, 70.0);
+    for (ago, value) in [(150, 71.0), (90, 90.0), (30, 72.0)] {
+        alarms.put("web-cpu-high", now() - TimeDelta::seconds(ago), value);
+    }
+    let s = Scaler::new(
+        ScalerConfig::parse(&policies).expect("policies"),
+        FakeEcs::with_service(web(), 4),
+        alarms,
+        false,
+    );
+    let record = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("handled");
+    // Maximum 90 is a breach of 20: +3.
+    assert_eq!(record.services[0].after, Some(7));
+}
+
+#[tokio::test]
+async fn a_failed_metric_read_falls_back_to_the_reason_data_and_says_so() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    alarms.watch("web-cpu-high", Comparison::GreaterThanThreshold, 70.0);
+    *alarms.metric_reads_fail.lock().expect("lock") = true;
+    let s = scaler(FakeEcs::with_service(web(), 4), alarms);
+    let record = s
+        .handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("handled");
+    let evaluation = &record.services[0].evaluations[0];
+    assert_eq!(record.services[0].after, Some(7));
+    assert!(
+        evaluation
+            .breach_note
+            .as_deref()
+            .is_some_and(|n| n.contains("reading the alarm's metric failed")),
+        "{:?}",
+        evaluation.breach_note
+    );
+    let json = serde_json::to_value(evaluation).expect("json");
+    assert_eq!(json["breach"]["source"]["from"], "reason_data");
+}
+
+#[tokio::test]
+async fn an_alarm_whose_breach_matches_no_step_still_vetoes_scale_in() {
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    alarms.watch("web-cpu-high", Comparison::GreaterThanThreshold, 70.0);
+    // Still in ALARM, but its metric has dropped below the threshold: no step.
+    alarms.put("web-cpu-high", now() - TimeDelta::seconds(30), 65.0);
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    let s = scaler(FakeEcs::with_service(web(), 8), alarms);
+    let record = s
+        .handle(sample("recheck-schedule"), "r1", now())
+        .await
+        .expect("handled");
+    let decision = &record.services[0];
+    assert!(decision.reason.contains("scale-in vetoed"), "{}", decision.reason);
+    assert_eq!(s_desired(&s), 8);
+}
+
+#[tokio::test]
+async fn a_low_alarm_exactly_at_its_threshold_takes_the_step_that_ends_at_zero() {
+    let policies = POLICIES.replace(
+        r#"{ "metric_interval_upper_bound": 0, "scaling_adjustment": -25 }"#,
+        r#"{ "metric_interval_lower_bound": 0, "scaling_adjustment": -50 },
+        { "metric_interval_upper_bound": 0, "scaling_adjustment": -25 }"#,
+    );
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    alarms.watch("web-cpu-low", Comparison::LessThanOrEqualToThreshold, 20.0);
+    alarms.put("web-cpu-low", now() - TimeDelta::seconds(30), 20.0);
+    let s = Scaler::new(
+        ScalerConfig::parse(&policies).expect("policies"),
+        FakeEcs::with_service(web(), 8),
+        alarms,
+        false,
+    );
+    let record = s
+        .handle(sample("recheck-schedule"), "r1", now())
+        .await
+        .expect("handled");
+    // Breach 0 on a <= alarm lies below the threshold: (-inf, 0], -25% of 8.
+    assert_eq!(record.services[0].after, Some(6), "{}", record.services[0].reason);
+}
+
+#[tokio::test]
+async fn a_count_outside_the_bounds_is_brought_back_whenever_the_service_is_evaluated() {
+    // A deploy reset the count to 14 (max 10); the high alarm's +3 cannot apply.
+    let s = cpu_high_scaler(14);
+    let record = s
+        .handle(sample("recheck-schedule"), "r1", now())
+        .await
+        .expect("handled");
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled);
+    assert_eq!(decision.out_of_bounds, Some(14));
+    assert!(decision.reason.contains("outside [2, 10]"), "{}", decision.reason);
+    assert_eq!(s_desired(&s), 10);
+
+    // Below min during a deployment: scale-in is held, the bound is not.
+    let alarms = FakeAlarms::all_ok();
+    alarms.set("web-cpu-low", AlarmState::Alarm, Some(CPU_LOW_REASON));
+    let ecs = FakeEcs::with_service(web(), 1);
+    ecs.update(&web(), |s| s.deployment_in_progress = true);
+    let s = scaler(ecs, alarms);
+    s.handle(sample("recheck-schedule"), "r2", now())
+        .await
+        .expect("handled");
+    assert_eq!(s_desired(&s), 2);
+}
+
+#[tokio::test]
+async fn every_tag_value_fits_ecs_rules_whatever_the_alarm_is_called() {
+    let name = "web (cpu), high! #1 — ünïcode ✓".repeat(10);
+    let policies = POLICIES.replacen("\"web-cpu-high\"", &format!("{name:?}"), 1);
+    let alarms = FakeAlarms::all_ok();
+    alarms.set(&name, AlarmState::Alarm, Some(CPU_HIGH_REASON));
+    let s = Scaler::new(
+        ScalerConfig::parse(&policies).expect("policies"),
+        FakeEcs::with_service(web(), 4),
+        alarms,
+        false,
+    );
+    let mut event = sample("alarm-state-change");
+    event["detail"]["alarmName"] = name.clone().into();
+    let record = s.handle(event, "r1", now()).await.expect("handled");
+    assert_eq!(record.services[0].action, Action::Scaled);
+    let memory = s_ecs(&s).services.lock().expect("lock")[&web()].memory.clone();
+    for (key, value) in ecs_control::aws::ecs::memory_to_tags(&memory) {
+        assert!(value.chars().count() <= 256, "{key}");
+        assert!(
+            value
+                .chars()
+                .all(ecs_control::domain::scaling::tag_char_allowed),
+            "{key}: {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_that_cannot_be_kept_is_a_rejected_command() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    for bad in ["", "   ", "line\nbreak"] {
+        let mut command = sample("manual-set-desired-count");
+        command["request_id"] = bad.into();
+        let err = s.handle(command, "r", now()).await.expect_err("rejected");
+        assert_eq!(diagnostic(err).error_type, "NonRetryable.RejectedCommand");
+    }
+    let mut command = sample("manual-set-desired-count");
+    command["request_id"] = "x".repeat(10_000).into();
+    let err = s.handle(command, "r", now()).await.expect_err("rejected");
+    let message = diagnostic(err).error_message;
+    assert!(message.len() < 300, "the id is not echoed: {message}");
+    // Any printable id is honoured, hashed into the tag.
+    let mut command = sample("manual-set-desired-count");
+    command["request_id"] = "deploy #42, (rollback)".into();
+    let record = s.handle(command, "r", now()).await.expect("accepted");
+    assert_eq!(record.services[0].action, Action::Scaled);
+}
+
+#[tokio::test]
+async fn absurd_manual_adjustments_are_rejected_not_wrapped() {
+    let s = scaler(FakeEcs::with_service(web(), 4), FakeAlarms::all_ok());
+    for adjustment in [i64::MAX, i64::MIN, 1_000_001] {
+        let mut command = sample("manual-apply-step-dry-run");
+        command["adjustment"] = adjustment.into();
+        let err = s.handle(command, "r", now()).await.expect_err("rejected");
+        assert_eq!(diagnostic(err).error_type, "NonRetryable.RejectedCommand");
+    }
+    let mut command = sample("manual-apply-step-dry-run");
+    command["adjustment"] = 1_000_000.into();
+    let record = s.handle(command, "r", now()).await.expect("bounded");
+    assert_eq!(record.services[0].after, Some(10));
+}
+
+#[tokio::test]
+async fn a_count_changed_by_another_writer_is_noticed_and_becomes_the_base() {
+    let s = cpu_high_scaler(4);
+    s.handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("first");
+    assert_eq!(s_desired(&s), 7);
+    // A deploy resets the count to 3 inside the scale-out cooldown.
+    s_ecs(&s).update(&web(), |s| s.desired_count = 3);
+    let record = s
+        .handle(sample("recheck-schedule"), "r2", now() + TimeDelta::seconds(20))
+        .await
+        .expect("tick");
+    let decision = &record.services[0];
+    assert_eq!(
+        decision.memory,
+        Some(MemoryStatus::ChangedElsewhere {
+            last_set: 7,
+            found: 3
+        })
+    );
+    assert!(
+        decision.notes.iter().any(|n| n.contains("another writer")),
+        "{:?}",
+        decision.notes
+    );
+    // The +3 step counts from the 3 found, not from the old base 4.
+    assert_eq!(s_desired(&s), 6);
 }

@@ -1,10 +1,15 @@
 //! CloudWatch adapter: alarm states, and publishing metrics.
 
 use super::classify;
-use crate::domain::alarm::{AlarmState, AlarmStatus};
+use crate::domain::alarm::{
+    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricQuery, MetricStat,
+};
 use crate::domain::probe::{MetricDatum, MetricUnit};
 use crate::ports::{AlarmStates, FailureKind, MetricsSink, PortError};
-use aws_sdk_cloudwatch::types::{AlarmType, Dimension, StandardUnit};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery,
+    ScanBy, StandardUnit,
+};
 use aws_sdk_cloudwatch::Client;
 
 /// DescribeAlarms takes at most 100 names a call.
@@ -26,11 +31,16 @@ fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
+fn to_smithy(t: chrono::DateTime<chrono::Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
+}
+
 fn status(
     name: Option<&str>,
     state: Option<&str>,
-    updated: Option<&aws_smithy_types::DateTime>,
+    transitioned: Option<&aws_smithy_types::DateTime>,
     reason_data: Option<&str>,
+    metric: Option<AlarmMetric>,
 ) -> Result<AlarmStatus, PortError> {
     let name = name.unwrap_or_default().to_string();
     let state = state.and_then(AlarmState::parse).ok_or_else(|| {
@@ -43,9 +53,117 @@ fn status(
     Ok(AlarmStatus {
         name,
         state,
-        state_updated_at: updated.and_then(to_chrono),
+        state_transitioned_at: transitioned.and_then(to_chrono),
         reason_data: reason_data.map(str::to_string),
+        metric,
     })
+}
+
+fn comparison(operator: Option<&ComparisonOperator>) -> Comparison {
+    match operator {
+        Some(ComparisonOperator::GreaterThanOrEqualToThreshold) => {
+            Comparison::GreaterThanOrEqualToThreshold
+        }
+        Some(ComparisonOperator::GreaterThanThreshold) => Comparison::GreaterThanThreshold,
+        Some(ComparisonOperator::LessThanThreshold) => Comparison::LessThanThreshold,
+        Some(ComparisonOperator::LessThanOrEqualToThreshold) => {
+            Comparison::LessThanOrEqualToThreshold
+        }
+        _ => Comparison::Other,
+    }
+}
+
+fn period(seconds: Option<i32>) -> u32 {
+    seconds.and_then(|p| u32::try_from(p).ok()).unwrap_or(60)
+}
+
+fn metric_stat(metric: Option<&Metric>, period_seconds: u32, stat: &str) -> Option<MetricStat> {
+    let metric = metric?;
+    Some(MetricStat {
+        namespace: metric.namespace()?.to_string(),
+        metric_name: metric.metric_name()?.to_string(),
+        dimensions: metric
+            .dimensions()
+            .iter()
+            .filter_map(|d| Some((d.name()?.to_string(), d.value()?.to_string())))
+            .collect(),
+        period_seconds,
+        stat: stat.to_string(),
+    })
+}
+
+/// What a metric alarm watches; `None` when it has no threshold (anomaly detection).
+fn alarm_metric(alarm: &MetricAlarm) -> Option<AlarmMetric> {
+    let threshold = alarm.threshold()?;
+    let queries = if alarm.metrics().is_empty() {
+        let stat = alarm
+            .statistic()
+            .map(|s| s.as_str().to_string())
+            .or_else(|| alarm.extended_statistic().map(str::to_string))?;
+        let single = Metric::builder()
+            .set_namespace(alarm.namespace().map(str::to_string))
+            .set_metric_name(alarm.metric_name().map(str::to_string))
+            .set_dimensions(Some(alarm.dimensions().to_vec()))
+            .build();
+        vec![MetricQuery {
+            id: "m1".into(),
+            metric: metric_stat(Some(&single), period(alarm.period()), &stat),
+            expression: None,
+            period_seconds: None,
+            return_data: true,
+        }]
+    } else {
+        alarm
+            .metrics()
+            .iter()
+            .map(|q| MetricQuery {
+                id: q.id().unwrap_or_default().to_string(),
+                metric: q.metric_stat().and_then(|s| {
+                    metric_stat(s.metric(), period(s.period()), s.stat().unwrap_or("Average"))
+                }),
+                expression: q.expression().map(str::to_string),
+                period_seconds: q.period().and_then(|p| u32::try_from(p).ok()),
+                return_data: q.return_data().unwrap_or(true),
+            })
+            .collect()
+    };
+    Some(AlarmMetric {
+        threshold,
+        comparison: comparison(alarm.comparison_operator()),
+        evaluation_periods: alarm
+            .evaluation_periods()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        queries,
+    })
+}
+
+fn data_query(query: &MetricQuery) -> MetricDataQuery {
+    let stat = query.metric.as_ref().map(|m| {
+        aws_sdk_cloudwatch::types::MetricStat::builder()
+            .metric(
+                Metric::builder()
+                    .namespace(&m.namespace)
+                    .metric_name(&m.metric_name)
+                    .set_dimensions(Some(
+                        m.dimensions
+                            .iter()
+                            .map(|(name, value)| Dimension::builder().name(name).value(value).build())
+                            .collect(),
+                    ))
+                    .build(),
+            )
+            .period(i32::try_from(m.period_seconds).unwrap_or(60))
+            .stat(&m.stat)
+            .build()
+    });
+    MetricDataQuery::builder()
+        .id(&query.id)
+        .set_metric_stat(stat)
+        .set_expression(query.expression.clone())
+        .set_period(query.period_seconds.and_then(|p| i32::try_from(p).ok()))
+        .return_data(query.return_data)
+        .build()
 }
 
 impl AlarmStates for CloudWatchAlarms {
@@ -68,16 +186,22 @@ impl AlarmStates for CloudWatchAlarms {
                     found.push(status(
                         alarm.alarm_name(),
                         alarm.state_value().map(|s| s.as_str()),
-                        alarm.state_updated_timestamp(),
+                        alarm
+                            .state_transitioned_timestamp()
+                            .or(alarm.state_updated_timestamp()),
                         alarm.state_reason_data(),
+                        alarm_metric(alarm),
                     )?);
                 }
                 for alarm in out.composite_alarms() {
                     found.push(status(
                         alarm.alarm_name(),
                         alarm.state_value().map(|s| s.as_str()),
-                        alarm.state_updated_timestamp(),
+                        alarm
+                            .state_transitioned_timestamp()
+                            .or(alarm.state_updated_timestamp()),
                         alarm.state_reason_data(),
+                        None,
                     )?);
                 }
                 next_token = out.next_token().map(str::to_string);
@@ -87,6 +211,50 @@ impl AlarmStates for CloudWatchAlarms {
             }
         }
         Ok(found)
+    }
+
+    async fn metric_values(
+        &self,
+        metric: &AlarmMetric,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<f64>, PortError> {
+        const OP: &str = "cloudwatch:GetMetricData";
+        let returned = metric
+            .queries
+            .iter()
+            .find(|q| q.return_data)
+            .map(|q| q.id.clone())
+            .ok_or_else(|| PortError::new(FailureKind::Rejected, OP, "the alarm returns no query"))?;
+        let queries: Vec<MetricDataQuery> = metric.queries.iter().map(data_query).collect();
+        let mut points = Vec::new();
+        let mut next_token = None;
+        loop {
+            let out = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(to_smithy(start))
+                .end_time(to_smithy(end))
+                .scan_by(ScanBy::TimestampAscending)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for result in out.metric_data_results() {
+                if result.id() == Some(returned.as_str()) {
+                    points.extend(result.timestamps().iter().zip(result.values()).map(
+                        |(at, value)| (at.secs(), *value),
+                    ));
+                }
+            }
+            next_token = out.next_token().map(str::to_string);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        points.sort_by_key(|(at, _)| *at);
+        Ok(points.into_iter().map(|(_, value)| value).collect())
     }
 }
 

@@ -4,9 +4,13 @@
 use super::classify;
 use crate::domain::policy::ServiceRef;
 use crate::domain::registration::{TaskInfo, ENI_ATTACHMENT_TYPES, PRIVATE_IP_DETAIL};
-use crate::domain::scaling::{Direction, ScalingMemory, ServiceState};
+use crate::domain::scaling::{
+    rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
+};
 use crate::ports::{EcsServices, EcsTasks, FailureKind, PortError};
-use aws_sdk_ecs::types::{DeploymentRolloutState, DesiredStatus, ServiceField, Tag, Task};
+use aws_sdk_ecs::types::{
+    DeploymentRolloutState, DesiredStatus, ServiceField, StabilityStatus, Tag, Task,
+};
 use aws_sdk_ecs::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -17,6 +21,9 @@ pub mod tag_keys {
     pub const SCALE_OUT_BASE: &str = "ecs-scaler:scale-out-base";
     pub const LAST_TRIGGER: &str = "ecs-scaler:last-trigger";
     pub const LAST_TARGET: &str = "ecs-scaler:last-target";
+    pub const APPLIED: &str = "ecs-scaler:applied";
+    pub const ALARM_MARKS: &str = "ecs-scaler:alarm-marks";
+    pub const COMMANDS: &str = "ecs-scaler:commands";
 }
 
 /// The memory as tag key/value pairs; an unset field is an empty value, so one
@@ -55,6 +62,20 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
         ),
+        (
+            tag_keys::APPLIED,
+            memory.applied.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        (
+            tag_keys::ALARM_MARKS,
+            memory
+                .alarm_marks
+                .iter()
+                .map(|(alarm, at)| format!("{alarm}={at}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        (tag_keys::COMMANDS, memory.recent_commands.join(" ")),
     ]
 }
 
@@ -75,6 +96,19 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
             tag_keys::SCALE_OUT_BASE => memory.scale_out_base = value.parse().ok(),
             tag_keys::LAST_TRIGGER => memory.last_trigger = Some(value.to_string()),
             tag_keys::LAST_TARGET => memory.last_target = value.parse().ok(),
+            tag_keys::APPLIED => memory.applied = value.parse().ok(),
+            tag_keys::ALARM_MARKS => {
+                memory.alarm_marks = value
+                    .split_whitespace()
+                    .filter_map(|entry| {
+                        let (alarm, at) = entry.split_once('=')?;
+                        Some((alarm.to_string(), at.parse().ok()?))
+                    })
+                    .collect();
+            }
+            tag_keys::COMMANDS => {
+                memory.recent_commands = value.split_whitespace().map(str::to_string).collect();
+            }
             _ => {}
         }
     }
@@ -130,12 +164,24 @@ impl EcsServices for EcsAdapter {
                     format!("service {service} is not an active service"),
                 )
             })?;
-        let deployments = found.deployments();
-        let deployment_in_progress = deployments.len() > 1
-            || deployments.iter().any(|d| {
-                d.status() == Some("PRIMARY")
-                    && d.rollout_state() == Some(&DeploymentRolloutState::InProgress)
-            });
+        let deployments: Vec<RolloutPart> = found
+            .deployments()
+            .iter()
+            .map(|d| RolloutPart {
+                settling: d.status() == Some("PRIMARY")
+                    && d.rollout_state() == Some(&DeploymentRolloutState::InProgress),
+            })
+            .collect();
+        // CODE_DEPLOY and EXTERNAL services deploy through task sets instead.
+        let task_sets: Vec<RolloutPart> = found
+            .task_sets()
+            .iter()
+            .filter(|t| t.status() != Some("DRAINING"))
+            .map(|t| RolloutPart {
+                settling: t.stability_status() == Some(&StabilityStatus::Stabilizing),
+            })
+            .collect();
+        let deployment_in_progress = rollout_in_progress(&deployments, &task_sets);
         let memory = memory_from_tags(
             found
                 .tags()
@@ -301,10 +347,41 @@ mod tests {
             scale_out_base: Some(4),
             last_trigger: Some("alarm:web-cpu-high@2026-11-21T10:00:00.000Z".into()),
             last_target: Some(6),
-        };
+            applied: Some(false),
+            ..ScalingMemory::default()
+        }
+        .with_marks([("web-cpu-high", Utc::now()), ("web-cpu-low", Utc::now())])
+        .with_command("deploy-42");
         let tags = memory_to_tags(&memory);
         let back = memory_from_tags(tags.iter().map(|(k, v)| (*k, v.as_str())));
         assert_eq!(back, memory);
+    }
+
+    #[test]
+    fn a_full_memory_fits_ecs_tag_rules() {
+        let mut memory = ScalingMemory {
+            last_scaled_at: Some(Utc::now()),
+            last_direction: Some(Direction::In),
+            scale_out_base: Some(u32::MAX),
+            last_trigger: Some(crate::domain::scaling::trigger_key(&"(é,!)#".repeat(500))),
+            last_target: Some(u32::MAX),
+            applied: Some(true),
+            ..ScalingMemory::default()
+        };
+        for i in 0..40 {
+            let at = Utc::now() + chrono::TimeDelta::days(i);
+            memory = memory
+                .with_marks([(format!("alarm-{i}").as_str(), at)])
+                .with_command(&format!("command-{i}"));
+        }
+        for (key, value) in memory_to_tags(&memory) {
+            assert!(key.chars().count() <= 128, "{key}");
+            assert!(value.chars().count() <= 256, "{key}: {} characters", value.len());
+            assert!(
+                value.chars().all(crate::domain::scaling::tag_char_allowed),
+                "{key}: {value}"
+            );
+        }
     }
 
     #[test]

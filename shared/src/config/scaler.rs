@@ -2,7 +2,8 @@
 
 use super::{read_document, ConfigError};
 use crate::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
+    StepAdjustment, MAGNITUDE_LIMIT,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -40,6 +41,8 @@ struct PolicyEntry {
     steps: Vec<StepAdjustment>,
     #[serde(default)]
     min_adjustment_magnitude: Option<u32>,
+    #[serde(default)]
+    metric_aggregation_type: MetricAggregation,
     min_capacity: u32,
     max_capacity: u32,
     #[serde(default = "default_cooldown")]
@@ -144,6 +147,21 @@ fn validate_policy(i: usize, entry: PolicyEntry) -> Result<ScalingPolicy, Config
             return Err(ConfigError::new(at(field), "must not be empty"));
         }
     }
+    for (field, value) in [
+        ("min_capacity", entry.min_capacity),
+        ("max_capacity", entry.max_capacity),
+        (
+            "min_adjustment_magnitude",
+            entry.min_adjustment_magnitude.unwrap_or(0),
+        ),
+    ] {
+        if i64::from(value) > MAGNITUDE_LIMIT {
+            return Err(ConfigError::new(
+                at(field),
+                format!("{value} is above the limit of {MAGNITUDE_LIMIT}"),
+            ));
+        }
+    }
     if entry.min_capacity > entry.max_capacity {
         return Err(ConfigError::new(
             at("max_capacity"),
@@ -175,6 +193,7 @@ fn validate_policy(i: usize, entry: PolicyEntry) -> Result<ScalingPolicy, Config
         adjustment_type: entry.adjustment_type,
         steps,
         min_adjustment_magnitude: entry.min_adjustment_magnitude,
+        metric_aggregation: entry.metric_aggregation_type,
         bounds: CapacityBounds {
             min: entry.min_capacity,
             max: entry.max_capacity,
@@ -221,6 +240,15 @@ fn validate_steps(
                     format!("{hi} must be above the lower bound {lo}"),
                 ));
             }
+        }
+        if step.scaling_adjustment.unsigned_abs() > MAGNITUDE_LIMIT.unsigned_abs() {
+            return Err(ConfigError::new(
+                at("scaling_adjustment"),
+                format!(
+                    "{} is beyond the limit of ±{MAGNITUDE_LIMIT}",
+                    step.scaling_adjustment
+                ),
+            ));
         }
         if adjustment_type == AdjustmentType::ExactCapacity && step.scaling_adjustment < 0 {
             return Err(ConfigError::new(

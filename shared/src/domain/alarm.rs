@@ -1,7 +1,8 @@
 //! What the scaler needs to know about a CloudWatch alarm, whatever carried it.
 
-use super::scaling::Breach;
-use chrono::{DateTime, Utc};
+use super::policy::MetricAggregation;
+use super::scaling::{Breach, BreachSource};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A CloudWatch alarm state.
@@ -32,14 +33,110 @@ impl AlarmState {
     }
 }
 
-/// An alarm as CloudWatch describes it now.
+/// How a metric alarm compares its metric with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Comparison {
+    GreaterThanOrEqualToThreshold,
+    GreaterThanThreshold,
+    LessThanThreshold,
+    LessThanOrEqualToThreshold,
+    /// Anomaly-detection and other comparisons the scaler does not read.
+    Other,
+}
+
+impl Comparison {
+    /// Whether the alarm fires when the metric is low.
+    pub fn looks_below(self) -> bool {
+        matches!(
+            self,
+            Comparison::LessThanThreshold | Comparison::LessThanOrEqualToThreshold
+        )
+    }
+}
+
+/// One metric an alarm reads, as `GetMetricData` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricStat {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub period_seconds: u32,
+    /// `Average`, `Maximum`, `p90`, ...
+    pub stat: String,
+}
+
+/// One query of an alarm: a metric, or a metric-math expression over other queries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricQuery {
+    pub id: String,
+    pub metric: Option<MetricStat>,
+    pub expression: Option<String>,
+    pub period_seconds: Option<u32>,
+    /// The query whose values the alarm compares with its threshold.
+    pub return_data: bool,
+}
+
+/// What a metric alarm watches and how, so its metric can be read at decision time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmMetric {
+    pub threshold: f64,
+    pub comparison: Comparison,
+    pub evaluation_periods: u32,
+    /// A single metric is one query; a metric-math alarm has several.
+    pub queries: Vec<MetricQuery>,
+}
+
+impl AlarmMetric {
+    /// The alarm's period: its metric's, or its returned query's.
+    pub fn period_seconds(&self) -> u32 {
+        self.queries
+            .iter()
+            .find(|q| q.return_data)
+            .and_then(|q| q.metric.as_ref().map(|m| m.period_seconds).or(q.period_seconds))
+            .or_else(|| {
+                self.queries
+                    .iter()
+                    .find_map(|q| q.metric.as_ref().map(|m| m.period_seconds))
+            })
+            .unwrap_or(60)
+            .max(1)
+    }
+
+    /// The window the alarm evaluates, ending at `now`: its evaluation periods.
+    pub fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let span = i64::from(self.period_seconds()) * i64::from(self.evaluation_periods.max(1));
+        (now - TimeDelta::seconds(span), now)
+    }
+}
+
+/// An alarm as CloudWatch describes it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlarmStatus {
     pub name: String,
     pub state: AlarmState,
-    pub state_updated_at: Option<DateTime<Utc>>,
+    /// When the alarm last changed state: the time every delivery of that change carries.
+    pub state_transitioned_at: Option<DateTime<Utc>>,
     /// The alarm's `StateReasonData`: a JSON document, absent for composite alarms.
     pub reason_data: Option<String>,
+    /// What a metric alarm watches; `None` for composite alarms.
+    pub metric: Option<AlarmMetric>,
+}
+
+/// The breach the alarm's metric shows now: its datapoints in the alarm's
+/// window, combined by `aggregation`, against the threshold.
+pub fn breach_from_datapoints(
+    values: &[f64],
+    aggregation: MetricAggregation,
+    threshold: f64,
+) -> Option<Breach> {
+    aggregation.of(values).map(|metric_value| Breach::Measured {
+        metric_value,
+        threshold,
+        source: BreachSource::Metric {
+            datapoints: values.len(),
+            aggregation,
+        },
+    })
 }
 
 #[derive(Deserialize)]
@@ -90,6 +187,7 @@ pub fn breach_from_reason_data(reason_data: Option<&str>) -> Breach {
         Some(metric_value) => Breach::Measured {
             metric_value,
             threshold,
+            source: BreachSource::ReasonData,
         },
         None => Breach::Unknown {
             why: "reasonData has no datapoints".into(),
@@ -110,7 +208,8 @@ mod tests {
             breach_from_reason_data(Some(data)),
             Breach::Measured {
                 metric_value: 95.5,
-                threshold: 80.0
+                threshold: 80.0,
+                source: BreachSource::ReasonData,
             }
         );
     }

@@ -39,8 +39,8 @@ pub enum AdjustmentType {
     ExactCapacity,
 }
 
-/// One step: applies when `lower <= breach < upper`, where the breach is the
-/// metric value minus the alarm threshold. A missing bound is unbounded.
+/// One step: a range of the breach (the metric value minus the alarm
+/// threshold) and the adjustment it asks for. A missing bound is unbounded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepAdjustment {
@@ -51,13 +51,43 @@ pub struct StepAdjustment {
     pub scaling_adjustment: i64,
 }
 
+/// Which side of the threshold a breach lies on, which decides the bounds' inclusivity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdSide {
+    /// Lower bound inclusive, upper exclusive.
+    Above,
+    /// Lower bound exclusive, upper inclusive.
+    Below,
+}
+
+impl ThresholdSide {
+    /// The side of `breach`; a breach of exactly 0 lies on the side the alarm
+    /// compares toward (`<`/`<=` alarms: below; `>`/`>=` or unknown: above).
+    pub fn of(breach: f64, alarm_looks_below: bool) -> Self {
+        if breach > 0.0 || (breach == 0.0 && !alarm_looks_below) {
+            ThresholdSide::Above
+        } else {
+            ThresholdSide::Below
+        }
+    }
+}
+
 impl StepAdjustment {
-    pub fn contains(&self, breach: f64) -> bool {
-        self.metric_interval_lower_bound
-            .is_none_or(|lo| breach >= lo)
-            && self
-                .metric_interval_upper_bound
-                .is_none_or(|hi| breach < hi)
+    /// Whether the step covers `breach`, with the bounds' inclusivity of `side`
+    /// (AWS `StepAdjustment`: above the threshold `lower <= b < upper`, below it
+    /// `lower < b <= upper`).
+    pub fn contains(&self, breach: f64, side: ThresholdSide) -> bool {
+        let above_lower = |lo: f64| match side {
+            ThresholdSide::Above => breach >= lo,
+            ThresholdSide::Below => breach > lo,
+        };
+        let below_upper = |hi: f64| match side {
+            ThresholdSide::Above => breach < hi,
+            ThresholdSide::Below => breach <= hi,
+        };
+        self.metric_interval_lower_bound.is_none_or(above_lower)
+            && self.metric_interval_upper_bound.is_none_or(below_upper)
     }
 
     /// How far the interval lies from the threshold (0 when it touches it).
@@ -73,15 +103,26 @@ impl StepAdjustment {
     }
 }
 
-impl fmt::Display for StepAdjustment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl StepAdjustment {
+    /// The step as an interval with the brackets `side` gives its bounds.
+    pub fn describe(&self, side: ThresholdSide) -> String {
         let lo = self
             .metric_interval_lower_bound
             .map_or("-inf".to_string(), |v| v.to_string());
         let hi = self
             .metric_interval_upper_bound
             .map_or("+inf".to_string(), |v| v.to_string());
-        write!(f, "[{lo}, {hi}) {:+}", self.scaling_adjustment)
+        let (open, close) = match side {
+            ThresholdSide::Above => ('[', ')'),
+            ThresholdSide::Below => ('(', ']'),
+        };
+        format!("{open}{lo}, {hi}{close} {:+}", self.scaling_adjustment)
+    }
+}
+
+impl fmt::Display for StepAdjustment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(ThresholdSide::Above))
     }
 }
 
@@ -96,6 +137,42 @@ impl CapacityBounds {
     pub fn clamp(&self, count: i64) -> u32 {
         let clamped = count.clamp(i64::from(self.min), i64::from(self.max));
         u32::try_from(clamped).unwrap_or(self.max)
+    }
+
+    /// The count to bring `desired` back within the bounds, when it is outside them.
+    pub fn correction(&self, desired: u32) -> Option<u32> {
+        let inside = self.clamp(i64::from(desired));
+        (inside != desired).then_some(inside)
+    }
+}
+
+/// The largest capacity, adjustment or percentage a policy or command may name:
+/// far above any ECS service quota, and small enough that no arithmetic on
+/// it can overflow.
+pub const MAGNITUDE_LIMIT: i64 = 1_000_000;
+
+/// How the datapoints of an alarm's metric are combined into the one value
+/// that picks a step (Application Auto Scaling's `MetricAggregationType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricAggregation {
+    #[default]
+    Average,
+    Minimum,
+    Maximum,
+}
+
+impl MetricAggregation {
+    /// The aggregate of `values`, or `None` when there are none.
+    pub fn of(self, values: &[f64]) -> Option<f64> {
+        let finite = values.iter().copied().filter(|v| v.is_finite());
+        match self {
+            MetricAggregation::Average => {
+                let (sum, n) = finite.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+                (n > 0).then(|| sum / f64::from(n))
+            }
+            MetricAggregation::Minimum => finite.reduce(f64::min),
+            MetricAggregation::Maximum => finite.reduce(f64::max),
+        }
     }
 }
 
@@ -115,6 +192,7 @@ pub struct ScalingPolicy {
     /// Sorted, contiguous, non-overlapping.
     pub steps: Vec<StepAdjustment>,
     pub min_adjustment_magnitude: Option<u32>,
+    pub metric_aggregation: MetricAggregation,
     pub bounds: CapacityBounds,
     pub cooldowns: Cooldowns,
 }

@@ -6,9 +6,13 @@
 //! cooldowns where capacity added during a scale-out cooldown counts toward the
 //! next step, and no scale-in during a deployment.
 
-use super::policy::{AdjustmentType, CapacityBounds, ScalingPolicy, StepAdjustment};
+use super::policy::{
+    AdjustmentType, CapacityBounds, MetricAggregation, ScalingPolicy, StepAdjustment,
+    ThresholdSide,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Which way a change goes.
@@ -43,30 +47,176 @@ pub struct ScalingMemory {
     pub last_direction: Option<Direction>,
     /// The desired count the current scale-out cooldown started from.
     pub scale_out_base: Option<u32>,
-    /// Dedup key of the last trigger acted on.
+    /// Key of the trigger that recorded the last change.
     pub last_trigger: Option<String>,
-    /// The desired count that trigger asked for.
+    /// The desired count the last change set.
     pub last_target: Option<u32>,
+    /// Whether `UpdateService` confirmed the last change. `Some(false)` between
+    /// recording a change and applying it; `None` in memory written before
+    /// this flag existed.
+    pub applied: Option<bool>,
+    /// Per alarm (a short hash of its name): the newest state change, in epoch
+    /// milliseconds, that a change of this service already answered.
+    pub alarm_marks: BTreeMap<String, i64>,
+    /// Short hashes of the latest manual commands applied, newest last.
+    pub recent_commands: Vec<String>,
 }
 
-/// Longest trigger key kept verbatim; ECS tag values hold at most 256 characters.
+/// How many alarms' marks a service keeps (one tag of at most 256 characters).
+pub const ALARM_MARKS_KEPT: usize = 10;
+/// How many manual commands a service remembers (one tag of at most 256 characters).
+pub const COMMANDS_KEPT: usize = 16;
+
+/// ECS tag values hold at most 256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
+pub const TAG_VALUE_LIMIT: usize = 256;
+
+/// Longest trigger key kept readable; longer or untaggable keys keep a prefix and a hash.
 const TRIGGER_KEY_LIMIT: usize = 200;
 
-/// A dedup key that fits in a tag: long keys keep a prefix and a hash of the whole,
-/// so equal triggers still give equal keys.
+/// Whether ECS accepts `c` in a tag key or value.
+pub fn tag_char_allowed(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c)
+}
+
+/// FNV-1a: stable across builds and platforms, unlike std's hasher.
+fn fnv1a(raw: &str) -> u64 {
+    raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The short hash an alarm's mark is kept under.
+pub fn alarm_mark_key(alarm: &str) -> String {
+    format!("{:08x}", fnv1a(alarm) >> 32)
+}
+
+/// The short hash a manual command's request id is remembered by.
+pub fn command_mark(request_id: &str) -> String {
+    format!("{:012x}", fnv1a(request_id) >> 16)
+}
+
+/// A dedup key that is a valid ECS tag value: a key that is short and made of
+/// allowed characters is kept as it is; any other keeps a cleaned prefix and a
+/// hash of the whole, so equal triggers still give equal keys.
 pub fn trigger_key(raw: &str) -> String {
-    if raw.len() <= TRIGGER_KEY_LIMIT {
+    if raw.chars().count() <= TRIGGER_KEY_LIMIT && raw.chars().all(tag_char_allowed) {
         return raw.to_string();
     }
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut cut = TRIGGER_KEY_LIMIT - 17;
-    while !raw.is_char_boundary(cut) {
-        cut -= 1;
+    let prefix: String = raw
+        .chars()
+        .take(TRIGGER_KEY_LIMIT - 18)
+        .map(|c| if tag_char_allowed(c) { c } else { '_' })
+        .collect();
+    format!("{prefix}/h{:016x}", fnv1a(raw))
+}
+
+/// What the memory says about the count found on the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MemoryStatus {
+    /// The last recorded change is the count in effect (or nothing was recorded).
+    InEffect,
+    /// A change was recorded but `UpdateService` never confirmed it, and the
+    /// count is not what it asked for.
+    Unapplied { target: u32, trigger: Option<String> },
+    /// Someone else (a deploy, a person, Application Auto Scaling) changed the
+    /// count since the scaler last set it.
+    ChangedElsewhere { last_set: u32, found: u32 },
+}
+
+impl ScalingMemory {
+    /// Compares the memory with the desired count found on the service.
+    pub fn status(&self, desired: u32) -> MemoryStatus {
+        match self.last_target {
+            Some(target) if target != desired => {
+                if self.applied == Some(false) {
+                    MemoryStatus::Unapplied {
+                        target,
+                        trigger: self.last_trigger.clone(),
+                    }
+                } else {
+                    MemoryStatus::ChangedElsewhere {
+                        last_set: target,
+                        found: desired,
+                    }
+                }
+            }
+            _ => MemoryStatus::InEffect,
+        }
     }
-    format!("{}#{hash:016x}", &raw[..cut])
+
+    /// The memory to decide with, given what `status` found: an unapplied change
+    /// never happened, so its cooldown does not count; after another writer, the
+    /// cooldown's base is the count as found.
+    pub fn effective(&self, status: &MemoryStatus) -> ScalingMemory {
+        match status {
+            MemoryStatus::InEffect => self.clone(),
+            MemoryStatus::Unapplied { .. } => ScalingMemory {
+                last_scaled_at: None,
+                last_direction: None,
+                scale_out_base: None,
+                ..self.clone()
+            },
+            MemoryStatus::ChangedElsewhere { found, .. } => ScalingMemory {
+                scale_out_base: self.scale_out_base.map(|_| *found),
+                ..self.clone()
+            },
+        }
+    }
+
+    /// Whether a change of this service already answered the state change of
+    /// `alarm` at `changed_at`.
+    pub fn answered(&self, alarm: &str, changed_at: DateTime<Utc>) -> bool {
+        self.alarm_marks
+            .get(&alarm_mark_key(alarm))
+            .is_some_and(|&mark| changed_at.timestamp_millis() <= mark)
+    }
+
+    /// Whether this manual command was already applied.
+    pub fn applied_command(&self, request_id: &str) -> bool {
+        self.recent_commands.contains(&command_mark(request_id))
+    }
+
+    /// Marks the state changes a new change answers: for each alarm, the newest
+    /// of its mark and `changed_at`. Keeps the newest [`ALARM_MARKS_KEPT`].
+    pub fn with_marks<'a>(
+        mut self,
+        answered: impl IntoIterator<Item = (&'a str, DateTime<Utc>)>,
+    ) -> Self {
+        for (alarm, at) in answered {
+            let mark = self.alarm_marks.entry(alarm_mark_key(alarm)).or_insert(0);
+            *mark = (*mark).max(at.timestamp_millis());
+        }
+        while self.alarm_marks.len() > ALARM_MARKS_KEPT {
+            let oldest = self
+                .alarm_marks
+                .iter()
+                .min_by_key(|(_, &at)| at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.alarm_marks.remove(&oldest);
+            }
+        }
+        self
+    }
+
+    /// Remembers a manual command; keeps the newest [`COMMANDS_KEPT`].
+    pub fn with_command(mut self, request_id: &str) -> Self {
+        let mark = command_mark(request_id);
+        self.recent_commands.retain(|c| c != &mark);
+        self.recent_commands.push(mark);
+        let excess = self.recent_commands.len().saturating_sub(COMMANDS_KEPT);
+        self.recent_commands.drain(..excess);
+        self
+    }
+
+    /// The same memory, with the change marked as applied (or not yet).
+    pub fn with_applied(self, applied: bool) -> Self {
+        ScalingMemory {
+            applied: Some(applied),
+            ..self
+        }
+    }
 }
 
 /// The service as read from ECS just before deciding.
@@ -80,12 +230,47 @@ pub struct ServiceState {
     pub memory: ScalingMemory,
 }
 
-/// How far the alarm's metric is past its threshold, if the alarm said.
+/// One deployment (ECS controller) or task set (`CODE_DEPLOY`, `EXTERNAL`)
+/// of a service, as far as scale-in cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutPart {
+    /// The primary deployment's rollout is `IN_PROGRESS`, or the task set is `STABILIZING`.
+    pub settling: bool,
+}
+
+/// Scale-in waits while a deployment runs: more than one deployment or task
+/// set, or the one there still settling.
+pub fn rollout_in_progress(deployments: &[RolloutPart], task_sets: &[RolloutPart]) -> bool {
+    [deployments, task_sets]
+        .iter()
+        .any(|parts| parts.len() > 1 || parts.iter().any(|p| p.settling))
+}
+
+/// Where a measured breach came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum BreachSource {
+    /// The alarm's metric read at decision time, its datapoints combined.
+    Metric {
+        datapoints: usize,
+        aggregation: MetricAggregation,
+    },
+    /// The alarm's `StateReasonData`, written when it last changed state.
+    ReasonData,
+}
+
+/// How far the alarm's metric is past its threshold, if known.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Breach {
-    Measured { metric_value: f64, threshold: f64 },
-    Unknown { why: String },
+    Measured {
+        metric_value: f64,
+        threshold: f64,
+        source: BreachSource,
+    },
+    Unknown {
+        why: String,
+    },
 }
 
 impl Breach {
@@ -94,6 +279,7 @@ impl Breach {
             Breach::Measured {
                 metric_value,
                 threshold,
+                ..
             } => Some(metric_value - threshold),
             Breach::Unknown { .. } => None,
         }
@@ -155,19 +341,29 @@ pub struct PolicyEvaluation {
     pub held_by: Option<Hold>,
     /// Whether this change happens inside a running scale-out cooldown.
     pub within_scale_out_cooldown: bool,
+    /// Why the breach was not read from the metric, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breach_note: Option<String>,
 }
 
 fn cooldown_running(since: Option<DateTime<Utc>>, seconds: u32, now: DateTime<Utc>) -> bool {
     since.is_some_and(|t| now < t + TimeDelta::seconds(i64::from(seconds)))
 }
 
-/// `percent`% of `base`, rounded toward zero, raised to `min_magnitude` when smaller.
+/// `percent`% of `base`, as step scaling rounds it: a result beyond ±1 toward
+/// zero (12.7 → 12, −6.67 → −6), one between 0 and ±1 to ±1; then raised to
+/// `min_magnitude` when smaller.
 pub fn percent_change(base: u32, percent: i64, min_magnitude: Option<u32>) -> i64 {
-    // i128 so that no configured percentage can overflow.
-    let delta = (i128::from(base) * i128::from(percent) / 100) as i64;
+    // i128: no base and percentage can overflow it.
+    let hundredths = i128::from(base) * i128::from(percent);
+    let mut delta = hundredths / 100;
+    if delta == 0 && hundredths != 0 {
+        delta = hundredths.signum();
+    }
+    let delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
     match min_magnitude {
-        Some(min) if percent != 0 && delta.abs() < i64::from(min) => {
-            i64::from(min) * percent.signum()
+        Some(min) if delta != 0 && delta.unsigned_abs() < u64::from(min) => {
+            i64::from(min).saturating_mul(delta.signum())
         }
         _ => delta,
     }
@@ -203,14 +399,18 @@ pub fn clamp(bounds: &CapacityBounds, proposed: i64) -> (u32, Option<Clamp>) {
 fn choose_step<'a>(
     policy: &'a ScalingPolicy,
     breach: &Breach,
+    alarm_looks_below: bool,
 ) -> Result<(&'a StepAdjustment, String), String> {
     match breach.size() {
-        Some(size) => policy
-            .steps
-            .iter()
-            .find(|s| s.contains(size))
-            .map(|s| (s, format!("breach {size} is within step {s}")))
-            .ok_or_else(|| format!("breach {size} is within no step")),
+        Some(size) => {
+            let side = ThresholdSide::of(size, alarm_looks_below);
+            policy
+                .steps
+                .iter()
+                .find(|s| s.contains(size, side))
+                .map(|s| (s, format!("breach {size} is within step {}", s.describe(side))))
+                .ok_or_else(|| format!("breach {size} is within no step"))
+        }
         None => {
             let why = match breach {
                 Breach::Unknown { why } => why.as_str(),
@@ -235,9 +435,12 @@ fn choose_step<'a>(
 }
 
 /// Evaluate one policy whose alarm is in ALARM against the service as it is now.
+/// `alarm_looks_below` (a `<`/`<=` alarm) places a breach of exactly 0 below
+/// the threshold, where step bounds are read `lower < breach <= upper`.
 pub fn evaluate(
     policy: &ScalingPolicy,
     breach: Breach,
+    alarm_looks_below: bool,
     service: &ServiceState,
     now: DateTime<Utc>,
 ) -> PolicyEvaluation {
@@ -254,8 +457,9 @@ pub fn evaluate(
         target: None,
         held_by: None,
         within_scale_out_cooldown: false,
+        breach_note: None,
     };
-    let (step, rule) = match choose_step(policy, &evaluation.breach) {
+    let (step, rule) = match choose_step(policy, &evaluation.breach, alarm_looks_below) {
         Ok(chosen) => chosen,
         Err(rule) => {
             evaluation.rule = rule;
@@ -369,9 +573,14 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
         return Choice::Apply { index };
     }
     if let Some(index) = best(Direction::In) {
-        // A policy that wants out, or wants exactly the current count, disagrees.
+        // A policy that wants out, wants exactly the current count, or whose
+        // alarm is in ALARM with a breach no step covers, disagrees.
         if let Some(out) = evaluations.iter().find(|e| {
-            e.direction == Some(Direction::Out) || e.held_by == Some(Hold::AlreadyAtTarget)
+            e.direction == Some(Direction::Out)
+                || matches!(
+                    e.held_by,
+                    Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep)
+                )
         }) {
             return Choice::ScaleInVetoed {
                 by_alarm: out.alarm.clone(),
@@ -380,6 +589,34 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
         return Choice::Apply { index };
     }
     Choice::Nothing
+}
+
+/// What to do with one service: the policies' choice, and the count to set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub choice: Choice,
+    /// The desired count to set, if any.
+    pub target: Option<u32>,
+    /// Set when the count found was outside the bounds and is brought back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_bounds: Option<u32>,
+}
+
+/// Combines the policies' evaluations; a desired count outside the bounds is
+/// brought back within them whatever the policies chose (as Application Auto
+/// Scaling does whenever a policy runs).
+pub fn decide(evaluations: &[PolicyEvaluation], desired: u32, bounds: CapacityBounds) -> Decision {
+    let choice = choose(evaluations);
+    let chosen = match &choice {
+        Choice::Apply { index } => evaluations.get(*index).and_then(|e| e.target),
+        _ => None,
+    };
+    let correction = bounds.correction(desired);
+    Decision {
+        target: chosen.or(correction),
+        out_of_bounds: correction.map(|_| desired),
+        choice,
+    }
 }
 
 impl ScalingMemory {
@@ -407,10 +644,14 @@ impl ScalingMemory {
             scale_out_base,
             last_trigger: Some(trigger.to_string()),
             last_target: Some(target),
+            applied: Some(false),
+            alarm_marks: self.alarm_marks.clone(),
+            recent_commands: self.recent_commands.clone(),
         }
     }
 
-    /// The memory after an operator set the count by hand: a fresh cooldown in
+    /// The memory after a change from `from` to `to` that no policy's step
+    /// made (a manual command, or a return within bounds): a fresh cooldown in
     /// the direction of the change.
     pub fn after_manual(&self, from: u32, to: u32, trigger: &str, now: DateTime<Utc>) -> Self {
         let direction = if to > from {
@@ -424,6 +665,9 @@ impl ScalingMemory {
             scale_out_base: (direction == Direction::Out).then_some(from),
             last_trigger: Some(trigger.to_string()),
             last_target: Some(to),
+            applied: Some(false),
+            alarm_marks: self.alarm_marks.clone(),
+            recent_commands: self.recent_commands.clone(),
         }
     }
 }
