@@ -7,7 +7,14 @@ use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceError;
 use aws_sdk_ecs::types::error::{AccessDeniedException, ClusterNotFoundException};
-use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Failure, Service, Tag};
+use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, MetricAlarm, MetricDataResult, StateValue, Statistic,
+};
+use aws_sdk_ecs::types::{
+    Deployment, DeploymentController, DeploymentControllerType, DeploymentRolloutState, Failure,
+    Service, StabilityStatus, Tag, TaskSet,
+};
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
@@ -15,6 +22,7 @@ use aws_smithy_types::error::ErrorMetadata;
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
 use ecs_control::domain::policy::ServiceRef;
+use ecs_control::domain::alarm::Comparison;
 use ecs_control::domain::scaling::Direction;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
 
@@ -265,4 +273,121 @@ async fn an_unknown_target_group_is_not_found_and_elb_throttling_is_retryable() 
     ));
     let err = elb.targets("arn:tg").await.expect_err("throttled");
     assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+}
+
+#[tokio::test]
+async fn task_sets_of_a_blue_green_service_count_as_a_deployment() {
+    let service = |sets: Vec<TaskSet>| {
+        move || {
+            DescribeServicesOutput::builder()
+                .services(
+                    Service::builder()
+                        .service_arn("arn:aws:ecs:us-east-1:123456789012:service/prod/web")
+                        .status("ACTIVE")
+                        .desired_count(4)
+                        .deployment_controller(
+                            DeploymentController::builder()
+                                .r#type(DeploymentControllerType::CodeDeploy)
+                                .build()
+                                .expect("controller"),
+                        )
+                        .set_task_sets(Some(sets.clone()))
+                        .build(),
+                )
+                .build()
+        }
+    };
+    let set = |status: &str, stability: StabilityStatus| {
+        TaskSet::builder()
+            .status(status)
+            .stability_status(stability)
+            .build()
+    };
+    for (sets, expected) in [
+        (vec![set("PRIMARY", StabilityStatus::SteadyState)], false),
+        (vec![set("PRIMARY", StabilityStatus::Stabilizing)], true),
+        (
+            vec![
+                set("PRIMARY", StabilityStatus::SteadyState),
+                set("ACTIVE", StabilityStatus::SteadyState),
+            ],
+            true,
+        ),
+        (
+            vec![
+                set("PRIMARY", StabilityStatus::SteadyState),
+                set("DRAINING", StabilityStatus::SteadyState),
+            ],
+            false,
+        ),
+    ] {
+        let rule = mock!(aws_sdk_ecs::Client::describe_services).then_output(service(sets.clone()));
+        let ecs = EcsAdapter::new(mock_client!(aws_sdk_ecs, [&rule]));
+        let state = ecs.describe_service(&web()).await.expect("state");
+        assert_eq!(state.deployment_in_progress, expected, "{sets:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_is_read_with_its_metric_and_the_metric_is_read_back() {
+    let describe = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        DescribeAlarmsOutput::builder()
+            .metric_alarms(
+                MetricAlarm::builder()
+                    .alarm_name("cpu-low")
+                    .state_value(StateValue::Alarm)
+                    .namespace("AWS/ECS")
+                    .metric_name("CPUUtilization")
+                    .statistic(Statistic::Average)
+                    .period(60)
+                    .evaluation_periods(3)
+                    .threshold(20.0)
+                    .comparison_operator(ComparisonOperator::LessThanOrEqualToThreshold)
+                    .build(),
+            )
+            .build()
+    });
+    let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| {
+            r.metric_data_queries().len() == 1
+                && r.metric_data_queries()[0]
+                    .metric_stat()
+                    .and_then(|s| s.metric())
+                    .and_then(|m| m.metric_name())
+                    == Some("CPUUtilization")
+        })
+        .then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(
+                    MetricDataResult::builder()
+                        .id("m1")
+                        .timestamps(aws_smithy_types::DateTime::from_secs(120))
+                        .timestamps(aws_smithy_types::DateTime::from_secs(60))
+                        .values(14.0)
+                        .values(12.0)
+                        .build(),
+                )
+                .build()
+        });
+    let alarms = CloudWatchAlarms::new(mock_client!(
+        aws_sdk_cloudwatch,
+        RuleMode::MatchAny,
+        [&describe, &read]
+    ));
+    let found = alarms
+        .describe_alarms(&["cpu-low".to_string()])
+        .await
+        .expect("described");
+    let metric = found[0].metric.clone().expect("a metric alarm");
+    assert_eq!(metric.threshold, 20.0);
+    assert_eq!(metric.comparison, Comparison::LessThanOrEqualToThreshold);
+    assert_eq!(metric.period_seconds(), 60);
+    let now = chrono::Utc::now();
+    let (start, end) = metric.window(now);
+    assert_eq!((end - start).num_seconds(), 180);
+    let values = alarms
+        .metric_values(&metric, start, end)
+        .await
+        .expect("read");
+    assert_eq!(values, [12.0, 14.0], "oldest first");
 }

@@ -113,6 +113,29 @@ fn every_mistake_names_its_field() {
             format!(r#"{{"policies": [{}, {}]}}"#, policy(""), policy("")),
             "policies[1].alarm",
         ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(
+                    r#""steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 9223372036854775807}]"#
+                )
+            ),
+            "policies[0].steps[0].scaling_adjustment",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(r#""max_capacity": 4000000000"#)
+            ),
+            "policies[0].max_capacity",
+        ),
+        (
+            format!(
+                r#"{{"policies": [{}]}}"#,
+                policy(r#""metric_aggregation_type": "Median""#)
+            ),
+            "policies[0].metric_aggregation_type",
+        ),
         (r#"{"policy": []}"#.to_string(), "policy"),
         ("not json".to_string(), "policy document"),
     ];

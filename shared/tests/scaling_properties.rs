@@ -4,12 +4,23 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
+    StepAdjustment,
 };
 use ecs_control::domain::scaling::{
-    evaluate, percent_change, Breach, Direction, ScalingMemory, ServiceState,
+    adjusted, evaluate, percent_change, Breach, BreachSource, Direction, ScalingMemory, ServiceState,
 };
 use proptest::prelude::*;
+
+/// A policy evaluation for an alarm that fires above its threshold.
+fn evaluate_above(
+    policy: &ScalingPolicy,
+    breach: Breach,
+    service: &ServiceState,
+    now: DateTime<Utc>,
+) -> ecs_control::domain::scaling::PolicyEvaluation {
+    evaluate(policy, breach, false, service, now)
+}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
@@ -46,6 +57,7 @@ prop_compose! {
                 StepAdjustment { metric_interval_lower_bound: None, metric_interval_upper_bound: Some(cut), scaling_adjustment: fix(below) },
                 StepAdjustment { metric_interval_lower_bound: Some(cut), metric_interval_upper_bound: None, scaling_adjustment: fix(above) },
             ],
+            metric_aggregation: MetricAggregation::Average,
             min_adjustment_magnitude: (adjustment_type == AdjustmentType::PercentChangeInCapacity).then_some(min_magnitude).flatten(),
             bounds: CapacityBounds { min, max: min + span },
             cooldowns: Cooldowns { scale_out_seconds: out_cd, scale_in_seconds: in_cd },
@@ -71,8 +83,7 @@ prop_compose! {
                 last_scaled_at: ago.map(|s| now() - TimeDelta::seconds(s)),
                 last_direction: direction,
                 scale_out_base: base,
-                last_trigger: None,
-                last_target: None,
+                ..ScalingMemory::default()
             },
         }
     }
@@ -82,7 +93,8 @@ fn breach() -> impl Strategy<Value = Breach> {
     prop_oneof![
         (-200.0f64..200.0).prop_map(|v| Breach::Measured {
             metric_value: v,
-            threshold: 0.0
+            threshold: 0.0,
+            source: BreachSource::ReasonData,
         }),
         Just(Breach::Unknown { why: "test".into() }),
     ]
@@ -92,7 +104,7 @@ proptest! {
     /// A change never lands outside [min, max], and never moves away from the bounds.
     #[test]
     fn bounds_are_never_crossed(policy in policy(), svc in service(), breach in breach()) {
-        let e = evaluate(&policy, breach, &svc, now());
+        let e = evaluate_above(&policy, breach, &svc, now());
         if let Some(target) = e.target {
             prop_assert!(target >= policy.bounds.min && target <= policy.bounds.max, "{e:?}");
             prop_assert_ne!(target, svc.desired_count);
@@ -108,12 +120,12 @@ proptest! {
     /// the second evaluation of the same alarm either holds or asks for the count already set.
     #[test]
     fn repeating_a_trigger_never_scales_twice(policy in policy(), svc in service(), breach in breach()) {
-        let first = evaluate(&policy, breach.clone(), &svc, now());
+        let first = evaluate_above(&policy, breach.clone(), &svc, now());
         if let Some(target) = first.target {
             let mut after = svc.clone();
             after.desired_count = target;
             after.memory = svc.memory.after(&first, svc.desired_count, "k", now());
-            let again = evaluate(&policy, breach, &after, now());
+            let again = evaluate_above(&policy, breach, &after, now());
             // With a cooldown configured the repeat is absorbed by the rules alone; with
             // none, the trigger key the handler records is what stops it.
             let cooldown = match first.direction {
@@ -126,18 +138,46 @@ proptest! {
         }
     }
 
-    /// Percent changes round toward zero, then rise to the minimum magnitude.
+    /// The rounding EC2 Auto Scaling documents for percent steps: a result
+    /// greater than 1 is rounded down, less than -1 rounded up, and anything
+    /// strictly between 0 and 1 (or -1 and 0) becomes 1 (or -1); then the
+    /// minimum magnitude, when set, raises a smaller change to it.
     #[test]
     fn percent_rounding(base in 0u32..10_000, percent in -1000i64..1000, min in proptest::option::of(1u32..50)) {
         let delta = percent_change(base, percent, min);
         let exact = f64::from(base) * percent as f64 / 100.0;
-        let toward_zero = exact.trunc() as i64;
-        match min {
-            Some(m) if percent != 0 && toward_zero.abs() < i64::from(m) => {
-                prop_assert_eq!(delta, i64::from(m) * percent.signum());
-            }
-            _ => prop_assert_eq!(delta, toward_zero),
-        }
-        prop_assert!(delta.signum() == percent.signum() || delta == 0);
+        let rounded = if exact > 1.0 {
+            exact.floor()
+        } else if exact < -1.0 {
+            exact.ceil()
+        } else if exact > 0.0 {
+            1.0
+        } else if exact < 0.0 {
+            -1.0
+        } else {
+            exact
+        } as i64;
+        let expected = match min {
+            Some(m) if percent != 0 && rounded.abs() < i64::from(m) => i64::from(m) * percent.signum(),
+            _ => rounded,
+        };
+        prop_assert_eq!(delta, expected);
+    }
+
+    /// No adjustment, percentage or count in range overflows or panics, and the
+    /// result never leaves the bounds.
+    #[test]
+    fn arithmetic_saturates(
+        adjustment_type in adjustment_type(),
+        base in any::<u32>(),
+        adjustment in -1_000_000i64..=1_000_000,
+        min in proptest::option::of(any::<u32>()),
+        lo in 0u32..1_000_000,
+        span in 0u32..1_000_000,
+    ) {
+        let proposed = adjusted(adjustment_type, base, adjustment, min);
+        let bounds = CapacityBounds { min: lo, max: lo + span };
+        let target = bounds.clamp(proposed);
+        prop_assert!(target >= bounds.min && target <= bounds.max);
     }
 }

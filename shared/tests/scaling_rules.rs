@@ -4,12 +4,27 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, ServiceRef, StepAdjustment,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
+    StepAdjustment,
+};
+use ecs_control::domain::policy::ThresholdSide;
+use ecs_control::domain::scaling::{
+    decide, rollout_in_progress, MemoryStatus, RolloutPart,
 };
 use ecs_control::domain::scaling::{
-    choose, evaluate, percent_change, trigger_key, Breach, Choice, Clamp, Direction, Hold,
+    choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction, Hold,
     ScalingMemory, ServiceState,
 };
+
+/// A policy evaluation for an alarm that fires above its threshold.
+fn evaluate_above(
+    policy: &ScalingPolicy,
+    breach: Breach,
+    service: &ServiceState,
+    now: DateTime<Utc>,
+) -> ecs_control::domain::scaling::PolicyEvaluation {
+    evaluate(policy, breach, false, service, now)
+}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
@@ -33,6 +48,7 @@ fn scale_out_policy() -> ScalingPolicy {
         adjustment_type: AdjustmentType::ChangeInCapacity,
         steps: vec![step(Some(0.0), Some(10.0), 1), step(Some(10.0), None, 3)],
         min_adjustment_magnitude: None,
+        metric_aggregation: MetricAggregation::Average,
         bounds: CapacityBounds { min: 2, max: 10 },
         cooldowns: Cooldowns {
             scale_out_seconds: 60,
@@ -64,6 +80,7 @@ fn breach(value: f64, threshold: f64) -> Breach {
     Breach::Measured {
         metric_value: value,
         threshold,
+        source: BreachSource::ReasonData,
     }
 }
 
@@ -71,7 +88,7 @@ fn breach(value: f64, threshold: f64) -> Breach {
 fn step_is_chosen_by_breach_size() {
     // (metric value, threshold 70, expected target from 4)
     for (value, expected) in [(70.0, 5), (79.9, 5), (80.0, 7), (150.0, 7)] {
-        let e = evaluate(&scale_out_policy(), breach(value, 70.0), &service(4), now());
+        let e = evaluate_above(&scale_out_policy(), breach(value, 70.0), &service(4), now());
         assert_eq!(e.target, Some(expected), "value {value}: {e:?}");
         assert_eq!(e.direction, Some(Direction::Out));
     }
@@ -79,7 +96,7 @@ fn step_is_chosen_by_breach_size() {
 
 #[test]
 fn a_breach_outside_every_step_holds() {
-    let e = evaluate(&scale_out_policy(), breach(60.0, 70.0), &service(4), now());
+    let e = evaluate_above(&scale_out_policy(), breach(60.0, 70.0), &service(4), now());
     assert_eq!(e.held_by, Some(Hold::NoMatchingStep));
     assert_eq!(e.target, None);
     assert!(e.rule.contains("within no step"), "{}", e.rule);
@@ -87,7 +104,7 @@ fn a_breach_outside_every_step_holds() {
 
 #[test]
 fn unknown_breach_uses_the_step_nearest_the_threshold_and_says_so() {
-    let e = evaluate(
+    let e = evaluate_above(
         &scale_out_policy(),
         Breach::Unknown {
             why: "composite alarm".into(),
@@ -105,16 +122,16 @@ fn unknown_breach_uses_the_step_nearest_the_threshold_and_says_so() {
 
 #[test]
 fn result_is_clamped_to_max_and_min() {
-    let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(9), now());
+    let e = evaluate_above(&scale_out_policy(), breach(99.0, 70.0), &service(9), now());
     assert_eq!(
         (e.target, e.clamped_by),
         (Some(10), Some(Clamp::MaxCapacity))
     );
 
-    let e = evaluate(&scale_out_policy(), breach(99.0, 70.0), &service(10), now());
+    let e = evaluate_above(&scale_out_policy(), breach(99.0, 70.0), &service(10), now());
     assert_eq!((e.target, e.held_by), (None, Some(Hold::AtMaxCapacity)));
 
-    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &service(2), now());
+    let e = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &service(2), now());
     assert_eq!((e.target, e.held_by), (None, Some(Hold::AtMinCapacity)));
 }
 
@@ -126,7 +143,15 @@ fn percent_change_rounds_toward_zero_and_honours_min_magnitude() {
         (4, 25, Some(2), 2),
         (10, 33, None, 3),
         (10, -33, None, -3),
-        (3, 10, None, 0),
+        // 0.3 of a task is one task; -0.3 is minus one.
+        (3, 10, None, 1),
+        (3, -10, None, -1),
+        // +50% of 1 is 0.5: one task.
+        (1, 50, None, 1),
+        (12, -50, None, -6),
+        // 12.7 rounds down; -6.67 rounds up.
+        (127, 10, None, 12),
+        (667, -1, None, -6),
         (3, 10, Some(1), 1),
         (3, -10, Some(1), -1),
         (200, 50, Some(5), 100),
@@ -147,9 +172,9 @@ fn exact_capacity_sets_the_count() {
         steps: vec![step(Some(0.0), None, 8)],
         ..scale_out_policy()
     };
-    let e = evaluate(&policy, breach(71.0, 70.0), &service(3), now());
+    let e = evaluate_above(&policy, breach(71.0, 70.0), &service(3), now());
     assert_eq!(e.target, Some(8));
-    let e = evaluate(&policy, breach(71.0, 70.0), &service(8), now());
+    let e = evaluate_above(&policy, breach(71.0, 70.0), &service(8), now());
     assert_eq!(e.held_by, Some(Hold::AlreadyAtTarget));
 }
 
@@ -163,18 +188,18 @@ fn capacity_added_in_a_scale_out_cooldown_counts_toward_the_next_step() {
         scale_out_base: Some(4),
         ..ScalingMemory::default()
     };
-    let e = evaluate(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
+    let e = evaluate_above(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
     assert_eq!(e.computed_from, 4);
     assert_eq!(e.target, Some(7));
     assert!(e.within_scale_out_cooldown);
 
     // The same +1 step inside the cooldown adds nothing.
-    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    let e = evaluate_above(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
     assert_eq!((e.target, e.held_by), (None, Some(Hold::ScaleOutCooldown)));
 
     // After the cooldown, +1 applies to the current count again.
     svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(61));
-    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    let e = evaluate_above(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
     assert_eq!((e.computed_from, e.target), (5, Some(6)));
 }
 
@@ -189,7 +214,7 @@ fn a_top_up_inside_the_cooldown_keeps_its_start_and_base() {
     };
     let mut svc = service(5);
     svc.memory = before.clone();
-    let e = evaluate(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
+    let e = evaluate_above(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
     let after = before.after(&e, 5, "k", now());
     assert_eq!(after.last_scaled_at, Some(started));
     assert_eq!(after.scale_out_base, Some(4));
@@ -201,15 +226,15 @@ fn scale_in_waits_out_its_cooldown_and_any_deployment() {
     let mut svc = service(6);
     svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(100));
     svc.memory.last_direction = Some(Direction::Out);
-    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    let e = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
     assert_eq!(e.held_by, Some(Hold::ScaleInCooldown));
 
     svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(301));
-    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    let e = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
     assert_eq!(e.target, Some(5));
 
     svc.deployment_in_progress = true;
-    let e = evaluate(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    let e = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
     assert_eq!(e.held_by, Some(Hold::DeploymentInProgress));
 }
 
@@ -219,7 +244,7 @@ fn scale_out_goes_ahead_during_a_scale_in_cooldown_and_a_deployment() {
     svc.deployment_in_progress = true;
     svc.memory.last_scaled_at = Some(now() - TimeDelta::seconds(10));
     svc.memory.last_direction = Some(Direction::In);
-    let e = evaluate(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
+    let e = evaluate_above(&scale_out_policy(), breach(75.0, 70.0), &svc, now());
     assert_eq!(e.target, Some(5));
     assert!(!e.within_scale_out_cooldown);
 }
@@ -229,9 +254,9 @@ fn scale_out_wins_and_scale_in_needs_everyone() {
     let svc = service(6);
     let mut old = svc.clone();
     old.memory.last_scaled_at = Some(now() - TimeDelta::hours(1));
-    let out = evaluate(&scale_out_policy(), breach(75.0, 70.0), &old, now());
-    let big_out = evaluate(&scale_out_policy(), breach(95.0, 70.0), &old, now());
-    let scale_in = evaluate(&scale_in_policy(), breach(10.0, 30.0), &old, now());
+    let out = evaluate_above(&scale_out_policy(), breach(75.0, 70.0), &old, now());
+    let big_out = evaluate_above(&scale_out_policy(), breach(95.0, 70.0), &old, now());
+    let scale_in = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &old, now());
 
     assert_eq!(
         choose(&[out, big_out, scale_in.clone()]),
@@ -245,8 +270,8 @@ fn scale_out_wins_and_scale_in_needs_everyone() {
     // A scale-out held at max still vetoes a scale-in.
     let mut at_max = old.clone();
     at_max.desired_count = 10;
-    let held_out = evaluate(&scale_out_policy(), breach(75.0, 70.0), &at_max, now());
-    let wants_in = evaluate(&scale_in_policy(), breach(10.0, 30.0), &at_max, now());
+    let held_out = evaluate_above(&scale_out_policy(), breach(75.0, 70.0), &at_max, now());
+    let wants_in = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &at_max, now());
     assert_eq!(
         choose(&[wants_in, held_out]),
         Choice::ScaleInVetoed {
@@ -265,4 +290,130 @@ fn trigger_keys_fit_a_tag_and_stay_distinct() {
     assert!(trigger_key(&a).len() <= 200);
     assert_ne!(trigger_key(&a), trigger_key(&b));
     assert_eq!(trigger_key(&a), trigger_key(&a));
+}
+
+#[test]
+fn step_bounds_below_the_threshold_are_exclusive_below_and_inclusive_above() {
+    let steps = [
+        step(Some(-10.0), Some(0.0), -1),
+        step(None, Some(-10.0), -2),
+        step(Some(0.0), None, 1),
+    ];
+    let matching = |breach: f64, side: ThresholdSide| {
+        steps
+            .iter()
+            .filter(|s| s.contains(breach, side))
+            .map(|s| s.scaling_adjustment)
+            .collect::<Vec<_>>()
+    };
+    // Above the threshold: [lo, hi).
+    assert_eq!(matching(0.0, ThresholdSide::Above), [1]);
+    assert_eq!(matching(5.0, ThresholdSide::Above), [1]);
+    // Below it: (lo, hi].
+    assert_eq!(matching(0.0, ThresholdSide::Below), [-1]);
+    assert_eq!(matching(-10.0, ThresholdSide::Below), [-2]);
+    assert_eq!(matching(-9.5, ThresholdSide::Below), [-1]);
+    // The side of a zero breach is the alarm's: <= alarms look below.
+    assert_eq!(ThresholdSide::of(0.0, true), ThresholdSide::Below);
+    assert_eq!(ThresholdSide::of(0.0, false), ThresholdSide::Above);
+    assert_eq!(ThresholdSide::of(-0.5, false), ThresholdSide::Below);
+}
+
+#[test]
+fn a_le_alarm_exactly_at_its_threshold_takes_the_step_ending_at_zero() {
+    let policy = ScalingPolicy {
+        alarm: "cpu-low".into(),
+        steps: vec![step(None, Some(0.0), -1), step(Some(0.0), None, -3)],
+        ..scale_out_policy()
+    };
+    let e = evaluate(&policy, breach(30.0, 30.0), true, &service(6), now());
+    assert_eq!(e.target, Some(5), "{e:?}");
+    assert!(e.rule.contains("(-inf, 0] -1"), "{}", e.rule);
+}
+
+#[test]
+fn a_breach_no_step_covers_vetoes_scale_in() {
+    let high = evaluate_above(&scale_out_policy(), breach(65.0, 70.0), &service(6), now());
+    assert_eq!(high.held_by, Some(Hold::NoMatchingStep));
+    let low = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &service(6), now());
+    assert_eq!(low.direction, Some(Direction::In));
+    assert_eq!(
+        choose(&[high, low]),
+        Choice::ScaleInVetoed {
+            by_alarm: "cpu-high".into()
+        }
+    );
+}
+
+#[test]
+fn a_count_outside_the_bounds_is_brought_back() {
+    let bounds = CapacityBounds { min: 2, max: 10 };
+    // Policies holding: the bound still applies.
+    let held = evaluate_above(&scale_out_policy(), breach(99.0, 70.0), &service(14), now());
+    let d = decide(&[held], 14, bounds);
+    assert_eq!((d.target, d.out_of_bounds), (Some(10), Some(14)));
+    let d = decide(&[], 0, bounds);
+    assert_eq!((d.target, d.out_of_bounds), (Some(2), Some(0)));
+    // In bounds and nothing to do: nothing.
+    assert_eq!(decide(&[], 5, bounds).target, None);
+}
+
+#[test]
+fn deployments_and_task_sets_suspend_scale_in() {
+    let settled = RolloutPart { settling: false };
+    let settling = RolloutPart { settling: true };
+    for (deployments, task_sets, expected) in [
+        (vec![settled], vec![], false),
+        (vec![settling], vec![], true),
+        (vec![settled, settled], vec![], true),
+        // CODE_DEPLOY / EXTERNAL: no deployments, task sets instead.
+        (vec![], vec![settled], false),
+        (vec![], vec![settled, settled], true),
+        (vec![], vec![settling], true),
+    ] {
+        assert_eq!(
+            rollout_in_progress(&deployments, &task_sets),
+            expected,
+            "{deployments:?} {task_sets:?}"
+        );
+    }
+}
+
+#[test]
+fn marks_answer_every_delivery_of_a_state_change_however_late() {
+    let at = now();
+    let memory = ScalingMemory::default().with_marks([("cpu-high", at)]);
+    assert!(memory.answered("cpu-high", at));
+    assert!(memory.answered("cpu-high", at - TimeDelta::hours(6)));
+    assert!(!memory.answered("cpu-high", at + TimeDelta::milliseconds(1)));
+    assert!(!memory.answered("cpu-low", at - TimeDelta::hours(6)));
+    // A mark never moves back.
+    let memory = memory.with_marks([("cpu-high", at - TimeDelta::hours(1))]);
+    assert!(memory.answered("cpu-high", at));
+}
+
+#[test]
+fn memory_status_tells_unapplied_from_another_writer() {
+    let recorded = ScalingMemory {
+        last_target: Some(6),
+        last_trigger: Some("k".into()),
+        ..ScalingMemory::default()
+    };
+    let unapplied = recorded.clone().with_applied(false);
+    assert_eq!(unapplied.status(6), MemoryStatus::InEffect);
+    assert_eq!(
+        unapplied.status(4),
+        MemoryStatus::Unapplied {
+            target: 6,
+            trigger: Some("k".into())
+        }
+    );
+    let applied = recorded.with_applied(true);
+    assert_eq!(
+        applied.status(4),
+        MemoryStatus::ChangedElsewhere {
+            last_set: 6,
+            found: 4
+        }
+    );
 }

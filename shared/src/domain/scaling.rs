@@ -362,8 +362,8 @@ pub fn percent_change(base: u32, percent: i64, min_magnitude: Option<u32>) -> i6
     }
     let delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
     match min_magnitude {
-        Some(min) if delta != 0 && delta.unsigned_abs() < u64::from(min) => {
-            i64::from(min).saturating_mul(delta.signum())
+        Some(min) if percent != 0 && delta.unsigned_abs() < u64::from(min) => {
+            i64::from(min).saturating_mul(percent.signum())
         }
         _ => delta,
     }
