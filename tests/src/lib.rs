@@ -9,14 +9,17 @@
 
 pub mod site;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
+};
+use chrono::{DateTime, Utc};
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType,
     NetworkConfiguration, NetworkMode, PortMapping,
 };
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetTypeEnum};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -60,6 +63,7 @@ impl Emulator {
         let mut child = Command::new(&python)
             .arg(workspace_root().join("tests/emulator/emulator.py"))
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"])
+            .args(["--deployment-seconds", &DEPLOYMENT_SECONDS.to_string()])
             // The emulator stops when this pipe closes, so it never outlives the tests.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -92,6 +96,52 @@ impl Emulator {
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// One request to the emulator's control API (`tests/emulator/faults.py`).
+    pub fn control(&self, method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let address = self
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let body = body.to_string();
+        let mut stream = TcpStream::connect(&address).expect("emulator reachable");
+        write!(
+            stream,
+            "{method} /_emulator/{path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("request sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer read");
+        let (head, payload) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.contains(" 200 "), "{method} {path}: {answer}");
+        serde_json::from_str(payload).expect("JSON answer")
+    }
+
+    /// Makes the next `times` calls of `operation` in `region` fail with `kind`
+    /// (`throttle`, `server_error`, `timeout` or `slow`).
+    pub fn fail(&self, region: &str, operation: &str, kind: &str, times: u32) {
+        self.control(
+            "POST",
+            "faults",
+            &serde_json::json!({"region": region, "operation": operation, "kind": kind, "times": times}),
+        );
+    }
+
+    /// How many calls of each operation the emulator saw in `region`.
+    pub fn calls(&self, region: &str) -> std::collections::BTreeMap<String, u64> {
+        let all = self.control("GET", "calls", &serde_json::json!({}));
+        all.as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, count)| {
+                let (r, operation) = key.split_once('/')?;
+                (r == region).then(|| (operation.to_string(), count.as_u64().unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// SDK configuration for `region` on this emulator, with dummy credentials.
@@ -213,24 +263,120 @@ impl Aws {
             .expect("update_service");
     }
 
-    /// A metric alarm on `threshold`, put into `state` with reason data showing `value`.
-    pub async fn alarm(&self, name: &str, threshold: f64, state: StateValue, value: f64) {
+    /// A one-minute alarm on the `AWS/ECS` metric `metric` of `cluster`/`service`.
+    pub async fn service_alarm(
+        &self,
+        name: &str,
+        (cluster, service): (&str, &str),
+        metric: &str,
+        comparison: ComparisonOperator,
+        threshold: f64,
+    ) {
         self.cloudwatch
             .put_metric_alarm()
             .alarm_name(name)
             .namespace("AWS/ECS")
-            .metric_name("CPUUtilization")
+            .metric_name(metric)
+            .set_dimensions(Some(service_dimensions(cluster, service)))
             .statistic(Statistic::Average)
             .period(60)
             .evaluation_periods(1)
             .threshold(threshold)
-            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .comparison_operator(comparison)
             .send()
             .await
             .expect("put_metric_alarm");
-        self.set_alarm_state(name, threshold, state, value).await;
     }
 
+    /// The alarms `infra/scaler-policies.json` names, for demo/web: CPU above
+    /// 70 and below 20, and "under pressure" (a composite of high CPU and high
+    /// memory).
+    pub async fn demo_alarms(&self) {
+        let web = ("demo", "web");
+        self.service_alarm("web-cpu-high", web, "CPUUtilization", ComparisonOperator::GreaterThanThreshold, 70.0)
+            .await;
+        self.service_alarm("web-cpu-low", web, "CPUUtilization", ComparisonOperator::LessThanThreshold, 20.0)
+            .await;
+        self.service_alarm("web-memory-high", web, "MemoryUtilization", ComparisonOperator::GreaterThanThreshold, 90.0)
+            .await;
+        self.cloudwatch
+            .put_composite_alarm()
+            .alarm_name("web-under-pressure")
+            .alarm_rule(r#"ALARM("web-cpu-high") AND ALARM("web-memory-high")"#)
+            .send()
+            .await
+            .expect("put_composite_alarm");
+    }
+
+    /// Puts one datapoint of an `AWS/ECS` service metric, as ECS would; the
+    /// emulator evaluates the alarms on it.
+    pub async fn put_service_metric(
+        &self,
+        (cluster, service): (&str, &str),
+        metric: &str,
+        value: f64,
+        at: DateTime<Utc>,
+    ) {
+        self.cloudwatch
+            .put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .set_dimensions(Some(service_dimensions(cluster, service)))
+                    .value(value)
+                    .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put_metric_data");
+    }
+
+    /// demo/web's CPU at `at`.
+    pub async fn put_cpu(&self, value: f64, at: DateTime<Utc>) {
+        self.put_service_metric(("demo", "web"), "CPUUtilization", value, at)
+            .await;
+    }
+
+    /// `count` samples of demo/web's CPU at `at`, in one datum (`Values`/`Counts`).
+    pub async fn put_cpu_samples(&self, value: f64, count: u32, at: DateTime<Utc>) {
+        self.cloudwatch
+            .put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("CPUUtilization")
+                    .set_dimensions(Some(service_dimensions("demo", "web")))
+                    .values(value)
+                    .counts(f64::from(count))
+                    .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put_metric_data");
+    }
+
+    /// The alarm's state value and reason data, as CloudWatch describes it.
+    pub async fn alarm_state(&self, name: &str) -> (String, String) {
+        let out = self
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .expect("describe_alarms");
+        let alarm = out.metric_alarms().first().expect("alarm exists");
+        (
+            alarm.state_value().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            alarm.state_reason_data().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// Forces an alarm's state, as `aws cloudwatch set-alarm-state` does (AWS
+    /// ignores it when the alarm is already in that state). Tests of sustained
+    /// alarms drive them with datapoints instead.
     pub async fn set_alarm_state(&self, name: &str, threshold: f64, state: StateValue, value: f64) {
         let reason_data = serde_json::json!({
             "version": "1.0",
@@ -249,6 +395,74 @@ impl Aws {
             .send()
             .await
             .expect("set_alarm_state");
+    }
+}
+
+fn service_dimensions(cluster: &str, service: &str) -> Vec<Dimension> {
+    vec![
+        Dimension::builder().name("ClusterName").value(cluster).build(),
+        Dimension::builder().name("ServiceName").value(service).build(),
+    ]
+}
+
+/// How long an emulated ECS deployment rolls out before it completes.
+pub const DEPLOYMENT_SECONDS: u32 = 4;
+
+impl Aws {
+    /// Waits until the service's deployment has completed (at most a minute).
+    pub async fn wait_for_deployment(&self, cluster: &str, service: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .services(service)
+                .send()
+                .await
+                .expect("describe_services");
+            let deployments = out.services().first().map(|s| s.deployments().to_vec()).unwrap_or_default();
+            let done = deployments.len() == 1
+                && deployments[0].rollout_state()
+                    == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed);
+            if done {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{cluster}/{service} never finished deploying");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Starts a deployment: a new revision of the service's task definition.
+    pub async fn deploy_new_revision(&self, cluster: &str, service: &str) {
+        let family = format!("{service}-task");
+        let out = self
+            .ecs
+            .register_task_definition()
+            .family(&family)
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image("public.ecr.aws/nginx/nginx:mainline")
+                    .memory(256)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_task_definition");
+        let revision = out
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("task definition arn")
+            .to_string();
+        self.ecs
+            .update_service()
+            .cluster(cluster)
+            .service(service)
+            .task_definition(revision)
+            .send()
+            .await
+            .expect("update_service");
     }
 }
 

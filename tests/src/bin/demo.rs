@@ -7,7 +7,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a demo stops loudly on a broken set-up
 
-use aws_sdk_cloudwatch::types::StateValue;
 use e2e::site::TestSite;
 use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda, TASK_PORT};
 use serde_json::Value;
@@ -92,10 +91,7 @@ async fn scaler_demo(emulator: &Emulator) {
 
     println!("Seeding cluster demo, service web (desired 2) and the alarms the policies name...");
     aws.create_service("demo", "web", 2).await;
-    aws.alarm("web-cpu-high", 70.0, StateValue::Ok, 40.0).await;
-    aws.alarm("web-cpu-low", 20.0, StateValue::Ok, 40.0).await;
-    aws.alarm("web-under-pressure", 0.0, StateValue::Ok, 0.0)
-        .await;
+    aws.demo_alarms().await;
 
     let policies = workspace_root().join("infra/scaler-policies.json");
     println!(
@@ -115,11 +111,12 @@ async fn scaler_demo(emulator: &Emulator) {
     };
     println!();
 
-    demo.aws
-        .set_alarm_state("web-cpu-high", 70.0, StateValue::Alarm, 75.0)
-        .await;
+    // CloudWatch evaluates the alarms on the minute's average of these samples,
+    // and the scaler reads the same average when it decides.
+    let minute = chrono::Utc::now() - chrono::TimeDelta::seconds(20);
+    demo.aws.put_cpu_samples(75.0, 1, minute).await;
     demo.send(
-        "web-cpu-high goes to ALARM at 75% (threshold 70): EventBridge event",
+        "web's CPU averages 75% this minute (threshold 70): web-cpu-high goes to ALARM, EventBridge event",
         sample_event("scaler/alarm-state-change.json"),
     )
     .await;
@@ -129,15 +126,13 @@ async fn scaler_demo(emulator: &Emulator) {
     )
     .await;
     demo.send(
-        "re-check tick moments later, alarm still at 75% (inside the 60 s cooldown)",
+        "re-check tick moments later, CPU still at 75% (inside the 60 s cooldown)",
         tick("demo-tick-1"),
     )
     .await;
-    demo.aws
-        .set_alarm_state("web-cpu-high", 70.0, StateValue::Alarm, 93.5)
-        .await;
+    demo.aws.put_cpu_samples(99.0, 3, minute).await;
     demo.send(
-        "the breach grows to 93.5%: re-check tick (bigger step inside the cooldown)",
+        "load grows: the minute now averages 93.5%, the alarm stays in ALARM (no new event): re-check tick",
         tick("demo-tick-2"),
     )
     .await;
@@ -151,19 +146,16 @@ async fn scaler_demo(emulator: &Emulator) {
         sample_event("scaler/manual-set-desired-count.json"),
     )
     .await;
-    demo.aws
-        .set_alarm_state("web-cpu-high", 70.0, StateValue::Ok, 35.0)
-        .await;
+    demo.aws.put_cpu_samples(5.0, 2, minute).await;
     demo.send(
-        "web-cpu-high returns to OK",
+        "load falls (the minute averages 63.7%): web-cpu-high returns to OK",
         sample_event("scaler/alarm-state-change-ok.json"),
     )
     .await;
-    demo.aws
-        .set_alarm_state("web-cpu-low", 20.0, StateValue::Alarm, 12.0)
-        .await;
+    demo.aws.put_cpu_samples(5.0, 18, minute).await;
+    demo.aws.deploy_new_revision("demo", "web").await;
     demo.send(
-        "web-cpu-low in ALARM at 12% while a deployment is rolling out: re-check tick",
+        "the minute averages 18.2%: web-cpu-low in ALARM while a deployment is rolling out: re-check tick",
         tick("demo-tick-3"),
     )
     .await;

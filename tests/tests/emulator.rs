@@ -1,0 +1,382 @@
+//! The local AWS emulator gives AWS's answers where moto alone is kinder:
+//! each call goes through the Rust SDK, as the functions' calls do.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use aws_sdk_cloudwatch::types::{
+    AlarmType, ComparisonOperator, Metric, MetricDataQuery, MetricStat, StateValue,
+};
+use aws_sdk_ecs::types::{DeploymentRolloutState, Tag};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{TimeDelta, Utc};
+use e2e::{Aws, Emulator};
+
+fn aws(region: &str) -> Aws {
+    Aws::new(&Emulator::shared().sdk_config(region))
+}
+
+fn code<E: ProvideErrorMetadata>(err: &aws_sdk_ecs::error::SdkError<E>) -> String {
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("no service error")
+        .to_string()
+}
+
+async fn service_arn(aws: &Aws, cluster: &str, service: &str) -> String {
+    let out = aws
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .expect("describe_services");
+    out.services()[0].service_arn().expect("arn").to_string()
+}
+
+#[tokio::test]
+async fn ecs_refuses_tags_that_break_its_rules() {
+    let aws = aws("us-east-1");
+    aws.create_service("tags", "web", 1).await;
+    let arn = service_arn(&aws, "tags", "web").await;
+    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
+    for (bad, why) in [
+        (tag("ecs-scaler:last-trigger", "alarm:a,b"), "comma"),
+        (tag("k", "alarm #1"), "hash"),
+        (tag("k", &"v".repeat(257)), "257 characters"),
+        (tag(&"k".repeat(129), "v"), "129-character key"),
+        (tag("k", "(parenthesis)"), "parenthesis"),
+    ] {
+        let err = aws
+            .ecs
+            .tag_resource()
+            .resource_arn(&arn)
+            .tags(bad)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&err), "InvalidParameterException", "{why}");
+    }
+    // Letters of any script, spaces, digits and _.:/=+-@ are fine, as is an empty value.
+    aws.ecs
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags(tag("ecs-scaler:last-trigger", "alarm:Überlast 1/2=+_-@.x"))
+        .tags(tag("empty", ""))
+        .tags(tag("k", &"v".repeat(256)))
+        .send()
+        .await
+        .expect("valid tags");
+}
+
+#[tokio::test]
+async fn deployments_finish_and_only_a_new_task_definition_starts_one() {
+    let aws = aws("us-east-2");
+    aws.create_service("deploys", "web", 2).await;
+    let rollouts = || async {
+        let out = aws
+            .ecs
+            .describe_services()
+            .cluster("deploys")
+            .services("web")
+            .send()
+            .await
+            .expect("describe_services");
+        out.services()[0]
+            .deployments()
+            .iter()
+            .map(|d| {
+                (
+                    d.status().unwrap_or_default().to_string(),
+                    d.rollout_state().cloned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rollouts().await,
+        [(
+            "PRIMARY".to_string(),
+            Some(DeploymentRolloutState::InProgress)
+        )]
+    );
+    aws.wait_for_deployment("deploys", "web").await;
+
+    // A desired-count change alone starts no deployment.
+    aws.set_desired_count("deploys", "web", 5).await;
+    assert_eq!(
+        rollouts().await,
+        [(
+            "PRIMARY".to_string(),
+            Some(DeploymentRolloutState::Completed)
+        )]
+    );
+
+    // A new task definition does: two deployments until the new one completes.
+    aws.deploy_new_revision("deploys", "web").await;
+    let during = rollouts().await;
+    assert_eq!(during.len(), 2, "{during:?}");
+    assert_eq!(
+        during[0],
+        (
+            "PRIMARY".to_string(),
+            Some(DeploymentRolloutState::InProgress)
+        )
+    );
+    assert_eq!(during[1].0, "ACTIVE");
+    aws.wait_for_deployment("deploys", "web").await;
+}
+
+#[tokio::test]
+async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() {
+    let aws = aws("us-west-1");
+    let web = ("demo", "web");
+    aws.service_alarm(
+        "cpu-high",
+        web,
+        "CPUUtilization",
+        ComparisonOperator::GreaterThanThreshold,
+        70.0,
+    )
+    .await;
+    assert_eq!(aws.alarm_state("cpu-high").await.0, "INSUFFICIENT_DATA");
+
+    let t = Utc::now() - TimeDelta::minutes(10);
+    aws.put_cpu(75.0, t).await;
+    let (state, reason) = aws.alarm_state("cpu-high").await;
+    assert_eq!(state, "ALARM");
+    let data: serde_json::Value = serde_json::from_str(&reason).expect("reason data is JSON");
+    assert_eq!(data["threshold"], 70.0);
+    assert_eq!(data["evaluatedDatapoints"][0]["value"], 75.0);
+
+    // Staying in ALARM writes nothing: the reason data still shows the first breach.
+    aws.put_cpu(95.0, t + TimeDelta::minutes(1)).await;
+    assert_eq!(aws.alarm_state("cpu-high").await, (state.clone(), reason.clone()));
+    // Nor does forcing the state it already has.
+    aws.set_alarm_state("cpu-high", 70.0, StateValue::Alarm, 99.0)
+        .await;
+    assert_eq!(aws.alarm_state("cpu-high").await, (state, reason));
+
+    aws.put_cpu(40.0, t + TimeDelta::minutes(2)).await;
+    assert_eq!(aws.alarm_state("cpu-high").await.0, "OK");
+}
+
+#[tokio::test]
+async fn get_metric_data_answers_metric_and_math_queries() {
+    let aws = aws("us-west-2");
+    let start = Utc::now() - TimeDelta::minutes(30);
+    let minute = |n: i64| start + TimeDelta::minutes(n) + TimeDelta::seconds(10);
+    for (n, value) in [(0, 10.0), (0, 30.0), (1, 50.0)] {
+        aws.put_cpu(value, minute(n)).await;
+    }
+    let cpu = MetricStat::builder()
+        .metric(
+            Metric::builder()
+                .namespace("AWS/ECS")
+                .metric_name("CPUUtilization")
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("ClusterName")
+                        .value("demo")
+                        .build(),
+                )
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("ServiceName")
+                        .value("web")
+                        .build(),
+                )
+                .build(),
+        )
+        .period(60)
+        .stat("Average")
+        .build();
+    let out = aws
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("m1")
+                .metric_stat(cpu)
+                .return_data(true)
+                .build(),
+        )
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("e1")
+                .expression("m1 * 2 + 1")
+                .return_data(true)
+                .build(),
+        )
+        .start_time(aws_smithy_types::DateTime::from_millis(
+            (start - TimeDelta::minutes(1)).timestamp_millis(),
+        ))
+        .end_time(aws_smithy_types::DateTime::from_millis(
+            (start + TimeDelta::minutes(5)).timestamp_millis(),
+        ))
+        .scan_by(aws_sdk_cloudwatch::types::ScanBy::TimestampAscending)
+        .send()
+        .await
+        .expect("get_metric_data");
+    let values = |id: &str| {
+        out.metric_data_results()
+            .iter()
+            .find(|r| r.id() == Some(id))
+            .map(|r| r.values().to_vec())
+            .expect(id)
+    };
+    assert_eq!(values("m1"), [20.0, 50.0]);
+    assert_eq!(values("e1"), [41.0, 101.0]);
+}
+
+#[tokio::test]
+async fn composite_alarms_exist_and_follow_their_rule() {
+    let aws = aws("eu-west-1");
+    aws.demo_alarms().await;
+    // Without AlarmTypes, DescribeAlarms returns metric alarms only.
+    let plain = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names("web-under-pressure")
+        .send()
+        .await
+        .expect("describe_alarms");
+    assert!(plain.composite_alarms().is_empty());
+    let composite_state = || async {
+        let out = aws
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names("web-under-pressure")
+            .alarm_types(AlarmType::CompositeAlarm)
+            .send()
+            .await
+            .expect("describe_alarms");
+        let alarm = &out.composite_alarms()[0];
+        assert_eq!(
+            alarm.alarm_rule(),
+            Some(r#"ALARM("web-cpu-high") AND ALARM("web-memory-high")"#)
+        );
+        alarm.state_value().map(|s| s.as_str().to_string())
+    };
+    assert_eq!(composite_state().await.as_deref(), Some("OK"));
+    let t = Utc::now() - TimeDelta::minutes(5);
+    aws.put_cpu(95.0, t).await;
+    assert_eq!(composite_state().await.as_deref(), Some("OK"));
+    aws.put_service_metric(("demo", "web"), "MemoryUtilization", 97.0, t)
+        .await;
+    assert_eq!(composite_state().await.as_deref(), Some("ALARM"));
+}
+
+#[tokio::test]
+async fn describe_alarms_pages_at_most_one_hundred() {
+    let aws = aws("eu-west-2");
+    for i in 0..120 {
+        aws.service_alarm(
+            &format!("alarm-{i:03}"),
+            ("demo", "web"),
+            "CPUUtilization",
+            ComparisonOperator::GreaterThanThreshold,
+            50.0,
+        )
+        .await;
+    }
+    let first = aws
+        .cloudwatch
+        .describe_alarms()
+        .max_records(100)
+        .send()
+        .await
+        .expect("first page");
+    assert_eq!(first.metric_alarms().len(), 100);
+    let token = first.next_token().expect("a second page").to_string();
+    let second = aws
+        .cloudwatch
+        .describe_alarms()
+        .max_records(100)
+        .next_token(token)
+        .send()
+        .await
+        .expect("second page");
+    assert_eq!(second.metric_alarms().len(), 20);
+    assert!(second.next_token().is_none());
+    // Fifty by default; more than a hundred is refused.
+    let default = aws.cloudwatch.describe_alarms().send().await.expect("page");
+    assert_eq!(default.metric_alarms().len(), 50);
+    let err = aws
+        .cloudwatch
+        .describe_alarms()
+        .max_records(101)
+        .send()
+        .await
+        .expect_err("too many");
+    assert_eq!(err.code(), Some("ValidationError"));
+}
+
+#[tokio::test]
+async fn the_fault_layer_fails_chosen_calls_a_chosen_number_of_times() {
+    let region = "eu-central-1";
+    let emulator = Emulator::shared();
+    let aws = aws(region);
+    aws.create_service("faults", "web", 1).await;
+
+    // Three throttles outlast the SDK's three attempts; the fourth call goes through.
+    emulator.fail(region, "UpdateService", "throttle", 3);
+    let err = aws
+        .ecs
+        .update_service()
+        .cluster("faults")
+        .service("web")
+        .desired_count(2)
+        .send()
+        .await
+        .expect_err("throttled");
+    assert_eq!(code(&err), "ThrottlingException");
+    aws.set_desired_count("faults", "web", 2).await;
+
+    // One 500 is retried by the SDK and never seen.
+    emulator.fail(region, "DescribeServices", "server_error", 1);
+    assert_eq!(aws.desired_count("faults", "web").await, 2);
+    emulator.fail(region, "DescribeAlarms", "server_error", 3);
+    let err = aws
+        .cloudwatch
+        .describe_alarms()
+        .send()
+        .await
+        .expect_err("500");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(500),
+        "{err:?}"
+    );
+
+    // A timeout: the emulator holds the call longer than the client waits.
+    emulator.control(
+        "POST",
+        "faults",
+        &serde_json::json!({"region": region, "operation": "ListServices", "kind": "timeout",
+                            "times": 1, "delay_seconds": 2}),
+    );
+    let impatient = aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::config::Builder::from(&emulator.sdk_config(region))
+            .timeout_config(
+                aws_sdk_ecs::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_millis(500))
+                    .build(),
+            )
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let err = impatient
+        .list_services()
+        .cluster("faults")
+        .send()
+        .await
+        .expect_err("timed out");
+    assert!(
+        matches!(err, aws_sdk_ecs::error::SdkError::TimeoutError(_)),
+        "{err:?}"
+    );
+
+    let calls = emulator.calls(region);
+    assert!(calls["UpdateService"] >= 4, "{calls:?}");
+}
