@@ -4,13 +4,13 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
-use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
-use aws_sdk_ecs::operation::update_service::UpdateServiceError;
-use aws_sdk_ecs::types::error::{AccessDeniedException, ClusterNotFoundException};
 use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, MetricAlarm, MetricDataResult, StateValue, Statistic,
 };
+use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
+use aws_sdk_ecs::operation::update_service::UpdateServiceError;
+use aws_sdk_ecs::types::error::{AccessDeniedException, ClusterNotFoundException};
 use aws_sdk_ecs::types::{
     Deployment, DeploymentController, DeploymentControllerType, DeploymentRolloutState, Failure,
     Service, StabilityStatus, Tag, TaskSet,
@@ -21,8 +21,8 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::ErrorMetadata;
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::alarm::Comparison;
+use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::Direction;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
 

@@ -8,7 +8,8 @@ use ecs_control::domain::policy::{
     StepAdjustment,
 };
 use ecs_control::domain::scaling::{
-    adjusted, evaluate, percent_change, Breach, BreachSource, Direction, ScalingMemory, ServiceState,
+    adjusted, evaluate, percent_change, Breach, BreachSource, Direction, ScalingMemory,
+    ServiceState,
 };
 use proptest::prelude::*;
 

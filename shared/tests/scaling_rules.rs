@@ -3,18 +3,16 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::domain::policy::ThresholdSide;
 use ecs_control::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
     StepAdjustment,
 };
-use ecs_control::domain::policy::ThresholdSide;
 use ecs_control::domain::scaling::{
-    decide, rollout_in_progress, MemoryStatus, RolloutPart,
+    choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction,
+    Hold, ScalingMemory, ServiceState,
 };
-use ecs_control::domain::scaling::{
-    choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction, Hold,
-    ScalingMemory, ServiceState,
-};
+use ecs_control::domain::scaling::{decide, rollout_in_progress, MemoryStatus, RolloutPart};
 
 /// A policy evaluation for an alarm that fires above its threshold.
 fn evaluate_above(

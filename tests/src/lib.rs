@@ -12,13 +12,13 @@ pub mod site;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
-use chrono::{DateTime, Utc};
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType,
     NetworkConfiguration, NetworkMode, PortMapping,
 };
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetTypeEnum};
+use chrono::{DateTime, Utc};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -293,12 +293,30 @@ impl Aws {
     /// memory).
     pub async fn demo_alarms(&self) {
         let web = ("demo", "web");
-        self.service_alarm("web-cpu-high", web, "CPUUtilization", ComparisonOperator::GreaterThanThreshold, 70.0)
-            .await;
-        self.service_alarm("web-cpu-low", web, "CPUUtilization", ComparisonOperator::LessThanThreshold, 20.0)
-            .await;
-        self.service_alarm("web-memory-high", web, "MemoryUtilization", ComparisonOperator::GreaterThanThreshold, 90.0)
-            .await;
+        self.service_alarm(
+            "web-cpu-high",
+            web,
+            "CPUUtilization",
+            ComparisonOperator::GreaterThanThreshold,
+            70.0,
+        )
+        .await;
+        self.service_alarm(
+            "web-cpu-low",
+            web,
+            "CPUUtilization",
+            ComparisonOperator::LessThanThreshold,
+            20.0,
+        )
+        .await;
+        self.service_alarm(
+            "web-memory-high",
+            web,
+            "MemoryUtilization",
+            ComparisonOperator::GreaterThanThreshold,
+            90.0,
+        )
+        .await;
         self.cloudwatch
             .put_composite_alarm()
             .alarm_name("web-under-pressure")
@@ -325,7 +343,9 @@ impl Aws {
                     .metric_name(metric)
                     .set_dimensions(Some(service_dimensions(cluster, service)))
                     .value(value)
-                    .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                    .timestamp(aws_smithy_types::DateTime::from_millis(
+                        at.timestamp_millis(),
+                    ))
                     .build(),
             )
             .send()
@@ -350,7 +370,9 @@ impl Aws {
                     .set_dimensions(Some(service_dimensions("demo", "web")))
                     .values(value)
                     .counts(f64::from(count))
-                    .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                    .timestamp(aws_smithy_types::DateTime::from_millis(
+                        at.timestamp_millis(),
+                    ))
                     .build(),
             )
             .send()
@@ -369,7 +391,10 @@ impl Aws {
             .expect("describe_alarms");
         let alarm = out.metric_alarms().first().expect("alarm exists");
         (
-            alarm.state_value().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            alarm
+                .state_value()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             alarm.state_reason_data().unwrap_or_default().to_string(),
         )
     }
@@ -400,8 +425,14 @@ impl Aws {
 
 fn service_dimensions(cluster: &str, service: &str) -> Vec<Dimension> {
     vec![
-        Dimension::builder().name("ClusterName").value(cluster).build(),
-        Dimension::builder().name("ServiceName").value(service).build(),
+        Dimension::builder()
+            .name("ClusterName")
+            .value(cluster)
+            .build(),
+        Dimension::builder()
+            .name("ServiceName")
+            .value(service)
+            .build(),
     ]
 }
 
@@ -421,14 +452,21 @@ impl Aws {
                 .send()
                 .await
                 .expect("describe_services");
-            let deployments = out.services().first().map(|s| s.deployments().to_vec()).unwrap_or_default();
+            let deployments = out
+                .services()
+                .first()
+                .map(|s| s.deployments().to_vec())
+                .unwrap_or_default();
             let done = deployments.len() == 1
                 && deployments[0].rollout_state()
                     == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed);
             if done {
                 return;
             }
-            assert!(Instant::now() < deadline, "{cluster}/{service} never finished deploying");
+            assert!(
+                Instant::now() < deadline,
+                "{cluster}/{service} never finished deploying"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }

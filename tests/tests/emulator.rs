@@ -151,7 +151,10 @@ async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() 
 
     // Staying in ALARM writes nothing: the reason data still shows the first breach.
     aws.put_cpu(95.0, t + TimeDelta::minutes(1)).await;
-    assert_eq!(aws.alarm_state("cpu-high").await, (state.clone(), reason.clone()));
+    assert_eq!(
+        aws.alarm_state("cpu-high").await,
+        (state.clone(), reason.clone())
+    );
     // Nor does forcing the state it already has.
     aws.set_alarm_state("cpu-high", 70.0, StateValue::Alarm, 99.0)
         .await;

@@ -504,15 +504,17 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision.calls.push("cloudwatch:GetMetricData");
         let note = match self.alarms.metric_values(metric, start, end).await {
             Ok(values) => {
-                match breach_from_datapoints(&values, policy.metric_aggregation, metric.threshold)
-                {
+                match breach_from_datapoints(&values, policy.metric_aggregation, metric.threshold) {
                     Some(breach) => return (breach, None),
                     None => "the alarm's metric has no datapoints in its window".to_string(),
                 }
             }
             Err(e) => format!("reading the alarm's metric failed: {e}"),
         };
-        (fallback(), Some(format!("{note}; used the alarm's reason data")))
+        (
+            fallback(),
+            Some(format!("{note}; used the alarm's reason data")),
+        )
     }
 
     /// Records the change, makes it, then marks it applied: a failure between

@@ -162,11 +162,14 @@ impl EcsServices for FakeEcs {
     }
 }
 
+/// Timestamped values of one metric.
+type Series = Vec<(DateTime<Utc>, f64)>;
+
 /// CloudWatch in memory: alarms, and timestamped datapoints per metric name.
 #[derive(Default)]
 struct FakeAlarms {
     alarms: Mutex<HashMap<String, AlarmStatus>>,
-    datapoints: Mutex<HashMap<String, Vec<(DateTime<Utc>, f64)>>>,
+    datapoints: Mutex<HashMap<String, Series>>,
     metric_reads_fail: Mutex<bool>,
 }
 
@@ -250,13 +253,22 @@ impl AlarmStates for FakeAlarms {
                 "injected",
             ));
         }
-        let name = &metric.queries[0].metric.as_ref().expect("metric").metric_name;
+        let name = &metric.queries[0]
+            .metric
+            .as_ref()
+            .expect("metric")
+            .metric_name;
         let mut points: Vec<(DateTime<Utc>, f64)> = self
             .datapoints
             .lock()
             .expect("lock")
             .get(name)
-            .map(|p| p.iter().copied().filter(|(at, _)| start <= *at && *at < end).collect())
+            .map(|p| {
+                p.iter()
+                    .copied()
+                    .filter(|(at, _)| start <= *at && *at < end)
+                    .collect()
+            })
             .unwrap_or_default();
         points.sort_by_key(|(at, _)| *at);
         Ok(points.into_iter().map(|(_, v)| v).collect())
@@ -719,7 +731,11 @@ async fn a_retry_completes_a_scale_out_whose_update_failed() {
         .expect("retry");
     let decision = &retry.services[0];
     assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
-    assert!(decision.reason.contains("completing"), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("completing"),
+        "{}",
+        decision.reason
+    );
     assert_eq!(s_desired(&s), 7);
     // Then, and only then, a further delivery is a duplicate.
     let again = s
@@ -807,7 +823,11 @@ async fn a_state_change_a_recheck_already_answered_does_not_act_when_it_arrives(
         .expect("tick");
     assert_eq!(s_desired(&s), 7);
     let late = s
-        .handle(sample("alarm-state-change"), "r2", now() + TimeDelta::hours(1))
+        .handle(
+            sample("alarm-state-change"),
+            "r2",
+            now() + TimeDelta::hours(1),
+        )
         .await
         .expect("late event");
     assert_eq!(late.services[0].action, Action::Duplicate);
@@ -907,7 +927,11 @@ async fn an_alarm_whose_breach_matches_no_step_still_vetoes_scale_in() {
         .await
         .expect("handled");
     let decision = &record.services[0];
-    assert!(decision.reason.contains("scale-in vetoed"), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("scale-in vetoed"),
+        "{}",
+        decision.reason
+    );
     assert_eq!(s_desired(&s), 8);
 }
 
@@ -933,7 +957,12 @@ async fn a_low_alarm_exactly_at_its_threshold_takes_the_step_that_ends_at_zero()
         .await
         .expect("handled");
     // Breach 0 on a <= alarm lies below the threshold: (-inf, 0], -25% of 8.
-    assert_eq!(record.services[0].after, Some(6), "{}", record.services[0].reason);
+    assert_eq!(
+        record.services[0].after,
+        Some(6),
+        "{}",
+        record.services[0].reason
+    );
 }
 
 #[tokio::test]
@@ -947,7 +976,11 @@ async fn a_count_outside_the_bounds_is_brought_back_whenever_the_service_is_eval
     let decision = &record.services[0];
     assert_eq!(decision.action, Action::Scaled);
     assert_eq!(decision.out_of_bounds, Some(14));
-    assert!(decision.reason.contains("outside [2, 10]"), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("outside [2, 10]"),
+        "{}",
+        decision.reason
+    );
     assert_eq!(s_desired(&s), 10);
 
     // Below min during a deployment: scale-in is held, the bound is not.
@@ -978,7 +1011,9 @@ async fn every_tag_value_fits_ecs_rules_whatever_the_alarm_is_called() {
     event["detail"]["alarmName"] = name.clone().into();
     let record = s.handle(event, "r1", now()).await.expect("handled");
     assert_eq!(record.services[0].action, Action::Scaled);
-    let memory = s_ecs(&s).services.lock().expect("lock")[&web()].memory.clone();
+    let memory = s_ecs(&s).services.lock().expect("lock")[&web()]
+        .memory
+        .clone();
     for (key, value) in ecs_control::aws::ecs::memory_to_tags(&memory) {
         assert!(value.chars().count() <= 256, "{key}");
         assert!(
@@ -1036,7 +1071,11 @@ async fn a_count_changed_by_another_writer_is_noticed_and_becomes_the_base() {
     // A deploy resets the count to 3 inside the scale-out cooldown.
     s_ecs(&s).update(&web(), |s| s.desired_count = 3);
     let record = s
-        .handle(sample("recheck-schedule"), "r2", now() + TimeDelta::seconds(20))
+        .handle(
+            sample("recheck-schedule"),
+            "r2",
+            now() + TimeDelta::seconds(20),
+        )
         .await
         .expect("tick");
     let decision = &record.services[0];

@@ -3,7 +3,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
-use aws_sdk_cloudwatch::types::StateValue;
 use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda};
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,7 +31,9 @@ async fn the_built_function_scales_through_the_lambda_runtime_api() {
     let emulator = Emulator::start();
     let aws = Aws::new(&emulator.sdk_config(REGION));
     aws.create_service("demo", "web", 2).await;
-    aws.alarm("web-cpu-high", 70.0, StateValue::Alarm, 93.5)
+    aws.demo_alarms().await;
+    // The function decides at the wall clock: the datapoint is half a minute old.
+    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
         .await;
     let lambda = start_function(&emulator);
 

@@ -7,8 +7,8 @@ use crate::domain::alarm::{
 use crate::domain::probe::{MetricDatum, MetricUnit};
 use crate::ports::{AlarmStates, FailureKind, MetricsSink, PortError};
 use aws_sdk_cloudwatch::types::{
-    AlarmType, ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery,
-    ScanBy, StandardUnit,
+    AlarmType, ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, ScanBy,
+    StandardUnit,
 };
 use aws_sdk_cloudwatch::Client;
 
@@ -119,7 +119,11 @@ fn alarm_metric(alarm: &MetricAlarm) -> Option<AlarmMetric> {
             .map(|q| MetricQuery {
                 id: q.id().unwrap_or_default().to_string(),
                 metric: q.metric_stat().and_then(|s| {
-                    metric_stat(s.metric(), period(s.period()), s.stat().unwrap_or("Average"))
+                    metric_stat(
+                        s.metric(),
+                        period(s.period()),
+                        s.stat().unwrap_or("Average"),
+                    )
                 }),
                 expression: q.expression().map(str::to_string),
                 period_seconds: q.period().and_then(|p| u32::try_from(p).ok()),
@@ -148,7 +152,9 @@ fn data_query(query: &MetricQuery) -> MetricDataQuery {
                     .set_dimensions(Some(
                         m.dimensions
                             .iter()
-                            .map(|(name, value)| Dimension::builder().name(name).value(value).build())
+                            .map(|(name, value)| {
+                                Dimension::builder().name(name).value(value).build()
+                            })
                             .collect(),
                     ))
                     .build(),
@@ -225,7 +231,9 @@ impl AlarmStates for CloudWatchAlarms {
             .iter()
             .find(|q| q.return_data)
             .map(|q| q.id.clone())
-            .ok_or_else(|| PortError::new(FailureKind::Rejected, OP, "the alarm returns no query"))?;
+            .ok_or_else(|| {
+                PortError::new(FailureKind::Rejected, OP, "the alarm returns no query")
+            })?;
         let queries: Vec<MetricDataQuery> = metric.queries.iter().map(data_query).collect();
         let mut points = Vec::new();
         let mut next_token = None;
@@ -243,9 +251,13 @@ impl AlarmStates for CloudWatchAlarms {
                 .map_err(|e| classify(OP, e))?;
             for result in out.metric_data_results() {
                 if result.id() == Some(returned.as_str()) {
-                    points.extend(result.timestamps().iter().zip(result.values()).map(
-                        |(at, value)| (at.secs(), *value),
-                    ));
+                    points.extend(
+                        result
+                            .timestamps()
+                            .iter()
+                            .zip(result.values())
+                            .map(|(at, value)| (at.secs(), *value)),
+                    );
                 }
             }
             next_token = out.next_token().map(str::to_string);

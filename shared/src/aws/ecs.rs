@@ -376,7 +376,11 @@ mod tests {
         }
         for (key, value) in memory_to_tags(&memory) {
             assert!(key.chars().count() <= 128, "{key}");
-            assert!(value.chars().count() <= 256, "{key}: {} characters", value.len());
+            assert!(
+                value.chars().count() <= 256,
+                "{key}: {} characters",
+                value.len()
+            );
             assert!(
                 value.chars().all(crate::domain::scaling::tag_char_allowed),
                 "{key}: {value}"

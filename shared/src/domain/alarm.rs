@@ -92,7 +92,12 @@ impl AlarmMetric {
         self.queries
             .iter()
             .find(|q| q.return_data)
-            .and_then(|q| q.metric.as_ref().map(|m| m.period_seconds).or(q.period_seconds))
+            .and_then(|q| {
+                q.metric
+                    .as_ref()
+                    .map(|m| m.period_seconds)
+                    .or(q.period_seconds)
+            })
             .or_else(|| {
                 self.queries
                     .iter()

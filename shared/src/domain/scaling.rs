@@ -7,8 +7,7 @@
 //! next step, and no scale-in during a deployment.
 
 use super::policy::{
-    AdjustmentType, CapacityBounds, MetricAggregation, ScalingPolicy, StepAdjustment,
-    ThresholdSide,
+    AdjustmentType, CapacityBounds, MetricAggregation, ScalingPolicy, StepAdjustment, ThresholdSide,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -118,7 +117,10 @@ pub enum MemoryStatus {
     InEffect,
     /// A change was recorded but `UpdateService` never confirmed it, and the
     /// count is not what it asked for.
-    Unapplied { target: u32, trigger: Option<String> },
+    Unapplied {
+        target: u32,
+        trigger: Option<String>,
+    },
     /// Someone else (a deploy, a person, Application Auto Scaling) changed the
     /// count since the scaler last set it.
     ChangedElsewhere { last_set: u32, found: u32 },
@@ -408,7 +410,12 @@ fn choose_step<'a>(
                 .steps
                 .iter()
                 .find(|s| s.contains(size, side))
-                .map(|s| (s, format!("breach {size} is within step {}", s.describe(side))))
+                .map(|s| {
+                    (
+                        s,
+                        format!("breach {size} is within step {}", s.describe(side)),
+                    )
+                })
                 .ok_or_else(|| format!("breach {size} is within no step"))
         }
         None => {
