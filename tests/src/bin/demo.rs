@@ -132,7 +132,7 @@ async fn scaler_demo(emulator: &Emulator) {
     .await;
     demo.aws.put_cpu_samples(99.0, 3, minute).await;
     demo.send(
-        "load grows: the minute now averages 93.5%, the alarm stays in ALARM (no new event): re-check tick",
+        "load grows: the minute now averages 93%, the alarm stays in ALARM (no new event): re-check tick",
         tick("demo-tick-2"),
     )
     .await;
@@ -155,7 +155,7 @@ async fn scaler_demo(emulator: &Emulator) {
     demo.aws.put_cpu_samples(5.0, 18, minute).await;
     demo.aws.deploy_new_revision("demo", "web").await;
     demo.send(
-        "the minute averages 18.2%: web-cpu-low in ALARM while a deployment is rolling out: re-check tick",
+        "the minute averages 19.7%: web-cpu-low in ALARM while a deployment is rolling out: re-check tick",
         tick("demo-tick-3"),
     )
     .await;
