@@ -237,7 +237,8 @@ impl Aws {
             .expect("create_service");
     }
 
-    pub async fn desired_count(&self, cluster: &str, service: &str) -> i32 {
+    /// The service as ECS describes it now.
+    pub async fn service(&self, cluster: &str, service: &str) -> aws_sdk_ecs::types::Service {
         let out = self
             .ecs
             .describe_services()
@@ -246,10 +247,11 @@ impl Aws {
             .send()
             .await
             .expect("describe_services");
-        out.services()
-            .first()
-            .map(|s| s.desired_count())
-            .expect("service exists")
+        out.services().first().cloned().expect("service exists")
+    }
+
+    pub async fn desired_count(&self, cluster: &str, service: &str) -> i32 {
+        self.service(cluster, service).await.desired_count()
     }
 
     pub async fn set_desired_count(&self, cluster: &str, service: &str, desired: i32) {
@@ -326,13 +328,14 @@ impl Aws {
             .expect("put_composite_alarm");
     }
 
-    /// Puts one datapoint of an `AWS/ECS` service metric, as ECS would; the
-    /// emulator evaluates the alarms on it.
-    pub async fn put_service_metric(
+    /// Puts `count` samples of `value` of an `AWS/ECS` service metric at `at`,
+    /// as ECS would (one datum, `Values`/`Counts`); the emulator evaluates the
+    /// alarms on them.
+    pub async fn put_service_samples(
         &self,
         (cluster, service): (&str, &str),
         metric: &str,
-        value: f64,
+        (value, count): (f64, u32),
         at: DateTime<Utc>,
     ) {
         self.cloudwatch
@@ -342,32 +345,6 @@ impl Aws {
                 MetricDatum::builder()
                     .metric_name(metric)
                     .set_dimensions(Some(service_dimensions(cluster, service)))
-                    .value(value)
-                    .timestamp(aws_smithy_types::DateTime::from_millis(
-                        at.timestamp_millis(),
-                    ))
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("put_metric_data");
-    }
-
-    /// demo/web's CPU at `at`.
-    pub async fn put_cpu(&self, value: f64, at: DateTime<Utc>) {
-        self.put_service_metric(("demo", "web"), "CPUUtilization", value, at)
-            .await;
-    }
-
-    /// `count` samples of demo/web's CPU at `at`, in one datum (`Values`/`Counts`).
-    pub async fn put_cpu_samples(&self, value: f64, count: u32, at: DateTime<Utc>) {
-        self.cloudwatch
-            .put_metric_data()
-            .namespace("AWS/ECS")
-            .metric_data(
-                MetricDatum::builder()
-                    .metric_name("CPUUtilization")
-                    .set_dimensions(Some(service_dimensions("demo", "web")))
                     .values(value)
                     .counts(f64::from(count))
                     .timestamp(aws_smithy_types::DateTime::from_millis(
@@ -378,6 +355,29 @@ impl Aws {
             .send()
             .await
             .expect("put_metric_data");
+    }
+
+    /// One datapoint of an `AWS/ECS` service metric.
+    pub async fn put_service_metric(
+        &self,
+        service: (&str, &str),
+        metric: &str,
+        value: f64,
+        at: DateTime<Utc>,
+    ) {
+        self.put_service_samples(service, metric, (value, 1), at)
+            .await;
+    }
+
+    /// demo/web's CPU at `at`.
+    pub async fn put_cpu(&self, value: f64, at: DateTime<Utc>) {
+        self.put_cpu_samples(value, 1, at).await;
+    }
+
+    /// `count` samples of demo/web's CPU at `at`.
+    pub async fn put_cpu_samples(&self, value: f64, count: u32, at: DateTime<Utc>) {
+        self.put_service_samples(("demo", "web"), "CPUUtilization", (value, count), at)
+            .await;
     }
 
     /// The alarm's state value and reason data, as CloudWatch describes it.

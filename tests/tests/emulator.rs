@@ -23,15 +23,8 @@ fn code<E: ProvideErrorMetadata>(err: &aws_sdk_ecs::error::SdkError<E>) -> Strin
 }
 
 async fn service_arn(aws: &Aws, cluster: &str, service: &str) -> String {
-    let out = aws
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .expect("describe_services");
-    out.services()[0].service_arn().expect("arn").to_string()
+    let found = aws.service(cluster, service).await;
+    found.service_arn().expect("arn").to_string()
 }
 
 #[tokio::test]
@@ -74,15 +67,8 @@ async fn deployments_finish_and_only_a_new_task_definition_starts_one() {
     let aws = aws("us-east-2");
     aws.create_service("deploys", "web", 2).await;
     let rollouts = || async {
-        let out = aws
-            .ecs
-            .describe_services()
-            .cluster("deploys")
-            .services("web")
-            .send()
+        aws.service("deploys", "web")
             .await
-            .expect("describe_services");
-        out.services()[0]
             .deployments()
             .iter()
             .map(|d| {
