@@ -7,11 +7,11 @@ answer back as CBOR (timestamps as CBOR tag 1, `smithy-protocol` header set).
 Every other request goes to moto untouched.
 
 Where moto is kinder than AWS, strict layers patch it (strict_ecs.py,
-strict_cloudwatch.py); a fault layer in front of everything makes chosen calls
+strict_elbv2.py, strict_cloudwatch.py); a fault layer in front of everything makes chosen calls
 fail and counts every call (faults.py).
 
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
-                   [--deployment-seconds 5]
+                   [--deployment-seconds 5] [--healthy-seconds 1]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
 
@@ -36,6 +36,7 @@ from werkzeug.serving import make_server
 
 import strict_cloudwatch
 import strict_ecs
+import strict_elbv2
 from faults import CREDENTIAL_SCOPE, FaultLayer
 
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -202,10 +203,18 @@ def main():
         default=strict_ecs.SETTINGS["deployment_seconds"],
         help="how long an ECS deployment stays IN_PROGRESS before it completes",
     )
+    parser.add_argument(
+        "--healthy-seconds",
+        type=float,
+        default=strict_elbv2.SETTINGS["healthy_seconds"],
+        help="how long a newly registered target stays initial before it is healthy",
+    )
     args = parser.parse_args()
 
     strict_ecs.SETTINGS["deployment_seconds"] = args.deployment_seconds
+    strict_elbv2.SETTINGS["healthy_seconds"] = args.healthy_seconds
     strict_ecs.install()
+    strict_elbv2.install()
     strict_cloudwatch.install()
     app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app)))
     server = make_server(

@@ -7,7 +7,8 @@ Tests drive it over HTTP on the emulator's own port:
     DELETE /_emulator/faults  (clears every fault)
     GET    /_emulator/calls   ({"<region>/<Operation>": count, ...})
     DELETE /_emulator/calls   (resets the counts)
-    POST   /_emulator/settings {"deployment_seconds": 2}
+    POST   /_emulator/settings {"deployment_seconds": 2, "healthy_seconds": 1}
+    POST   /_emulator/missing-tasks {"task_arns": [...], "times": 1}
 
 `operation` is the API name (`*` for any), `region` optional (every region
 when absent), `times` how many matching calls fail (default 1), or `share`
@@ -33,7 +34,8 @@ from urllib.parse import parse_qs
 
 import cbor2
 
-from strict_ecs import SETTINGS as ECS_SETTINGS
+import strict_ecs
+import strict_elbv2
 
 CONTROL_PREFIX = "/_emulator/"
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -176,8 +178,17 @@ class FaultLayer:
                     answer = {}
                 elif what == "settings" and method == "POST":
                     if "deployment_seconds" in request:
-                        ECS_SETTINGS["deployment_seconds"] = float(request["deployment_seconds"])
-                    answer = dict(ECS_SETTINGS)
+                        strict_ecs.SETTINGS["deployment_seconds"] = float(
+                            request["deployment_seconds"]
+                        )
+                    if "healthy_seconds" in request:
+                        strict_elbv2.SETTINGS["healthy_seconds"] = float(
+                            request["healthy_seconds"]
+                        )
+                    answer = {**strict_ecs.SETTINGS, **strict_elbv2.SETTINGS}
+                elif what == "missing-tasks" and method == "POST":
+                    strict_ecs.mark_missing(request["task_arns"], request.get("times", 1))
+                    answer = {"missing": len(request["task_arns"])}
                 else:
                     raise ValueError(f"no control {method} {what}")
             status = "200 OK"

@@ -8,14 +8,24 @@
   go away. A new task definition (or forceNewDeployment) starts a new
   deployment; a desired-count change alone does not.
 - Tasks stay RUNNING until stopped (moto advances them one state per read).
+- ListTasks filters by serviceName (a task belongs to service X when its group
+  is `service:X`) and pages: at most 100 ARNs (`maxResults`), `nextToken`.
+- DescribeTasks refuses more than 100 tasks and reports every ARN it does not
+  describe as a `MISSING` failure; `missing_tasks` makes listed tasks go
+  missing a chosen number of times, as ECS does for a moment after listing.
+- A task in a subnet with an IPv6 CIDR gets a `privateIPv6Address` on its ENI.
 """
 
 import datetime as dt
+import ipaddress
 import threading
 import unicodedata
 
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
+from moto.ec2.models import ec2_backends
 from moto.ecs import models as ecs_models
+from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import InvalidParameterException
 from moto.moto_api import state_manager
 from moto.moto_api._internal import mock_random
@@ -28,6 +38,9 @@ LOCK = threading.RLock()
 SETTINGS = {"deployment_seconds": 5.0}
 # Deployment id -> when its rollout completes.
 COMPLETES_AT = {}
+# Task ARN -> how many more DescribeTasks calls report it MISSING.
+MISSING_TASKS = {}
+PAGE_LIMIT = 100
 
 
 def _tag_char_allowed(c):
@@ -115,6 +128,87 @@ def settle(service):
             service.deployments = [primary]
 
 
+def mark_missing(task_arns, times):
+    with LOCK:
+        for arn in task_arns:
+            MISSING_TASKS[arn] = int(times)
+
+
+def _still_missing(arn):
+    with LOCK:
+        left = MISSING_TASKS.get(arn, 0)
+        if left <= 0:
+            return False
+        MISSING_TASKS[arn] = left - 1
+        return True
+
+
+def list_tasks_response(self):
+    """ListTasks, filtered by service and paged as ECS does."""
+    max_results = self._get_param("maxResults") or PAGE_LIMIT
+    if not 1 <= int(max_results) <= PAGE_LIMIT:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    service_name = self._get_param("serviceName")
+    tasks = self.ecs_backend.list_tasks(
+        self._get_param("cluster", "default"),
+        self._get_param("containerInstance"),
+        self._get_param("family"),
+        self._get_param("startedBy"),
+        None,
+        self._get_param("desiredStatus"),
+    )
+    if service_name:
+        self.ecs_backend._get_service(self._get_param("cluster", "default"), service_name)
+        tasks = [t for t in tasks if t.group == f"service:{service_name.split('/')[-1]}"]
+    arns = sorted(t.task_arn for t in tasks)
+    try:
+        offset = int(self._get_param("nextToken") or 0)
+    except ValueError:
+        raise InvalidParameterException("The nextToken is not valid.")
+    page = arns[offset : offset + int(max_results)]
+    result = {"taskArns": page}
+    if offset + int(max_results) < len(arns):
+        result["nextToken"] = str(offset + int(max_results))
+    return ActionResult(result)
+
+
+def describe_tasks_response(self):
+    """DescribeTasks: at most 100 tasks; what it cannot describe is a MISSING failure."""
+    cluster = self._get_param("cluster", "default")
+    requested = self._get_param("tasks", [])
+    if len(requested) > PAGE_LIMIT:
+        raise InvalidParameterException("Tasks cannot be longer than 100.")
+    found = self.ecs_backend.describe_tasks(cluster, requested)
+    tasks = [t for t in found if not _still_missing(t.task_arn)]
+    described = {t.task_arn for t in tasks} | {t.task_arn.split("/")[-1] for t in tasks}
+    failures = [
+        {"arn": arn, "reason": "MISSING"}
+        for arn in requested
+        if arn not in described and arn.split("/")[-1] not in described
+    ]
+    return ActionResult({"tasks": tasks, "failures": failures})
+
+
+def _add_ipv6(task):
+    """An IPv6 address on the task's ENI when its subnet has an IPv6 CIDR."""
+    for attachment in task.attachments:
+        details = attachment.get("details", [])
+        subnet_id = next((d["value"] for d in details if d["name"] == "subnetId"), None)
+        if subnet_id is None:
+            continue
+        ec2 = ec2_backends[task._account_id][task.region_name]
+        subnet = ec2.get_subnet(subnet_id)
+        blocks = [
+            a["ipv6CidrBlock"]
+            for a in subnet.ipv6_cidr_block_associations.values()
+            if a.get("ipv6CidrBlockState", {}).get("State") == "associated"
+        ]
+        if blocks:
+            network = ipaddress.IPv6Network(blocks[0])
+            host = network[mock_random.randint(16, 2**32)]
+            details.append({"name": "privateIPv6Address", "value": str(host)})
+
+
 def install():
     """Patches moto's ECS backend."""
     state_manager.set_transition(
@@ -171,4 +265,14 @@ def install():
     backend.create_service = create_service
     backend.update_service = update_service
     backend.describe_services = describe_services
+    ecs_responses.EC2ContainerServiceResponse.list_tasks = list_tasks_response
+    ecs_responses.EC2ContainerServiceResponse.describe_tasks = describe_tasks_response
+
+    original_task_init = ecs_models.Task.__init__
+
+    def task_init(self, *args, **kwargs):
+        original_task_init(self, *args, **kwargs)
+        _add_ipv6(self)
+
+    ecs_models.Task.__init__ = task_init
 
