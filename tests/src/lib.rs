@@ -131,6 +131,15 @@ impl Emulator {
         );
     }
 
+    /// Makes DescribeTasks report these tasks `MISSING` the next `times` calls.
+    pub fn make_tasks_missing(&self, task_arns: &[String], times: u32) {
+        self.control(
+            "POST",
+            "missing-tasks",
+            &serde_json::json!({"task_arns": task_arns, "times": times}),
+        );
+    }
+
     /// How many calls of each operation the emulator saw in `region`.
     pub fn calls(&self, region: &str) -> std::collections::BTreeMap<String, u64> {
         let all = self.control("GET", "calls", &serde_json::json!({}));
@@ -436,6 +445,9 @@ fn service_dimensions(cluster: &str, service: &str) -> Vec<Dimension> {
     ]
 }
 
+/// How long the harness's target groups drain a deregistered target.
+pub const DEREGISTRATION_DELAY_SECONDS: u32 = 2;
+
 /// How long an emulated ECS deployment rolls out before it completes.
 pub const DEPLOYMENT_SECONDS: u32 = 4;
 
@@ -517,10 +529,20 @@ pub const TASK_PORT: u16 = 8080;
 
 impl Aws {
     pub async fn network(&self) -> Network {
+        self.network_with(false).await
+    }
+
+    /// A dual-stack network: tasks get an IPv6 address beside their IPv4.
+    pub async fn dual_stack_network(&self) -> Network {
+        self.network_with(true).await
+    }
+
+    async fn network_with(&self, ipv6: bool) -> Network {
         let vpc = self
             .ec2
             .create_vpc()
             .cidr_block("10.0.0.0/16")
+            .amazon_provided_ipv6_cidr_block(ipv6)
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::Vpc)
@@ -547,11 +569,18 @@ impl Aws {
             .send()
             .await
             .expect("modify_vpc_attribute");
+        // The subnet takes the first /64 of the VPC's /56.
+        let ipv6_block = vpc
+            .vpc()
+            .and_then(|v| v.ipv6_cidr_block_association_set().first())
+            .and_then(|a| a.ipv6_cidr_block())
+            .map(|block| block.replace("/56", "/64"));
         let subnet = self
             .ec2
             .create_subnet()
             .vpc_id(&vpc_id)
             .cidr_block("10.0.0.0/20")
+            .set_ipv6_cidr_block(ipv6_block)
             .send()
             .await
             .expect("create_subnet");
@@ -589,11 +618,26 @@ impl Aws {
             .send()
             .await
             .expect("create_target_group");
-        out.target_groups()
+        let arn = out
+            .target_groups()
             .first()
             .and_then(|g| g.target_group_arn())
             .expect("target group arn")
-            .to_string()
+            .to_string();
+        // Drain for DEREGISTRATION_DELAY_SECONDS instead of AWS's default 300.
+        self.elbv2
+            .modify_target_group_attributes()
+            .target_group_arn(&arn)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(DEREGISTRATION_DELAY_SECONDS.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("modify_target_group_attributes");
+        arn
     }
 
     /// A cluster and an awsvpc Fargate service with no tasks yet.
@@ -712,6 +756,21 @@ impl Aws {
                 ))
             })
             .collect()
+    }
+
+    /// Waits (at most a minute) until every target of the group has passed its
+    /// health checks: a new target is `initial` first, as in AWS.
+    pub async fn wait_until_healthy(&self, target_group_arn: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .targets(target_group_arn)
+            .await
+            .iter()
+            .any(|(_, _, state)| state != "healthy")
+        {
+            assert!(Instant::now() < deadline, "targets never became healthy");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The distinct metric names CloudWatch lists in a namespace, sorted.

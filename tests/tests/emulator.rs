@@ -369,3 +369,142 @@ async fn the_fault_layer_fails_chosen_calls_a_chosen_number_of_times() {
     let calls = emulator.calls(region);
     assert!(calls["UpdateService"] >= 4, "{calls:?}");
 }
+
+#[tokio::test]
+async fn list_tasks_filters_by_service_and_pages_and_describe_tasks_is_capped() {
+    let region = "ap-south-1";
+    let aws = aws(region);
+    let network = aws.network().await;
+    aws.create_awsvpc_service("tasks", "web", &network).await;
+    aws.create_awsvpc_service("tasks", "api", &network).await;
+    let web = aws.run_service_tasks("tasks", "web", &network, 105).await;
+    aws.run_service_tasks("tasks", "api", &network, 3).await;
+
+    let list = |token: Option<String>| {
+        aws.ecs
+            .list_tasks()
+            .cluster("tasks")
+            .service_name("web")
+            .set_next_token(token)
+            .send()
+    };
+    let first = list(None).await.expect("first page");
+    assert_eq!(first.task_arns().len(), 100);
+    let second = list(first.next_token().map(str::to_string))
+        .await
+        .expect("second page");
+    assert_eq!(second.task_arns().len(), 5);
+    assert!(second.next_token().is_none());
+    let api = aws
+        .ecs
+        .list_tasks()
+        .cluster("tasks")
+        .service_name("api")
+        .send()
+        .await
+        .expect("api tasks");
+    assert_eq!(
+        api.task_arns().len(),
+        3,
+        "another service's tasks are not listed"
+    );
+
+    let arns: Vec<String> = web.iter().map(|(arn, _)| arn.clone()).collect();
+    let err = aws
+        .ecs
+        .describe_tasks()
+        .cluster("tasks")
+        .set_tasks(Some(arns[..101].to_vec()))
+        .send()
+        .await
+        .expect_err("more than 100");
+    assert_eq!(code(&err), "InvalidParameterException");
+
+    // A task just listed can be momentarily missing from DescribeTasks.
+    Emulator::shared().make_tasks_missing(&arns[..1], 1);
+    let described = aws
+        .ecs
+        .describe_tasks()
+        .cluster("tasks")
+        .set_tasks(Some(arns[..3].to_vec()))
+        .send()
+        .await
+        .expect("described");
+    assert_eq!(described.tasks().len(), 2);
+    assert_eq!(described.failures()[0].arn(), Some(arns[0].as_str()));
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+}
+
+#[tokio::test]
+async fn targets_are_keyed_by_id_and_port_start_initial_and_drain() {
+    let aws = aws("ap-northeast-1");
+    let network = aws.network().await;
+    let group = aws.ip_target_group("keys", &network.vpc_id).await;
+    aws.register_target(&group, "10.0.0.5", 8080).await;
+    aws.register_target(&group, "10.0.0.5", 9090).await;
+    let mut targets = aws.targets(&group).await;
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            ("10.0.0.5".to_string(), 8080, "initial".to_string()),
+            ("10.0.0.5".to_string(), 9090, "initial".to_string())
+        ]
+    );
+    aws.wait_until_healthy(&group).await;
+
+    aws.elbv2
+        .deregister_targets()
+        .target_group_arn(&group)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id("10.0.0.5")
+                .port(9090)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("deregister");
+    let mut targets = aws.targets(&group).await;
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            ("10.0.0.5".to_string(), 8080, "healthy".to_string()),
+            ("10.0.0.5".to_string(), 9090, "draining".to_string())
+        ]
+    );
+    // The deregistration delay (shortened by the harness) ends the draining.
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    assert_eq!(
+        aws.targets(&group).await,
+        [("10.0.0.5".to_string(), 8080, "healthy".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_task_in_a_dual_stack_subnet_has_an_ipv6_address() {
+    let aws = aws("sa-east-1");
+    let network = aws.dual_stack_network().await;
+    aws.create_awsvpc_service("v6", "web", &network).await;
+    let (arn, _) = aws
+        .run_service_tasks("v6", "web", &network, 1)
+        .await
+        .remove(0);
+    let described = aws
+        .ecs
+        .describe_tasks()
+        .cluster("v6")
+        .tasks(arn)
+        .send()
+        .await
+        .expect("described");
+    let ipv6 = described.tasks()[0]
+        .attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv6Address"))
+        .and_then(|d| d.value())
+        .expect("an IPv6 address");
+    assert!(ipv6.parse::<std::net::Ipv6Addr>().is_ok(), "{ipv6}");
+}

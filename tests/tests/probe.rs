@@ -133,6 +133,10 @@ async fn metrics_land_in_cloudwatch_and_target_health_is_counted() {
     for ip in ["10.0.0.11", "10.0.0.12", "10.0.0.13"] {
         aws.register_target(&group, ip, TASK_PORT).await;
     }
+    // New targets are initial until their health checks pass.
+    let states: Vec<String> = aws.targets(&group).await.into_iter().map(|t| t.2).collect();
+    assert_eq!(states, ["initial"; 3]);
+    aws.wait_until_healthy(&group).await;
     let config = json!({
         "namespace": "EcsControl/ProbeTest",
         "checks": [
