@@ -6,7 +6,7 @@ use crate::config::probe::HttpCheck;
 use crate::domain::alarm::{AlarmMetric, AlarmStatus};
 use crate::domain::policy::ServiceRef;
 use crate::domain::probe::{HttpObservation, MetricDatum};
-use crate::domain::registration::{RegisteredTarget, Target, TaskInfo};
+use crate::domain::registration::{RegisteredTarget, ServiceTasks, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -85,11 +85,12 @@ pub trait AlarmStates: Send + Sync {
 
 /// Reading ECS tasks.
 pub trait EcsTasks: Send + Sync {
-    /// The service's tasks meant to run (desired status RUNNING), described.
+    /// The service's tasks meant to run (desired status RUNNING), described,
+    /// with the ones ECS listed but could not describe.
     fn service_tasks(
         &self,
         service: &ServiceRef,
-    ) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send;
+    ) -> impl Future<Output = Result<ServiceTasks, PortError>> + Send;
 
     /// One task as ECS describes it now; `None` when ECS no longer knows it.
     fn describe_task(

@@ -21,17 +21,23 @@ struct World {
 }
 
 async fn world(region: &str) -> World {
+    world_of(region, &[SERVICE]).await
+}
+
+/// A world where every service in `services` feeds the one target group; only
+/// the services that exist in ECS are created (a listed name may be missing).
+async fn world_of(region: &str, services: &[&str]) -> World {
     let config = Emulator::shared().sdk_config(region);
     let aws = Aws::new(&config);
     let network = aws.network().await;
     let target_group = aws.ip_target_group("web", &network.vpc_id).await;
     aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
     let document = serde_json::json!({
-        "services": [{
+        "services": services.iter().map(|service| serde_json::json!({
             "cluster": CLUSTER,
-            "service": SERVICE,
+            "service": service,
             "target_groups": [{"target_group_arn": target_group, "port": TASK_PORT}],
-        }]
+        })).collect::<Vec<_>>()
     });
     let registrar = Registrar::new(
         RegistrarConfig::parse(&document.to_string()).expect("config"),
@@ -93,9 +99,9 @@ async fn a_running_task_is_registered_and_a_stopped_one_deregistered_with_its_po
     let w = world(region).await;
     let tasks = w.run_tasks(1).await;
     let (arn, ip) = &tasks[0];
-    // Someone else's target on another port of the same group must survive.
-    // (The emulator keys targets by IP alone, so it gets an IP of its own.)
-    let foreign = ("10.250.0.1".to_string(), 9090);
+    // Someone else's target on another port of the same group must survive,
+    // even on the task's own IP: ELBv2 keys targets by IP and port.
+    let foreign = (ip.clone(), 9090);
     w.aws
         .register_target(&w.target_group, &foreign.0, foreign.1)
         .await;
@@ -200,4 +206,167 @@ async fn a_dry_run_changes_nothing() {
     assert_eq!(record.groups[0].diff.register.len(), 2);
     assert!(record.groups[0].calls.is_empty());
     assert!(w.active_targets().await.is_empty());
+}
+
+fn reconcile_only(service: &str, force: bool) -> Value {
+    serde_json::json!({
+        "command": "reconcile",
+        "services": [{"cluster": CLUSTER, "service": service}],
+        "force": force,
+    })
+}
+
+#[tokio::test]
+async fn a_one_service_reconcile_keeps_the_other_services_targets_in_a_shared_group() {
+    let region = "ap-south-1";
+    let w = world_of(region, &[SERVICE, "api"]).await;
+    w.aws
+        .create_awsvpc_service(CLUSTER, "api", &w.network)
+        .await;
+    let web = w.run_tasks(1).await;
+    let api = w.aws.run_service_tasks(CLUSTER, "api", &w.network, 2).await;
+    w.handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert_eq!(w.active_targets().await.len(), 3);
+
+    let record = w.handle(reconcile_only(SERVICE, false)).await;
+    assert!(record.groups[0].diff.deregister.is_empty());
+    let mut expected: Vec<(String, u16)> = web
+        .iter()
+        .chain(&api)
+        .map(|(_, ip)| (ip.clone(), TASK_PORT))
+        .collect();
+    expected.sort();
+    assert_eq!(w.active_targets().await, expected);
+}
+
+#[tokio::test]
+async fn a_deleted_service_among_healthy_ones_is_skipped_and_retried() {
+    let region = "ap-northeast-2";
+    let w = world_of(region, &["deleted", SERVICE]).await;
+    let tasks = w.run_tasks(2).await;
+    let err = w
+        .registrar
+        .handle(
+            sample_event("registrar/reconcile-schedule.json"),
+            Utc::now(),
+        )
+        .await
+        .expect_err("one service could not be read");
+    assert!(err.is_retryable(), "{err}");
+    // web's tasks were still registered...
+    let ips: Vec<String> = w.active_targets().await.into_iter().map(|t| t.0).collect();
+    assert_eq!(ips.len(), 2);
+    assert!(tasks.iter().all(|(_, ip)| ips.contains(ip)));
+}
+
+#[tokio::test]
+async fn a_task_listed_but_missing_from_describe_tasks_keeps_its_target() {
+    let region = "ap-northeast-3";
+    let w = world(region).await;
+    let tasks = w.run_tasks(2).await;
+    w.handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert_eq!(w.active_targets().await.len(), 2);
+    Emulator::shared().make_tasks_missing(&[tasks[1].0.clone()], 1);
+    let record = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert!(
+        record.groups[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("missing from DescribeTasks")),
+        "{:?}",
+        record.groups[0].note
+    );
+    assert_eq!(w.active_targets().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_reconcile_that_would_remove_most_of_a_group_holds_back() {
+    let region = "ca-central-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(2).await;
+    for (_, ip) in &tasks {
+        w.aws.register_target(&w.target_group, ip, TASK_PORT).await;
+    }
+    for i in 1..=8 {
+        w.aws
+            .register_target(&w.target_group, &format!("10.200.0.{i}"), TASK_PORT)
+            .await;
+    }
+    let record = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    let group = &record.groups[0];
+    assert_eq!((group.diff.deregister.len(), group.held_back.len()), (5, 3));
+    assert_eq!(w.active_targets().await.len(), 5);
+    let forced = w.handle(reconcile_only(SERVICE, true)).await;
+    assert_eq!(forced.groups[0].diff.deregister.len(), 3);
+    assert_eq!(w.active_targets().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_late_stopped_event_for_an_ip_a_running_task_now_holds_removes_nothing() {
+    let region = "sa-east-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(2).await;
+    w.handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    // The first task stopped long ago; its event arrives now carrying the IP
+    // that the second, running task holds today.
+    w.aws.stop_task(CLUSTER, &tasks[0].0).await;
+    let (_, reused_ip) = &tasks[1];
+    let record = w
+        .handle(task_event("task-stopped", region, &tasks[0].0, reused_ip))
+        .await;
+    assert!(
+        record.groups[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains(&tasks[1].0)),
+        "{:?}",
+        record.groups[0].note
+    );
+    assert!(w
+        .active_targets()
+        .await
+        .contains(&(reused_ip.clone(), TASK_PORT)));
+}
+
+#[tokio::test]
+async fn an_ipv6_group_gets_the_tasks_ipv6_addresses() {
+    let region = "eu-north-1";
+    let config = Emulator::shared().sdk_config(region);
+    let aws = Aws::new(&config);
+    let network = aws.dual_stack_network().await;
+    let group = aws.ip_target_group("web-v6", &network.vpc_id).await;
+    aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
+    let document = serde_json::json!({"services": [{
+        "cluster": CLUSTER, "service": SERVICE,
+        "target_groups": [{"target_group_arn": group, "port": TASK_PORT, "address_family": "ipv6"}],
+    }]});
+    let registrar = Registrar::new(
+        RegistrarConfig::parse(&document.to_string()).expect("config"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
+        false,
+    );
+    aws.run_service_tasks(CLUSTER, SERVICE, &network, 2).await;
+    registrar
+        .handle(
+            sample_event("registrar/reconcile-schedule.json"),
+            Utc::now(),
+        )
+        .await
+        .expect("reconciled");
+    let targets = aws.targets(&group).await;
+    assert_eq!(targets.len(), 2);
+    assert!(
+        targets
+            .iter()
+            .all(|(ip, _, _)| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        "{targets:?}"
+    );
 }

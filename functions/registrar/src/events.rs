@@ -4,7 +4,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::registration::{
-    cluster_name, service_from_group, TaskInfo, ENI_ATTACHMENT_TYPES, PRIVATE_IP_DETAIL,
+    cluster_name, service_from_group, task_addresses, TaskAddresses, TaskInfo,
 };
 pub use ecs_control::invocation::MalformedEvent;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,8 @@ struct Container {
 struct NetworkInterface {
     #[serde(default)]
     private_ipv4_address: Option<String>,
+    #[serde(default)]
+    ipv6_address: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,24 +65,20 @@ struct AttachmentDetail {
 }
 
 impl TaskStateDetail {
-    /// The ENI's address, else a container interface's: events carry either.
-    fn private_ip(&self) -> Option<String> {
-        self.attachments
-            .iter()
-            .filter(|a| {
-                a.kind
-                    .as_deref()
-                    .is_some_and(|k| ENI_ATTACHMENT_TYPES.contains(&k))
-            })
-            .flat_map(|a| &a.details)
-            .find(|d| d.name.as_deref() == Some(PRIVATE_IP_DETAIL))
-            .and_then(|d| d.value.clone())
-            .or_else(|| {
-                self.containers
+    /// The ENI's addresses, else a container interface's: events carry either.
+    fn addresses(&self) -> TaskAddresses {
+        task_addresses(
+            self.attachments.iter().flat_map(|a| {
+                let kind = a.kind.as_deref().unwrap_or_default();
+                a.details
                     .iter()
-                    .flat_map(|c| &c.network_interfaces)
-                    .find_map(|n| n.private_ipv4_address.clone())
-            })
+                    .filter_map(move |d| Some((kind, d.name.as_deref()?, d.value.as_deref()?)))
+            }),
+            self.containers
+                .iter()
+                .flat_map(|c| &c.network_interfaces)
+                .map(|n| (n.private_ipv4_address.as_deref(), n.ipv6_address.as_deref())),
+        )
     }
 }
 
@@ -100,6 +98,9 @@ struct ManualCommand {
     services: Option<Vec<ServiceSelector>>,
     #[serde(default)]
     dry_run: bool,
+    /// Lift the cap on deregistrations for this run (the operator has looked).
+    #[serde(default)]
+    force: bool,
 }
 
 /// What an invocation asks the registrar to do.
@@ -118,6 +119,8 @@ pub enum Trigger {
     Reconcile {
         manual: bool,
         services: Option<Vec<ServiceRef>>,
+        /// Deregister past `max_deregister_share` (manual commands only).
+        force: bool,
     },
 }
 
@@ -160,6 +163,7 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                     .map(|s| ServiceRef::new(s.cluster, s.service))
                     .collect()
             }),
+            force: command.force,
         }
     } else if let Some(detail_type) = object.get("detail-type").and_then(Value::as_str) {
         match detail_type {
@@ -167,6 +171,7 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                 let event: EventBridgeEvent<TaskStateDetail> = serde_json::from_value(payload)
                     .map_err(|e| MalformedEvent::because("ECS Task State Change event", e))?;
                 let detail = event.detail;
+                let addresses = detail.addresses();
                 Trigger::TaskChange {
                     cluster: cluster_name(&detail.cluster_arn).to_string(),
                     service: detail
@@ -175,7 +180,8 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                         .and_then(service_from_group)
                         .map(str::to_string),
                     task: TaskInfo {
-                        private_ip: detail.private_ip(),
+                        private_ip: addresses.ipv4,
+                        private_ipv6: addresses.ipv6,
                         task_arn: detail.task_arn,
                         last_status: detail.last_status,
                         desired_status: detail.desired_status,
@@ -188,6 +194,7 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
             SCHEDULED_DETAIL_TYPE => Trigger::Reconcile {
                 manual: false,
                 services: None,
+                force: false,
             },
             other => {
                 return Err(MalformedEvent::unsupported_detail_type(

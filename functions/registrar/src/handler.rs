@@ -6,11 +6,11 @@ use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::config::RegistrarConfig;
 use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::registration::{
-    action_for, diff, health_concerns, HealthConcern, HealthState, RegisteredTarget, Target,
-    TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
+    action_for, cap_deregistrations, diff, health_concerns, HealthConcern, HealthState,
+    RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, InvocationError};
-use ecs_control::ports::{EcsTasks, PortError, TargetGroups};
+use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,10 +50,22 @@ pub struct GroupDecision {
     /// Targets registered before any change, by state.
     pub seen: BTreeMap<&'static str, usize>,
     pub diff: TargetDiff,
+    /// Stale targets not deregistered in this run, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub calls: Vec<Call>,
     pub health_concerns: Vec<HealthConcern>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A service whose tasks could not be read; its groups were not deregistered from.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedService {
+    pub service: ServiceRef,
+    pub error: String,
 }
 
 /// The task an event was about, as the event said and as ECS says now.
@@ -75,6 +87,8 @@ pub struct RegistrarRecord {
     pub ignored: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskDecision>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_services: Vec<SkippedService>,
     pub groups: Vec<GroupDecision>,
 }
 
@@ -88,12 +102,14 @@ pub struct Registrar<T, G> {
 }
 
 /// A target group and port fed by one or more services.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GroupPlan {
-    binding: Option<TargetGroupBinding>,
+    binding: TargetGroupBinding,
     services: Vec<ServiceRef>,
     running_ips: BTreeSet<String>,
     started_at: BTreeMap<String, DateTime<Utc>>,
+    /// Why the running set is not fully known, when it is not.
+    incomplete: Vec<String>,
 }
 
 impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
@@ -129,6 +145,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             decided_at: now,
             ignored: None,
             task: None,
+            skipped_services: Vec::new(),
             groups: Vec::new(),
         };
         let result = match trigger {
@@ -139,9 +156,9 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             } => {
                 Box::pin(self.on_task_change(&cluster, service.as_deref(), task, &mut record)).await
             }
-            Trigger::Reconcile { services, .. } => {
-                Box::pin(self.reconcile(services.as_deref(), &mut record, now)).await
-            }
+            Trigger::Reconcile {
+                services, force, ..
+            } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
         };
         log_decision("registrar", &record);
         result.map(|()| record)
@@ -169,13 +186,13 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             from_event: task,
             from_ecs: None,
         };
-        let ip = match decision.action.clone() {
+        let task = match decision.action.clone() {
             TaskAction::Wait(why) => {
                 record.ignored = Some(why);
                 record.task = Some(decision);
                 return Ok(());
             }
-            TaskAction::Deregister => decision.from_event.private_ip.clone(),
+            TaskAction::Deregister => decision.from_event.clone(),
             TaskAction::Register => {
                 // Events arrive late and out of order: register only what ECS says runs now.
                 let current = self
@@ -184,45 +201,102 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                     .await?;
                 let current_action = current.as_ref().map(action_for);
                 decision.from_ecs = current.clone();
-                if current_action != Some(TaskAction::Register) {
-                    record.ignored = Some(match &current {
-                        None => "stale event: ECS no longer knows the task".to_string(),
-                        Some(now) => format!(
-                            "stale event (task version {}): ECS says the task is now {} with desired status {} (version {})",
-                            version(decision.from_event.version),
-                            now.last_status,
-                            now.desired_status,
-                            version(now.version)
-                        ),
-                    });
-                    record.task = Some(decision);
-                    return Ok(());
+                match current {
+                    Some(now) if current_action == Some(TaskAction::Register) => TaskInfo {
+                        private_ip: now.private_ip.or(decision.from_event.private_ip.clone()),
+                        private_ipv6: now
+                            .private_ipv6
+                            .or(decision.from_event.private_ipv6.clone()),
+                        ..now
+                    },
+                    current => {
+                        record.ignored = Some(match &current {
+                            None => "stale event: ECS no longer knows the task".to_string(),
+                            Some(now) => format!(
+                                "stale event (task version {}): ECS says the task is now {} with desired status {} (version {})",
+                                version(decision.from_event.version),
+                                now.last_status,
+                                now.desired_status,
+                                version(now.version)
+                            ),
+                        });
+                        record.task = Some(decision);
+                        return Ok(());
+                    }
                 }
-                current
-                    .and_then(|t| t.private_ip)
-                    .or_else(|| decision.from_event.private_ip.clone())
             }
         };
         let action = decision.action.clone();
         record.task = Some(decision);
-        let Some(ip) = ip else {
-            record.ignored = Some("the task has no private IPv4 address to register".into());
-            return Ok(());
-        };
 
         let mut failures = Vec::new();
+        let mut tasks_by_service = BTreeMap::new();
+        let mut unaddressed = Vec::new();
         for group in &binding.target_groups {
+            let Some(ip) = task.address(group.address_family) else {
+                unaddressed.push(format!(
+                    "{}: the task has no {:?} address",
+                    group.target_group_arn, group.address_family
+                ));
+                continue;
+            };
             let mut decision = GroupDecision::new(group, vec![service.clone()]);
-            if let Err(e) = self
-                .apply_task_change(group, &ip, &action, record.dry_run, &mut decision)
-                .await
-            {
+            let outcome = async {
+                if action == TaskAction::Deregister {
+                    if let Some(holder) = self
+                        .running_holder(group, ip, &task.task_arn, &mut tasks_by_service)
+                        .await?
+                    {
+                        decision.note = Some(format!(
+                            "not deregistered: {ip}:{} now belongs to running task {holder}",
+                            group.port
+                        ));
+                        return Ok(());
+                    }
+                }
+                self.apply_task_change(group, ip, &action, record.dry_run, &mut decision)
+                    .await
+            }
+            .await;
+            if let Err(e) = outcome {
                 decision.error = Some(e.to_string());
                 failures.push(e);
             }
             record.groups.push(decision);
         }
+        if !unaddressed.is_empty() {
+            record.ignored = Some(unaddressed.join("; "));
+        }
         InvocationError::from_failures(failures, binding.target_groups.len(), "target groups")
+    }
+
+    /// A running task of a service bound to `group` that now holds `ip` (IPs are
+    /// reused: a late STOPPED event must not remove the task that took it over).
+    async fn running_holder(
+        &self,
+        group: &TargetGroupBinding,
+        ip: &str,
+        stopped_task: &str,
+        tasks_by_service: &mut BTreeMap<ServiceRef, ServiceTasks>,
+    ) -> Result<Option<String>, PortError> {
+        for bound in self
+            .config
+            .services_bound_to(&group.target_group_arn, group.port)
+        {
+            if !tasks_by_service.contains_key(&bound.service) {
+                let tasks = self.ecs.service_tasks(&bound.service).await?;
+                tasks_by_service.insert(bound.service.clone(), tasks);
+            }
+            let holder = tasks_by_service[&bound.service].tasks.iter().find(|t| {
+                t.task_arn != stopped_task
+                    && action_for(t) == TaskAction::Register
+                    && t.address(group.address_family) == Some(ip)
+            });
+            if let Some(holder) = holder {
+                return Ok(Some(holder.task_arn.clone()));
+            }
+        }
+        Ok(None)
     }
 
     /// Registers or deregisters one task's target; a repeat finds nothing to do.
@@ -293,6 +367,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
     async fn reconcile(
         &self,
         only: Option<&[ServiceRef]>,
+        force: bool,
         record: &mut RegistrarRecord,
         now: DateTime<Utc>,
     ) -> Result<(), InvocationError> {
@@ -305,39 +380,52 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 "service {unknown} is not configured"
             )));
         }
-        let bindings = self
+        // The groups the named services feed (or every group); each is planned
+        // from every service bound to it, named or not.
+        let keys: BTreeSet<(String, u16)> = self
             .config
             .services
             .iter()
-            .filter(|b| only.is_none_or(|list| list.contains(&b.service)));
+            .filter(|b| only.is_none_or(|list| list.contains(&b.service)))
+            .flat_map(|b| &b.target_groups)
+            .map(|g| (g.target_group_arn.clone(), g.port))
+            .collect();
+        let services: BTreeSet<ServiceRef> = keys
+            .iter()
+            .flat_map(|(arn, port)| self.config.services_bound_to(arn, *port))
+            .map(|b| b.service.clone())
+            .collect();
 
-        // Group by target group and port: services sharing one are reconciled together.
-        let mut plans: BTreeMap<(String, u16), GroupPlan> = BTreeMap::new();
-        for binding in bindings {
-            let tasks = self.ecs.service_tasks(&binding.service).await?;
-            for group in &binding.target_groups {
-                let plan = plans
-                    .entry((group.target_group_arn.clone(), group.port))
-                    .or_default();
-                plan.binding.get_or_insert_with(|| group.clone());
-                plan.services.push(binding.service.clone());
-                for task in &tasks {
-                    if let (TaskAction::Register, Some(ip)) = (action_for(task), &task.private_ip) {
-                        plan.running_ips.insert(ip.clone());
-                        if let Some(started) = task.started_at {
-                            plan.started_at.insert(ip.clone(), started);
-                        }
-                    }
+        // One service that cannot be read does not stop the others.
+        let mut failures = Vec::new();
+        let mut known = BTreeMap::new();
+        for service in &services {
+            match self.ecs.service_tasks(service).await {
+                Ok(tasks) => {
+                    known.insert(service.clone(), tasks);
+                }
+                Err(e) => {
+                    record.skipped_services.push(SkippedService {
+                        service: service.clone(),
+                        error: e.to_string(),
+                    });
+                    // Skipped work is retried, whatever the cause.
+                    failures.push(PortError {
+                        kind: FailureKind::Retryable,
+                        ..e
+                    });
                 }
             }
         }
 
         let grace = TimeDelta::seconds(i64::from(self.config.initial_grace_seconds));
-        let total = plans.len();
-        let mut failures = Vec::new();
-        for plan in plans.into_values() {
-            let Some(group) = plan.binding else { continue };
-            let mut decision = GroupDecision::new(&group, plan.services);
+        let total = services.len() + keys.len();
+        for (arn, port) in keys {
+            let Some(plan) = self.plan(&arn, port, &known, &record.skipped_services) else {
+                continue;
+            };
+            let group = plan.binding.clone();
+            let mut decision = GroupDecision::new(&group, plan.services.clone());
             decision.running = plan.running_ips.len();
             let outcome = async {
                 let current = self.elb.targets(&group.target_group_arn).await?;
@@ -345,6 +433,24 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 decision.diff = diff(group.port, &plan.running_ips, &current);
                 decision.health_concerns =
                     health_concerns(&current, group.port, &plan.started_at, now, grace);
+                if !plan.incomplete.is_empty() {
+                    decision.held_back = std::mem::take(&mut decision.diff.deregister);
+                    decision.note = Some(format!(
+                        "nothing deregistered: the running tasks are not fully known ({})",
+                        plan.incomplete.join("; ")
+                    ));
+                } else if !force {
+                    decision.held_back =
+                        cap_deregistrations(&mut decision.diff, self.config.max_deregister_share);
+                    if !decision.held_back.is_empty() {
+                        decision.note = Some(format!(
+                            "held back {} deregistrations: one run removes at most {}% of the \
+                             group's owned targets; a manual reconcile with \"force\": true lifts this",
+                            decision.held_back.len(),
+                            self.config.max_deregister_share * 100.0
+                        ));
+                    }
+                }
                 self.apply(&group, record.dry_run, &mut decision).await
             }
             .await;
@@ -354,7 +460,57 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             }
             record.groups.push(decision);
         }
-        InvocationError::from_failures(failures, total, "target groups")
+        InvocationError::from_failures(failures, total, "services and target groups")
+    }
+
+    /// What one target group and port should hold: the running tasks of every
+    /// service bound to it, and whether that set is fully known.
+    fn plan(
+        &self,
+        arn: &str,
+        port: u16,
+        known: &BTreeMap<ServiceRef, ServiceTasks>,
+        skipped: &[SkippedService],
+    ) -> Option<GroupPlan> {
+        let bound = self.config.services_bound_to(arn, port);
+        let binding = bound
+            .first()?
+            .target_groups
+            .iter()
+            .find(|g| g.target_group_arn == arn && g.port == port)?
+            .clone();
+        let mut plan = GroupPlan {
+            services: bound.iter().map(|b| b.service.clone()).collect(),
+            running_ips: BTreeSet::new(),
+            started_at: BTreeMap::new(),
+            incomplete: Vec::new(),
+            binding,
+        };
+        for service in &plan.services {
+            let Some(tasks) = known.get(service) else {
+                if let Some(skip) = skipped.iter().find(|s| &s.service == service) {
+                    plan.incomplete
+                        .push(format!("{service} could not be read: {}", skip.error));
+                }
+                continue;
+            };
+            if !tasks.missing.is_empty() {
+                plan.incomplete.push(format!(
+                    "{} listed task(s) of {service} were missing from DescribeTasks",
+                    tasks.missing.len()
+                ));
+            }
+            for task in &tasks.tasks {
+                let address = task.address(plan.binding.address_family);
+                if let (TaskAction::Register, Some(ip)) = (action_for(task), address) {
+                    plan.running_ips.insert(ip.to_string());
+                    if let Some(started) = task.started_at {
+                        plan.started_at.insert(ip.to_string(), started);
+                    }
+                }
+            }
+        }
+        Some(plan)
     }
 }
 
@@ -367,6 +523,8 @@ impl GroupDecision {
             running: 0,
             seen: BTreeMap::new(),
             diff: TargetDiff::default(),
+            held_back: Vec::new(),
+            note: None,
             calls: Vec::new(),
             health_concerns: Vec::new(),
             error: None,

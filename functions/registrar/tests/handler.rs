@@ -5,7 +5,9 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::RegistrarConfig;
 use ecs_control::domain::policy::ServiceRef;
-use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target, TaskInfo};
+use ecs_control::domain::registration::{
+    HealthState, RegisteredTarget, ServiceTasks, Target, TaskInfo,
+};
 use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use lambda_runtime::Diagnostic;
 use registrar::events::{parse, Trigger};
@@ -43,17 +45,27 @@ fn running_task(arn: &str, ip: &str) -> TaskInfo {
         desired_status: "RUNNING".into(),
         version: Some(3),
         private_ip: Some(ip.into()),
+        private_ipv6: None,
         started_at: Some(now() - TimeDelta::minutes(10)),
         stop_code: None,
     }
 }
 
+fn web() -> ServiceRef {
+    ServiceRef::new("demo", "web")
+}
+
+/// ECS in memory: each task belongs to a service; tasks can be listed but not
+/// described (MISSING), and a service's listing can fail.
 #[derive(Default)]
 struct FakeEcs {
-    tasks: Mutex<BTreeMap<String, TaskInfo>>,
+    tasks: Mutex<BTreeMap<String, (ServiceRef, TaskInfo)>>,
+    missing: Mutex<Vec<String>>,
+    failing: Mutex<HashMap<ServiceRef, PortError>>,
 }
 
 impl FakeEcs {
+    /// Tasks of demo/web.
     fn with(tasks: Vec<TaskInfo>) -> Self {
         let fake = Self::default();
         for t in tasks {
@@ -63,31 +75,52 @@ impl FakeEcs {
     }
 
     fn put(&self, task: TaskInfo) {
+        self.put_for(&web(), task);
+    }
+
+    fn put_for(&self, service: &ServiceRef, task: TaskInfo) {
         self.tasks
             .lock()
             .unwrap()
-            .insert(task.task_arn.clone(), task);
+            .insert(task.task_arn.clone(), (service.clone(), task));
+    }
+
+    fn fail(&self, service: &ServiceRef, kind: FailureKind) {
+        self.failing.lock().unwrap().insert(
+            service.clone(),
+            PortError::new(kind, "ecs:ListTasks", format!("injected for {service}")),
+        );
     }
 }
 
 impl EcsTasks for FakeEcs {
-    async fn service_tasks(&self, _service: &ServiceRef) -> Result<Vec<TaskInfo>, PortError> {
+    async fn service_tasks(&self, service: &ServiceRef) -> Result<ServiceTasks, PortError> {
+        if let Some(e) = self.failing.lock().unwrap().get(service) {
+            return Err(e.clone());
+        }
+        let missing = self.missing.lock().unwrap().clone();
+        let mut listed = ServiceTasks::default();
+        for (owner, task) in self.tasks.lock().unwrap().values() {
+            if owner != service || task.desired_status != "RUNNING" {
+                continue;
+            }
+            if missing.contains(&task.task_arn) {
+                listed.missing.push(task.task_arn.clone());
+            } else {
+                listed.tasks.push(task.clone());
+            }
+        }
+        Ok(listed)
+    }
+
+    async fn describe_task(&self, cluster: &str, arn: &str) -> Result<Option<TaskInfo>, PortError> {
         Ok(self
             .tasks
             .lock()
             .unwrap()
-            .values()
-            .filter(|t| t.desired_status == "RUNNING")
-            .cloned()
-            .collect())
-    }
-
-    async fn describe_task(
-        &self,
-        _cluster: &str,
-        arn: &str,
-    ) -> Result<Option<TaskInfo>, PortError> {
-        Ok(self.tasks.lock().unwrap().get(arn).cloned())
+            .get(arn)
+            .filter(|(owner, _)| owner.cluster == cluster)
+            .map(|(_, task)| task.clone()))
     }
 }
 
@@ -277,6 +310,234 @@ fn the_ip_is_read_from_container_interfaces_when_there_is_no_eni_attachment() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Two services, web and api, sharing the web group on 8080.
+const SHARED: &str = r#"{"services": [
+    {"cluster": "demo", "service": "web", "target_groups": [
+        {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "port": 8080}]},
+    {"cluster": "demo", "service": "api", "target_groups": [
+        {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "port": 8080}]}
+]}"#;
+
+fn api() -> ServiceRef {
+    ServiceRef::new("demo", "api")
+}
+
+fn shared_registrar(ecs: FakeEcs, elb: FakeElb) -> Registrar<FakeEcs, FakeElb> {
+    Registrar::new(
+        RegistrarConfig::parse(SHARED).expect("config"),
+        ecs,
+        elb,
+        false,
+    )
+}
+
+fn task_arn(n: u32) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/demo/{n:032x}")
+}
+
+fn reconcile_command(services: &[&ServiceRef], force: bool) -> Value {
+    serde_json::json!({
+        "command": "reconcile",
+        "services": services.iter().map(|s| serde_json::json!({"cluster": s.cluster, "service": s.service})).collect::<Vec<_>>(),
+        "force": force,
+    })
+}
+
+#[tokio::test]
+async fn a_manual_reconcile_of_one_service_keeps_its_neighbours_in_a_shared_group() {
+    let ecs = FakeEcs::default();
+    ecs.put_for(&web(), running_task(&task_arn(1), "10.0.0.1"));
+    ecs.put_for(&api(), running_task(&task_arn(2), "10.0.0.2"));
+    let groups = FakeElb::with_groups(&[TG]);
+    groups.set(TG, "10.0.0.1", 8080, HealthState::Healthy);
+    groups.set(TG, "10.0.0.2", 8080, HealthState::Healthy);
+    let r = shared_registrar(ecs, groups);
+    let record = r
+        .handle(reconcile_command(&[&web()], false), now())
+        .await
+        .expect("reconciled");
+    assert!(
+        record.groups[0].diff.deregister.is_empty(),
+        "{:?}",
+        record.groups[0].diff
+    );
+    assert_eq!(record.groups[0].services, [web(), api()]);
+    assert_eq!(
+        elb(&r).state(TG, "10.0.0.2", 8080),
+        Some(HealthState::Healthy)
+    );
+}
+
+#[tokio::test]
+async fn one_unreadable_service_does_not_stop_the_others_and_the_run_is_retried() {
+    let config = r#"{"services": [
+        {"cluster": "demo", "service": "gone", "target_groups": [
+            {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef", "port": 8080}]},
+        {"cluster": "demo", "service": "web", "target_groups": [
+            {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "port": 8080}]}
+    ]}"#;
+    let gone_tg =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
+    let ecs = FakeEcs::with(vec![running_task(&task_arn(1), "10.0.0.1")]);
+    ecs.fail(&ServiceRef::new("demo", "gone"), FailureKind::NotFound);
+    let groups = FakeElb::with_groups(&[TG, gone_tg]);
+    groups.set(gone_tg, "10.0.0.7", 8080, HealthState::Healthy);
+    let r = Registrar::new(
+        RegistrarConfig::parse(config).expect("config"),
+        ecs,
+        groups,
+        false,
+    );
+    let err = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect_err("one service skipped");
+    assert!(err.is_retryable(), "{err}");
+    // web was reconciled; gone's group lost nothing.
+    assert_eq!(
+        elb(&r).state(TG, "10.0.0.1", 8080),
+        Some(HealthState::Initial)
+    );
+    assert_eq!(
+        elb(&r).state(gone_tg, "10.0.0.7", 8080),
+        Some(HealthState::Healthy)
+    );
+}
+
+#[tokio::test]
+async fn a_listed_but_missing_task_keeps_its_target() {
+    let ecs = FakeEcs::with(vec![
+        running_task(&task_arn(1), "10.0.0.1"),
+        running_task(&task_arn(2), "10.0.0.2"),
+    ]);
+    ecs.missing.lock().unwrap().push(task_arn(2));
+    let groups = FakeElb::with_groups(&[TG, TG_PEERED]);
+    groups.set(TG, "10.0.0.1", 8080, HealthState::Healthy);
+    groups.set(TG, "10.0.0.2", 8080, HealthState::Healthy);
+    let r = registrar(ecs, groups);
+    let record = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect("ran");
+    let group = record
+        .groups
+        .iter()
+        .find(|g| g.target_group_arn == TG)
+        .expect("group");
+    assert_eq!(group.held_back, [Target::new("10.0.0.2", 8080)]);
+    assert!(group
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("missing from DescribeTasks")));
+    assert_eq!(
+        elb(&r).state(TG, "10.0.0.2", 8080),
+        Some(HealthState::Healthy)
+    );
+}
+
+#[tokio::test]
+async fn a_reconcile_never_removes_most_of_a_group_unless_forced() {
+    // Two tasks running, ten targets registered: eight would go (80%).
+    let ecs = FakeEcs::with(vec![
+        running_task(&task_arn(1), "10.0.0.1"),
+        running_task(&task_arn(2), "10.0.0.2"),
+    ]);
+    let groups = FakeElb::with_groups(&[TG, TG_PEERED]);
+    for i in 1..=10 {
+        groups.set(TG, &format!("10.0.0.{i}"), 8080, HealthState::Healthy);
+    }
+    let r = registrar(ecs, groups);
+    let record = r
+        .handle(reconcile_command(&[&web()], false), now())
+        .await
+        .expect("ran");
+    let group = record
+        .groups
+        .iter()
+        .find(|g| g.target_group_arn == TG)
+        .expect("group");
+    assert_eq!((group.diff.deregister.len(), group.held_back.len()), (5, 3));
+    assert!(group
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("held back 3")));
+    let draining = |r: &Registrar<FakeEcs, FakeElb>| {
+        (1..=10)
+            .filter(|i| {
+                elb(r).state(TG, &format!("10.0.0.{i}"), 8080) == Some(HealthState::Draining)
+            })
+            .count()
+    };
+    assert_eq!(draining(&r), 5);
+    // The operator looks, then forces the rest.
+    r.handle(reconcile_command(&[&web()], true), now())
+        .await
+        .expect("forced");
+    assert_eq!(draining(&r), 8);
+}
+
+#[tokio::test]
+async fn a_late_stopped_event_does_not_remove_the_task_that_reused_its_ip() {
+    let mut event = sample("task-stopped");
+    let stopped_arn = event["detail"]["taskArn"].as_str().unwrap().to_string();
+    let ip = event["detail"]["attachments"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "privateIPv4Address")
+        .and_then(|d| d["value"].as_str())
+        .unwrap()
+        .to_string();
+    event["detail"]["taskArn"] = stopped_arn.clone().into();
+    // A new task of the same service now holds the IP.
+    let ecs = FakeEcs::with(vec![running_task(&task_arn(9), &ip)]);
+    let groups = FakeElb::with_groups(&[TG, TG_PEERED]);
+    groups.set(TG, &ip, 8080, HealthState::Healthy);
+    let r = registrar(ecs, groups);
+    let record = r.handle(event, now()).await.expect("handled");
+    assert!(
+        record.groups[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains(&task_arn(9))),
+        "{:?}",
+        record.groups[0].note
+    );
+    assert_eq!(elb(&r).state(TG, &ip, 8080), Some(HealthState::Healthy));
+    assert!(elb(&r).writes().is_empty());
+}
+
+#[tokio::test]
+async fn an_ipv6_group_takes_the_task_ipv6_address() {
+    let config = r#"{"services": [{"cluster": "demo", "service": "web", "target_groups": [
+        {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "port": 8080},
+        {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-peered-vpc/fedcba9876543210", "port": 8080, "address_family": "ipv6"}
+    ]}]}"#;
+    let mut task = running_task(TASK_ARN, "10.0.1.23");
+    task.private_ipv6 = Some("2600:1f18::17".into());
+    let ecs = FakeEcs::with(vec![task]);
+    let r = Registrar::new(
+        RegistrarConfig::parse(config).expect("config"),
+        ecs,
+        FakeElb::with_groups(&[TG, TG_PEERED]),
+        false,
+    );
+    let mut event = sample("task-running");
+    event["detail"]["attachments"][0]["details"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "privateIPv6Address", "value": "2600:1f18::17"}));
+    r.handle(event, now()).await.expect("handled");
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Initial)
+    );
+    assert_eq!(
+        elb(&r).state(TG_PEERED, "2600:1f18::17", 8080),
+        Some(HealthState::Initial)
+    );
 }
 
 #[tokio::test]

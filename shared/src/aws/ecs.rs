@@ -3,7 +3,7 @@
 
 use super::classify;
 use crate::domain::policy::ServiceRef;
-use crate::domain::registration::{TaskInfo, ENI_ATTACHMENT_TYPES, PRIVATE_IP_DETAIL};
+use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
@@ -240,34 +240,26 @@ impl EcsServices for EcsAdapter {
 /// DescribeTasks takes at most 100 tasks a call.
 const TASKS_PER_DESCRIBE: usize = 100;
 
-/// The task's private IPv4: from its ENI attachment (`ElasticNetworkInterface`
-/// in DescribeTasks, `eni` in events), else from its containers' interfaces.
-fn private_ip(task: &Task) -> Option<String> {
-    task.attachments()
-        .iter()
-        .filter(|a| {
-            a.r#type()
-                .is_some_and(|t| ENI_ATTACHMENT_TYPES.contains(&t))
-        })
-        .flat_map(|a| a.details())
-        .find(|d| d.name() == Some(PRIVATE_IP_DETAIL))
-        .and_then(|d| d.value())
-        .or_else(|| {
-            task.containers()
-                .iter()
-                .flat_map(|c| c.network_interfaces())
-                .find_map(|n| n.private_ipv4_address())
-        })
-        .map(str::to_string)
-}
-
 fn task_info(task: &Task) -> TaskInfo {
+    let addresses = task_addresses(
+        task.attachments().iter().flat_map(|a| {
+            let kind = a.r#type().unwrap_or_default();
+            a.details()
+                .iter()
+                .filter_map(move |d| Some((kind, d.name()?, d.value()?)))
+        }),
+        task.containers()
+            .iter()
+            .flat_map(|c| c.network_interfaces())
+            .map(|n| (n.private_ipv4_address(), n.ipv6_address())),
+    );
     TaskInfo {
         task_arn: task.task_arn().unwrap_or_default().to_string(),
         last_status: task.last_status().unwrap_or_default().to_string(),
         desired_status: task.desired_status().unwrap_or_default().to_string(),
         version: Some(task.version()),
-        private_ip: private_ip(task),
+        private_ip: addresses.ipv4,
+        private_ipv6: addresses.ipv6,
         started_at: task
             .started_at()
             .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
@@ -276,12 +268,14 @@ fn task_info(task: &Task) -> TaskInfo {
 }
 
 impl EcsAdapter {
+    /// Describes tasks 100 at a time; what ECS reports as a failure (`MISSING`)
+    /// is returned by ARN beside the tasks it described.
     async fn describe_tasks(
         &self,
         cluster: &str,
         arns: &[String],
-    ) -> Result<Vec<TaskInfo>, PortError> {
-        let mut tasks = Vec::with_capacity(arns.len());
+    ) -> Result<ServiceTasks, PortError> {
+        let mut described = ServiceTasks::default();
         for chunk in arns.chunks(TASKS_PER_DESCRIBE) {
             let out = self
                 .client
@@ -291,14 +285,19 @@ impl EcsAdapter {
                 .send()
                 .await
                 .map_err(|e| classify("ecs:DescribeTasks", e))?;
-            tasks.extend(out.tasks().iter().map(task_info));
+            described.tasks.extend(out.tasks().iter().map(task_info));
+            described.missing.extend(
+                out.failures()
+                    .iter()
+                    .map(|f| f.arn().unwrap_or_default().to_string()),
+            );
         }
-        Ok(tasks)
+        Ok(described)
     }
 }
 
 impl EcsTasks for EcsAdapter {
-    async fn service_tasks(&self, service: &ServiceRef) -> Result<Vec<TaskInfo>, PortError> {
+    async fn service_tasks(&self, service: &ServiceRef) -> Result<ServiceTasks, PortError> {
         let mut arns = Vec::new();
         let mut next_token = None;
         loop {
@@ -329,6 +328,7 @@ impl EcsTasks for EcsAdapter {
         Ok(self
             .describe_tasks(cluster, &[task_arn.to_string()])
             .await?
+            .tasks
             .into_iter()
             .next())
     }

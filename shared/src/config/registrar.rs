@@ -2,6 +2,7 @@
 
 use super::{parse_json, read_document, ConfigError};
 use crate::domain::policy::ServiceRef;
+use crate::domain::registration::{AddressFamily, DEFAULT_MAX_DEREGISTER_SHARE};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -22,6 +23,10 @@ pub struct TargetGroupBinding {
     /// Register with `AvailabilityZone=all`: for task IPs outside the target group's VPC.
     #[serde(default)]
     pub outside_vpc: bool,
+    /// Which of a task's addresses the group takes: `ipv4` (default) or `ipv6`
+    /// (the group's `IpAddressType` must be `ipv6`).
+    #[serde(default)]
+    pub address_family: AddressFamily,
 }
 
 /// A service and the target groups its running tasks belong in.
@@ -32,11 +37,14 @@ pub struct ServiceBinding {
 }
 
 /// The registrar's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegistrarConfig {
     pub services: Vec<ServiceBinding>,
     /// A target still `initial` this long after its task started is reported as stuck.
     pub initial_grace_seconds: u32,
+    /// The largest share of a group's owned targets one reconcile deregisters,
+    /// unless the operator's command says `force`.
+    pub max_deregister_share: f64,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +53,8 @@ struct Document {
     services: Vec<ServiceEntry>,
     #[serde(default)]
     initial_grace_seconds: Option<u32>,
+    #[serde(default)]
+    max_deregister_share: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -129,17 +139,39 @@ impl RegistrarConfig {
                 target_groups: entry.target_groups,
             });
         }
+        let max_deregister_share = parsed
+            .max_deregister_share
+            .unwrap_or(DEFAULT_MAX_DEREGISTER_SHARE);
+        if !(max_deregister_share > 0.0 && max_deregister_share <= 1.0) {
+            return Err(ConfigError::new(
+                "max_deregister_share",
+                format!("{max_deregister_share} must be above 0 and at most 1"),
+            ));
+        }
         Ok(Self {
             services,
             initial_grace_seconds: parsed
                 .initial_grace_seconds
                 .unwrap_or(DEFAULT_INITIAL_GRACE_SECONDS),
+            max_deregister_share,
         })
     }
 
     /// The binding for a service, if it is configured.
     pub fn binding(&self, service: &ServiceRef) -> Option<&ServiceBinding> {
         self.services.iter().find(|b| &b.service == service)
+    }
+
+    /// Every service bound to a target group on a port.
+    pub fn services_bound_to(&self, target_group_arn: &str, port: u16) -> Vec<&ServiceBinding> {
+        self.services
+            .iter()
+            .filter(|b| {
+                b.target_groups
+                    .iter()
+                    .any(|g| g.target_group_arn == target_group_arn && g.port == port)
+            })
+            .collect()
     }
 }
 
@@ -191,6 +223,14 @@ mod tests {
             (
                 r#"{"services":[{"cluster":"demo","service":"web","target_groups":[]}]}"#.to_string(),
                 "services[0].target_groups",
+            ),
+            (
+                format!(r#"{{"services":[{{"cluster":"demo","service":"web","target_groups":[{{"target_group_arn":"{ARN}","port":80,"address_family":"ipv5"}}]}}]}}"#),
+                "services[0].target_groups[0].address_family",
+            ),
+            (
+                format!(r#"{{"max_deregister_share":1.5,"services":[{{"cluster":"demo","service":"web","target_groups":[{{"target_group_arn":"{ARN}","port":80}}]}}]}}"#),
+                "max_deregister_share",
             ),
         ] {
             let err = RegistrarConfig::parse(&doc).expect_err(&doc);

@@ -6,7 +6,7 @@
 //! touched. Targets already `draining` are left to drain.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// ELBv2 takes at most this many targets per Register/DeregisterTargets call here
@@ -185,6 +185,49 @@ pub fn health_concerns(
 pub const ENI_ATTACHMENT_TYPES: [&str; 2] = ["ElasticNetworkInterface", "eni"];
 /// The attachment detail holding the ENI's private IPv4 address.
 pub const PRIVATE_IP_DETAIL: &str = "privateIPv4Address";
+/// The attachment detail holding the ENI's IPv6 address.
+pub const PRIVATE_IPV6_DETAIL: &str = "privateIPv6Address";
+
+/// Which address of a task a target group takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+/// A task's addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TaskAddresses {
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+}
+
+/// A task's addresses from what events and DescribeTasks both carry: the
+/// details of its attachments (`(attachment type, name, value)`), else its
+/// containers' interfaces (`(IPv4, IPv6)`).
+pub fn task_addresses<'a>(
+    attachment_details: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    container_interfaces: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> TaskAddresses {
+    let mut found = TaskAddresses::default();
+    for (kind, name, value) in attachment_details {
+        if !ENI_ATTACHMENT_TYPES.contains(&kind) {
+            continue;
+        }
+        match name {
+            PRIVATE_IP_DETAIL => found.ipv4 = found.ipv4.or_else(|| Some(value.to_string())),
+            PRIVATE_IPV6_DETAIL => found.ipv6 = found.ipv6.or_else(|| Some(value.to_string())),
+            _ => {}
+        }
+    }
+    for (ipv4, ipv6) in container_interfaces {
+        found.ipv4 = found.ipv4.or_else(|| ipv4.map(str::to_string));
+        found.ipv6 = found.ipv6.or_else(|| ipv6.map(str::to_string));
+    }
+    found
+}
 
 /// What an ECS task is and where it can be reached, from an event or DescribeTasks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,8 +238,49 @@ pub struct TaskInfo {
     /// Rises with every change of the task; orders events.
     pub version: Option<i64>,
     pub private_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ipv6: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub stop_code: Option<String>,
+}
+
+impl TaskInfo {
+    /// The task's address in `family`.
+    pub fn address(&self, family: AddressFamily) -> Option<&str> {
+        match family {
+            AddressFamily::Ipv4 => self.private_ip.as_deref(),
+            AddressFamily::Ipv6 => self.private_ipv6.as_deref(),
+        }
+    }
+}
+
+/// A service's tasks meant to run, as far as ECS could describe them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceTasks {
+    pub tasks: Vec<TaskInfo>,
+    /// Tasks `ListTasks` named that `DescribeTasks` reported missing: the set
+    /// is not fully known, so nothing may be deregistered on its account.
+    pub missing: Vec<String>,
+}
+
+/// The default share of a group's owned targets one reconcile may deregister.
+pub const DEFAULT_MAX_DEREGISTER_SHARE: f64 = 0.5;
+
+/// Caps a diff's deregistrations at `max_share` of the owned targets (those on
+/// its port, not draining), at least one; returns what was held back.
+pub fn cap_deregistrations(diff: &mut TargetDiff, max_share: f64) -> Vec<Target> {
+    let owned = diff.unchanged + diff.deregister.len();
+    // Truncation is the rule: never more than the share (and at least one).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let allowed = ((owned as f64 * max_share).floor() as usize).max(1);
+    if diff.deregister.len() <= allowed {
+        return Vec::new();
+    }
+    diff.deregister.split_off(allowed)
 }
 
 /// What a task's state asks of its targets.
@@ -274,6 +358,7 @@ mod tests {
             desired_status: desired.into(),
             version: None,
             private_ip: None,
+            private_ipv6: None,
             started_at: None,
             stop_code: None,
         };
@@ -293,6 +378,49 @@ mod tests {
             action_for(&task("PROVISIONING", "RUNNING")),
             TaskAction::Wait(_)
         ));
+    }
+
+    #[test]
+    fn deregistrations_are_capped_at_a_share_of_the_owned_targets() {
+        let targets = |n: usize| {
+            (0..n)
+                .map(|i| Target::new(format!("10.0.0.{i}"), 80))
+                .collect::<Vec<_>>()
+        };
+        // 8 of 10 stale: half may go.
+        let mut d = TargetDiff {
+            deregister: targets(8),
+            unchanged: 2,
+            ..TargetDiff::default()
+        };
+        let held = cap_deregistrations(&mut d, 0.5);
+        assert_eq!((d.deregister.len(), held.len()), (5, 3));
+        // One stale target of one may always go.
+        let mut d = TargetDiff {
+            deregister: targets(1),
+            ..TargetDiff::default()
+        };
+        assert!(cap_deregistrations(&mut d, 0.5).is_empty());
+        assert_eq!(d.deregister.len(), 1);
+    }
+
+    #[test]
+    fn addresses_come_from_the_eni_else_the_containers() {
+        let from_eni = task_addresses(
+            [
+                ("eni", "subnetId", "subnet-1"),
+                ("eni", PRIVATE_IP_DETAIL, "10.0.0.1"),
+                ("eni", PRIVATE_IPV6_DETAIL, "2600::1"),
+                ("other", PRIVATE_IP_DETAIL, "192.168.0.1"),
+            ],
+            [(Some("10.9.9.9"), None)],
+        );
+        assert_eq!(from_eni.ipv4.as_deref(), Some("10.0.0.1"));
+        assert_eq!(from_eni.ipv6.as_deref(), Some("2600::1"));
+        let from_containers =
+            task_addresses([], [(None, None), (Some("10.9.9.9"), Some("2600::9"))]);
+        assert_eq!(from_containers.ipv4.as_deref(), Some("10.9.9.9"));
+        assert_eq!(from_containers.ipv6.as_deref(), Some("2600::9"));
     }
 
     #[test]
