@@ -2,12 +2,11 @@
 //!
 //! Real adapters live in [`crate::aws`]; tests provide their own fakes.
 
-use crate::config::probe::HttpCheck;
 use crate::domain::alarm::{AlarmMetric, AlarmStatus};
-use crate::domain::policy::ServiceRef;
-use crate::domain::probe::{HttpObservation, MetricDatum};
+use crate::domain::probe::{HttpCheck, HttpObservation, MetricDatum};
 use crate::domain::registration::{RegisteredTarget, ServiceTasks, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
+use crate::domain::service::ServiceRef;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 

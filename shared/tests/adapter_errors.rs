@@ -22,8 +22,8 @@ use aws_smithy_types::error::ErrorMetadata;
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
 use ecs_control::domain::alarm::Comparison;
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::Direction;
+use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
 
 fn web() -> ServiceRef {
@@ -390,4 +390,54 @@ async fn an_alarm_is_read_with_its_metric_and_the_metric_is_read_back() {
         .await
         .expect("read");
     assert_eq!(values, [12.0, 14.0], "oldest first");
+}
+
+#[tokio::test]
+async fn service_tasks_follow_every_page_describe_a_hundred_at_a_time_and_report_missing() {
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use ecs_control::ports::EcsTasks;
+
+    let arn = |i: usize| format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{i:032x}");
+    let first_page = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token().is_none() && r.service_name() == Some("web"))
+        .then_output(move || {
+            ListTasksOutput::builder()
+                .set_task_arns(Some((0..100).map(arn).collect()))
+                .next_token("page-2")
+                .build()
+        });
+    let second_page = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(move || {
+            ListTasksOutput::builder()
+                .set_task_arns(Some((100..150).map(arn).collect()))
+                .build()
+        });
+    let describe = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .match_requests(|r| r.tasks().len() <= 100)
+        .then_output(move || {
+            DescribeTasksOutput::builder()
+                .tasks(
+                    aws_sdk_ecs::types::Task::builder()
+                        .task_arn(arn(0))
+                        .last_status("RUNNING")
+                        .desired_status("RUNNING")
+                        .build(),
+                )
+                .failures(Failure::builder().arn(arn(7)).reason("MISSING").build())
+                .build()
+        });
+    let ecs = EcsAdapter::new(mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&first_page, &second_page, &describe]
+    ));
+    let listed = ecs.service_tasks(&web()).await.expect("listed");
+    assert_eq!(first_page.num_calls(), 1);
+    assert_eq!(second_page.num_calls(), 1);
+    // 150 tasks: two DescribeTasks calls of at most 100.
+    assert_eq!(describe.num_calls(), 2);
+    assert_eq!(listed.tasks.len(), 2);
+    assert_eq!(listed.missing, [arn(7), arn(7)]);
 }

@@ -3,7 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use ecs_control::config::ScalerConfig;
-use ecs_control::domain::policy::{AdjustmentType, ServiceRef};
+use ecs_control::domain::policy::AdjustmentType;
+use ecs_control::domain::service::ServiceRef;
 
 const EXAMPLE: &str = include_str!("../../infra/scaler-policies.json");
 

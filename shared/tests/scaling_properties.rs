@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
-    StepAdjustment,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
 };
 use ecs_control::domain::scaling::{
     adjusted, evaluate, percent_change, Breach, BreachSource, Direction, ScalingMemory,
     ServiceState,
 };
+use ecs_control::domain::service::ServiceRef;
 use proptest::prelude::*;
 
 /// A policy evaluation for an alarm that fires above its threshold.

@@ -5,14 +5,14 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::domain::policy::ThresholdSide;
 use ecs_control::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
-    StepAdjustment,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
 };
 use ecs_control::domain::scaling::{
     choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction,
     Hold, ScalingMemory, ServiceState,
 };
 use ecs_control::domain::scaling::{decide, rollout_in_progress, MemoryStatus, RolloutPart};
+use ecs_control::domain::service::ServiceRef;
 
 /// A policy evaluation for an alarm that fires above its threshold.
 fn evaluate_above(

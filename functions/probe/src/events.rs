@@ -1,6 +1,7 @@
 //! The payloads the probe accepts: the schedule's tick, or an operator's run.
 
-use ecs_control::config::probe::{parse_check, HttpCheck};
+use ecs_control::config::probe::parse_check;
+use ecs_control::domain::probe::HttpCheck;
 pub use ecs_control::invocation::MalformedEvent;
 use serde::Deserialize;
 use serde_json::Value;

@@ -2,8 +2,9 @@
 
 use crate::events::{self, Run};
 use chrono::{DateTime, Utc};
-use ecs_control::config::probe::{HttpCheck, WatchedTargetGroup};
+use ecs_control::config::probe::WatchedTargetGroup;
 use ecs_control::config::ProbeConfig;
+use ecs_control::domain::probe::HttpCheck;
 use ecs_control::domain::probe::{
     check_metrics, count_targets, target_metrics, verdict, CheckMeasurement, FailureReason,
     MetricDatum, TargetCounts, METRICS_PER_CALL,

@@ -2,8 +2,8 @@
 //! total latency and the server certificate's remaining days.
 
 use chrono::Utc;
-use ecs_control::config::probe::{HttpCheck, IpPreference};
 use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse};
+use ecs_control::domain::probe::{HttpCheck, IpPreference};
 use ecs_control::ports::HttpChecks;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::collections::HashMap;

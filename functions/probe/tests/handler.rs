@@ -3,8 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeZone, Utc};
-use ecs_control::config::probe::HttpCheck;
 use ecs_control::config::ProbeConfig;
+use ecs_control::domain::probe::HttpCheck;
 use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse, MetricDatum};
 use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target};
 use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};

@@ -2,10 +2,10 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::registration::{
     cluster_name, service_from_group, task_addresses, TaskAddresses, TaskInfo,
 };
+use ecs_control::domain::service::ServiceRef;
 pub use ecs_control::invocation::MalformedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

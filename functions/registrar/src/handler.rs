@@ -4,11 +4,11 @@ use crate::events::{self, Invocation, Trigger};
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::config::RegistrarConfig;
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::registration::{
     action_for, cap_deregistrations, diff, health_concerns, HealthConcern, HealthState,
     RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
 };
+use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, InvocationError};
 use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use serde::Serialize;

@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::RegistrarConfig;
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::registration::{
     HealthState, RegisteredTarget, ServiceTasks, Target, TaskInfo,
 };
+use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use lambda_runtime::Diagnostic;
 use registrar::events::{parse, Trigger};

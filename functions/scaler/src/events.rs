@@ -4,8 +4,9 @@ use aws_lambda_events::cloudwatch_alarms::{CloudWatchAlarm, CloudWatchAlarmData}
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ecs_control::domain::alarm::AlarmState;
-use ecs_control::domain::policy::{AdjustmentType, ServiceRef};
+use ecs_control::domain::policy::AdjustmentType;
 use ecs_control::domain::scaling::trigger_key;
+use ecs_control::domain::service::ServiceRef;
 pub use ecs_control::invocation::MalformedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -6,11 +6,12 @@ use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{
     breach_from_datapoints, breach_from_reason_data, AlarmState, AlarmStatus,
 };
-use ecs_control::domain::policy::{CapacityBounds, ScalingPolicy, ServiceRef, MAGNITUDE_LIMIT};
+use ecs_control::domain::policy::{CapacityBounds, ScalingPolicy, MAGNITUDE_LIMIT};
 use ecs_control::domain::scaling::{
     adjusted, clamp, decide, evaluate, trigger_key, Breach, Choice, Clamp, MemoryStatus,
     PolicyEvaluation, ScalingMemory, ServiceState, TAG_VALUE_LIMIT,
 };
+use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, InvocationError};
 use ecs_control::ports::{AlarmStates, EcsServices, PortError};
 use serde::Serialize;

@@ -7,8 +7,8 @@ use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricQuery, MetricStat,
 };
-use ecs_control::domain::policy::ServiceRef;
 use ecs_control::domain::scaling::{Hold, MemoryStatus, ScalingMemory, ServiceState};
+use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
 use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use lambda_runtime::Diagnostic;

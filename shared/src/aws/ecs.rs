@@ -2,11 +2,11 @@
 //! and the tasks of a service.
 
 use super::classify;
-use crate::domain::policy::ServiceRef;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
+use crate::domain::service::ServiceRef;
 use crate::ports::{EcsServices, EcsTasks, FailureKind, PortError};
 use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, ServiceField, StabilityStatus, Tag, Task,

@@ -2,7 +2,8 @@
 
 use super::{parse_json, read_document, ConfigError};
 use crate::domain::probe::{
-    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, Pattern, StatusRange,
+    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HttpCheck, IpPreference, Pattern,
+    StatusRange,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,36 +19,6 @@ const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_RETRIES: u32 = 5;
 const MAX_TIMEOUT_MS: u64 = 60_000;
-
-/// Which address family to connect over. IPv4 first by default: an IPv6-first
-/// probe reports IPv4-only hosts as down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IpPreference {
-    #[default]
-    Ipv4Preferred,
-    Ipv6Preferred,
-    Ipv4Only,
-    Ipv6Only,
-}
-
-/// One HTTP(S) check, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
-    pub name: String,
-    pub url: String,
-    pub method: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub expect: Expectations,
-    pub timeout: Duration,
-    pub follow_redirects: bool,
-    /// Further attempts before a failure counts.
-    pub retries: u32,
-    pub ip_preference: IpPreference,
-    /// Extra trusted roots (PEM), read at cold start, for private CAs.
-    pub extra_ca_pem: Option<Vec<u8>>,
-}
 
 /// A target group whose health the probe counts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

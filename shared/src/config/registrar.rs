@@ -1,8 +1,8 @@
 //! The registrar's document: which services feed which target groups, on which port.
 
 use super::{parse_json, read_document, ConfigError};
-use crate::domain::policy::ServiceRef;
 use crate::domain::registration::{AddressFamily, DEFAULT_MAX_DEREGISTER_SHARE};
+use crate::domain::service::ServiceRef;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 

@@ -2,9 +2,10 @@
 
 use super::{read_document, ConfigError};
 use crate::domain::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, ServiceRef,
-    StepAdjustment, MAGNITUDE_LIMIT,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
+    MAGNITUDE_LIMIT,
 };
+use crate::domain::service::ServiceRef;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 

@@ -5,3 +5,4 @@ pub mod policy;
 pub mod probe;
 pub mod registration;
 pub mod scaling;
+pub mod service;

@@ -3,30 +3,9 @@
 //! The shapes mirror Application Auto Scaling step scaling so that an operator who
 //! knows `StepScalingPolicyConfiguration` can read a policy at a glance.
 
+use super::service::ServiceRef;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// An ECS service, addressed the way `UpdateService` addresses it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ServiceRef {
-    pub cluster: String,
-    pub service: String,
-}
-
-impl ServiceRef {
-    pub fn new(cluster: impl Into<String>, service: impl Into<String>) -> Self {
-        Self {
-            cluster: cluster.into(),
-            service: service.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.cluster, self.service)
-    }
-}
 
 /// How a step's `scaling_adjustment` is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

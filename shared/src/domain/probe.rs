@@ -6,6 +6,37 @@ use regex::Regex;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
+
+/// Which address family to connect over. IPv4 first by default: an IPv6-first
+/// probe reports IPv4-only hosts as down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpPreference {
+    #[default]
+    Ipv4Preferred,
+    Ipv6Preferred,
+    Ipv4Only,
+    Ipv6Only,
+}
+
+/// One HTTP(S) check, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub expect: Expectations,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+    /// Further attempts before a failure counts.
+    pub retries: u32,
+    pub ip_preference: IpPreference,
+    /// Extra trusted roots (PEM), read at cold start, for private CAs.
+    pub extra_ca_pem: Option<Vec<u8>>,
+}
 
 /// An inclusive range of HTTP status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
