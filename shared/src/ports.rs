@@ -138,10 +138,12 @@ pub trait MetricsSink: Send + Sync {
 
 /// Making one HTTP(S) check attempt.
 pub trait HttpChecks: Send + Sync {
-    /// One attempt; every failure is reported in the observation, never as an error.
+    /// One attempt, given up after `timeout`; every failure is reported in the
+    /// observation, never as an error.
     fn attempt(
         &self,
         check: &HttpCheck,
         max_body_bytes: usize,
+        timeout: std::time::Duration,
     ) -> impl Future<Output = HttpObservation> + Send;
 }

@@ -64,7 +64,11 @@ async fn verdicts_against_real_servers() {
     });
     let p = prober("us-east-1", &config);
     let report = p
-        .handle(json!({"command": "run", "publish": false}), Utc::now())
+        .handle(
+            json!({"command": "run", "publish": false}),
+            Utc::now(),
+            None,
+        )
         .await
         .expect("run");
 
@@ -147,7 +151,7 @@ async fn metrics_land_in_cloudwatch_and_target_health_is_counted() {
     });
     let p = prober(region, &config);
     let now = Utc::now();
-    let report = p.handle(tick(), now).await.expect("run");
+    let report = p.handle(tick(), now, None).await.expect("run");
     assert_eq!(report.published.calls, 1);
     let counts = report.target_groups[0].counts.as_ref().expect("counted");
     assert_eq!(counts.by_state["healthy"], 3);

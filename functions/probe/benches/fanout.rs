@@ -96,6 +96,7 @@ async fn main() {
             .handle(
                 serde_json::json!({"command": "run", "publish": false}),
                 Utc::now(),
+                None,
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -1,6 +1,6 @@
 //! The payloads the probe accepts: the schedule's tick, or an operator's run.
 
-use ecs_control::config::probe::parse_check;
+use ecs_control::config::probe::{parse_check, CheckSource};
 use ecs_control::domain::probe::HttpCheck;
 pub use ecs_control::invocation::MalformedEvent;
 use serde::Deserialize;
@@ -79,7 +79,7 @@ pub fn parse(payload: Value) -> Result<Run, MalformedEvent> {
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            parse_check(raw, &format!("adhoc[{i}]"))
+            parse_check(raw, &format!("adhoc[{i}]"), CheckSource::Invocation)
                 .map_err(|e| MalformedEvent::because("manual command", e))
         })
         .collect::<Result<Vec<_>, _>>()?;

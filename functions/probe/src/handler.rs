@@ -6,13 +6,15 @@ use ecs_control::config::probe::WatchedTargetGroup;
 use ecs_control::config::ProbeConfig;
 use ecs_control::domain::probe::HttpCheck;
 use ecs_control::domain::probe::{
-    check_metrics, count_targets, target_metrics, verdict, CheckMeasurement, FailureReason,
-    MetricDatum, TargetCounts, METRICS_PER_CALL,
+    check_metrics, count_targets, redacted_url, target_metrics, url_host, verdict,
+    CheckMeasurement, FailureReason, MetricDatum, TargetCounts, METRICS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, InvocationError};
 use ecs_control::ports::{HttpChecks, MetricsSink, TargetGroups};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
@@ -50,11 +52,32 @@ pub struct Publication {
     pub calls: usize,
 }
 
+/// Time kept back from the invocation's deadline to publish what finished.
+const PUBLISH_RESERVE: Duration = Duration::from_secs(2);
+/// An attempt is not started with less time than this left.
+const SHORTEST_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// One piece of a run: a check, or a target group to count.
+enum Work<'a> {
+    Check(&'a HttpCheck),
+    Group(&'a WatchedTargetGroup),
+}
+
+enum Done {
+    Check(CheckReport),
+    Group(TargetGroupReport),
+}
+
 /// Everything one invocation checked and published.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
     pub manual: bool,
     pub started_at: DateTime<Utc>,
+    /// When the checks had to be done by, to publish before the invocation's deadline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks_deadline: Option<DateTime<Utc>>,
+    /// Checks the deadline cut short (reported failed, and counted as failures).
+    pub unfinished_checks: usize,
     pub checks: Vec<CheckReport>,
     pub target_groups: Vec<TargetGroupReport>,
     pub failed_checks: usize,
@@ -86,14 +109,18 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     }
 
     /// Handles one invocation. A failed check is data in the report, not an error.
+    /// `deadline` is the invocation's (Lambda's `context.deadline`): checks stop
+    /// in time to publish what finished before it.
     ///
     /// # Errors
-    /// A malformed event or an unknown check name (not retryable), or failing to
-    /// publish metrics (retryable when CloudWatch throttles or fails).
+    /// A malformed event, an unknown check name or a refused ad-hoc check (not
+    /// retryable), or failing to publish metrics (retryable when CloudWatch
+    /// throttles or fails).
     pub async fn handle(
         &self,
         payload: serde_json::Value,
         now: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<ProbeReport, InvocationError> {
         let run = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
@@ -104,24 +131,68 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         } else {
             Vec::new()
         };
+        let checks_deadline =
+            deadline.map(|d| d - chrono::TimeDelta::from_std(PUBLISH_RESERVE).unwrap_or_default());
+        let budget_end =
+            checks_deadline.map(|d| Instant::now() + (d - now).to_std().unwrap_or(Duration::ZERO));
 
-        let concurrency = self.config.concurrency;
-        let check_reports = stream::iter(checks)
-            .map(|check| self.run_check(check))
-            .buffered(concurrency)
-            .collect::<Vec<_>>();
-        let group_reports = stream::iter(groups)
-            .map(|group| self.count_group(group))
-            .buffered(concurrency)
-            .collect::<Vec<_>>();
-        let (checks, target_groups) = futures::join!(check_reports, group_reports);
+        // One bound for all the work, taken in completion order: a slow check
+        // holds one slot, not the start of every check behind it.
+        let work: Vec<Work> = checks
+            .iter()
+            .map(|c| Work::Check(c))
+            .chain(groups.iter().map(|g| Work::Group(g)))
+            .collect();
+        let mut done: Vec<Option<Done>> = work.iter().map(|_| None).collect();
+        let mut running = stream::iter(work.iter().enumerate())
+            .map(|(i, item)| async move {
+                let outcome = match item {
+                    Work::Check(check) => Done::Check(self.run_check(check, budget_end).await),
+                    Work::Group(group) => Done::Group(self.count_group(group).await),
+                };
+                (i, outcome)
+            })
+            .buffer_unordered(self.config.concurrency);
+        loop {
+            let next = match budget_end {
+                Some(end) => match tokio::time::timeout_at(end, running.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => running.next().await,
+            };
+            let Some((i, outcome)) = next else { break };
+            done[i] = Some(outcome);
+        }
+        drop(running);
+
+        let mut check_reports = Vec::new();
+        let mut group_reports = Vec::new();
+        for (item, outcome) in work.iter().zip(done) {
+            match (item, outcome) {
+                (_, Some(Done::Check(report))) => check_reports.push(report),
+                (_, Some(Done::Group(report))) => group_reports.push(report),
+                (Work::Check(check), None) => check_reports.push(unfinished(check)),
+                (Work::Group(group), None) => group_reports.push(TargetGroupReport {
+                    name: group.name.clone(),
+                    target_group_arn: group.target_group_arn.clone(),
+                    counts: None,
+                    error: Some(FailureReason::Unfinished.to_string()),
+                }),
+            }
+        }
 
         let mut report = ProbeReport {
             manual: run.manual,
             started_at: now,
-            failed_checks: checks.iter().filter(|c| !c.success).count(),
-            checks,
-            target_groups,
+            checks_deadline,
+            unfinished_checks: check_reports
+                .iter()
+                .filter(|c| c.reason == Some(FailureReason::Unfinished))
+                .count(),
+            failed_checks: check_reports.iter().filter(|c| !c.success).count(),
+            checks: check_reports,
+            target_groups: group_reports,
             published: Publication {
                 namespace: self.config.namespace.clone(),
                 enabled: run.publish,
@@ -154,16 +225,62 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             None if run.adhoc.is_empty() => self.config.checks.iter().collect(),
             None => Vec::new(),
         };
+        self.admit_adhoc(&run.adhoc)?;
         selected.extend(run.adhoc.iter());
         Ok(selected)
     }
 
-    /// Attempts a check up to `1 + retries` times; the last attempt is reported.
-    async fn run_check(&self, check: &HttpCheck) -> CheckReport {
+    /// Ad-hoc checks run only where the deployment allows them, only to
+    /// allowlisted hosts, and never under a configured check's name (their
+    /// metrics would pass for that check's).
+    fn admit_adhoc(&self, adhoc: &[HttpCheck]) -> Result<(), InvocationError> {
+        let refuse = |why: String| Err(InvocationError::RejectedCommand(why));
+        if adhoc.is_empty() {
+            return Ok(());
+        }
+        if !self.config.adhoc.enabled {
+            return refuse(
+                "ad-hoc checks are off in this deployment (the probe document's adhoc.enabled)"
+                    .into(),
+            );
+        }
+        for (i, check) in adhoc.iter().enumerate() {
+            if self.config.check(&check.name).is_some() {
+                return refuse(format!(
+                    "adhoc[{i}].name: {:?} is a configured check's name",
+                    check.name
+                ));
+            }
+            let host = url_host(&check.url).unwrap_or_default();
+            if !self.config.adhoc.allows(&host) {
+                return refuse(format!(
+                    "adhoc[{i}].url: host {host:?} is not in the probe document's adhoc.allowed_hosts"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Attempts a check up to `1 + retries` times, each within the check's
+    /// timeout and the run's budget; the last attempt is reported.
+    async fn run_check(&self, check: &HttpCheck, budget_end: Option<Instant>) -> CheckReport {
         let mut attempts = 0;
         loop {
+            let timeout = match budget_end {
+                Some(end) => check
+                    .timeout
+                    .min(end.saturating_duration_since(Instant::now())),
+                None => check.timeout,
+            };
+            if attempts == 0 && timeout < SHORTEST_ATTEMPT {
+                // No time left to start it: unfinished, not a timeout of the endpoint.
+                return unfinished(check);
+            }
             attempts += 1;
-            let observation = self.http.attempt(check, self.config.max_body_bytes).await;
+            let observation = self
+                .http
+                .attempt(check, self.config.max_body_bytes, timeout)
+                .await;
             let (status, truncated, outcome) = match &observation.outcome {
                 Ok(response) => (
                     Some(response.status),
@@ -173,10 +290,13 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 Err(reason) => (None, false, Err(reason.clone())),
             };
             let success = outcome.is_ok();
-            if success || attempts > check.retries {
+            let out_of_time = budget_end.is_some_and(|end| {
+                end.saturating_duration_since(Instant::now()) < SHORTEST_ATTEMPT
+            });
+            if success || attempts > check.retries || out_of_time {
                 return CheckReport {
                     name: check.name.clone(),
-                    url: check.url.clone(),
+                    url: redacted_url(&check.url),
                     success,
                     reason: outcome.err(),
                     attempts,
@@ -230,5 +350,25 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             report.published.metrics += batch.len();
         }
         Ok(())
+    }
+}
+
+/// The report of a check the deadline cut short: a failure, so the success
+/// alarm sees it.
+fn unfinished(check: &HttpCheck) -> CheckReport {
+    CheckReport {
+        name: check.name.clone(),
+        url: redacted_url(&check.url),
+        success: false,
+        reason: Some(FailureReason::Unfinished),
+        attempts: 0,
+        measured: CheckMeasurement {
+            success: false,
+            latency_ms: check.timeout.as_secs_f64() * 1000.0,
+            time_to_first_byte_ms: None,
+            status: None,
+            certificate_days_remaining: None,
+        },
+        body_truncated: false,
     }
 }

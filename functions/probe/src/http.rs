@@ -157,7 +157,12 @@ fn millis(since: Instant) -> f64 {
 }
 
 impl HttpChecks for HttpAdapter {
-    async fn attempt(&self, check: &HttpCheck, max_body_bytes: usize) -> HttpObservation {
+    async fn attempt(
+        &self,
+        check: &HttpCheck,
+        max_body_bytes: usize,
+        timeout: std::time::Duration,
+    ) -> HttpObservation {
         let started = Instant::now();
         let mut observation = HttpObservation {
             outcome: Err(FailureReason::Timeout),
@@ -174,7 +179,7 @@ impl HttpChecks for HttpAdapter {
         };
         let method =
             reqwest::Method::from_bytes(check.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut request = client.request(method, &check.url).timeout(check.timeout);
+        let mut request = client.request(method, &check.url).timeout(timeout);
         for (name, value) in &check.headers {
             request = request.header(name, value);
         }
@@ -203,7 +208,11 @@ impl HttpChecks for HttpAdapter {
             })
             .collect();
         // Read no more than the limit: a huge body must not exhaust the Lambda's memory.
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(
+            usize::try_from(response.content_length().unwrap_or(0))
+                .unwrap_or(max_body_bytes)
+                .min(max_body_bytes),
+        );
         let mut truncated = false;
         loop {
             match response.chunk().await {
@@ -228,7 +237,9 @@ impl HttpChecks for HttpAdapter {
         observation.outcome = Ok(HttpResponse {
             status,
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            // Valid UTF-8 (the usual case) becomes the string without a copy.
+            body: String::from_utf8(body)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             body_truncated: truncated,
         });
         observation

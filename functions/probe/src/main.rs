@@ -19,7 +19,12 @@ async fn main() -> Result<(), Error> {
     );
     let prober = &prober;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        prober.handle(event.payload, chrono::Utc::now()).await
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        prober
+            .handle(event.payload, chrono::Utc::now(), deadline)
+            .await
     }))
     .await
 }

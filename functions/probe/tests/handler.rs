@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 const CONFIG: &str = include_str!("../../../infra/probe-config.json");
 
@@ -54,10 +55,12 @@ fn failed(reason: FailureReason) -> HttpObservation {
     }
 }
 
-/// Scripted answers per check name (consumed in order; the last one repeats).
+/// Scripted answers per check name (consumed in order; the last one repeats),
+/// and how long each check's server takes to answer.
 #[derive(Default)]
 struct FakeHttp {
     answers: Mutex<HashMap<String, Vec<HttpObservation>>>,
+    delays: Mutex<HashMap<String, Duration>>,
     attempts: Mutex<HashMap<String, u32>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -71,6 +74,10 @@ impl FakeHttp {
             .insert(check.to_string(), observations);
     }
 
+    fn slow(&self, check: &str, delay: Duration) {
+        self.delays.lock().unwrap().insert(check.to_string(), delay);
+    }
+
     fn attempts(&self, check: &str) -> u32 {
         self.attempts
             .lock()
@@ -82,11 +89,22 @@ impl FakeHttp {
 }
 
 impl HttpChecks for FakeHttp {
-    async fn attempt(&self, check: &HttpCheck, _max: usize) -> HttpObservation {
+    async fn attempt(&self, check: &HttpCheck, _max: usize, timeout: Duration) -> HttpObservation {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let delay = self
+            .delays
+            .lock()
+            .unwrap()
+            .get(&check.name)
+            .copied()
+            .unwrap_or(Duration::from_millis(10));
+        // A server slower than the attempt's timeout is a timeout.
+        tokio::time::sleep(delay.min(timeout)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if delay > timeout {
+            return failed(FailureReason::Timeout);
+        }
         *self
             .attempts
             .lock()
@@ -202,7 +220,7 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
         vec![ok("<h1>Down for maintenance</h1>", "text/html")],
     );
     let report = p
-        .handle(sample("scheduled-tick"), now())
+        .handle(sample("scheduled-tick"), now(), None)
         .await
         .expect("run");
     assert_eq!(report.checks.len(), 3);
@@ -252,7 +270,7 @@ async fn retries_happen_before_a_failure_counts() {
         .0
         .answer("web-home", vec![failed(FailureReason::Timeout)]);
     let report = p
-        .handle(sample("scheduled-tick"), now())
+        .handle(sample("scheduled-tick"), now(), None)
         .await
         .expect("run");
     let by_name = |n: &str| report.checks.iter().find(|c| c.name == n).expect(n);
@@ -267,7 +285,7 @@ async fn retries_happen_before_a_failure_counts() {
 async fn a_manual_run_of_one_check_publishes_nothing() {
     let p = prober_with(CONFIG);
     let report = p
-        .handle(sample("manual-run-one-check"), now())
+        .handle(sample("manual-run-one-check"), now(), None)
         .await
         .expect("run");
     assert_eq!(report.checks.len(), 1);
@@ -279,12 +297,15 @@ async fn a_manual_run_of_one_check_publishes_nothing() {
 
 #[tokio::test]
 async fn an_adhoc_check_runs_alone_and_is_not_published() {
-    let p = prober_with(CONFIG);
+    let p = prober_with(&with_adhoc(&["web.example.com"]));
     p.ports().0.answer(
         "drill-login-page",
         vec![ok("<form>Sign in</form>", "text/html; charset=utf-8")],
     );
-    let report = p.handle(sample("adhoc-check"), now()).await.expect("run");
+    let report = p
+        .handle(sample("adhoc-check"), now(), None)
+        .await
+        .expect("run");
     assert_eq!(report.checks.len(), 1);
     assert!(report.checks[0].success, "{:?}", report.checks[0].reason);
     assert!(p.ports().2.puts.lock().unwrap().is_empty());
@@ -294,15 +315,22 @@ async fn an_adhoc_check_runs_alone_and_is_not_published() {
 async fn bad_manual_runs_are_clear_non_retryable_errors() {
     let p = prober_with(CONFIG);
     let unknown = serde_json::json!({"command": "run", "checks": ["nope"]});
-    let err = p.handle(unknown, now()).await.expect_err("unknown check");
+    let err = p
+        .handle(unknown, now(), None)
+        .await
+        .expect_err("unknown check");
     assert_eq!(
         Diagnostic::from(err).error_type,
         "NonRetryable.RejectedCommand"
     );
 
+    let p = prober_with(&with_adhoc(&["web.example.com"]));
     let mut bad_adhoc = sample("adhoc-check");
     bad_adhoc["adhoc"][0]["timeout_ms"] = 0.into();
-    let err = p.handle(bad_adhoc, now()).await.expect_err("bad adhoc");
+    let err = p
+        .handle(bad_adhoc, now(), None)
+        .await
+        .expect_err("bad adhoc");
     assert!(err.to_string().contains("adhoc[0].timeout_ms"), "{err}");
     assert_eq!(
         Diagnostic::from(err).error_type,
@@ -313,6 +341,7 @@ async fn bad_manual_runs_are_clear_non_retryable_errors() {
         .handle(
             serde_json::json!({"detail-type": "ECS Task State Change"}),
             now(),
+            None,
         )
         .await
         .expect_err("unsupported");
@@ -327,7 +356,7 @@ async fn failing_to_publish_is_a_retryable_error() {
     let p = prober_with(CONFIG);
     *p.ports().2.fail.lock().unwrap() = Some(FailureKind::Retryable);
     let err = p
-        .handle(sample("scheduled-tick"), now())
+        .handle(sample("scheduled-tick"), now(), None)
         .await
         .expect_err("publish failed");
     assert_eq!(Diagnostic::from(err).error_type, "Retryable.AwsUnavailable");
@@ -342,7 +371,7 @@ async fn an_unreadable_target_group_is_reported_not_fatal() {
         FakeMetrics::default(),
     );
     let report = p
-        .handle(sample("scheduled-tick"), now())
+        .handle(sample("scheduled-tick"), now(), None)
         .await
         .expect("run");
     let group = &report.target_groups[0];
@@ -362,7 +391,7 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
     let config = serde_json::json!({"concurrency": 64, "checks": checks}).to_string();
     let p = prober_with(&config);
     let report = p
-        .handle(sample("scheduled-tick"), now())
+        .handle(sample("scheduled-tick"), now(), None)
         .await
         .expect("run");
     assert_eq!(report.checks.len(), 300);
@@ -382,4 +411,152 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         (report.published.metrics, report.published.calls),
         (1500, 2)
     );
+}
+
+/// The shipped document with ad-hoc checks allowed to `hosts`.
+fn with_adhoc(hosts: &[&str]) -> String {
+    let mut config: Value = serde_json::from_str(CONFIG).expect("config");
+    config["adhoc"] = serde_json::json!({"enabled": true, "allowed_hosts": hosts});
+    config.to_string()
+}
+
+fn many_checks(count: usize, concurrency: usize) -> TestProber {
+    let checks: Vec<Value> = (0..count)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "url": format!("http://service-{i}.internal/health"), "timeout_ms": 10000}))
+        .collect();
+    prober_with(&serde_json::json!({"concurrency": concurrency, "checks": checks}).to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_slow_endpoint_does_not_hold_up_the_others() {
+    // 200 endpoints answer in 100 ms; every fiftieth takes 2 s.
+    let p = many_checks(200, 32);
+    for i in (0..200).step_by(50) {
+        p.ports().0.slow(&format!("c{i}"), Duration::from_secs(2));
+    }
+    for i in (0..200).filter(|i| i % 50 != 0) {
+        p.ports()
+            .0
+            .slow(&format!("c{i}"), Duration::from_millis(100));
+    }
+    let started = tokio::time::Instant::now();
+    let report = p
+        .handle(sample("scheduled-tick"), now(), None)
+        .await
+        .expect("run");
+    let took = started.elapsed();
+    // 196 fast checks in 32 slots is about 0.7 s, beside the 2 s ones: about 2 s,
+    // not 2 s for every window a slow one heads.
+    assert!(took < Duration::from_millis(2_500), "{took:?}");
+    assert_eq!(report.checks.len(), 200);
+    // Reported in configured order, whatever order they finished in.
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[..3], ["c0", "c1", "c2"]);
+    assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_hits_its_deadline_still_publishes_and_counts_the_unfinished() {
+    // One check at a time; the first server hangs for a minute.
+    let p = many_checks(3, 1);
+    p.ports().0.slow("c0", Duration::from_secs(60));
+    let deadline = now() + chrono::TimeDelta::seconds(5);
+    let started = tokio::time::Instant::now();
+    let report = p
+        .handle(sample("scheduled-tick"), now(), Some(deadline))
+        .await
+        .expect("published before the deadline");
+    assert!(
+        started.elapsed() <= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let reasons: Vec<Option<FailureReason>> =
+        report.checks.iter().map(|c| c.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        [
+            Some(FailureReason::Timeout),
+            Some(FailureReason::Unfinished),
+            Some(FailureReason::Unfinished)
+        ]
+    );
+    assert_eq!(report.unfinished_checks, 2);
+    // Unfinished checks count as failures, so the success alarm sees them.
+    for name in ["c0", "c1", "c2"] {
+        assert_eq!(metric(&p, "CheckSuccess", name), Some(0.0), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn adhoc_checks_are_refused_unless_allowed_and_allowlisted() {
+    // The shipped document allows none.
+    let p = prober_with(CONFIG);
+    let err = p
+        .handle(sample("adhoc-check"), now(), None)
+        .await
+        .expect_err("off by default");
+    assert!(err.to_string().contains("adhoc.enabled"), "{err}");
+
+    let p = prober_with(&with_adhoc(&["*.internal.example.com"]));
+    let err = p
+        .handle(sample("adhoc-check"), now(), None)
+        .await
+        .expect_err("not allowlisted");
+    assert!(err.to_string().contains("web.example.com"), "{err}");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.RejectedCommand"
+    );
+    assert_eq!(p.ports().0.attempts("drill-login-page"), 0);
+
+    // Never under a configured check's name.
+    let p = prober_with(&with_adhoc(&["web.example.com"]));
+    let mut named = sample("adhoc-check");
+    named["adhoc"][0]["name"] = "web-health".into();
+    let err = p.handle(named, now(), None).await.expect_err("name taken");
+    assert!(err.to_string().contains("configured check"), "{err}");
+
+    // Never a local file.
+    let mut file = sample("adhoc-check");
+    file["adhoc"][0]["ca_certificate_file"] = "/etc/passwd".into();
+    let err = p.handle(file, now(), None).await.expect_err("no files");
+    assert!(
+        err.to_string().contains("adhoc[0].ca_certificate_file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_and_header_values_are_not_echoed() {
+    let p = prober_with(&with_adhoc(&["web.example.com"]));
+    let mut run = sample("adhoc-check");
+    run["adhoc"][0]["url"] = "https://probe:s3cret@web.example.com/login".into();
+    p.ports().0.answer(
+        "drill-login-page",
+        vec![ok("<form>Sign in</form>", "session=abc123; secret")],
+    );
+    let report = p.handle(run, now(), None).await.expect("run");
+    let json = serde_json::to_string(&report).expect("json");
+    assert!(!json.contains("s3cret"), "{json}");
+    assert!(!json.contains("abc123"), "{json}");
+    assert!(report.checks[0].url.contains("REDACTED@web.example.com"));
+}
+
+#[test]
+fn bodies_in_flight_must_fit_the_function_memory() {
+    let config = ProbeConfig::parse(
+        r#"{"concurrency": 256, "max_body_bytes": 1048576, "checks": [{"name": "a", "url": "http://x"}]}"#,
+    )
+    .expect("parses");
+    let err = config
+        .fits_in_memory(128)
+        .expect_err("256 MiB of bodies in 128 MB");
+    assert_eq!(err.field, "max_body_bytes");
+    assert!(err.to_string().contains("concurrency"), "{err}");
+    assert!(config.fits_in_memory(1024).is_ok());
+    ProbeConfig::parse(CONFIG)
+        .expect("shipped")
+        .fits_in_memory(128)
+        .expect("the shipped document fits the template's 128 MB");
 }

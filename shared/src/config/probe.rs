@@ -37,6 +37,7 @@ pub struct ProbeConfig {
     pub max_body_bytes: usize,
     pub checks: Vec<HttpCheck>,
     pub target_groups: Vec<WatchedTargetGroup>,
+    pub adhoc: AdhocPolicy,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +53,48 @@ struct Document {
     checks: Vec<Value>,
     #[serde(default)]
     target_groups: Vec<WatchedTargetGroup>,
+    #[serde(default)]
+    adhoc: AdhocPolicy,
 }
+
+/// Whether operators may run checks given in the invocation, and to where.
+/// Off by default: whoever can invoke the probe could otherwise use it to reach
+/// anything the function's network reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdhocPolicy {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Hosts ad-hoc checks may reach: `api.example.com`, or `*.example.com`
+    /// for any subdomain.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AdhocPolicy {
+    /// Whether `host` is on the allowlist (case-insensitive).
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allowed_hosts.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            match allowed.strip_prefix("*.") {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == allowed,
+            }
+        })
+    }
+}
+
+/// Where a check comes from: the configuration may name local files (a CA
+/// bundle); a check given in an invocation may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckSource {
+    Configuration,
+    Invocation,
+}
+
+/// Bodies in flight may take at most this share of the function's memory.
+const BODY_MEMORY_SHARE: usize = 2;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,11 +163,42 @@ impl ProbeConfig {
     /// # Errors
     /// When neither (or both) is set, a file cannot be read, or the document is invalid.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&read_document(
+        let config = Self::parse(&read_document(
             PROBE_CONFIG_ENV,
             PROBE_CONFIG_FILE_ENV,
             "probe document",
-        )?)
+        )?)?;
+        if let Some(memory_mb) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|m| m.parse().ok())
+        {
+            config.fits_in_memory(memory_mb)?;
+        }
+        Ok(config)
+    }
+
+    /// Refuses a configuration whose bodies in flight (`max_body_bytes` for each
+    /// of `concurrency` checks) could take more than half of `memory_mb`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming both fields and what would fit.
+    pub fn fits_in_memory(&self, memory_mb: usize) -> Result<(), ConfigError> {
+        let budget = memory_mb.saturating_mul(1024 * 1024) / BODY_MEMORY_SHARE;
+        let needed = self.max_body_bytes.saturating_mul(self.concurrency);
+        if needed > budget {
+            return Err(ConfigError::new(
+                "max_body_bytes",
+                format!(
+                    "max_body_bytes {} x concurrency {} = {needed} bytes of bodies in flight, more than \
+                     half of the function's {memory_mb} MB; lower max_body_bytes or concurrency \
+                     (at most {} bytes each at this concurrency)",
+                    self.max_body_bytes,
+                    self.concurrency,
+                    budget / self.concurrency.max(1)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Parses and validates a probe document.
@@ -163,7 +236,7 @@ impl ProbeConfig {
         let mut names = BTreeSet::new();
         let mut checks = Vec::with_capacity(parsed.checks.len());
         for (i, raw) in parsed.checks.into_iter().enumerate() {
-            let check = parse_check(raw, &format!("checks[{i}]"))?;
+            let check = parse_check(raw, &format!("checks[{i}]"), CheckSource::Configuration)?;
             if !names.insert(check.name.clone()) {
                 return Err(ConfigError::new(
                     format!("checks[{i}].name"),
@@ -192,6 +265,7 @@ impl ProbeConfig {
             max_body_bytes,
             checks,
             target_groups: parsed.target_groups,
+            adhoc: parsed.adhoc,
         })
     }
 
@@ -263,7 +337,7 @@ fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigEr
 ///
 /// # Errors
 /// A [`ConfigError`] naming the first offending field.
-pub fn parse_check(raw: Value, at: &str) -> Result<HttpCheck, ConfigError> {
+pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpCheck, ConfigError> {
     let field = |name: &str| format!("{at}.{name}");
     let entry: CheckEntry = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
@@ -360,6 +434,12 @@ pub fn parse_check(raw: Value, at: &str) -> Result<HttpCheck, ConfigError> {
     }
     let extra_ca_pem = match entry.ca_certificate_file {
         None => None,
+        Some(_) if source == CheckSource::Invocation => {
+            return Err(ConfigError::new(
+                field("ca_certificate_file"),
+                "is configuration only: an invocation may not name a file to read",
+            ))
+        }
         Some(path) => Some(std::fs::read(&path).map_err(|e| {
             ConfigError::new(
                 field("ca_certificate_file"),
