@@ -2,8 +2,10 @@
 //! and how much memory it needs. Prints a table; asserts nothing.
 //!
 //! `cargo bench -p probe --bench fanout`. The endpoints run in this process on
-//! loopback (each answers after its own delay, up to 200 ms), so the peak RSS
-//! includes the test server.
+//! loopback (each answers after its own delay), so the peak RSS includes the
+//! test server. Delays: "mixed" spreads 10 to 200 ms; "100 ms, one 2 s" has
+//! every endpoint answer in 100 ms but the first, which takes 2 s; "every 50th
+//! 2 s" has four such endpoints among 200.
 
 use axum::extract::Path;
 use axum::routing::get;
@@ -52,6 +54,16 @@ fn peak_rss_mib() -> f64 {
 
 const SLOWEST_MS: u64 = 200;
 
+/// How long endpoint `i` of a scenario takes to answer, in ms.
+fn delay(scenario: &str, i: usize) -> u64 {
+    match scenario {
+        "100 ms, one 2 s" if i == 0 => 2_000,
+        "every 50th 2 s" if i % 50 == 0 => 2_000,
+        "100 ms, one 2 s" | "every 50th 2 s" => 100,
+        _ => 10 + (i as u64 * 37) % (SLOWEST_MS - 9),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let app = Router::new().route(
@@ -70,13 +82,27 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     println!(
-        "{:>7} {:>12} {:>13} {:>14} {:>13} {:>15}",
-        "checks", "concurrency", "slowest (ms)", "invocation ms", "per slowest", "peak RSS (MiB)"
+        "{:<17} {:>7} {:>12} {:>13} {:>14} {:>13} {:>15}",
+        "delays",
+        "checks",
+        "concurrency",
+        "slowest (ms)",
+        "invocation ms",
+        "per slowest",
+        "peak RSS (MiB)"
     );
-    for (checks, concurrency) in [(50, 32), (200, 32), (200, 128), (500, 128), (500, 256)] {
+    for (scenario, checks, concurrency) in [
+        ("mixed", 50, 32),
+        ("mixed", 200, 32),
+        ("mixed", 200, 128),
+        ("mixed", 500, 128),
+        ("mixed", 500, 256),
+        ("100 ms, one 2 s", 200, 32),
+        ("every 50th 2 s", 200, 32),
+    ] {
         let list: Vec<serde_json::Value> = (0..checks)
             .map(|i| {
-                let delay = 10 + (i as u64 * 37) % (SLOWEST_MS - 9);
+                let delay = delay(scenario, i);
                 serde_json::json!({
                     "name": format!("endpoint-{i}"),
                     "url": format!("http://{addr}/delay/{delay}"),
@@ -107,7 +133,8 @@ async fn main() {
             .map(|c| c.measured.latency_ms)
             .fold(0.0, f64::max);
         println!(
-            "{:>7} {:>12} {:>13.0} {:>14.0} {:>13.2} {:>15.1}",
+            "{:<17} {:>7} {:>12} {:>13.0} {:>14.0} {:>13.2} {:>15.1}",
+            scenario,
             checks,
             concurrency,
             slowest,
