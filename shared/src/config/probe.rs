@@ -12,6 +12,10 @@ use std::time::Duration;
 
 pub const PROBE_CONFIG_ENV: &str = "PROBE_CONFIG";
 pub const PROBE_CONFIG_FILE_ENV: &str = "PROBE_CONFIG_FILE";
+/// When set, turns ad-hoc checks on (`true`) or off (`false`), whatever the document says.
+pub const ADHOC_ENABLED_ENV: &str = "PROBE_ADHOC_ENABLED";
+/// When set, the comma-separated hosts ad-hoc checks may reach, instead of the document's.
+pub const ADHOC_ALLOWED_HOSTS_ENV: &str = "PROBE_ADHOC_ALLOWED_HOSTS";
 
 const DEFAULT_NAMESPACE: &str = "EcsControl/Probe";
 const DEFAULT_CONCURRENCY: usize = 32;
@@ -163,11 +167,23 @@ impl ProbeConfig {
     /// # Errors
     /// When neither (or both) is set, a file cannot be read, or the document is invalid.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config = Self::parse(&read_document(
+        let mut config = Self::parse(&read_document(
             PROBE_CONFIG_ENV,
             PROBE_CONFIG_FILE_ENV,
             "probe document",
         )?)?;
+        // The deployment decides who may run what: its switches win over the document.
+        if std::env::var_os(ADHOC_ENABLED_ENV).is_some() {
+            config.adhoc.enabled = super::flag_from_env(ADHOC_ENABLED_ENV)?;
+        }
+        if let Ok(hosts) = std::env::var(ADHOC_ALLOWED_HOSTS_ENV) {
+            config.adhoc.allowed_hosts = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
         if let Some(memory_mb) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             .ok()
             .and_then(|m| m.parse().ok())

@@ -10,6 +10,9 @@ use std::collections::BTreeSet;
 pub const REGISTRAR_CONFIG_ENV: &str = "REGISTRAR_CONFIG";
 /// Environment variable naming a file that holds it.
 pub const REGISTRAR_CONFIG_FILE_ENV: &str = "REGISTRAR_CONFIG_FILE";
+/// When set, the share of a group's owned targets one reconcile may deregister,
+/// instead of the document's `max_deregister_share`.
+pub const MAX_DEREGISTER_SHARE_ENV: &str = "REGISTRAR_MAX_DEREGISTER_SHARE";
 
 const DEFAULT_INITIAL_GRACE_SECONDS: u32 = 300;
 
@@ -71,11 +74,16 @@ impl RegistrarConfig {
     /// # Errors
     /// When neither (or both) is set, the file cannot be read, or the document is invalid.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&read_document(
+        let mut config = Self::parse(&read_document(
             REGISTRAR_CONFIG_ENV,
             REGISTRAR_CONFIG_FILE_ENV,
             "registrar document",
-        )?)
+        )?)?;
+        if let Ok(raw) = std::env::var(MAX_DEREGISTER_SHARE_ENV) {
+            config.max_deregister_share = parse_share(raw.trim().parse().ok())
+                .map_err(|problem| ConfigError::new(MAX_DEREGISTER_SHARE_ENV, problem))?;
+        }
+        Ok(config)
     }
 
     /// Parses and validates a registrar document.
@@ -139,15 +147,12 @@ impl RegistrarConfig {
                 target_groups: entry.target_groups,
             });
         }
-        let max_deregister_share = parsed
-            .max_deregister_share
-            .unwrap_or(DEFAULT_MAX_DEREGISTER_SHARE);
-        if !(max_deregister_share > 0.0 && max_deregister_share <= 1.0) {
-            return Err(ConfigError::new(
-                "max_deregister_share",
-                format!("{max_deregister_share} must be above 0 and at most 1"),
-            ));
-        }
+        let max_deregister_share = parse_share(Some(
+            parsed
+                .max_deregister_share
+                .unwrap_or(DEFAULT_MAX_DEREGISTER_SHARE),
+        ))
+        .map_err(|problem| ConfigError::new("max_deregister_share", problem))?;
         Ok(Self {
             services,
             initial_grace_seconds: parsed
@@ -172,6 +177,15 @@ impl RegistrarConfig {
                     .any(|g| g.target_group_arn == target_group_arn && g.port == port)
             })
             .collect()
+    }
+}
+
+/// A share of targets: above 0, at most 1.
+fn parse_share(value: Option<f64>) -> Result<f64, String> {
+    match value {
+        Some(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        Some(share) => Err(format!("{share} must be above 0 and at most 1")),
+        None => Err("must be a number above 0 and at most 1 (0.5 is half)".into()),
     }
 }
 
