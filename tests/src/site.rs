@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// Days the test certificate is valid for.
 pub const CERTIFICATE_DAYS: i64 = 30;
+/// How long ago the expired site's certificate expired.
+pub const EXPIRED_DAYS_AGO: i64 = 10;
 /// How long `/slow` takes to answer.
 pub const SLOW_MS: u64 = 1_500;
 
@@ -21,7 +23,9 @@ pub const SLOW_MS: u64 = 1_500;
 pub struct TestSite {
     pub http: String,
     pub https: String,
-    /// PEM file of the CA that signed the HTTPS certificate.
+    /// HTTPS with a certificate (signed by the same CA) that expired 10 days ago.
+    pub https_expired: String,
+    /// PEM file of the CA that signed the HTTPS certificates.
     pub ca_file: PathBuf,
     /// A loopback port where nothing listens.
     pub closed_port: u16,
@@ -84,6 +88,7 @@ impl TestSite {
         let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
         let (plain, plain_addr) = bind(loopback).await;
         let (tls, tls_addr) = bind(loopback).await;
+        let (expired_tls, expired_addr) = bind(loopback).await;
         let closed_port = std::net::TcpListener::bind(loopback)
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -108,6 +113,22 @@ impl TestSite {
             expires.format("%d").to_string().parse().expect("day"),
         );
         let cert = params.signed_by(&key, &issuer).expect("cert");
+        let expired_key = rcgen::KeyPair::generate().expect("key");
+        let mut expired_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        let ymd = |t: chrono::DateTime<chrono::Utc>| {
+            rcgen::date_time_ymd(
+                t.format("%Y").to_string().parse().expect("year"),
+                t.format("%m").to_string().parse().expect("month"),
+                t.format("%d").to_string().parse().expect("day"),
+            )
+        };
+        expired_params.not_before = ymd(chrono::Utc::now() - chrono::TimeDelta::days(100));
+        expired_params.not_after =
+            ymd(chrono::Utc::now() - chrono::TimeDelta::days(EXPIRED_DAYS_AGO));
+        let expired_cert = expired_params
+            .signed_by(&expired_key, &issuer)
+            .expect("expired cert");
 
         let ca_file = std::env::temp_dir().join(format!(
             "ecs-control-test-ca-{}-{}.pem",
@@ -120,8 +141,16 @@ impl TestSite {
                 .await
                 .expect("tls config");
 
+        let expired_config = RustlsConfig::from_pem(
+            expired_cert.pem().into_bytes(),
+            expired_key.serialize_pem().into_bytes(),
+        )
+        .await
+        .expect("tls config");
+
         let plain_handle = axum_server::Handle::new();
         let tls_handle = axum_server::Handle::new();
+        let expired_handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(plain)
             .expect("http server")
             .handle(plain_handle.clone());
@@ -130,13 +159,18 @@ impl TestSite {
             .expect("https server")
             .handle(tls_handle.clone());
         tokio::spawn(server.serve(routes().into_make_service()));
+        let server = axum_server::from_tcp_rustls(expired_tls, expired_config)
+            .expect("https server")
+            .handle(expired_handle.clone());
+        tokio::spawn(server.serve(routes().into_make_service()));
 
         Self {
             http: format!("http://127.0.0.1:{}", plain_addr.port()),
             https: format!("https://localhost:{}", tls_addr.port()),
+            https_expired: format!("https://localhost:{}", expired_addr.port()),
             ca_file,
             closed_port,
-            handles: vec![plain_handle, tls_handle],
+            handles: vec![plain_handle, tls_handle, expired_handle],
         }
     }
 }

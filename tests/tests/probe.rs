@@ -5,7 +5,7 @@
 
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use chrono::Utc;
-use e2e::site::{TestSite, CERTIFICATE_DAYS, SLOW_MS};
+use e2e::site::{TestSite, CERTIFICATE_DAYS, EXPIRED_DAYS_AGO, SLOW_MS};
 use e2e::{Aws, Emulator, TASK_PORT};
 use ecs_control::aws::cloudwatch::CloudWatchMetrics;
 use ecs_control::aws::elbv2::Elbv2Adapter;
@@ -59,6 +59,7 @@ async fn verdicts_against_real_servers() {
             {"name": "refused", "url": format!("http://127.0.0.1:{}/", site.closed_port)},
             {"name": "tls", "url": format!("{}/ok", site.https), "ca_certificate_file": ca},
             {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
+            {"name": "tls-expired", "url": format!("{}/ok", site.https_expired), "ca_certificate_file": ca},
             {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]}
         ]
     });
@@ -122,9 +123,21 @@ async fn verdicts_against_real_servers() {
         "{:?}",
         check(&report, "tls-untrusted").reason
     );
+    // An expired certificate is said so, and its days remaining go below zero.
+    let expired = check(&report, "tls-expired");
+    assert!(
+        matches!(expired.reason, Some(FailureReason::TlsExpired { .. })),
+        "{:?}",
+        expired.reason
+    );
+    let days = expired.measured.certificate_days_remaining.expect("days");
+    assert!(
+        (days + EXPIRED_DAYS_AGO as f64).abs() < 1.5,
+        "certificate days remaining {days}"
+    );
     let big = check(&report, "big-body");
     assert!(big.success && big.body_truncated);
-    assert_eq!(report.failed_checks, 6);
+    assert_eq!(report.failed_checks, 7);
 }
 
 #[tokio::test]

@@ -55,6 +55,8 @@ struct ClientKey {
     follow_redirects: bool,
     ip_preference: IpPreference,
     extra_ca_pem: Option<Vec<u8>>,
+    /// Only to read an expired certificate's dates: the check has failed already.
+    read_expired_certificate: bool,
 }
 
 /// [`HttpChecks`] over reqwest, sharing connection pools between checks with the same settings.
@@ -68,11 +70,16 @@ impl HttpAdapter {
         Self::default()
     }
 
-    fn client(&self, check: &HttpCheck) -> Result<reqwest::Client, FailureReason> {
+    fn client(
+        &self,
+        check: &HttpCheck,
+        read_expired_certificate: bool,
+    ) -> Result<reqwest::Client, FailureReason> {
         let key = ClientKey {
             follow_redirects: check.follow_redirects,
             ip_preference: check.ip_preference,
             extra_ca_pem: check.extra_ca_pem.clone(),
+            read_expired_certificate,
         };
         let mut clients = self
             .clients
@@ -89,6 +96,7 @@ impl HttpAdapter {
             })
             .dns_resolver(Arc::new(FamilyResolver(key.ip_preference)))
             .tls_info(true)
+            .tls_danger_accept_invalid_certs(key.read_expired_certificate)
             .no_proxy()
             .user_agent(concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &key.extra_ca_pem {
@@ -133,7 +141,10 @@ fn failure(error: &reqwest::Error) -> FailureReason {
     }
     let detail = chain.join(": ");
     let lower = detail.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    if lower.contains("expired") && (lower.contains("certificate") || lower.contains("tls")) {
+        FailureReason::TlsExpired { detail }
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
         FailureReason::Tls { detail }
     } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("no address") {
         FailureReason::Dns { detail }
@@ -156,6 +167,21 @@ fn millis(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+impl HttpAdapter {
+    /// The days left (negative: since expiry) on a certificate the handshake
+    /// refused as expired, read over a connection that does not verify it and
+    /// sends nothing but a HEAD request.
+    async fn expired_certificate_days(
+        &self,
+        check: &HttpCheck,
+        timeout: std::time::Duration,
+    ) -> Option<f64> {
+        let client = self.client(check, true).ok()?;
+        let response = client.head(&check.url).timeout(timeout).send().await.ok()?;
+        certificate_days_remaining(&response).map(|days| days.min(0.0))
+    }
+}
+
 impl HttpChecks for HttpAdapter {
     async fn attempt(
         &self,
@@ -170,7 +196,7 @@ impl HttpChecks for HttpAdapter {
             time_to_first_byte_ms: None,
             certificate_days_remaining: None,
         };
-        let client = match self.client(check) {
+        let client = match self.client(check, false) {
             Ok(client) => client,
             Err(reason) => {
                 observation.outcome = Err(reason);
@@ -191,6 +217,12 @@ impl HttpChecks for HttpAdapter {
             Err(e) => {
                 observation.latency_ms = millis(started);
                 observation.outcome = Err(failure(&e));
+                if matches!(observation.outcome, Err(FailureReason::TlsExpired { .. })) {
+                    // Say how long ago: CertificateDaysRemaining goes to zero or below.
+                    let left = timeout.saturating_sub(started.elapsed());
+                    observation.certificate_days_remaining =
+                        self.expired_certificate_days(check, left).await;
+                }
                 return observation;
             }
         };

@@ -196,8 +196,12 @@ pub enum FailureReason {
     Dns {
         detail: String,
     },
-    /// The TLS handshake failed: untrusted, expired or mismatched certificate, or protocol.
+    /// The TLS handshake failed: untrusted or mismatched certificate, or protocol.
     Tls {
+        detail: String,
+    },
+    /// The TLS handshake failed because the server's certificate has expired.
+    TlsExpired {
         detail: String,
     },
     /// More redirects than allowed.
@@ -235,6 +239,7 @@ impl fmt::Display for FailureReason {
             }
             FailureReason::Dns { detail } => write!(f, "DNS: {detail}"),
             FailureReason::Tls { detail } => write!(f, "TLS: {detail}"),
+            FailureReason::TlsExpired { detail } => write!(f, "TLS: certificate expired: {detail}"),
             FailureReason::TooManyRedirects => f.write_str("too many redirects"),
             FailureReason::Connection { detail } => write!(f, "connection: {detail}"),
             FailureReason::StatusMismatch { status, expected } => {
