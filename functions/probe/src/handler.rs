@@ -131,6 +131,10 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         } else {
             Vec::new()
         };
+        // AWS gives the deadline in epoch milliseconds; a deadline already past
+        // (some local runtimes send a relative figure) cannot be honoured, so
+        // the checks' own timeouts bound the run instead.
+        let deadline = deadline.filter(|d| *d > now);
         let checks_deadline =
             deadline.map(|d| d - chrono::TimeDelta::from_std(PUBLISH_RESERVE).unwrap_or_default());
         let budget_end =

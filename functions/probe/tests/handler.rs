@@ -489,6 +489,21 @@ async fn a_run_that_hits_its_deadline_still_publishes_and_counts_the_unfinished(
 }
 
 #[tokio::test]
+async fn a_deadline_already_past_is_not_honoured_but_the_checks_run() {
+    // AWS sends epoch milliseconds; a runtime that sends a relative figure
+    // gives a date in 1970.
+    let p = prober_with(CONFIG);
+    let bogus = DateTime::from_timestamp_millis(600_000);
+    let report = p
+        .handle(sample("scheduled-tick"), now(), bogus)
+        .await
+        .expect("run");
+    assert_eq!(report.unfinished_checks, 0);
+    assert!(report.checks_deadline.is_none());
+    assert!(report.checks.iter().all(|c| c.success));
+}
+
+#[tokio::test]
 async fn adhoc_checks_are_refused_unless_allowed_and_allowlisted() {
     // The shipped document allows none.
     let p = prober_with(CONFIG);
