@@ -220,21 +220,7 @@ impl Aws {
             .send()
             .await
             .expect("create_cluster");
-        let family = format!("{service}-task");
-        self.ecs
-            .register_task_definition()
-            .family(&family)
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("web")
-                    .image("public.ecr.aws/nginx/nginx:stable")
-                    .memory(256)
-                    .port_mappings(PortMapping::builder().container_port(8080).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("register_task_definition");
+        let family = self.web_task_definition(service, "stable").await;
         self.ecs
             .create_service()
             .cluster(cluster)
@@ -244,6 +230,30 @@ impl Aws {
             .send()
             .await
             .expect("create_service");
+    }
+
+    /// Registers a revision of the service's web task definition (nginx at
+    /// `tag`); returns its ARN.
+    async fn web_task_definition(&self, service: &str, tag: &str) -> String {
+        let out = self
+            .ecs
+            .register_task_definition()
+            .family(format!("{service}-task"))
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image(format!("public.ecr.aws/nginx/nginx:{tag}"))
+                    .memory(256)
+                    .port_mappings(PortMapping::builder().container_port(8080).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_task_definition");
+        out.task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("task definition arn")
+            .to_string()
     }
 
     /// The service as ECS describes it now.
@@ -485,26 +495,7 @@ impl Aws {
 
     /// Starts a deployment: a new revision of the service's task definition.
     pub async fn deploy_new_revision(&self, cluster: &str, service: &str) {
-        let family = format!("{service}-task");
-        let out = self
-            .ecs
-            .register_task_definition()
-            .family(&family)
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("web")
-                    .image("public.ecr.aws/nginx/nginx:mainline")
-                    .memory(256)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("register_task_definition");
-        let revision = out
-            .task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .expect("task definition arn")
-            .to_string();
+        let revision = self.web_task_definition(service, "mainline").await;
         self.ecs
             .update_service()
             .cluster(cluster)
