@@ -230,6 +230,17 @@ _COMPARISONS = {
 }
 
 
+def _alarm_period(alarm):
+    """The alarm's period: its metric's, or its returned query's (else the first)."""
+    if not alarm.metric_data_queries:
+        return int(alarm.period)
+    periods = [
+        int(q.metric_stat.period) if q.metric_stat else int(q.period or 0)
+        for q in sorted(alarm.metric_data_queries, key=lambda q: not q.return_data)
+    ]
+    return next((p for p in periods if p), 60)
+
+
 def _alarm_series(backend, alarm, start, end):
     """The alarm's own series over [start, end), and its period."""
     if alarm.metric_data_queries:
@@ -322,7 +333,7 @@ def evaluate_metric_alarm(backend, alarm, newest):
     compare, words = _COMPARISONS.get(alarm.comparison_operator, (None, None))
     if compare is None:
         return False
-    _, period = _alarm_series(backend, alarm, 0, 1)
+    period = _alarm_period(alarm)
     periods = int(alarm.evaluation_periods or 1)
     last = int(newest // period) * period
     first = last - (periods - 1) * period

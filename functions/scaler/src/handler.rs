@@ -534,10 +534,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             decision.action = Action::WouldScale;
             return Ok(());
         }
-        decision.calls.push("ecs:TagResource");
-        self.ecs
-            .remember(&state.arn, &memory.clone().with_applied(false))
-            .await?;
+        let pending = memory.clone().with_applied(false);
+        // Completing a recorded change finds its record already written.
+        if state.memory != pending {
+            decision.calls.push("ecs:TagResource");
+            self.ecs.remember(&state.arn, &pending).await?;
+        }
         decision.calls.push("ecs:UpdateService");
         self.ecs.set_desired_count(service, target).await?;
         decision.action = Action::Scaled;
