@@ -736,6 +736,15 @@ async fn a_retry_completes_a_scale_out_whose_update_failed() {
         "{}",
         decision.reason
     );
+    // The record is already on the service: only the count and the confirmation.
+    assert_eq!(
+        decision.calls,
+        [
+            "ecs:DescribeServices",
+            "ecs:UpdateService",
+            "ecs:TagResource"
+        ]
+    );
     assert_eq!(s_desired(&s), 7);
     // Then, and only then, a further delivery is a duplicate.
     let again = s
