@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// Days the test certificate is valid for.
 pub const CERTIFICATE_DAYS: i64 = 30;
+/// Days until the intermediate CA in the HTTPS site's chain expires (before its leaf).
+pub const INTERMEDIATE_DAYS: i64 = 20;
 /// How long ago the expired site's certificate expired.
 pub const EXPIRED_DAYS_AGO: i64 = 10;
 /// How long `/slow` takes to answer.
@@ -103,19 +105,6 @@ impl TestSite {
         let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-        let expires = chrono::Utc::now() + chrono::TimeDelta::days(CERTIFICATE_DAYS);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        params.not_after = rcgen::date_time_ymd(
-            expires.format("%Y").to_string().parse().expect("year"),
-            expires.format("%m").to_string().parse().expect("month"),
-            expires.format("%d").to_string().parse().expect("day"),
-        );
-        let cert = params.signed_by(&key, &issuer).expect("cert");
-        let expired_key = rcgen::KeyPair::generate().expect("key");
-        let mut expired_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         let ymd = |t: chrono::DateTime<chrono::Utc>| {
             rcgen::date_time_ymd(
                 t.format("%Y").to_string().parse().expect("year"),
@@ -123,6 +112,29 @@ impl TestSite {
                 t.format("%d").to_string().parse().expect("day"),
             )
         };
+        let days = |n: i64| ymd(chrono::Utc::now() + chrono::TimeDelta::days(n));
+        // The served chain: a leaf, and an intermediate CA that expires first.
+        let intermediate_key = rcgen::KeyPair::generate().expect("intermediate key");
+        let mut intermediate_params =
+            rcgen::CertificateParams::new(Vec::new()).expect("intermediate params");
+        intermediate_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        intermediate_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ecs-control test intermediate");
+        intermediate_params.not_after = days(INTERMEDIATE_DAYS);
+        let intermediate = intermediate_params
+            .clone()
+            .signed_by(&intermediate_key, &issuer)
+            .expect("intermediate");
+        let intermediate_issuer = rcgen::Issuer::new(intermediate_params, intermediate_key);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_after = days(CERTIFICATE_DAYS);
+        let cert = params.signed_by(&key, &intermediate_issuer).expect("cert");
+        let expired_key = rcgen::KeyPair::generate().expect("key");
+        let mut expired_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         expired_params.not_before = ymd(chrono::Utc::now() - chrono::TimeDelta::days(100));
         expired_params.not_after =
             ymd(chrono::Utc::now() - chrono::TimeDelta::days(EXPIRED_DAYS_AGO));
@@ -136,8 +148,9 @@ impl TestSite {
             tls_addr.port()
         ));
         std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
+        let chain = format!("{}{}", cert.pem(), intermediate.pem());
         let tls_config =
-            RustlsConfig::from_pem(cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+            RustlsConfig::from_pem(chain.into_bytes(), key.serialize_pem().into_bytes())
                 .await
                 .expect("tls config");
 

@@ -1,11 +1,16 @@
 //! HTTP adapter: one check attempt with reqwest, measuring time to first byte,
-//! total latency and the server certificate's remaining days.
+//! total latency and the days left on the earliest-expiring certificate the
+//! server presented.
 
 use chrono::Utc;
 use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse};
 use ecs_control::domain::probe::{HttpCheck, IpPreference};
 use ecs_control::ports::HttpChecks;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -55,14 +60,114 @@ struct ClientKey {
     follow_redirects: bool,
     ip_preference: IpPreference,
     extra_ca_pem: Option<Vec<u8>>,
-    /// Only to read an expired certificate's dates: the check has failed already.
-    read_expired_certificate: bool,
+    /// `scheme://host:port`: a client's certificate dates are its origin's,
+    /// even where one host name serves different certificates on two ports.
+    origin: String,
+}
+
+/// Per server name, the earliest `notAfter` (Unix seconds) among the
+/// certificates it presented in its last handshake.
+type Expiries = Arc<Mutex<HashMap<String, i64>>>;
+
+/// Verifies as the platform verifier does, after noting when the served chain
+/// first expires: reqwest shows only the leaf, and an intermediate may expire
+/// first; a chain refused as expired still has its dates noted.
+#[derive(Debug)]
+struct ChainExpiry {
+    inner: Arc<rustls_platform_verifier::Verifier>,
+    expiries: Expiries,
+}
+
+impl ServerCertVerifier for ChainExpiry {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let earliest = std::iter::once(end_entity)
+            .chain(intermediates)
+            .filter_map(|der| {
+                let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+                Some(cert.validity().not_after.timestamp())
+            })
+            .min();
+        if let Some(earliest) = earliest {
+            self.expiries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(server_name.to_str().into_owned(), earliest);
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn tls_error(detail: String) -> FailureReason {
+    FailureReason::Tls { detail }
+}
+
+/// The platform's roots, and a check's extra CA: loaded once per distinct CA.
+fn verifier(
+    extra_ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls_platform_verifier::Verifier>, FailureReason> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let extra_roots = match extra_ca_pem {
+        Some(pem) => CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_error(format!("ca_certificate_file is not PEM: {e}")))?,
+        None => Vec::new(),
+    };
+    rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider)
+        .map(Arc::new)
+        .map_err(|e| tls_error(format!("cannot load the trusted roots: {e}")))
+}
+
+/// The TLS settings of a client, verified through [`ChainExpiry`].
+fn tls_config(
+    inner: Arc<rustls_platform_verifier::Verifier>,
+    expiries: Expiries,
+) -> Result<rustls::ClientConfig, FailureReason> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainExpiry { inner, expiries }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// [`HttpChecks`] over reqwest, sharing connection pools between checks with the same settings.
 #[derive(Debug, Default)]
 pub struct HttpAdapter {
-    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    clients: Mutex<HashMap<ClientKey, (reqwest::Client, Expiries)>>,
+    verifiers: Mutex<HashMap<Option<Vec<u8>>, Arc<rustls_platform_verifier::Verifier>>>,
 }
 
 impl HttpAdapter {
@@ -70,16 +175,15 @@ impl HttpAdapter {
         Self::default()
     }
 
-    fn client(
-        &self,
-        check: &HttpCheck,
-        read_expired_certificate: bool,
-    ) -> Result<reqwest::Client, FailureReason> {
+    fn client(&self, check: &HttpCheck) -> Result<(reqwest::Client, Expiries), FailureReason> {
+        let origin = reqwest::Url::parse(&check.url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
         let key = ClientKey {
             follow_redirects: check.follow_redirects,
             ip_preference: check.ip_preference,
             extra_ca_pem: check.extra_ca_pem.clone(),
-            read_expired_certificate,
+            origin,
         };
         let mut clients = self
             .clients
@@ -88,29 +192,38 @@ impl HttpAdapter {
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let mut builder = reqwest::Client::builder()
+        let inner = {
+            let mut verifiers = self
+                .verifiers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match verifiers.get(&key.extra_ca_pem) {
+                Some(found) => found.clone(),
+                None => {
+                    let made = verifier(key.extra_ca_pem.as_deref())?;
+                    verifiers.insert(key.extra_ca_pem.clone(), made.clone());
+                    made
+                }
+            }
+        };
+        let expiries = Expiries::default();
+        let tls = tls_config(inner, expiries.clone())?;
+        let client = reqwest::Client::builder()
             .redirect(if key.follow_redirects {
                 reqwest::redirect::Policy::limited(MAX_REDIRECTS)
             } else {
                 reqwest::redirect::Policy::none()
             })
             .dns_resolver(Arc::new(FamilyResolver(key.ip_preference)))
-            .tls_info(true)
-            .tls_danger_accept_invalid_certs(key.read_expired_certificate)
+            .tls_backend_preconfigured(tls)
             .no_proxy()
-            .user_agent(concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &key.extra_ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FailureReason::Tls {
-                    detail: format!("ca_certificate_file is not PEM: {e}"),
-                })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| FailureReason::Connection {
-            detail: format!("cannot build the HTTP client: {e}"),
-        })?;
-        clients.insert(key, client.clone());
-        Ok(client)
+            .user_agent(concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FailureReason::Connection {
+                detail: format!("cannot build the HTTP client: {e}"),
+            })?;
+        clients.insert(key, (client.clone(), expiries.clone()));
+        Ok((client, expiries))
     }
 }
 
@@ -153,33 +266,23 @@ fn failure(error: &reqwest::Error) -> FailureReason {
     }
 }
 
-fn certificate_days_remaining(response: &reqwest::Response) -> Option<f64> {
-    let der = response
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()?
-        .peer_certificate()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let expires = cert.validity().not_after.timestamp();
+/// Days left on the earliest-expiring certificate `host` presented (negative
+/// once expired); `None` for plain HTTP.
+fn certificate_days_remaining(expiries: &Expiries, url: &str) -> Option<f64> {
+    let url = reqwest::Url::parse(url).ok()?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let host = url.host_str()?.to_string();
+    let expires = *expiries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(host.trim_matches(['[', ']']))?;
     Some((expires - Utc::now().timestamp()) as f64 / 86_400.0)
 }
 
 fn millis(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
-}
-
-impl HttpAdapter {
-    /// The days left (negative: since expiry) on a certificate the handshake
-    /// refused as expired, read over a connection that does not verify it and
-    /// sends nothing but a HEAD request.
-    async fn expired_certificate_days(
-        &self,
-        check: &HttpCheck,
-        timeout: std::time::Duration,
-    ) -> Option<f64> {
-        let client = self.client(check, true).ok()?;
-        let response = client.head(&check.url).timeout(timeout).send().await.ok()?;
-        certificate_days_remaining(&response).map(|days| days.min(0.0))
-    }
 }
 
 impl HttpChecks for HttpAdapter {
@@ -196,7 +299,7 @@ impl HttpChecks for HttpAdapter {
             time_to_first_byte_ms: None,
             certificate_days_remaining: None,
         };
-        let client = match self.client(check, false) {
+        let (client, expiries) = match self.client(check) {
             Ok(client) => client,
             Err(reason) => {
                 observation.outcome = Err(reason);
@@ -219,15 +322,16 @@ impl HttpChecks for HttpAdapter {
                 observation.outcome = Err(failure(&e));
                 if matches!(observation.outcome, Err(FailureReason::TlsExpired { .. })) {
                     // Say how long ago: CertificateDaysRemaining goes to zero or below.
-                    let left = timeout.saturating_sub(started.elapsed());
                     observation.certificate_days_remaining =
-                        self.expired_certificate_days(check, left).await;
+                        certificate_days_remaining(&expiries, &check.url).map(|d| d.min(0.0));
                 }
                 return observation;
             }
         };
         observation.time_to_first_byte_ms = Some(millis(started));
-        observation.certificate_days_remaining = certificate_days_remaining(&response);
+        // After redirects, the certificate is the final host's.
+        observation.certificate_days_remaining =
+            certificate_days_remaining(&expiries, response.url().as_str());
         let status = response.status().as_u16();
         let headers = response
             .headers()
