@@ -110,6 +110,13 @@ async fn verdicts_against_real_servers() {
 
     let tls = check(&report, "tls");
     assert!(tls.success, "{:?}", tls.reason);
+    // localhost is looked up; 127.0.0.1 needs no lookup.
+    assert!(
+        tls.measured.dns_ms.is_some_and(|ms| ms >= 0.0),
+        "{:?}",
+        tls.measured
+    );
+    assert_eq!(ok.measured.dns_ms, None);
     // The intermediate in the served chain expires before the leaf: it counts.
     let days = tls.measured.certificate_days_remaining.expect("days");
     assert!(

@@ -310,6 +310,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                         time_to_first_byte_ms: observation.time_to_first_byte_ms,
                         status,
                         certificate_days_remaining: observation.certificate_days_remaining,
+                        dns_ms: observation.dns_ms,
                     },
                     body_truncated: truncated,
                 };
@@ -372,6 +373,7 @@ fn unfinished(check: &HttpCheck) -> CheckReport {
             time_to_first_byte_ms: None,
             status: None,
             certificate_days_remaining: None,
+            dns_ms: None,
         },
         body_truncated: false,
     }

@@ -20,6 +20,13 @@ use std::time::Instant;
 /// Redirects followed when a check follows them.
 const MAX_REDIRECTS: usize = 10;
 
+tokio::task_local! {
+    /// Where the resolver notes how long a lookup of the current attempt took.
+    /// The connection is opened within the attempt's task, so the lookup it
+    /// makes sees this; a pooled connection makes none.
+    static DNS_TIME: Arc<Mutex<Option<f64>>>;
+}
+
 /// Resolves names and orders (or filters) the addresses by family preference.
 #[derive(Debug, Clone, Copy)]
 struct FamilyResolver(IpPreference);
@@ -27,10 +34,17 @@ struct FamilyResolver(IpPreference);
 impl Resolve for FamilyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let preference = self.0;
+        let timing = DNS_TIME.try_with(Arc::clone).ok();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let mut addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let started = Instant::now();
+            let looked_up = tokio::net::lookup_host((host.as_str(), 0)).await;
+            if let Some(slot) = timing {
+                *slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(millis(started));
+            }
+            let mut addrs: Vec<SocketAddr> = looked_up?.collect();
             let v4_first = matches!(
                 preference,
                 IpPreference::Ipv4Preferred | IpPreference::Ipv4Only
@@ -298,6 +312,7 @@ impl HttpChecks for HttpAdapter {
             latency_ms: 0.0,
             time_to_first_byte_ms: None,
             certificate_days_remaining: None,
+            dns_ms: None,
         };
         let (client, expiries) = match self.client(check) {
             Ok(client) => client,
@@ -315,7 +330,12 @@ impl HttpChecks for HttpAdapter {
         if let Some(body) = &check.body {
             request = request.body(body.clone());
         }
-        let mut response = match request.send().await {
+        let dns_time = Arc::new(Mutex::new(None));
+        let sent = DNS_TIME.scope(dns_time.clone(), request.send()).await;
+        observation.dns_ms = *dns_time
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
                 observation.latency_ms = millis(started);

@@ -43,6 +43,7 @@ fn ok(body: &str, content_type: &str) -> HttpObservation {
         latency_ms: 42.0,
         time_to_first_byte_ms: Some(30.0),
         certificate_days_remaining: Some(61.5),
+        dns_ms: Some(3.5),
     }
 }
 
@@ -52,6 +53,7 @@ fn failed(reason: FailureReason) -> HttpObservation {
         latency_ms: 2000.0,
         time_to_first_byte_ms: None,
         certificate_days_remaining: None,
+        dns_ms: None,
     }
 }
 
@@ -246,6 +248,7 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
         Some(61.5)
     );
     assert_eq!(metric(&p, "HttpStatusCode", "web-health"), Some(200.0));
+    assert_eq!(metric(&p, "DnsLookupTime", "web-health"), Some(3.5));
     assert_eq!(metric(&p, "HealthyTargets", "web"), Some(2.0));
     assert_eq!(metric(&p, "TransitioningTargets", "web"), Some(2.0));
     assert_eq!(metric(&p, "UnhealthyTargets", "web"), Some(1.0));
@@ -396,7 +399,7 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .expect("run");
     assert_eq!(report.checks.len(), 300);
     assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 64);
-    // 300 checks x 5 metrics = 1,500 items: two PutMetricData calls.
+    // 300 checks x 6 metrics = 1,800 items: two PutMetricData calls.
     let sizes: Vec<usize> = p
         .ports()
         .2
@@ -406,10 +409,10 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .iter()
         .map(|(_, d)| d.len())
         .collect();
-    assert_eq!(sizes, [1000, 500]);
+    assert_eq!(sizes, [1000, 800]);
     assert_eq!(
         (report.published.metrics, report.published.calls),
-        (1500, 2)
+        (1800, 2)
     );
 }
 

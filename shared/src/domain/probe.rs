@@ -180,6 +180,9 @@ pub struct HttpObservation {
     pub time_to_first_byte_ms: Option<f64>,
     /// Days until the server certificate expires (HTTPS only).
     pub certificate_days_remaining: Option<f64>,
+    /// Resolving the host's name, when this attempt opened a new connection to
+    /// a named host (an IP address, or a pooled connection, resolves nothing).
+    pub dns_ms: Option<f64>,
 }
 
 /// Why a check failed, as an operator would want it said.
@@ -364,6 +367,8 @@ pub mod metric_names {
     pub const TIME_TO_FIRST_BYTE: &str = "TimeToFirstByte";
     pub const HTTP_STATUS_CODE: &str = "HttpStatusCode";
     pub const CERTIFICATE_DAYS_REMAINING: &str = "CertificateDaysRemaining";
+    /// Name resolution of an attempt that opened a new connection.
+    pub const DNS_LOOKUP_TIME: &str = "DnsLookupTime";
     pub const HEALTHY_TARGETS: &str = "HealthyTargets";
     pub const UNHEALTHY_TARGETS: &str = "UnhealthyTargets";
     pub const INITIAL_TARGETS: &str = "InitialTargets";
@@ -388,6 +393,8 @@ pub struct CheckMeasurement {
     pub time_to_first_byte_ms: Option<f64>,
     pub status: Option<u16>,
     pub certificate_days_remaining: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_ms: Option<f64>,
 }
 
 pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
@@ -414,6 +421,7 @@ pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
             MetricUnit::Milliseconds,
         ),
         (HTTP_STATUS_CODE, m.status.map(f64::from), MetricUnit::None),
+        (DNS_LOOKUP_TIME, m.dns_ms, MetricUnit::Milliseconds),
         (
             CERTIFICATE_DAYS_REMAINING,
             m.certificate_days_remaining,
@@ -591,6 +599,7 @@ mod tests {
             time_to_first_byte_ms: None,
             status: Some(500),
             certificate_days_remaining: None,
+            dns_ms: None,
         };
         let data = check_metrics("home", &m);
         let names: Vec<&str> = data.iter().map(|d| d.name).collect();
