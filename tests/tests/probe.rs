@@ -57,6 +57,8 @@ async fn verdicts_against_real_servers() {
              "follow_redirects": false, "expected_status": ["300-399"]},
             {"name": "redirect-loop", "url": format!("{}/loop", site.http)},
             {"name": "refused", "url": format!("http://127.0.0.1:{}/", site.closed_port)},
+            {"name": "untrusted-with-credentials",
+             "url": format!("{}/ok", site.https.replace("https://", "https://probe:s3cret@"))},
             {"name": "tls", "url": format!("{}/ok", site.https), "ca_certificate_file": ca},
             {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
             {"name": "tls-expired", "url": format!("{}/ok", site.https_expired), "ca_certificate_file": ca},
@@ -145,7 +147,11 @@ async fn verdicts_against_real_servers() {
     );
     let big = check(&report, "big-body");
     assert!(big.success && big.body_truncated);
-    assert_eq!(report.failed_checks, 7);
+    assert_eq!(report.failed_checks, 8);
+    // Neither the report nor a failure's detail repeats a URL's credentials.
+    let text = serde_json::to_string(&report).expect("json");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("REDACTED@localhost"), "{text}");
 }
 
 #[tokio::test]

@@ -241,8 +241,10 @@ impl HttpAdapter {
     }
 }
 
-/// Maps a transport error to what an operator needs to hear.
-fn failure(error: &reqwest::Error) -> FailureReason {
+/// Maps a transport error to what an operator needs to hear. The error's
+/// text leaves out the URL, which may carry credentials.
+fn failure(error: reqwest::Error) -> FailureReason {
+    let error = &error.without_url();
     if error.is_timeout() {
         return FailureReason::Timeout;
     }
@@ -339,7 +341,7 @@ impl HttpChecks for HttpAdapter {
             Ok(response) => response,
             Err(e) => {
                 observation.latency_ms = millis(started);
-                observation.outcome = Err(failure(&e));
+                observation.outcome = Err(failure(e));
                 if matches!(observation.outcome, Err(FailureReason::TlsExpired { .. })) {
                     // Say how long ago: CertificateDaysRemaining goes to zero or below.
                     observation.certificate_days_remaining =
@@ -384,7 +386,7 @@ impl HttpChecks for HttpAdapter {
                 Ok(None) => break,
                 Err(e) => {
                     observation.latency_ms = millis(started);
-                    observation.outcome = Err(failure(&e));
+                    observation.outcome = Err(failure(e));
                     return observation;
                 }
             }
