@@ -466,19 +466,8 @@ impl Aws {
     pub async fn wait_for_deployment(&self, cluster: &str, service: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let out = self
-                .ecs
-                .describe_services()
-                .cluster(cluster)
-                .services(service)
-                .send()
-                .await
-                .expect("describe_services");
-            let deployments = out
-                .services()
-                .first()
-                .map(|s| s.deployments().to_vec())
-                .unwrap_or_default();
+            let found = self.service(cluster, service).await;
+            let deployments = found.deployments();
             let done = deployments.len() == 1
                 && deployments[0].rollout_state()
                     == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed);
