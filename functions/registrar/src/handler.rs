@@ -242,20 +242,22 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             };
             let mut decision = GroupDecision::new(group, vec![service.clone()]);
             let outcome = async {
-                if action == TaskAction::Deregister {
+                self.plan_task_change(group, ip, &action, &mut decision)
+                    .await?;
+                // Only a deregistration still to make is worth the listing.
+                if !decision.diff.deregister.is_empty() {
                     if let Some(holder) = self
                         .running_holder(group, ip, &task.task_arn, &mut tasks_by_service)
                         .await?
                     {
+                        decision.held_back = std::mem::take(&mut decision.diff.deregister);
                         decision.note = Some(format!(
                             "not deregistered: {ip}:{} now belongs to running task {holder}",
                             group.port
                         ));
-                        return Ok(());
                     }
                 }
-                self.apply_task_change(group, ip, &action, record.dry_run, &mut decision)
-                    .await
+                self.apply(group, record.dry_run, &mut decision).await
             }
             .await;
             if let Err(e) = outcome {
@@ -299,13 +301,12 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         Ok(None)
     }
 
-    /// Registers or deregisters one task's target; a repeat finds nothing to do.
-    async fn apply_task_change(
+    /// What one task's event changes in a group; a repeat finds nothing to do.
+    async fn plan_task_change(
         &self,
         group: &TargetGroupBinding,
         ip: &str,
         action: &TaskAction,
-        dry_run: bool,
         decision: &mut GroupDecision,
     ) -> Result<(), PortError> {
         let current = self.elb.targets(&group.target_group_arn).await?;
@@ -319,7 +320,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             TaskAction::Register => decision.diff.unchanged = 1,
             _ => decision.diff.draining = usize::from(state == Some(HealthState::Draining)),
         }
-        self.apply(group, dry_run, decision).await
+        Ok(())
     }
 
     /// Registers first (capacity before removal), in batches; a failed batch
