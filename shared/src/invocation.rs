@@ -132,6 +132,35 @@ pub fn log_decision(function: &str, record: &impl Serialize) {
     }
 }
 
+/// One metric in CloudWatch Embedded Metric Format: a JSON line on stdout that
+/// Lambda's log pipeline turns into a metric, with no PutMetricData call and
+/// no permission beyond writing logs.
+pub fn embedded_metric(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    name: &str,
+    value: f64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": [{"Name": name, "Unit": "Count"}],
+            }],
+        },
+        name: value,
+    });
+    if let Some(object) = line.as_object_mut() {
+        for (key, dimension) in dimensions {
+            object.insert((*key).to_string(), serde_json::Value::from(*dimension));
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //!
 //! Real adapters live in [`crate::aws`]; tests provide their own fakes.
 
-use crate::domain::alarm::{AlarmMetric, AlarmStatus};
+use crate::domain::alarm::{AlarmStatus, MetricPoint, MetricQuery};
+use crate::domain::budget::TaskSize;
 use crate::domain::probe::{HttpCheck, HttpObservation, MetricDatum};
 use crate::domain::registration::{RegisteredTarget, ServiceTasks, Target, TaskInfo};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
@@ -62,6 +63,13 @@ pub trait EcsServices: Send + Sync {
         service: &ServiceRef,
         desired_count: u32,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The task size a task definition states; `None` when it states none
+    /// (an EC2 task definition without task-level CPU and memory).
+    fn task_size(
+        &self,
+        task_definition_arn: &str,
+    ) -> impl Future<Output = Result<Option<TaskSize>, PortError>> + Send;
 }
 
 /// Reading CloudWatch alarms and the metrics they watch.
@@ -72,14 +80,14 @@ pub trait AlarmStates: Send + Sync {
         names: &[String],
     ) -> impl Future<Output = Result<Vec<AlarmStatus>, PortError>> + Send;
 
-    /// The values of the alarm's metric (or metric-math result) between `start`
-    /// and `end`, one per period, oldest first.
+    /// The values of a metric (or metric-math result) between `start` and
+    /// `end`: the query with `return_data`, one per period, oldest first.
     fn metric_values(
         &self,
-        metric: &AlarmMetric,
+        queries: &[MetricQuery],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<f64>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Vec<MetricPoint>, PortError>> + Send;
 }
 
 /// Reading ECS tasks.

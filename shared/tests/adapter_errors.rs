@@ -386,10 +386,14 @@ async fn an_alarm_is_read_with_its_metric_and_the_metric_is_read_back() {
     let (start, end) = metric.window(now);
     assert_eq!((end - start).num_seconds(), 180);
     let values = alarms
-        .metric_values(&metric, start, end)
+        .metric_values(&metric.queries, start, end)
         .await
         .expect("read");
-    assert_eq!(values, [12.0, 14.0], "oldest first");
+    assert_eq!(
+        values.iter().map(|p| p.value).collect::<Vec<_>>(),
+        [12.0, 14.0],
+        "oldest first"
+    );
 }
 
 #[tokio::test]

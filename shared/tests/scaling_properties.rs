@@ -7,7 +7,7 @@ use ecs_control::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
 };
 use ecs_control::domain::scaling::{
-    adjusted, evaluate, percent_change, Breach, BreachSource, Direction, ScalingMemory,
+    adjusted, evaluate, percent_change, Breach, BreachSource, Direction, Limits, ScalingMemory,
     ServiceState,
 };
 use ecs_control::domain::service::ServiceRef;
@@ -20,7 +20,14 @@ fn evaluate_above(
     service: &ServiceState,
     now: DateTime<Utc>,
 ) -> ecs_control::domain::scaling::PolicyEvaluation {
-    evaluate(policy, breach, false, service, now)
+    evaluate(
+        policy,
+        breach,
+        false,
+        Limits::new(policy.bounds),
+        service,
+        now,
+    )
 }
 
 fn now() -> DateTime<Utc> {
@@ -80,6 +87,7 @@ prop_compose! {
             running_count: desired,
             pending_count: 0,
             deployment_in_progress: deploying,
+            task_definition: None,
             memory: ScalingMemory {
                 last_scaled_at: ago.map(|s| now() - TimeDelta::seconds(s)),
                 last_direction: direction,

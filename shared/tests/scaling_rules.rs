@@ -9,7 +9,7 @@ use ecs_control::domain::policy::{
 };
 use ecs_control::domain::scaling::{
     choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction,
-    Hold, ScalingMemory, ServiceState,
+    Hold, Limits, ScalingMemory, ServiceState,
 };
 use ecs_control::domain::scaling::{decide, rollout_in_progress, MemoryStatus, RolloutPart};
 use ecs_control::domain::service::ServiceRef;
@@ -21,7 +21,14 @@ fn evaluate_above(
     service: &ServiceState,
     now: DateTime<Utc>,
 ) -> ecs_control::domain::scaling::PolicyEvaluation {
-    evaluate(policy, breach, false, service, now)
+    evaluate(
+        policy,
+        breach,
+        false,
+        Limits::new(policy.bounds),
+        service,
+        now,
+    )
 }
 
 fn now() -> DateTime<Utc> {
@@ -70,6 +77,7 @@ fn service(desired: u32) -> ServiceState {
         running_count: desired,
         pending_count: 0,
         deployment_in_progress: false,
+        task_definition: None,
         memory: ScalingMemory::default(),
     }
 }
@@ -273,7 +281,7 @@ fn scale_out_wins_and_scale_in_needs_everyone() {
     assert_eq!(
         choose(&[wants_in, held_out]),
         Choice::ScaleInVetoed {
-            by_alarm: "cpu-high".into()
+            by_policy: "cpu-high".into()
         }
     );
     assert_eq!(choose(&[]), Choice::Nothing);
@@ -324,7 +332,14 @@ fn a_le_alarm_exactly_at_its_threshold_takes_the_step_ending_at_zero() {
         steps: vec![step(None, Some(0.0), -1), step(Some(0.0), None, -3)],
         ..scale_out_policy()
     };
-    let e = evaluate(&policy, breach(30.0, 30.0), true, &service(6), now());
+    let e = evaluate(
+        &policy,
+        breach(30.0, 30.0),
+        true,
+        Limits::new(policy.bounds),
+        &service(6),
+        now(),
+    );
     assert_eq!(e.target, Some(5), "{e:?}");
     assert!(e.rule.contains("(-inf, 0] -1"), "{}", e.rule);
 }
@@ -338,7 +353,7 @@ fn a_breach_no_step_covers_vetoes_scale_in() {
     assert_eq!(
         choose(&[high, low]),
         Choice::ScaleInVetoed {
-            by_alarm: "cpu-high".into()
+            by_policy: "cpu-high".into()
         }
     );
 }
@@ -348,12 +363,23 @@ fn a_count_outside_the_bounds_is_brought_back() {
     let bounds = CapacityBounds { min: 2, max: 10 };
     // Policies holding: the bound still applies.
     let held = evaluate_above(&scale_out_policy(), breach(99.0, 70.0), &service(14), now());
-    let d = decide(&[held], 14, bounds);
+    let d = decide(&[held], &service(14), bounds);
     assert_eq!((d.target, d.out_of_bounds), (Some(10), Some(14)));
-    let d = decide(&[], 0, bounds);
+    let d = decide(&[], &service(0), bounds);
     assert_eq!((d.target, d.out_of_bounds), (Some(2), Some(0)));
     // In bounds and nothing to do: nothing.
-    assert_eq!(decide(&[], 5, bounds).target, None);
+    assert_eq!(decide(&[], &service(5), bounds).target, None);
+    // Above the bounds during a deployment: the scale-in waits.
+    let mut deploying = service(14);
+    deploying.deployment_in_progress = true;
+    let d = decide(&[], &deploying, bounds);
+    assert_eq!(
+        (d.target, d.correction_held_by),
+        (None, Some(Hold::DeploymentInProgress))
+    );
+    // Below them, the raise does not wait.
+    deploying.desired_count = 0;
+    assert_eq!(decide(&[], &deploying, bounds).target, Some(2));
 }
 
 #[test]

@@ -9,6 +9,9 @@ Tests drive it over HTTP on the emulator's own port:
     DELETE /_emulator/calls   (resets the counts)
     POST   /_emulator/settings {"deployment_seconds": 2, "healthy_seconds": 1}
     POST   /_emulator/missing-tasks {"task_arns": [...], "times": 1}
+    POST   /_emulator/network {"region": "us-east-1", "ipv6": false}
+           (a VPC with DNS hostnames, a subnet and a security group, for
+           awsvpc tasks: {"vpc_id", "subnet_id", "security_group_id"})
 
 `operation` is the API name (`*` for any), `region` optional (every region
 when absent), `times` how many matching calls fail (default 1), or `share`
@@ -186,6 +189,10 @@ class FaultLayer:
                             request["healthy_seconds"]
                         )
                     answer = {**strict_ecs.SETTINGS, **strict_elbv2.SETTINGS}
+                elif what == "network" and method == "POST":
+                    answer = strict_ecs.create_network(
+                        request.get("region", "us-east-1"), bool(request.get("ipv6"))
+                    )
                 elif what == "missing-tasks" and method == "POST":
                     strict_ecs.mark_missing(request["task_arns"], request.get("times", 1))
                     answer = {"missing": len(request["task_arns"])}

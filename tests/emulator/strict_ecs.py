@@ -189,6 +189,24 @@ def describe_tasks_response(self):
     return ActionResult({"tasks": tasks, "failures": failures})
 
 
+def create_network(region, ipv6):
+    """A VPC (DNS hostnames on, as task ENIs' private DNS names need), a subnet
+    and a security group for awsvpc tasks; with `ipv6`, the VPC gets a /56 and
+    the subnet its first /64, so tasks are dual-stack."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    ec2 = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    vpc = ec2.create_vpc("10.0.0.0/16", amazon_provided_ipv6_cidr_block=ipv6)
+    ec2.modify_vpc_attribute(vpc.id, "enable_dns_hostnames", True)
+    ipv6_block = None
+    if ipv6:
+        block = vpc.ipv6_cidr_block_association_set[0]["ipv6CidrBlock"]
+        ipv6_block = block.replace("/56", "/64")
+    subnet = ec2.create_subnet(vpc.id, "10.0.0.0/20", ipv6_cidr_block=ipv6_block)
+    group = ec2.create_security_group("tasks", "tasks", vpc_id=vpc.id)
+    return {"vpc_id": vpc.id, "subnet_id": subnet.id, "security_group_id": group.id}
+
+
 def _add_ipv6(task):
     """An IPv6 address on the task's ENI when its subnet has an IPv6 CIDR."""
     for attachment in task.attachments:

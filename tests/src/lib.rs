@@ -12,7 +12,6 @@ pub mod site;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
-use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType,
     NetworkConfiguration, NetworkMode, PortMapping,
@@ -100,25 +99,7 @@ impl Emulator {
 
     /// One request to the emulator's control API (`tests/emulator/faults.py`).
     pub fn control(&self, method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
-        let address = self
-            .endpoint
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let body = body.to_string();
-        let mut stream = TcpStream::connect(&address).expect("emulator reachable");
-        write!(
-            stream,
-            "{method} /_emulator/{path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("request sent");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("answer read");
-        let (head, payload) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        assert!(head.contains(" 200 "), "{method} {path}: {answer}");
-        serde_json::from_str(payload).expect("JSON answer")
+        control_request(&self.endpoint, method, path, body)
     }
 
     /// Makes the next `times` calls of `operation` in `region` fail with `kind`
@@ -193,10 +174,39 @@ pub fn sample_event(relative: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// One request to the control API of the emulator at `endpoint`.
+pub fn control_request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let address = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(&address).expect("emulator reachable");
+    write!(
+        stream,
+        "{method} /_emulator/{path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer read");
+    let (head, payload) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.contains(" 200 "), "{method} {path}: {answer}");
+    serde_json::from_str(payload).expect("JSON answer")
+}
+
 /// Clients for one region of the emulator, with seeding helpers.
 #[derive(Debug, Clone)]
 pub struct Aws {
-    pub ec2: aws_sdk_ec2::Client,
+    /// The emulator's endpoint and the region, for its control API.
+    endpoint: String,
+    region: String,
     pub ecs: aws_sdk_ecs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
@@ -205,7 +215,10 @@ pub struct Aws {
 impl Aws {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
-            ec2: aws_sdk_ec2::Client::new(config),
+            endpoint: config.endpoint_url().unwrap_or_default().to_string(),
+            region: config
+                .region()
+                .map_or_else(|| "us-east-1".to_string(), ToString::to_string),
             ecs: aws_sdk_ecs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
@@ -517,71 +530,20 @@ impl Aws {
         self.network_with(true).await
     }
 
+    /// The network comes from the emulator's control API: the harness has no
+    /// other use for an EC2 client, the largest SDK crate to build.
     async fn network_with(&self, ipv6: bool) -> Network {
-        let vpc = self
-            .ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .amazon_provided_ipv6_cidr_block(ipv6)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Vpc)
-                    .tags(Ec2Tag::builder().key("Name").value("e2e").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("create_vpc");
-        let vpc_id = vpc
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .expect("vpc id")
-            .to_string();
-        // Task ENIs get private DNS names, as in a VPC with DNS hostnames on.
-        self.ec2
-            .modify_vpc_attribute()
-            .vpc_id(&vpc_id)
-            .enable_dns_hostnames(
-                aws_sdk_ec2::types::AttributeBooleanValue::builder()
-                    .value(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("modify_vpc_attribute");
-        // The subnet takes the first /64 of the VPC's /56.
-        let ipv6_block = vpc
-            .vpc()
-            .and_then(|v| v.ipv6_cidr_block_association_set().first())
-            .and_then(|a| a.ipv6_cidr_block())
-            .map(|block| block.replace("/56", "/64"));
-        let subnet = self
-            .ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .cidr_block("10.0.0.0/20")
-            .set_ipv6_cidr_block(ipv6_block)
-            .send()
-            .await
-            .expect("create_subnet");
-        let subnet_id = subnet
-            .subnet()
-            .and_then(|s| s.subnet_id())
-            .expect("subnet id")
-            .to_string();
-        let group = self
-            .ec2
-            .create_security_group()
-            .vpc_id(&vpc_id)
-            .group_name("tasks")
-            .description("e2e tasks")
-            .send()
-            .await
-            .expect("create_security_group");
+        let answer = control_request(
+            &self.endpoint,
+            "POST",
+            "network",
+            &serde_json::json!({"region": self.region, "ipv6": ipv6}),
+        );
+        let field = |name: &str| answer[name].as_str().expect(name).to_string();
         Network {
-            vpc_id,
-            subnet_id,
-            security_group_id: group.group_id().expect("group id").to_string(),
+            vpc_id: field("vpc_id"),
+            subnet_id: field("subnet_id"),
+            security_group_id: field("security_group_id"),
         }
     }
 

@@ -55,9 +55,20 @@ pub enum ManualChange {
         #[serde(default)]
         min_adjustment_magnitude: Option<u32>,
     },
+    /// Show the bounds the time windows give over the coming hours; reads only.
+    PreviewBounds {
+        #[serde(default = "default_preview_hours")]
+        hours: u32,
+    },
 }
 
-/// A manual command: `{"command": "set_desired_count" | "apply_step", "cluster", "service", ...}`.
+/// A week: every weekly window shows at least once.
+fn default_preview_hours() -> u32 {
+    168
+}
+
+/// A manual command: `{"command": "set_desired_count" | "apply_step" | "preview_bounds",
+/// "cluster", "service", ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManualCommand {
     pub cluster: String,
@@ -86,7 +97,8 @@ impl ManualCommand {
 pub enum Trigger {
     /// One or more alarm state changes (SNS may batch records).
     AlarmChange { notices: Vec<AlarmNotice> },
-    /// The scheduled re-check of every alarm the policies name.
+    /// The scheduled tick: re-checks every alarm the policies name, and runs
+    /// target tracking, time windows, budgets and staged changes.
     Recheck { event_id: String },
     /// An operator's command.
     Manual { command: ManualCommand },

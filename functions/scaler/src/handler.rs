@@ -1,21 +1,32 @@
-//! Event → domain input → decision → effects → decision record.
+//! Event → trigger → one decision per service → effects → decision record.
+//!
+//! Every trigger ends in [`Scaler::act_on_service`]: the service is read once,
+//! each module in [`crate::triggers`] adds its policies' evaluations or narrows
+//! the limits, the evaluations are combined by the same out/in/veto rules, and
+//! the memory and the count are written once.
 
-use crate::events::{self, AlarmNotice, Invocation, ManualChange, ManualCommand, Trigger};
+use crate::events::{self, AlarmNotice, Invocation, Trigger};
+use crate::triggers::pace::PaceOutcome;
 use chrono::{DateTime, Utc};
 use ecs_control::config::ScalerConfig;
-use ecs_control::domain::alarm::{
-    breach_from_datapoints, breach_from_reason_data, AlarmState, AlarmStatus,
-};
-use ecs_control::domain::policy::{CapacityBounds, ScalingPolicy, MAGNITUDE_LIMIT};
+use ecs_control::domain::alarm::AlarmStatus;
+use ecs_control::domain::budget::{BudgetCeiling, TaskSize};
+use ecs_control::domain::pace::Paced;
+use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{
-    adjusted, clamp, decide, evaluate, trigger_key, Breach, Choice, Clamp, MemoryStatus,
-    PolicyEvaluation, ScalingMemory, ServiceState, TAG_VALUE_LIMIT,
+    decide, trigger_key, Choice, Clamp, Hold, Limits, MemoryStatus, PolicyEvaluation,
+    ScalingMemory, ServiceState,
 };
+use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::invocation::{log_decision, InvocationError};
+use ecs_control::invocation::{embedded_metric, log_decision, InvocationError};
 use ecs_control::ports::{AlarmStates, EcsServices, PortError};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// The namespace of the scaler's own metrics (Embedded Metric Format).
+pub const METRICS_NAMESPACE: &str = "EcsControl/Scaler";
 
 /// What happened to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,11 +52,24 @@ pub struct ServiceDecision {
     /// What the scaler's memory says about the count found.
     pub memory: Option<MemoryStatus>,
     pub alarms_in_alarm: Vec<String>,
+    /// The bounds this decision kept to: the policy bounds narrowed by open
+    /// windows and the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// The time windows open now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<OpenWindow>,
+    /// The budget's ceiling and its arithmetic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetCeiling>,
     pub evaluations: Vec<PolicyEvaluation>,
     pub choice: Option<Choice>,
     /// The count found, when it was outside the bounds and is brought back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_bounds: Option<u32>,
+    /// The pace's step, when a pace is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Paced>,
     /// What else the scaler noticed (another writer, an unapplied change).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -59,15 +83,19 @@ pub struct ServiceDecision {
 }
 
 impl ServiceDecision {
-    fn new(service: ServiceRef) -> Self {
+    pub(crate) fn new(service: ServiceRef) -> Self {
         Self {
             service,
             seen: None,
             memory: None,
             alarms_in_alarm: Vec::new(),
+            limits: None,
+            windows: Vec::new(),
+            budget: None,
             evaluations: Vec::new(),
             choice: None,
             out_of_bounds: None,
+            pace: None,
             notes: Vec::new(),
             action: Action::Held,
             reason: String::new(),
@@ -91,16 +119,31 @@ pub struct DecisionRecord {
     pub ignored: Option<String>,
     pub alarms_checked: Vec<AlarmStatus>,
     pub services: Vec<ServiceDecision>,
+    /// The bounds timeline a `preview_bounds` command asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Vec<BoundsPeriod>>,
+}
+
+/// What a trigger brings to the per-service decision.
+#[derive(Debug, Default)]
+pub(crate) struct TriggerInputs<'a> {
+    /// Alarm states read at decision time, by name.
+    pub statuses: BTreeMap<String, AlarmStatus>,
+    /// The alarm state changes being answered (empty for a tick).
+    pub notices: &'a [AlarmNotice],
 }
 
 /// The scaler: configuration and ports, built once per cold start.
 #[derive(Debug)]
 pub struct Scaler<E, A> {
-    config: ScalerConfig,
-    ecs: E,
-    alarms: A,
+    pub(crate) config: ScalerConfig,
+    pub(crate) ecs: E,
+    pub(crate) alarms: A,
     /// Shadow mode: decide and record, never change anything.
     always_dry_run: bool,
+    /// Task sizes by task definition ARN: read once per cold start, and again
+    /// only when a service moves to another task definition.
+    pub(crate) task_sizes: Mutex<HashMap<String, Option<TaskSize>>>,
 }
 
 impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
@@ -110,6 +153,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             ecs,
             alarms,
             always_dry_run,
+            task_sizes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,12 +177,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             tracing::error!(error = %e, "malformed event");
         })?;
         // Boxed: the nested async state machine is too deep to lay out inline.
-        let (record, result) = Box::pin(self.decide_and_apply(invocation, request_id, now)).await;
+        let (record, result) = Box::pin(self.route(invocation, request_id, now)).await;
         log_decision("scaler", &record);
         result.map(|()| record)
     }
 
-    async fn decide_and_apply(
+    async fn route(
         &self,
         invocation: Invocation,
         request_id: &str,
@@ -166,12 +210,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             ignored: None,
             alarms_checked: Vec::new(),
             services: Vec::new(),
+            preview: None,
         };
         let result = match &trigger {
             Trigger::AlarmChange { notices } => {
                 self.on_alarm_change(notices, &mut record, now).await
             }
-            Trigger::Recheck { .. } => self.on_recheck(&mut record, now).await,
+            Trigger::Recheck { .. } => self.on_tick(&mut record, now).await,
             Trigger::Manual { command } => {
                 self.on_manual(command, command_id, &mut record, now).await
             }
@@ -179,127 +224,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         (record, result)
     }
 
-    async fn on_alarm_change(
-        &self,
-        notices: &[AlarmNotice],
-        record: &mut DecisionRecord,
-        now: DateTime<Utc>,
-    ) -> Result<(), InvocationError> {
-        let mut ignored = Vec::new();
-        let mut acting = Vec::new();
-        for notice in notices {
-            if notice.state != AlarmState::Alarm {
-                ignored.push(format!(
-                    "alarm {} went to {}: only ALARM acts",
-                    notice.alarm,
-                    notice.state.as_str()
-                ));
-            } else if self
-                .config
-                .policies_for_alarm(&notice.alarm)
-                .next()
-                .is_none()
-            {
-                ignored.push(format!("no policy names alarm {}", notice.alarm));
-            } else {
-                acting.push(notice);
-            }
-        }
-        if acting.is_empty() {
-            record.ignored = Some(ignored.join("; "));
-            return Ok(());
-        }
-        let services: BTreeSet<ServiceRef> = acting
-            .iter()
-            .flat_map(|n| self.config.policies_for_alarm(&n.alarm))
-            .map(|p| p.target.clone())
-            .collect();
-        // Decide from the alarms as they are now, not as the (possibly late) event says.
-        let statuses = self.alarm_statuses_for(&services).await?;
-        record.alarms_checked = statuses.values().cloned().collect();
-        let still_alarming: Vec<&AlarmNotice> = acting
-            .into_iter()
-            .filter(|n| {
-                let current = statuses.get(&n.alarm);
-                let fresh = current.is_some_and(|s| s.state == AlarmState::Alarm);
-                if !fresh {
-                    ignored.push(format!(
-                        "alarm {} is no longer in ALARM (now {}): the event is stale",
-                        n.alarm,
-                        current.map_or("missing", |s| s.state.as_str())
-                    ));
-                }
-                fresh
-            })
-            .collect();
-        if !ignored.is_empty() {
-            record.ignored = Some(ignored.join("; "));
-        }
-        let services: BTreeSet<ServiceRef> = still_alarming
-            .iter()
-            .flat_map(|n| self.config.policies_for_alarm(&n.alarm))
-            .map(|p| p.target.clone())
-            .collect();
-        let notices: Vec<AlarmNotice> = still_alarming.into_iter().cloned().collect();
-        self.act_on_services(services, &statuses, &notices, record, now)
-            .await
-    }
-
-    async fn on_recheck(
-        &self,
-        record: &mut DecisionRecord,
-        now: DateTime<Utc>,
-    ) -> Result<(), InvocationError> {
-        let statuses = self.describe(&self.config.alarm_names()).await?;
-        record.alarms_checked = statuses.values().cloned().collect();
-        let services: BTreeSet<ServiceRef> = self
-            .config
-            .policies
-            .iter()
-            .filter(|p| {
-                statuses
-                    .get(&p.alarm)
-                    .is_some_and(|s| s.state == AlarmState::Alarm)
-            })
-            .map(|p| p.target.clone())
-            .collect();
-        if services.is_empty() {
-            record.ignored = Some("no alarm named by a policy is in ALARM".into());
-            return Ok(());
-        }
-        self.act_on_services(services, &statuses, &[], record, now)
-            .await
-    }
-
-    async fn alarm_statuses_for(
-        &self,
-        services: &BTreeSet<ServiceRef>,
-    ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
-        let mut names: Vec<String> = services
-            .iter()
-            .flat_map(|s| self.config.policies_for_service(s))
-            .map(|p| p.alarm.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        self.describe(&names).await
-    }
-
-    async fn describe(
-        &self,
-        names: &[String],
-    ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
-        let found = self.alarms.describe_alarms(names).await?;
-        Ok(found.into_iter().map(|s| (s.name.clone(), s)).collect())
-    }
-
     /// Decides and acts for each service; one service's failure does not stop
     /// the others, and a retry of the same trigger skips those already applied.
-    async fn act_on_services(
+    pub(crate) async fn act_on_services(
         &self,
         services: BTreeSet<ServiceRef>,
-        statuses: &BTreeMap<String, AlarmStatus>,
-        notices: &[AlarmNotice],
+        inputs: &TriggerInputs<'_>,
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
     ) -> Result<(), InvocationError> {
@@ -308,7 +238,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         for service in services {
             let mut decision = ServiceDecision::new(service.clone());
             if let Err(e) = self
-                .act_on_service(&service, statuses, notices, record, &mut decision, now)
+                .act_on_service(&service, inputs, record, &mut decision, now)
                 .await
             {
                 decision.action = Action::Failed;
@@ -320,7 +250,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         InvocationError::from_failures(failures, total, "services")
     }
 
-    fn bounds(&self, service: &ServiceRef) -> Result<CapacityBounds, InvocationError> {
+    pub(crate) fn bounds(&self, service: &ServiceRef) -> Result<CapacityBounds, InvocationError> {
         self.config.bounds_for_service(service).ok_or_else(|| {
             InvocationError::RejectedCommand(format!(
                 "no policy resizes {service}: the scaler only changes services it is configured for"
@@ -331,7 +261,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// Reads the service and sorts out its memory: completes a change this same
     /// trigger recorded but never applied, and notes another writer's change.
     /// Returns the state to decide from, or `None` when the trigger is done.
-    async fn read_service(
+    pub(crate) async fn read_service(
         &self,
         service: &ServiceRef,
         bounds: CapacityBounds,
@@ -372,11 +302,56 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         Ok(Some(ServiceState { memory, ..state }))
     }
 
+    /// Whether this trigger was already answered by a change of this service.
+    fn already_answered(
+        &self,
+        service: &ServiceRef,
+        state: &ServiceState,
+        inputs: &TriggerInputs<'_>,
+        record: &DecisionRecord,
+        decision: &mut ServiceDecision,
+    ) -> bool {
+        if matches!(decision.memory, Some(MemoryStatus::Unapplied { .. })) {
+            return false;
+        }
+        if matches!(record.trigger, Trigger::Recheck { .. }) {
+            // A tick delivered twice acts once.
+            if state.memory.last_trigger.as_deref() == Some(record.trigger_key.as_str()) {
+                decision.action = Action::Duplicate;
+                decision.reason = "this tick already changed the service".into();
+                return true;
+            }
+            return false;
+        }
+        // Each delivery of one alarm state change acts at most once, however late:
+        // the service remembers, per alarm, the newest change a scaling answered.
+        let relevant: Vec<&AlarmNotice> = inputs
+            .notices
+            .iter()
+            .filter(|n| {
+                self.config
+                    .policies_for_service(service)
+                    .any(|p| p.alarm == n.alarm)
+            })
+            .collect();
+        if !relevant.is_empty()
+            && relevant
+                .iter()
+                .all(|n| state.memory.answered(&n.alarm, n.state_changed_at))
+        {
+            decision.action = Action::Duplicate;
+            decision.reason =
+                "this alarm state change was already answered by a change of this service".into();
+            return true;
+        }
+        false
+    }
+
+    /// The one decide-and-apply path every trigger shares.
     async fn act_on_service(
         &self,
         service: &ServiceRef,
-        statuses: &BTreeMap<String, AlarmStatus>,
-        notices: &[AlarmNotice],
+        inputs: &TriggerInputs<'_>,
         record: &DecisionRecord,
         decision: &mut ServiceDecision,
         now: DateTime<Utc>,
@@ -387,80 +362,57 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let Some(state) = self.read_service(service, bounds, record, decision).await? else {
             return Ok(());
         };
-        let unapplied = matches!(decision.memory, Some(MemoryStatus::Unapplied { .. }));
-        // Each delivery of one alarm state change acts at most once, however late:
-        // the service remembers, per alarm, the newest change a scaling answered.
-        let relevant: Vec<&AlarmNotice> = notices
-            .iter()
-            .filter(|n| {
-                self.config
-                    .policies_for_service(service)
-                    .any(|p| p.alarm == n.alarm)
-            })
-            .collect();
-        if !unapplied
-            && !relevant.is_empty()
-            && relevant
-                .iter()
-                .all(|n| state.memory.answered(&n.alarm, n.state_changed_at))
-        {
-            decision.action = Action::Duplicate;
-            decision.reason =
-                "this alarm state change was already answered by a change of this service".into();
+        if self.already_answered(service, &state, inputs, record, decision) {
             return Ok(());
         }
-        let mut answered = Vec::new();
-        for policy in self.config.policies_for_service(service) {
-            let Some(status) = statuses
-                .get(&policy.alarm)
-                .filter(|s| s.state == AlarmState::Alarm)
-            else {
-                continue;
-            };
-            decision.alarms_in_alarm.push(policy.alarm.clone());
-            let changed_at = relevant
-                .iter()
-                .filter(|n| n.alarm == policy.alarm)
-                .map(|n| n.state_changed_at)
-                .chain(status.state_transitioned_at)
-                .max();
-            answered.extend(changed_at.map(|at| (policy.alarm.as_str(), at)));
-            let (breach, note) = self.breach(policy, status, now, decision).await;
-            let looks_below = status
-                .metric
-                .as_ref()
-                .is_some_and(|m| m.comparison.looks_below());
-            let mut evaluation = evaluate(policy, breach, looks_below, &state, now);
-            evaluation.breach_note = note;
-            decision.evaluations.push(evaluation);
-        }
-        let outcome = decide(&decision.evaluations, state.desired_count, bounds);
+        let limits = self.limits(service, bounds, &state, decision, now).await?;
+        decision.limits = Some(limits);
+
+        let mut evaluations = Vec::new();
+        let mut answered: Vec<(String, DateTime<Utc>)> = Vec::new();
+        self.step_evaluations(service, inputs, &state, limits, decision, now)
+            .await
+            .into_iter()
+            .for_each(|(evaluation, mark)| {
+                evaluations.push(evaluation);
+                answered.extend(mark);
+            });
+        evaluations.extend(
+            self.tracking_evaluations(service, &state, limits, decision, now)
+                .await,
+        );
+        let (openings, opening_marks) =
+            self.window_openings(service, &state, limits, decision, now);
+        evaluations.extend(openings);
+        answered.extend(opening_marks);
+        evaluations.extend(self.staged_continuation(&state, limits, decision, now));
+        decision.evaluations = evaluations;
+        self.publish_budget_holds(service, decision, now);
+
+        let outcome = decide(&decision.evaluations, &state, limits.bounds);
         decision.choice = Some(outcome.choice.clone());
         decision.out_of_bounds = outcome.out_of_bounds;
-        let Some(target) = outcome.target else {
-            decision.reason = match &outcome.choice {
-                Choice::ScaleInVetoed { by_alarm } => format!(
-                    "scale-in vetoed: alarm {by_alarm} wants this service kept at or above its count"
-                ),
-                _ => decision
-                    .evaluations
-                    .iter()
-                    .map(|e| {
-                        let held = e.held_by.map_or(String::new(), |h| h.to_string());
-                        format!("{}: {held}", e.alarm)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            };
+        let Some(wanted) = outcome.target else {
+            decision.reason = held_reason(
+                &outcome.choice,
+                decision,
+                limits,
+                outcome.correction_held_by,
+            );
             return Ok(());
         };
         let chosen = match outcome.choice {
-            Choice::Apply { index } => decision.evaluations.get(index),
+            Choice::Apply { index } => decision.evaluations.get(index).cloned(),
             _ => None,
         };
-        let memory = match chosen {
+        let mut memory = match &chosen {
             Some(chosen) => {
-                decision.reason = format!("{}: {}", chosen.alarm, chosen.rule);
+                decision.reason = format!("{}: {}", chosen.policy, chosen.rule);
+                if let Some(arithmetic) =
+                    chosen.tracking.as_ref().and_then(|t| t.arithmetic.as_ref())
+                {
+                    decision.reason.push_str(&format!("; {arithmetic}"));
+                }
                 state
                     .memory
                     .after(chosen, state.desired_count, &record.trigger_key, now)
@@ -468,13 +420,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             None => {
                 state
                     .memory
-                    .after_manual(state.desired_count, target, &record.trigger_key, now)
+                    .after_manual(state.desired_count, wanted, &record.trigger_key, now)
             }
         };
         if let Some(found) = outcome.out_of_bounds {
             let note = format!(
-                "desired count {found} was outside [{}, {}]: brought to {target}",
-                bounds.min, bounds.max
+                "desired count {found} was outside [{}, {}]: brought to {wanted}",
+                limits.bounds.min, limits.bounds.max
             );
             decision.reason = if decision.reason.is_empty() {
                 note
@@ -482,46 +434,69 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 format!("{}; {note}", decision.reason)
             };
         }
+        let target = match self.paced(service, &state, wanted, &mut memory, decision, now) {
+            PaceOutcome::Step(target) => target,
+            PaceOutcome::NothingThisMinute => {
+                // Only the pace's memory changes: nothing else happened.
+                let kept = ScalingMemory {
+                    pace: memory.pace,
+                    ..state.memory.clone()
+                };
+                return self
+                    .remember_only(&state, &kept, record.dry_run, decision)
+                    .await;
+            }
+        };
         decision.after = Some(target);
-        let memory = memory.with_marks(answered);
+        let memory = memory.with_marks(answered.iter().map(|(k, at)| (k.as_str(), *at)));
         self.apply(service, &state, target, &memory, record.dry_run, decision)
             .await
     }
 
-    /// The breach that picks the step: the alarm's metric read now, combined as
-    /// the policy says; the alarm's reason data only when that read fails.
-    async fn breach(
+    /// An Embedded Metric Format line for every scale-out the budget held,
+    /// so an alarm can page on it.
+    fn publish_budget_holds(
         &self,
-        policy: &ScalingPolicy,
-        status: &AlarmStatus,
+        service: &ServiceRef,
+        decision: &ServiceDecision,
         now: DateTime<Utc>,
+    ) {
+        let held = decision
+            .evaluations
+            .iter()
+            .any(|e| e.held_by == Some(Hold::BudgetCeiling) || e.clamped_by == Some(Clamp::Budget));
+        if held {
+            let line = embedded_metric(
+                METRICS_NAMESPACE,
+                &[("Cluster", &service.cluster), ("Service", &service.service)],
+                "ScaleOutHeldByBudget",
+                1.0,
+                now,
+            );
+            println!("{line}");
+        }
+    }
+
+    /// Writes the memory alone (a staged change the pace holds this minute).
+    async fn remember_only(
+        &self,
+        state: &ServiceState,
+        memory: &ScalingMemory,
+        dry_run: bool,
         decision: &mut ServiceDecision,
-    ) -> (Breach, Option<String>) {
-        let fallback = || breach_from_reason_data(status.reason_data.as_deref());
-        let Some(metric) = &status.metric else {
-            return (fallback(), None);
-        };
-        let (start, end) = metric.window(now);
-        decision.calls.push("cloudwatch:GetMetricData");
-        let note = match self.alarms.metric_values(metric, start, end).await {
-            Ok(values) => {
-                match breach_from_datapoints(&values, policy.metric_aggregation, metric.threshold) {
-                    Some(breach) => return (breach, None),
-                    None => "the alarm's metric has no datapoints in its window".to_string(),
-                }
-            }
-            Err(e) => format!("reading the alarm's metric failed: {e}"),
-        };
-        (
-            fallback(),
-            Some(format!("{note}; used the alarm's reason data")),
-        )
+    ) -> Result<(), PortError> {
+        decision.after = Some(state.desired_count);
+        if dry_run || state.memory == *memory {
+            return Ok(());
+        }
+        decision.calls.push("ecs:TagResource");
+        self.ecs.remember(&state.arn, memory).await
     }
 
     /// Records the change, makes it, then marks it applied: a failure between
     /// the first two leaves a change a retry of the same trigger completes, and
     /// that any other trigger knows never happened.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         service: &ServiceRef,
         state: &ServiceState,
@@ -557,100 +532,34 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         }
         Ok(())
     }
+}
 
-    async fn on_manual(
-        &self,
-        command: &ManualCommand,
-        request_id: &str,
-        record: &mut DecisionRecord,
-        now: DateTime<Utc>,
-    ) -> Result<(), InvocationError> {
-        let service = command.service_ref();
-        let bounds = self.bounds(&service)?;
-        if request_id.trim().is_empty()
-            || request_id.len() > TAG_VALUE_LIMIT
-            || request_id.chars().any(char::is_control)
-        {
-            return Err(InvocationError::RejectedCommand(format!(
-                "request_id must be 1 to {TAG_VALUE_LIMIT} printable characters \
-                 (it makes a retried command a no-op); got {} characters",
-                request_id.chars().count()
-            )));
+/// Why nothing changes, in words.
+fn held_reason(
+    choice: &Choice,
+    decision: &ServiceDecision,
+    limits: Limits,
+    correction_held_by: Option<Hold>,
+) -> String {
+    if let (Some(hold), Some(found)) = (correction_held_by, decision.out_of_bounds) {
+        return format!(
+            "desired count {found} is above max {}: {hold}",
+            limits.bounds.max
+        );
+    }
+    match choice {
+        Choice::ScaleInVetoed { by_policy } => {
+            format!("scale-in vetoed: {by_policy} wants this service kept at or above its count")
         }
-        if let ManualChange::ApplyStep { adjustment, .. } = &command.change {
-            if adjustment.unsigned_abs() > MAGNITUDE_LIMIT.unsigned_abs() {
-                return Err(InvocationError::RejectedCommand(format!(
-                    "adjustment {adjustment} is beyond the limit of ±{MAGNITUDE_LIMIT}"
-                )));
-            }
-        }
-        let mut decision = ServiceDecision::new(service.clone());
-        let outcome = async {
-            let Some(state) = self
-                .read_service(&service, bounds, record, &mut decision)
-                .await?
-            else {
-                return Ok(());
-            };
-            let unapplied = matches!(decision.memory, Some(MemoryStatus::Unapplied { .. }));
-            if !unapplied && state.memory.applied_command(request_id) {
-                decision.action = Action::Duplicate;
-                decision.reason = "this command was already applied".into();
-                return Ok(());
-            }
-            let proposed = match &command.change {
-                ManualChange::SetDesiredCount { desired_count } => i64::from(*desired_count),
-                ManualChange::ApplyStep {
-                    adjustment_type,
-                    adjustment,
-                    min_adjustment_magnitude,
-                } => adjusted(
-                    *adjustment_type,
-                    state.desired_count,
-                    *adjustment,
-                    *min_adjustment_magnitude,
-                ),
-            };
-            let (target, clamped_by) = clamp(&bounds, proposed);
-            let why = command.reason.as_deref().unwrap_or("no reason given");
-            decision.reason = match clamped_by {
-                Some(Clamp::MaxCapacity) => format!(
-                    "manual ({why}): {proposed} asked, held to max_capacity {}",
-                    bounds.max
-                ),
-                Some(Clamp::MinCapacity) => format!(
-                    "manual ({why}): {proposed} asked, held to min_capacity {}",
-                    bounds.min
-                ),
-                None => format!("manual ({why}): {proposed} asked"),
-            };
-            if target == state.desired_count {
-                decision
-                    .reason
-                    .push_str("; the desired count already equals it");
-                return Ok(());
-            }
-            decision.after = Some(target);
-            let memory = state
-                .memory
-                .after_manual(state.desired_count, target, &record.trigger_key, now)
-                .with_command(request_id);
-            self.apply(
-                &service,
-                &state,
-                target,
-                &memory,
-                record.dry_run,
-                &mut decision,
-            )
-            .await
-        }
-        .await;
-        if let Err(e) = &outcome {
-            decision.action = Action::Failed;
-            decision.error = Some(e.to_string());
-        }
-        record.services.push(decision);
-        outcome.map_err(InvocationError::Aws)
+        _ if decision.evaluations.is_empty() => "no policy asks for a change".to_string(),
+        _ => decision
+            .evaluations
+            .iter()
+            .map(|e| {
+                let held = e.held_by.map_or(String::new(), |h| h.to_string());
+                format!("{}: {held}", e.policy)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }

@@ -1,7 +1,9 @@
-//! The scaler: CloudWatch alarms resize ECS services, following step scaling rules.
+//! The scaler: resizes ECS services on alarms (step scaling), a metric held at
+//! a target, time windows, a budget ceiling and a pace.
 
 pub mod events;
 pub mod handler;
+pub mod triggers;
 
 /// Environment variable that turns on shadow mode: every decision is a dry run.
 pub const DRY_RUN_ENV: &str = "SCALER_DRY_RUN";

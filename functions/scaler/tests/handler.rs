@@ -5,8 +5,9 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{
-    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricQuery, MetricStat,
+    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
+use ecs_control::domain::budget::TaskSize;
 use ecs_control::domain::scaling::{Hold, MemoryStatus, ScalingMemory, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
@@ -47,7 +48,10 @@ struct FakeEcs {
     services: Mutex<HashMap<ServiceRef, ServiceState>>,
     failures: Mutex<HashMap<&'static str, Vec<PortError>>>,
     calls: Mutex<Vec<String>>,
+    task_sizes: Mutex<HashMap<String, TaskSize>>,
 }
+
+const WEB_TASK_DEFINITION: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1";
 
 impl FakeEcs {
     fn with_service(service: ServiceRef, desired: u32) -> Self {
@@ -63,6 +67,7 @@ impl FakeEcs {
             running_count: desired,
             pending_count: 0,
             deployment_in_progress: false,
+            task_definition: Some(WEB_TASK_DEFINITION.into()),
             memory: ScalingMemory::default(),
         };
         self.services.lock().expect("lock").insert(service, state);
@@ -116,6 +121,20 @@ impl FakeEcs {
 }
 
 impl EcsServices for FakeEcs {
+    async fn task_size(&self, task_definition_arn: &str) -> Result<Option<TaskSize>, PortError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("describe task definition {task_definition_arn}"));
+        self.take_failure("ecs:DescribeTaskDefinition")?;
+        Ok(self
+            .task_sizes
+            .lock()
+            .expect("lock")
+            .get(task_definition_arn)
+            .copied())
+    }
+
     async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
         self.calls
             .lock()
@@ -242,10 +261,10 @@ impl AlarmStates for FakeAlarms {
 
     async fn metric_values(
         &self,
-        metric: &AlarmMetric,
+        queries: &[MetricQuery],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<Vec<f64>, PortError> {
+    ) -> Result<Vec<MetricPoint>, PortError> {
         if *self.metric_reads_fail.lock().expect("lock") {
             return Err(PortError::new(
                 FailureKind::Retryable,
@@ -253,11 +272,7 @@ impl AlarmStates for FakeAlarms {
                 "injected",
             ));
         }
-        let name = &metric.queries[0]
-            .metric
-            .as_ref()
-            .expect("metric")
-            .metric_name;
+        let name = &queries[0].metric.as_ref().expect("metric").metric_name;
         let mut points: Vec<(DateTime<Utc>, f64)> = self
             .datapoints
             .lock()
@@ -271,7 +286,10 @@ impl AlarmStates for FakeAlarms {
             })
             .unwrap_or_default();
         points.sort_by_key(|(at, _)| *at);
-        Ok(points.into_iter().map(|(_, v)| v).collect())
+        Ok(points
+            .into_iter()
+            .map(|(at, value)| MetricPoint { at, value })
+            .collect())
     }
 }
 
@@ -579,7 +597,7 @@ async fn manual_set_is_bounded_and_idempotent() {
     too_many["request_id"] = "other".into();
     let record = s.handle(too_many, "req-3", now()).await.expect("handled");
     assert_eq!(record.services[0].after, Some(10));
-    assert!(record.services[0].reason.contains("max_capacity 10"));
+    assert!(record.services[0].reason.contains("the max 10 in force"));
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use super::classify;
 use crate::domain::alarm::{
-    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricQuery, MetricStat,
+    AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
 use crate::domain::probe::{MetricDatum, MetricUnit};
 use crate::ports::{AlarmStates, FailureKind, MetricsSink, PortError};
@@ -221,20 +221,17 @@ impl AlarmStates for CloudWatchAlarms {
 
     async fn metric_values(
         &self,
-        metric: &AlarmMetric,
+        queries: &[MetricQuery],
         start: chrono::DateTime<chrono::Utc>,
         end: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<f64>, PortError> {
+    ) -> Result<Vec<MetricPoint>, PortError> {
         const OP: &str = "cloudwatch:GetMetricData";
-        let returned = metric
-            .queries
+        let returned = queries
             .iter()
             .find(|q| q.return_data)
             .map(|q| q.id.clone())
-            .ok_or_else(|| {
-                PortError::new(FailureKind::Rejected, OP, "the alarm returns no query")
-            })?;
-        let queries: Vec<MetricDataQuery> = metric.queries.iter().map(data_query).collect();
+            .ok_or_else(|| PortError::new(FailureKind::Rejected, OP, "no query returns data"))?;
+        let queries: Vec<MetricDataQuery> = queries.iter().map(data_query).collect();
         let mut points = Vec::new();
         let mut next_token = None;
         loop {
@@ -256,7 +253,7 @@ impl AlarmStates for CloudWatchAlarms {
                             .timestamps()
                             .iter()
                             .zip(result.values())
-                            .map(|(at, value)| (at.secs(), *value)),
+                            .filter_map(|(at, value)| Some((to_chrono(at)?, *value))),
                     );
                 }
             }
@@ -266,7 +263,10 @@ impl AlarmStates for CloudWatchAlarms {
             }
         }
         points.sort_by_key(|(at, _)| *at);
-        Ok(points.into_iter().map(|(_, value)| value).collect())
+        Ok(points
+            .into_iter()
+            .map(|(at, value)| MetricPoint { at, value })
+            .collect())
     }
 }
 

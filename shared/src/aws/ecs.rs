@@ -2,6 +2,8 @@
 //! and the tasks of a service.
 
 use super::classify;
+use crate::domain::budget::TaskSize;
+use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
@@ -24,6 +26,7 @@ pub mod tag_keys {
     pub const APPLIED: &str = "ecs-scaler:applied";
     pub const ALARM_MARKS: &str = "ecs-scaler:alarm-marks";
     pub const COMMANDS: &str = "ecs-scaler:commands";
+    pub const PACE: &str = "ecs-scaler:pace";
 }
 
 /// The memory as tag key/value pairs; an unset field is an empty value, so one
@@ -76,6 +79,14 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
                 .join(" "),
         ),
         (tag_keys::COMMANDS, memory.recent_commands.join(" ")),
+        (
+            tag_keys::PACE,
+            memory
+                .pace
+                .as_ref()
+                .map(PaceMemory::encode)
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -109,6 +120,7 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
             tag_keys::COMMANDS => {
                 memory.recent_commands = value.split_whitespace().map(str::to_string).collect();
             }
+            tag_keys::PACE => memory.pace = PaceMemory::decode(value),
             _ => {}
         }
     }
@@ -194,6 +206,7 @@ impl EcsServices for EcsAdapter {
             running_count: count(found.running_count()),
             pending_count: count(found.pending_count()),
             deployment_in_progress,
+            task_definition: found.task_definition().map(str::to_string),
             memory,
         })
     }
@@ -234,6 +247,35 @@ impl EcsServices for EcsAdapter {
             .await
             .map_err(|e| classify("ecs:UpdateService", e))?;
         Ok(())
+    }
+
+    async fn task_size(&self, task_definition_arn: &str) -> Result<Option<TaskSize>, PortError> {
+        const OP: &str = "ecs:DescribeTaskDefinition";
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(task_definition_arn)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let definition = out.task_definition().ok_or_else(|| {
+            PortError::new(
+                FailureKind::NotFound,
+                OP,
+                format!("task definition {task_definition_arn} not found"),
+            )
+        })?;
+        // Task-level sizes are strings of CPU units and MiB ("256", "512").
+        let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u32>().ok());
+        Ok(
+            match (parse(definition.cpu()), parse(definition.memory())) {
+                (Some(cpu_units), Some(memory_mib)) => Some(TaskSize {
+                    cpu_units,
+                    memory_mib,
+                }),
+                _ => None,
+            },
+        )
     }
 }
 

@@ -5,9 +5,14 @@ use crate::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
     MAGNITUDE_LIMIT,
 };
+use crate::domain::schedule::ScheduleWindow;
 use crate::domain::service::ServiceRef;
+use crate::domain::target_tracking::TargetTrackingPolicy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
+
+mod triggers;
+pub use triggers::ServiceSettings;
 
 /// Environment variable holding the policy document as JSON.
 pub const POLICIES_ENV: &str = "SCALER_POLICIES";
@@ -15,21 +20,50 @@ pub const POLICIES_ENV: &str = "SCALER_POLICIES";
 pub const POLICIES_FILE_ENV: &str = "SCALER_POLICIES_FILE";
 
 /// The scaler's configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ScalerConfig {
+    /// Step policies, each driven by an alarm.
     pub policies: Vec<ScalingPolicy>,
+    /// Target-tracking policies, evaluated on the scheduled tick.
+    pub tracking: Vec<TargetTrackingPolicy>,
+    /// Time windows that narrow a service's bounds, with the service each is for.
+    pub schedules: Vec<(ServiceRef, ScheduleWindow)>,
+    /// Per-service budget ceilings and paces.
+    pub settings: BTreeMap<ServiceRef, ServiceSettings>,
+    bounds: BTreeMap<ServiceRef, CapacityBounds>,
 }
 
 const DEFAULT_COOLDOWN_SECONDS: u32 = 300;
 
-fn default_cooldown() -> u32 {
+pub(super) fn default_cooldown() -> u32 {
     DEFAULT_COOLDOWN_SECONDS
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyDocument {
-    policies: Vec<PolicyEntry>,
+    /// Step and target-tracking policies, told apart by `type`.
+    policies: Vec<serde_json::Value>,
+    #[serde(default)]
+    schedules: Vec<serde_json::Value>,
+    #[serde(default)]
+    services: Vec<serde_json::Value>,
+}
+
+/// Deserialises one entry of a list, naming fields from `prefix` (`policies[2]`).
+pub(super) fn parse_entry<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        ConfigError::new(field, e.into_inner().to_string())
+    })
 }
 
 #[derive(Deserialize)]
@@ -71,40 +105,91 @@ impl ScalerConfig {
     /// A [`ConfigError`] naming the first offending field, e.g. `policies[1].steps[0].scaling_adjustment`.
     pub fn parse(document: &str) -> Result<Self, ConfigError> {
         let parsed: PolicyDocument = super::parse_json(document, "policy document")?;
-        let mut policies = Vec::with_capacity(parsed.policies.len());
+        let mut policies = Vec::new();
+        let mut tracking = Vec::new();
         let mut seen = HashSet::new();
         let mut bounds_by_service: BTreeMap<ServiceRef, (usize, CapacityBounds)> = BTreeMap::new();
-        for (i, entry) in parsed.policies.into_iter().enumerate() {
-            let policy = validate_policy(i, entry)?;
+        for (i, mut raw) in parsed.policies.into_iter().enumerate() {
             let at = |field: &str| format!("policies[{i}].{field}");
-            if !seen.insert((policy.alarm.clone(), policy.target.clone())) {
-                return Err(ConfigError::new(
-                    at("alarm"),
-                    format!(
-                        "a policy for alarm {} on {} is already defined",
-                        policy.alarm, policy.target
-                    ),
-                ));
-            }
+            let kind = match raw.as_object_mut().map(|o| o.remove("type")) {
+                None => {
+                    return Err(ConfigError::new(
+                        format!("policies[{i}]"),
+                        "must be an object",
+                    ))
+                }
+                Some(None) => "step".to_string(),
+                Some(Some(serde_json::Value::String(kind))) => kind,
+                Some(Some(other)) => {
+                    return Err(ConfigError::new(
+                        at("type"),
+                        format!(
+                            "{other} is not a policy type: use \"step\" or \"target_tracking\""
+                        ),
+                    ))
+                }
+            };
+            let (target, bounds) = match kind.as_str() {
+                "step" => {
+                    let policy = validate_policy(i, parse_entry(&format!("policies[{i}]"), raw)?)?;
+                    if !seen.insert((policy.alarm.clone(), policy.target.clone())) {
+                        return Err(ConfigError::new(
+                            at("alarm"),
+                            format!(
+                                "a policy for alarm {} on {} is already defined",
+                                policy.alarm, policy.target
+                            ),
+                        ));
+                    }
+                    let found = (policy.target.clone(), policy.bounds);
+                    policies.push(policy);
+                    found
+                }
+                "target_tracking" => {
+                    let policy = triggers::tracking_policy(i, raw)?;
+                    let found = (policy.target.clone(), policy.bounds);
+                    tracking.push(policy);
+                    found
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        at("type"),
+                        format!(
+                            "{other:?} is not a policy type: use \"step\" or \"target_tracking\""
+                        ),
+                    ))
+                }
+            };
             // Bounds belong to the service, as a scalable target's do: policies must agree.
-            match bounds_by_service.get(&policy.target) {
-                Some((first, bounds)) if *bounds != policy.bounds => {
+            match bounds_by_service.get(&target) {
+                Some((first, known)) if *known != bounds => {
                     return Err(ConfigError::new(
                         at("min_capacity"),
                         format!(
-                            "bounds [{}, {}] differ from policies[{first}]'s [{}, {}] for the same service {}",
-                            policy.bounds.min, policy.bounds.max, bounds.min, bounds.max, policy.target
+                            "bounds [{}, {}] differ from policies[{first}]'s [{}, {}] for the same service {target}",
+                            bounds.min, bounds.max, known.min, known.max
                         ),
                     ))
                 }
                 Some(_) => {}
                 None => {
-                    bounds_by_service.insert(policy.target.clone(), (i, policy.bounds));
+                    bounds_by_service.insert(target, (i, bounds));
                 }
             }
-            policies.push(policy);
         }
-        Ok(Self { policies })
+        let bounds: BTreeMap<ServiceRef, CapacityBounds> = bounds_by_service
+            .into_iter()
+            .map(|(service, (_, bounds))| (service, bounds))
+            .collect();
+        let schedules = triggers::schedules(parsed.schedules, &bounds)?;
+        let settings = triggers::service_settings(parsed.services, &bounds)?;
+        Ok(Self {
+            policies,
+            tracking,
+            schedules,
+            settings,
+            bounds,
+        })
     }
 
     /// The policies an alarm drives.
@@ -125,7 +210,44 @@ impl ScalerConfig {
 
     /// The bounds configured for a service, if any policy resizes it.
     pub fn bounds_for_service(&self, service: &ServiceRef) -> Option<CapacityBounds> {
-        self.policies_for_service(service).next().map(|p| p.bounds)
+        self.bounds.get(service).copied()
+    }
+
+    /// The target-tracking policies of a service.
+    pub fn tracking_for_service<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+    ) -> impl Iterator<Item = &'a TargetTrackingPolicy> + 'a {
+        self.tracking.iter().filter(move |p| &p.target == service)
+    }
+
+    /// The time windows of a service.
+    pub fn schedules_for_service<'a>(&'a self, service: &'a ServiceRef) -> Vec<&'a ScheduleWindow> {
+        self.schedules
+            .iter()
+            .filter(|(s, _)| s == service)
+            .map(|(_, w)| w)
+            .collect()
+    }
+
+    /// The budget and pace of a service (none when not configured).
+    pub fn settings_for(&self, service: &ServiceRef) -> ServiceSettings {
+        self.settings.get(service).cloned().unwrap_or_default()
+    }
+
+    /// The services the scheduled tick decides for whatever the alarms say:
+    /// those with target tracking, time windows, a budget or a pace.
+    pub fn tick_services(&self) -> Vec<ServiceRef> {
+        let mut services: Vec<ServiceRef> = self
+            .tracking
+            .iter()
+            .map(|p| p.target.clone())
+            .chain(self.schedules.iter().map(|(s, _)| s.clone()))
+            .chain(self.settings.keys().cloned())
+            .collect();
+        services.sort();
+        services.dedup();
+        services
     }
 
     /// Every alarm name the policies mention, once each, sorted.

@@ -76,6 +76,13 @@ pub struct MetricQuery {
     pub return_data: bool,
 }
 
+/// One value of a metric at the start of its period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub at: DateTime<Utc>,
+    pub value: f64,
+}
+
 /// What a metric alarm watches and how, so its metric can be read at decision time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlarmMetric {

@@ -6,8 +6,10 @@
 //! cooldowns where capacity added during a scale-out cooldown counts toward the
 //! next step, and no scale-in during a deployment.
 
+use super::pace::PaceMemory;
 use super::policy::{
-    AdjustmentType, CapacityBounds, MetricAggregation, ScalingPolicy, StepAdjustment, ThresholdSide,
+    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
+    ThresholdSide,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,8 @@ pub struct ScalingMemory {
     pub alarm_marks: BTreeMap<String, i64>,
     /// Short hashes of the latest manual commands applied, newest last.
     pub recent_commands: Vec<String>,
+    /// Tasks added and removed this minute, and a change still being staged.
+    pub pace: Option<PaceMemory>,
 }
 
 /// How many alarms' marks a service keeps (one tag of at most 256 characters).
@@ -229,6 +233,8 @@ pub struct ServiceState {
     pub running_count: u32,
     pub pending_count: u32,
     pub deployment_in_progress: bool,
+    /// The task definition the service runs, whose size the budget counts.
+    pub task_definition: Option<String>,
     pub memory: ScalingMemory,
 }
 
@@ -259,6 +265,8 @@ pub enum BreachSource {
     },
     /// The alarm's `StateReasonData`, written when it last changed state.
     ReasonData,
+    /// A target-tracking policy's run of one-minute datapoints.
+    TargetTracking { datapoints: usize },
 }
 
 /// How far the alarm's metric is past its threshold, if known.
@@ -299,6 +307,14 @@ pub enum Hold {
     ScaleInCooldown,
     DeploymentInProgress,
     AlreadyAtTarget,
+    /// A target-tracking policy with `disable_scale_in`.
+    ScaleInDisabled,
+    /// A target-tracking policy's metric lacks the datapoints to decide.
+    MissingData,
+    /// The service's hourly budget allows no more tasks.
+    BudgetCeiling,
+    /// The pace allows no more tasks this minute.
+    Pace,
 }
 
 impl fmt::Display for Hold {
@@ -313,6 +329,10 @@ impl fmt::Display for Hold {
             Hold::ScaleInCooldown => "scale-in waits out the cooldown of the last scaling",
             Hold::DeploymentInProgress => "no scale-in while a deployment is in progress",
             Hold::AlreadyAtTarget => "the desired count already equals the target",
+            Hold::ScaleInDisabled => "the policy has disable_scale_in",
+            Hold::MissingData => "the metric lacks the datapoints to decide: nothing changes",
+            Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
+            Hold::Pace => "the pace allows no more tasks this minute",
         })
     }
 }
@@ -323,12 +343,43 @@ impl fmt::Display for Hold {
 pub enum Clamp {
     MaxCapacity,
     MinCapacity,
+    /// The max the service's hourly budget allows, below its max_capacity.
+    Budget,
+}
+
+/// The bounds a decision keeps to now: the policy bounds narrowed by open
+/// schedule windows and the budget ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub bounds: CapacityBounds,
+    /// Whether `bounds.max` is the budget's ceiling rather than a configured max.
+    pub max_is_budget: bool,
+}
+
+impl Limits {
+    pub fn new(bounds: CapacityBounds) -> Self {
+        Self {
+            bounds,
+            max_is_budget: false,
+        }
+    }
+
+    /// Clamps a proposed count, saying which bound cut it.
+    pub fn clamp(&self, proposed: i64) -> (u32, Option<Clamp>) {
+        match clamp(&self.bounds, proposed) {
+            (target, Some(Clamp::MaxCapacity)) if self.max_is_budget => {
+                (target, Some(Clamp::Budget))
+            }
+            other => other,
+        }
+    }
 }
 
 /// One policy's verdict, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyEvaluation {
-    pub alarm: String,
+    /// The alarm a step policy follows, or the name of another trigger's policy.
+    pub policy: String,
     pub breach: Breach,
     pub step: Option<StepAdjustment>,
     /// Which step applied and why, in words.
@@ -346,6 +397,37 @@ pub struct PolicyEvaluation {
     /// Why the breach was not read from the metric, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breach_note: Option<String>,
+    /// The datapoints and arithmetic of a target-tracking policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<super::target_tracking::TrackingDetail>,
+}
+
+impl PolicyEvaluation {
+    /// An evaluation that has not yet chosen anything.
+    pub fn new(policy: impl Into<String>, breach: Breach, desired: u32) -> Self {
+        Self {
+            policy: policy.into(),
+            breach,
+            step: None,
+            rule: String::new(),
+            direction: None,
+            computed_from: desired,
+            proposed: None,
+            clamped_by: None,
+            target: None,
+            held_by: None,
+            within_scale_out_cooldown: false,
+            breach_note: None,
+            tracking: None,
+        }
+    }
+
+    /// The same evaluation, held for `hold` with `rule` as the explanation.
+    pub fn held(mut self, hold: Hold, rule: impl Into<String>) -> Self {
+        self.held_by = Some(hold);
+        self.rule = rule.into();
+        self
+    }
 }
 
 fn cooldown_running(since: Option<DateTime<Utc>>, seconds: u32, now: DateTime<Utc>) -> bool {
@@ -441,42 +523,27 @@ fn choose_step<'a>(
     }
 }
 
-/// Evaluate one policy whose alarm is in ALARM against the service as it is now.
-/// `alarm_looks_below` (a `<`/`<=` alarm) places a breach of exactly 0 below
-/// the threshold, where step bounds are read `lower < breach <= upper`.
+/// Evaluate one step policy whose alarm is in ALARM against the service as it
+/// is now. `alarm_looks_below` (a `<`/`<=` alarm) places a breach of exactly 0
+/// below the threshold, where step bounds are read `lower < breach <= upper`.
 pub fn evaluate(
     policy: &ScalingPolicy,
     breach: Breach,
     alarm_looks_below: bool,
+    limits: Limits,
     service: &ServiceState,
     now: DateTime<Utc>,
 ) -> PolicyEvaluation {
-    let desired = service.desired_count;
-    let mut evaluation = PolicyEvaluation {
-        alarm: policy.alarm.clone(),
-        breach,
-        step: None,
-        rule: String::new(),
-        direction: None,
-        computed_from: desired,
-        proposed: None,
-        clamped_by: None,
-        target: None,
-        held_by: None,
-        within_scale_out_cooldown: false,
-        breach_note: None,
-    };
+    let evaluation = PolicyEvaluation::new(&policy.alarm, breach, service.desired_count);
     let (step, rule) = match choose_step(policy, &evaluation.breach, alarm_looks_below) {
         Ok(chosen) => chosen,
-        Err(rule) => {
-            evaluation.rule = rule;
-            evaluation.held_by = Some(Hold::NoMatchingStep);
-            return evaluation;
-        }
+        Err(rule) => return evaluation.held(Hold::NoMatchingStep, rule),
     };
-    evaluation.step = Some(step.clone());
-    evaluation.rule = rule;
-
+    let mut evaluation = PolicyEvaluation {
+        step: Some(step.clone()),
+        rule,
+        ..evaluation
+    };
     let apply = |base: u32| {
         adjusted(
             policy.adjustment_type,
@@ -485,13 +552,40 @@ pub fn evaluate(
             policy.min_adjustment_magnitude,
         )
     };
+    settle(
+        &mut evaluation,
+        apply,
+        policy.cooldowns,
+        true,
+        limits,
+        service,
+        now,
+    );
+    evaluation
+}
+
+/// The rules every policy's proposal goes through, whatever computed it: the
+/// direction `apply(desired)` gives; during a scale-out cooldown the count is
+/// computed from the cooldown's base, so capacity already added counts; no
+/// scale-in during a deployment, its cooldown, or when the policy disables it;
+/// then the limits.
+pub fn settle(
+    evaluation: &mut PolicyEvaluation,
+    apply: impl Fn(u32) -> i64,
+    cooldowns: Cooldowns,
+    scale_in_allowed: bool,
+    limits: Limits,
+    service: &ServiceState,
+    now: DateTime<Utc>,
+) {
+    let desired = service.desired_count;
     let direction = match apply(desired).cmp(&i64::from(desired)) {
         std::cmp::Ordering::Greater => Direction::Out,
         std::cmp::Ordering::Less => Direction::In,
         std::cmp::Ordering::Equal => {
             evaluation.proposed = Some(i64::from(desired));
             evaluation.held_by = Some(Hold::AlreadyAtTarget);
-            return evaluation;
+            return;
         }
     };
     evaluation.direction = Some(direction);
@@ -500,11 +594,7 @@ pub fn evaluate(
     let base = match direction {
         Direction::Out => {
             let in_cooldown = memory.last_direction == Some(Direction::Out)
-                && cooldown_running(
-                    memory.last_scaled_at,
-                    policy.cooldowns.scale_out_seconds,
-                    now,
-                );
+                && cooldown_running(memory.last_scaled_at, cooldowns.scale_out_seconds, now);
             evaluation.within_scale_out_cooldown = in_cooldown;
             if in_cooldown {
                 memory.scale_out_base.unwrap_or(desired)
@@ -513,17 +603,18 @@ pub fn evaluate(
             }
         }
         Direction::In => {
-            if service.deployment_in_progress {
-                evaluation.held_by = Some(Hold::DeploymentInProgress);
-                return evaluation;
-            }
-            if cooldown_running(
-                memory.last_scaled_at,
-                policy.cooldowns.scale_in_seconds,
-                now,
-            ) {
-                evaluation.held_by = Some(Hold::ScaleInCooldown);
-                return evaluation;
+            let hold = if !scale_in_allowed {
+                Some(Hold::ScaleInDisabled)
+            } else if service.deployment_in_progress {
+                Some(Hold::DeploymentInProgress)
+            } else if cooldown_running(memory.last_scaled_at, cooldowns.scale_in_seconds, now) {
+                Some(Hold::ScaleInCooldown)
+            } else {
+                None
+            };
+            if hold.is_some() {
+                evaluation.held_by = hold;
+                return;
             }
             desired
         }
@@ -531,7 +622,7 @@ pub fn evaluate(
     evaluation.computed_from = base;
     let proposed = apply(base);
     evaluation.proposed = Some(proposed);
-    let (target, clamped_by) = clamp(&policy.bounds, proposed);
+    let (target, clamped_by) = limits.clamp(proposed);
     evaluation.clamped_by = clamped_by;
 
     let moves = match direction {
@@ -542,13 +633,13 @@ pub fn evaluate(
         evaluation.target = Some(target);
     } else {
         evaluation.held_by = Some(match (direction, evaluation.clamped_by) {
+            (Direction::Out, Some(Clamp::Budget)) => Hold::BudgetCeiling,
             (Direction::Out, Some(Clamp::MaxCapacity)) => Hold::AtMaxCapacity,
             (Direction::Out, _) if evaluation.within_scale_out_cooldown => Hold::ScaleOutCooldown,
             (Direction::In, Some(Clamp::MinCapacity)) => Hold::AtMinCapacity,
             _ => Hold::AlreadyAtTarget,
         });
     }
-    evaluation
 }
 
 /// Which of several evaluations for one service to act on.
@@ -559,8 +650,9 @@ pub enum Choice {
     Apply { index: usize },
     /// Nothing to do: every policy holds.
     Nothing,
-    /// A policy wants to scale in, but another wants out or wants the current count.
-    ScaleInVetoed { by_alarm: String },
+    /// A policy wants to scale in, but another wants out, wants the current
+    /// count, or cannot see its metric.
+    ScaleInVetoed { by_policy: String },
 }
 
 /// Scale out if any policy says so (to the highest target); scale in only if no
@@ -580,17 +672,18 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
         return Choice::Apply { index };
     }
     if let Some(index) = best(Direction::In) {
-        // A policy that wants out, wants exactly the current count, or whose
-        // alarm is in ALARM with a breach no step covers, disagrees.
+        // A policy that wants out, wants exactly the current count, whose
+        // alarm is in ALARM with a breach no step covers, or that cannot see
+        // its metric, disagrees.
         if let Some(out) = evaluations.iter().find(|e| {
             e.direction == Some(Direction::Out)
                 || matches!(
                     e.held_by,
-                    Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep)
+                    Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep | Hold::MissingData)
                 )
         }) {
             return Choice::ScaleInVetoed {
-                by_alarm: out.alarm.clone(),
+                by_policy: out.policy.clone(),
             };
         }
         return Choice::Apply { index };
@@ -607,21 +700,34 @@ pub struct Decision {
     /// Set when the count found was outside the bounds and is brought back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_bounds: Option<u32>,
+    /// Why a count above the bounds is not brought down yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correction_held_by: Option<Hold>,
 }
 
 /// Combines the policies' evaluations; a desired count outside the bounds is
 /// brought back within them whatever the policies chose (as Application Auto
-/// Scaling does whenever a policy runs).
-pub fn decide(evaluations: &[PolicyEvaluation], desired: u32, bounds: CapacityBounds) -> Decision {
+/// Scaling does whenever a policy runs), except that a count above them waits
+/// for a running deployment, as any scale-in does.
+pub fn decide(
+    evaluations: &[PolicyEvaluation],
+    service: &ServiceState,
+    bounds: CapacityBounds,
+) -> Decision {
+    let desired = service.desired_count;
     let choice = choose(evaluations);
     let chosen = match &choice {
         Choice::Apply { index } => evaluations.get(*index).and_then(|e| e.target),
         _ => None,
     };
     let correction = bounds.correction(desired);
+    let correction_held_by = correction
+        .filter(|&c| c < desired && chosen.is_none() && service.deployment_in_progress)
+        .map(|_| Hold::DeploymentInProgress);
     Decision {
-        target: chosen.or(correction),
+        target: chosen.or(correction.filter(|_| correction_held_by.is_none())),
         out_of_bounds: correction.map(|_| desired),
+        correction_held_by,
         choice,
     }
 }
@@ -654,6 +760,7 @@ impl ScalingMemory {
             applied: Some(false),
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
+            pace: self.pace.clone(),
         }
     }
 
@@ -675,6 +782,7 @@ impl ScalingMemory {
             applied: Some(false),
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
+            pace: self.pace.clone(),
         }
     }
 }

@@ -1,0 +1,138 @@
+//! An operator's commands: set a count, apply one step, or preview the bounds
+//! the time windows give. A change keeps to the limits in force and the pace.
+
+use crate::events::{ManualChange, ManualCommand};
+use crate::handler::{Action, DecisionRecord, Scaler, ServiceDecision};
+use crate::triggers::pace::PaceOutcome;
+use chrono::{DateTime, Utc};
+use ecs_control::domain::policy::MAGNITUDE_LIMIT;
+use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, TAG_VALUE_LIMIT};
+use ecs_control::invocation::InvocationError;
+use ecs_control::ports::{AlarmStates, EcsServices, PortError};
+
+impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+    pub(crate) async fn on_manual(
+        &self,
+        command: &ManualCommand,
+        request_id: &str,
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), InvocationError> {
+        let service = command.service_ref();
+        if let ManualChange::PreviewBounds { hours } = &command.change {
+            return self.preview_bounds(&service, *hours, record, now);
+        }
+        let bounds = self.bounds(&service)?;
+        if request_id.trim().is_empty()
+            || request_id.len() > TAG_VALUE_LIMIT
+            || request_id.chars().any(char::is_control)
+        {
+            return Err(InvocationError::RejectedCommand(format!(
+                "request_id must be 1 to {TAG_VALUE_LIMIT} printable characters \
+                 (it makes a retried command a no-op); got {} characters",
+                request_id.chars().count()
+            )));
+        }
+        if let ManualChange::ApplyStep { adjustment, .. } = &command.change {
+            if adjustment.unsigned_abs() > MAGNITUDE_LIMIT.unsigned_abs() {
+                return Err(InvocationError::RejectedCommand(format!(
+                    "adjustment {adjustment} is beyond the limit of ±{MAGNITUDE_LIMIT}"
+                )));
+            }
+        }
+        let mut decision = ServiceDecision::new(service.clone());
+        let outcome = self
+            .manual_change(command, request_id, bounds, record, &mut decision, now)
+            .await;
+        if let Err(e) = &outcome {
+            decision.action = Action::Failed;
+            decision.error = Some(e.to_string());
+        }
+        record.services.push(decision);
+        outcome.map_err(InvocationError::Aws)
+    }
+
+    async fn manual_change(
+        &self,
+        command: &ManualCommand,
+        request_id: &str,
+        bounds: ecs_control::domain::policy::CapacityBounds,
+        record: &DecisionRecord,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let service = command.service_ref();
+        let Some(state) = self
+            .read_service(&service, bounds, record, decision)
+            .await?
+        else {
+            return Ok(());
+        };
+        let unapplied = matches!(decision.memory, Some(MemoryStatus::Unapplied { .. }));
+        if !unapplied && state.memory.applied_command(request_id) {
+            decision.action = Action::Duplicate;
+            decision.reason = "this command was already applied".into();
+            return Ok(());
+        }
+        let limits = self.limits(&service, bounds, &state, decision, now).await?;
+        decision.limits = Some(limits);
+        let proposed = match &command.change {
+            ManualChange::SetDesiredCount { desired_count } => i64::from(*desired_count),
+            ManualChange::ApplyStep {
+                adjustment_type,
+                adjustment,
+                min_adjustment_magnitude,
+            } => adjusted(
+                *adjustment_type,
+                state.desired_count,
+                *adjustment,
+                *min_adjustment_magnitude,
+            ),
+            ManualChange::PreviewBounds { .. } => return Ok(()),
+        };
+        let (wanted, clamped_by) = limits.clamp(proposed);
+        let why = command.reason.as_deref().unwrap_or("no reason given");
+        decision.reason = match clamped_by {
+            Some(Clamp::MaxCapacity) => format!(
+                "manual ({why}): {proposed} asked, held to the max {} in force",
+                limits.bounds.max
+            ),
+            Some(Clamp::Budget) => format!(
+                "manual ({why}): {proposed} asked, held to the {} tasks the budget pays for",
+                limits.bounds.max
+            ),
+            Some(Clamp::MinCapacity) => format!(
+                "manual ({why}): {proposed} asked, held to the min {} in force",
+                limits.bounds.min
+            ),
+            None => format!("manual ({why}): {proposed} asked"),
+        };
+        if wanted == state.desired_count {
+            decision
+                .reason
+                .push_str("; the desired count already equals it");
+            return Ok(());
+        }
+        let mut memory = state
+            .memory
+            .after_manual(state.desired_count, wanted, &record.trigger_key, now)
+            .with_command(request_id);
+        let target = match self.paced(&service, &state, wanted, &mut memory, decision, now) {
+            PaceOutcome::Step(target) => target,
+            PaceOutcome::NothingThisMinute => {
+                // The command is remembered as applied: the tick carries out the stages.
+                memory.last_target = Some(state.desired_count);
+                memory.applied = Some(true);
+                decision.after = Some(state.desired_count);
+                if !record.dry_run {
+                    decision.calls.push("ecs:TagResource");
+                    self.ecs.remember(&state.arn, &memory).await?;
+                }
+                return Ok(());
+            }
+        };
+        decision.after = Some(target);
+        self.apply(&service, &state, target, &memory, record.dry_run, decision)
+            .await
+    }
+}

@@ -1,0 +1,75 @@
+//! One module per trigger. Each turns its input into policy evaluations, or
+//! narrows the limits, for the one decide-and-apply path in [`crate::handler`].
+
+pub mod budget;
+pub mod manual;
+pub mod pace;
+pub mod schedules;
+pub mod step_alarms;
+pub mod target_tracking;
+
+use crate::handler::{DecisionRecord, Scaler, ServiceDecision, TriggerInputs};
+use chrono::{DateTime, Utc};
+use ecs_control::domain::alarm::AlarmState;
+use ecs_control::domain::policy::CapacityBounds;
+use ecs_control::domain::scaling::{Limits, ServiceState};
+use ecs_control::domain::service::ServiceRef;
+use ecs_control::invocation::InvocationError;
+use ecs_control::ports::{AlarmStates, EcsServices, PortError};
+use std::collections::BTreeSet;
+
+impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+    /// The scheduled tick: every service whose alarm is in ALARM, and every
+    /// service with target tracking, time windows, a budget or a pace.
+    pub(crate) async fn on_tick(
+        &self,
+        record: &mut DecisionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), InvocationError> {
+        let names = self.config.alarm_names();
+        let statuses = if names.is_empty() {
+            Default::default()
+        } else {
+            self.describe(&names).await?
+        };
+        record.alarms_checked = statuses.values().cloned().collect();
+        let services: BTreeSet<ServiceRef> = self
+            .config
+            .policies
+            .iter()
+            .filter(|p| {
+                statuses
+                    .get(&p.alarm)
+                    .is_some_and(|s| s.state == AlarmState::Alarm)
+            })
+            .map(|p| p.target.clone())
+            .chain(self.config.tick_services())
+            .collect();
+        if services.is_empty() {
+            record.ignored = Some("no alarm named by a policy is in ALARM".into());
+            return Ok(());
+        }
+        let inputs = TriggerInputs {
+            statuses,
+            notices: &[],
+        };
+        self.act_on_services(services, &inputs, record, now).await
+    }
+}
+
+impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+    /// The bounds a decision keeps to now: the policy bounds, narrowed by the
+    /// open time windows, then by the budget.
+    pub(crate) async fn limits(
+        &self,
+        service: &ServiceRef,
+        bounds: CapacityBounds,
+        state: &ServiceState,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> Result<Limits, PortError> {
+        let scheduled = self.scheduled_bounds(service, bounds, decision, now);
+        self.budget_limits(service, scheduled, state, decision)
+            .await
+    }
+}

@@ -1,0 +1,102 @@
+//! The pace: a change larger than `max_tasks_added_per_minute` (or
+//! `..._removed_...`) allows is taken in stages, one a minute; the stage still
+//! to come is kept in the service's tags and resumed by the next tick.
+
+use crate::handler::{Scaler, ServiceDecision};
+use chrono::{DateTime, Utc};
+use ecs_control::domain::pace::limit;
+use ecs_control::domain::policy::Cooldowns;
+use ecs_control::domain::scaling::{
+    settle, Breach, Limits, MemoryStatus, PolicyEvaluation, ScalingMemory, ServiceState,
+};
+use ecs_control::domain::service::ServiceRef;
+use ecs_control::ports::{AlarmStates, EcsServices};
+
+/// What the pace allows now.
+pub(crate) enum PaceOutcome {
+    /// Set this count now.
+    Step(u32),
+    /// The pace allows nothing more this minute; the memory keeps what is staged.
+    NothingThisMinute,
+}
+
+impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+    /// The rest of a staged change, as an evaluation, while the count has not
+    /// reached it and no one else changed the count meanwhile.
+    pub(crate) fn staged_continuation(
+        &self,
+        state: &ServiceState,
+        limits: Limits,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> Option<PolicyEvaluation> {
+        let staged = state.memory.pace.as_ref()?.staged?;
+        if matches!(decision.memory, Some(MemoryStatus::ChangedElsewhere { .. })) {
+            decision.notes.push(format!(
+                "a staged change to {staged} is dropped: another writer changed the count"
+            ));
+            return None;
+        }
+        let mut evaluation = PolicyEvaluation::new(
+            "pace",
+            Breach::Unknown {
+                why: "a staged change".into(),
+            },
+            state.desired_count,
+        );
+        evaluation.rule = format!("continuing the staged change to {staged}");
+        // The stages of one change wait for no cooldown.
+        let no_cooldown = Cooldowns {
+            scale_out_seconds: 0,
+            scale_in_seconds: 0,
+        };
+        settle(
+            &mut evaluation,
+            |_| i64::from(staged),
+            no_cooldown,
+            true,
+            limits,
+            state,
+            now,
+        );
+        evaluation.direction.is_some().then_some(evaluation)
+    }
+
+    /// Limits the change to `wanted` to what the pace allows this minute, and
+    /// puts what remains in `memory`.
+    pub(crate) fn paced(
+        &self,
+        service: &ServiceRef,
+        state: &ServiceState,
+        wanted: u32,
+        memory: &mut ScalingMemory,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> PaceOutcome {
+        let pace = self.config.settings_for(service).pace;
+        let paced = limit(
+            pace,
+            state.memory.pace.as_ref(),
+            state.desired_count,
+            wanted,
+            now,
+        );
+        memory.pace = paced.memory.clone();
+        let target = paced.target;
+        if let Some(staged) = paced.staged {
+            decision.reason.push_str(&format!(
+                "; pace: {} now, {} still to come toward {staged}",
+                target, paced.still_to_come
+            ));
+        }
+        decision.pace = paced.memory.is_some().then_some(paced);
+        if target == state.desired_count {
+            decision
+                .reason
+                .push_str("; the pace allows no more tasks this minute");
+            PaceOutcome::NothingThisMinute
+        } else {
+            PaceOutcome::Step(target)
+        }
+    }
+}
