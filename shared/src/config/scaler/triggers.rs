@@ -111,14 +111,16 @@ fn tracked_metric(
                     target_group_arn: arn,
                 });
             }
-            other => return Err(ConfigError::new(
-                at("metric"),
-                format!(
+            other => {
+                return Err(ConfigError::new(
+                    at("metric"),
+                    format!(
                     "{other:?} is not a metric: use ecs_cpu, ecs_memory, alb_requests_per_target, \
                          a custom metric {{namespace, metric_name, dimensions, statistic}} or \
                          metric math {{expression, metrics}}"
                 ),
-            )),
+                ))
+            }
         },
         value @ serde_json::Value::Object(_) if value.get("expression").is_some() => {
             let math: MathEntry = parse_entry(&at("metric"), value)?;
