@@ -252,6 +252,9 @@ impl Aws {
             .ecs
             .register_task_definition()
             .family(format!("{service}-task"))
+            // A Fargate size: 0.25 vCPU and 0.5 GB, which the budget counts.
+            .cpu("256")
+            .memory("512")
             .container_definitions(
                 ContainerDefinition::builder()
                     .name("web")

@@ -333,8 +333,21 @@ async fn another_writer_and_a_count_out_of_bounds_are_recorded_and_corrected() {
     w.handle(sample_event("scaler/alarm-state-change.json"), t0())
         .await
         .expect("first");
-    // A deploy pipeline sets 14, above max_capacity 10.
+    // A deploy pipeline sets 14, above max_capacity 10, and deploys.
     w.aws.set_desired_count(CLUSTER, SERVICE, 14).await;
+    w.aws.deploy_new_revision(CLUSTER, SERVICE).await;
+    let during = w
+        .handle(tick("during-deploy"), t0() + TimeDelta::seconds(60))
+        .await
+        .expect("tick");
+    assert_eq!(during.services[0].out_of_bounds, Some(14));
+    assert!(
+        during.services[0].reason.contains("deployment"),
+        "{}",
+        during.services[0].reason
+    );
+    assert_eq!(w.desired().await, 14, "a scale-in waits for the deployment");
+    w.aws.wait_for_deployment(CLUSTER, SERVICE).await;
     let record = w
         .handle(tick("other-writer"), t0() + TimeDelta::seconds(90))
         .await

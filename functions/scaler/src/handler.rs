@@ -435,7 +435,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             };
         }
         let target = match self.paced(service, &state, wanted, &mut memory, decision, now) {
-            PaceOutcome::Step(target) => target,
+            PaceOutcome::Step(target) => {
+                // What is set now, so the next reader finds the change in effect.
+                memory.last_target = Some(target);
+                target
+            }
             PaceOutcome::NothingThisMinute => {
                 // Only the pace's memory changes: nothing else happened.
                 let kept = ScalingMemory {

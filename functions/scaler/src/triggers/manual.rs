@@ -118,7 +118,10 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .after_manual(state.desired_count, wanted, &record.trigger_key, now)
             .with_command(request_id);
         let target = match self.paced(&service, &state, wanted, &mut memory, decision, now) {
-            PaceOutcome::Step(target) => target,
+            PaceOutcome::Step(target) => {
+                memory.last_target = Some(target);
+                target
+            }
             PaceOutcome::NothingThisMinute => {
                 // The command is remembered as applied: the tick carries out the stages.
                 memory.last_target = Some(state.desired_count);

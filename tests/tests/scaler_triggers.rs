@@ -1,0 +1,202 @@
+//! The scaler's other triggers through the real adapters against the emulator,
+//! with the metric put through `PutMetricData`: target tracking, a time window,
+//! the budget ceiling and the pace.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use e2e::{sample_event, Aws, Emulator};
+use ecs_control::aws::cloudwatch::CloudWatchAlarms;
+use ecs_control::aws::ecs::EcsAdapter;
+use ecs_control::config::ScalerConfig;
+use ecs_control::domain::scaling::{Clamp, Hold};
+use scaler::handler::{Action, DecisionRecord, Scaler};
+use serde_json::{json, Value};
+
+const CLUSTER: &str = "demo";
+const SERVICE: &str = "web";
+
+struct World {
+    aws: Aws,
+    scaler: Scaler<EcsAdapter, CloudWatchAlarms>,
+}
+
+/// CPU held at 60%, between 1 and 20 tasks; `extra` adds top-level entries.
+fn document(extra: Value) -> String {
+    let mut doc = json!({
+        "policies": [{
+            "type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+            "metric": "ecs_cpu", "target_value": 60,
+            "min_capacity": 1, "max_capacity": 20
+        }]
+    });
+    if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+        doc.extend(extra.clone());
+    }
+    doc.to_string()
+}
+
+async fn world(region: &str, desired: i32, extra: Value) -> World {
+    let config = Emulator::shared().sdk_config(region);
+    let aws = Aws::new(&config);
+    aws.create_service(CLUSTER, SERVICE, desired).await;
+    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    let scaler = Scaler::new(
+        ScalerConfig::parse(&document(extra)).expect("policy document"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+        false,
+    );
+    World { aws, scaler }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 10, 3, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+impl World {
+    async fn desired(&self) -> i32 {
+        self.aws.desired_count(CLUSTER, SERVICE).await
+    }
+
+    async fn tick(&self, id: &str, at: DateTime<Utc>) -> DecisionRecord {
+        let mut event = sample_event("scaler/recheck-schedule.json");
+        event["id"] = id.into();
+        self.scaler
+            .handle(event, "e2e-request", at)
+            .await
+            .expect("tick")
+    }
+
+    /// One CPU datapoint a minute for the `minutes` minutes before `now`.
+    async fn cpu_for(&self, value: f64, minutes: i64, now: DateTime<Utc>) {
+        for m in 1..=minutes {
+            self.aws
+                .put_cpu(value, now - TimeDelta::minutes(m) + TimeDelta::seconds(30))
+                .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn cpu_above_target_scales_out_in_one_step_to_the_computed_count() {
+    let w = world("us-west-1", 4, json!({})).await;
+    w.cpu_for(84.0, 3, t0()).await;
+    let record = w.tick("tt-1", t0()).await;
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert_eq!(w.desired().await, 6);
+    let tracking = decision.evaluations[0].tracking.as_ref().expect("detail");
+    assert_eq!(
+        tracking.arithmetic.as_deref(),
+        Some("ceil(4 × 84 / 60) = 6")
+    );
+    assert_eq!(tracking.datapoints.len(), 3);
+    assert!(
+        decision.reason.contains("ceil(4 × 84 / 60) = 6"),
+        "{}",
+        decision.reason
+    );
+    assert!(decision.calls.contains(&"cloudwatch:GetMetricData"));
+
+    // The same tick delivered twice acts once.
+    let again = w.tick("tt-1", t0() + TimeDelta::seconds(5)).await;
+    assert_eq!(again.services[0].action, Action::Duplicate);
+    assert_eq!(w.desired().await, 6);
+}
+
+#[tokio::test]
+async fn missing_datapoints_change_nothing_and_say_so() {
+    let w = world("us-west-2", 4, json!({})).await;
+    w.cpu_for(95.0, 2, t0()).await;
+    let record = w.tick("tt-partial", t0()).await;
+    let evaluation = &record.services[0].evaluations[0];
+    assert_eq!(evaluation.held_by, Some(Hold::MissingData));
+    assert!(
+        evaluation.rule.contains("2 of the last 3"),
+        "{}",
+        evaluation.rule
+    );
+    assert_eq!(w.desired().await, 4);
+}
+
+#[tokio::test]
+async fn a_window_opening_raises_the_count_to_its_min() {
+    let window = json!({"schedules": [{
+        "name": "morning", "cluster": CLUSTER, "service": SERVICE,
+        "cron": "0 10 * * *", "time_zone": "UTC", "duration_minutes": 120,
+        "min_capacity": 5
+    }]});
+    let w = world("ca-central-1", 2, window).await;
+    w.cpu_for(55.0, 15, t0()).await;
+    let before = w.tick("before-window", t0() - TimeDelta::minutes(4)).await;
+    assert_eq!(before.services[0].action, Action::Held);
+    assert_eq!(w.desired().await, 2);
+    // 10:03: the window opened at 10:00 (its 10:00 tick was missed).
+    let record = w.tick("in-window", t0()).await;
+    let decision = &record.services[0];
+    assert_eq!(decision.windows[0].name, "morning");
+    assert_eq!(decision.out_of_bounds, Some(2));
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert_eq!(w.desired().await, 5);
+}
+
+#[tokio::test]
+async fn the_budget_holds_a_scale_out() {
+    // 0.25 vCPU and 0.5 GB at Fargate x86 prices cost 0.0123425 an hour: 0.05 pays for 4.
+    let budget = json!({"services": [{
+        "cluster": CLUSTER, "service": SERVICE, "max_hourly_cost": 0.05
+    }]});
+    let w = world("eu-west-3", 3, budget).await;
+    w.cpu_for(90.0, 3, t0()).await;
+    let first = w.tick("budget-1", t0()).await;
+    let decision = &first.services[0];
+    assert_eq!(decision.budget.as_ref().map(|b| b.max_tasks), Some(4));
+    assert_eq!(decision.evaluations[0].clamped_by, Some(Clamp::Budget));
+    assert_eq!(
+        w.desired().await,
+        4,
+        "ceil(3 × 90 / 60) = 5, cut to the budget's 4"
+    );
+    assert!(decision.calls.contains(&"ecs:DescribeTaskDefinition"));
+
+    // After the cooldown, still hot: ceil(4 × 90 / 60) = 6, and the budget holds at 4.
+    let later = t0() + TimeDelta::minutes(6);
+    w.cpu_for(90.0, 3, later).await;
+    let held = w.tick("budget-2", later).await;
+    let decision = &held.services[0];
+    assert_eq!(decision.evaluations[0].held_by, Some(Hold::BudgetCeiling));
+    assert_eq!(decision.action, Action::Held);
+    assert!(
+        !decision.calls.contains(&"ecs:DescribeTaskDefinition"),
+        "the size is read once per task definition"
+    );
+    assert_eq!(w.desired().await, 4);
+}
+
+#[tokio::test]
+async fn a_large_step_is_staged_by_the_pace() {
+    let pace = json!({"services": [{
+        "cluster": CLUSTER, "service": SERVICE, "max_tasks_added_per_minute": 3
+    }]});
+    let w = world("sa-east-1", 2, pace).await;
+    w.cpu_for(300.0, 3, t0()).await;
+    let first = w.tick("pace-1", t0()).await;
+    let decision = &first.services[0];
+    assert_eq!(w.desired().await, 5, "{}", decision.reason);
+    let paced = decision.pace.as_ref().expect("pace");
+    assert_eq!((paced.staged, paced.still_to_come), (Some(10), 5));
+    assert!(
+        decision.reason.contains("5 still to come"),
+        "{}",
+        decision.reason
+    );
+
+    w.tick("pace-2", t0() + TimeDelta::seconds(60)).await;
+    assert_eq!(w.desired().await, 8);
+    let last = w.tick("pace-3", t0() + TimeDelta::seconds(120)).await;
+    assert_eq!(w.desired().await, 10, "{}", last.services[0].reason);
+    assert_eq!(last.services[0].pace.as_ref().and_then(|p| p.staged), None);
+}
