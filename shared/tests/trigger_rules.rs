@@ -76,11 +76,13 @@ fn track(policy: &TargetTrackingPolicy, values: &[f64], desired: u32) -> PolicyE
     )
 }
 
+/// Datapoints and the desired count → the target, the hold, the arithmetic.
+type TrackingCase<'a> = (&'a [f64], u32, Option<u32>, Option<Hold>, Option<&'a str>);
+
 #[test]
 fn target_tracking_computes_the_count_and_shows_the_arithmetic() {
     let policy = tracking(60.0);
-    // (datapoints, desired) → (target, hold, arithmetic)
-    let cases: [(&[f64], u32, Option<u32>, Option<Hold>, Option<&str>); 7] = [
+    let cases: [TrackingCase; 7] = [
         // Three above: scale out to ceil(4 × 84 / 60) = 6, from the newest.
         (
             &[70.0, 80.0, 84.0],
