@@ -149,3 +149,131 @@ fn every_mistake_names_its_field() {
         );
     }
 }
+
+#[test]
+fn the_other_triggers_name_their_fields() {
+    let step = policy("");
+    let tracking = |extra: &str| {
+        format!(
+            r#"{{"type": "target_tracking", "cluster": "c", "service": "s", "metric": "ecs_cpu",
+                "target_value": 60, "min_capacity": 1, "max_capacity": 5{extra}}}"#
+        )
+    };
+    let with = |policies: &[String], rest: &str| {
+        format!(r#"{{"policies": [{}]{rest}}}"#, policies.join(","))
+    };
+    let cases = [
+        (
+            with(
+                &[
+                    step.clone(),
+                    tracking(""),
+                    tracking(r#", "name": "t2""#).replace("60", "0"),
+                ],
+                "",
+            ),
+            "policies[2].target_value",
+        ),
+        (
+            with(&[tracking("").replace(r#""ecs_cpu""#, r#""ecs_disk""#)], ""),
+            "policies[0].metric",
+        ),
+        (
+            with(
+                &[tracking("").replace(r#""ecs_cpu""#, r#""alb_requests_per_target""#)],
+                "",
+            ),
+            "policies[0].target_group_arn",
+        ),
+        (
+            with(&[tracking(r#", "scale_in_below_percent": 120"#)], ""),
+            "policies[0].scale_in_below_percent",
+        ),
+        (
+            with(
+                &[
+                    tracking(r#", "metric": {"namespace": "N", "statistic": "Sum"}"#)
+                        .replace(r#""metric": "ecs_cpu","#, ""),
+                ],
+                "",
+            ),
+            "policies[0].metric",
+        ),
+        (
+            with(&[tracking("").replace("target_tracking", "predictive")], ""),
+            "policies[0].type",
+        ),
+        (
+            with(
+                &[
+                    tracking(r#", "min_capacity": 2"#).replace(r#""min_capacity": 1, "#, ""),
+                    step.clone(),
+                ],
+                "",
+            ),
+            "policies[1].min_capacity",
+        ),
+        (
+            with(
+                &[step.clone()],
+                r#", "services": [{"cluster": "c", "service": "s", "max_tasks_added_per_minute": 0}]"#,
+            ),
+            "services[0].max_tasks_added_per_minute",
+        ),
+        (
+            with(
+                &[step.clone()],
+                r#", "services": [{"cluster": "c", "service": "other", "max_hourly_cost": 1}]"#,
+            ),
+            "services[0].service",
+        ),
+        (
+            with(
+                &[step.clone()],
+                r#", "services": [{"cluster": "c", "service": "s", "max_hourly_cost": 1, "cpu_architecture": "sparc"}]"#,
+            ),
+            "services[0].cpu_architecture",
+        ),
+        (
+            with(
+                &[step.clone()],
+                r#", "schedules": [{"cluster": "c", "service": "s", "cron": "0 8 * * *", "min_capacity": 2}]"#,
+            ),
+            "schedules[0].duration_minutes",
+        ),
+        (
+            with(
+                &[step.clone()],
+                r#", "schedules": [{"cluster": "c", "service": "s", "start": "tomorrow", "duration_minutes": 5, "min_capacity": 2}]"#,
+            ),
+            "schedules[0].start",
+        ),
+    ];
+    for (document, field) in cases {
+        let err = ScalerConfig::parse(&document).expect_err(&document);
+        assert_eq!(err.field, field, "{document}: {err}");
+    }
+}
+
+#[test]
+fn a_custom_metric_and_metric_math_parse() {
+    let document = r#"{"policies": [
+        {"type": "target_tracking", "cluster": "c", "service": "s", "target_value": 100,
+         "metric": {"namespace": "Shop", "metric_name": "QueueDepth",
+                    "dimensions": {"Queue": "orders"}, "statistic": "Average"},
+         "min_capacity": 1, "max_capacity": 5},
+        {"type": "target_tracking", "cluster": "c", "service": "s", "target_value": 50,
+         "metric": {"expression": "m1 / m2",
+                    "metrics": {"m1": {"namespace": "Shop", "metric_name": "Backlog", "statistic": "Sum"},
+                                "m2": {"namespace": "Shop", "metric_name": "Workers", "statistic": "Average"}}},
+         "min_capacity": 1, "max_capacity": 5}
+    ]}"#;
+    let config = ScalerConfig::parse(document).expect("parses");
+    let service = ServiceRef::new("c", "s");
+    let queries: Vec<usize> = config
+        .tracking_for_service(&service)
+        .map(|p| p.metric.queries(&service).len())
+        .collect();
+    assert_eq!(queries, [1, 3]);
+    assert_eq!(config.tick_services(), [service]);
+}

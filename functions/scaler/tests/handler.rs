@@ -323,6 +323,7 @@ fn every_sample_is_told_apart_by_shape() {
         ("recheck-schedule", "recheck"),
         ("manual-set-desired-count", "manual"),
         ("manual-apply-step-dry-run", "manual"),
+        ("manual-preview-bounds", "manual"),
     ] {
         let invocation = parse(sample(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let json = serde_json::to_value(&invocation.trigger).expect("serialises");
@@ -1120,4 +1121,170 @@ async fn a_count_changed_by_another_writer_is_noticed_and_becomes_the_base() {
     );
     // The +3 step counts from the 3 found, not from the old base 4.
     assert_eq!(s_desired(&s), 6);
+}
+
+/// The demo service with target tracking on CPU, a window and a budget.
+const TRIGGERS: &str = r#"{
+  "policies": [
+    {"type": "target_tracking", "cluster": "demo", "service": "web", "metric": "ecs_cpu",
+     "target_value": 60, "min_capacity": 1, "max_capacity": 20}
+  ],
+  "schedules": [
+    {"name": "launch", "cluster": "demo", "service": "web",
+     "start": "2026-11-21T10:00:00Z", "duration_minutes": 120, "desired_count": 8}
+  ],
+  "services": [
+    {"cluster": "demo", "service": "web", "max_hourly_cost": 1.0}
+  ]
+}"#;
+
+fn triggers_scaler(desired: u32) -> Scaler<FakeEcs, FakeAlarms> {
+    Scaler::new(
+        ScalerConfig::parse(TRIGGERS).expect("policies"),
+        FakeEcs::with_service(web(), desired),
+        FakeAlarms::default(),
+        false,
+    )
+}
+
+fn tick_event(id: &str) -> Value {
+    let mut event = sample("recheck-schedule");
+    event["id"] = id.into();
+    event
+}
+
+#[tokio::test]
+async fn preview_bounds_shows_the_timeline_and_reads_nothing() {
+    let s = triggers_scaler(3);
+    let record = s
+        .handle(
+            sample("manual-preview-bounds"),
+            "req-1",
+            now() - TimeDelta::hours(1),
+        )
+        .await
+        .expect("preview");
+    let preview = record.preview.expect("a timeline");
+    // Before the launch window, during it, after it.
+    assert_eq!(preview.len(), 3, "{preview:?}");
+    assert_eq!(preview[1].windows, ["launch"]);
+    assert!(s.ports().0.calls.lock().expect("lock").is_empty());
+
+    let mut too_long = sample("manual-preview-bounds");
+    too_long["hours"] = 10_000.into();
+    let err = s
+        .handle(too_long, "req-2", now())
+        .await
+        .expect_err("too long");
+    assert!(
+        err.to_string().contains("hours must be between 1 and 744"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_window_moves_to_its_desired_count_once_per_opening() {
+    let s = triggers_scaler(3);
+    s.ports().0.task_sizes.lock().expect("lock").insert(
+        WEB_TASK_DEFINITION.into(),
+        TaskSize {
+            cpu_units: 256,
+            memory_mib: 512,
+        },
+    );
+    let first = s
+        .handle(tick_event("t1"), "req-1", now())
+        .await
+        .expect("tick");
+    assert_eq!(
+        s.ports().0.desired(&web()),
+        8,
+        "{}",
+        first.services[0].reason
+    );
+    // Someone sets 5 inside the window: the opening was answered, no second jump.
+    s.ports().0.update(&web(), |state| state.desired_count = 5);
+    let second = s
+        .handle(tick_event("t2"), "req-2", now() + TimeDelta::minutes(1))
+        .await
+        .expect("tick");
+    assert_eq!(
+        s.ports().0.desired(&web()),
+        5,
+        "{}",
+        second.services[0].reason
+    );
+    // The task size was read once.
+    let reads = s
+        .ports()
+        .0
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|c| c.starts_with("describe task definition"))
+        .count();
+    assert_eq!(reads, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_task_size_holds_every_scale_out() {
+    // No task size in the fake: the budget cannot be counted.
+    let s = triggers_scaler(3);
+    let record = s
+        .handle(tick_event("t1"), "req-1", now())
+        .await
+        .expect("tick");
+    let decision = &record.services[0];
+    assert_eq!(s.ports().0.desired(&web()), 3, "{}", decision.reason);
+    assert!(
+        decision
+            .notes
+            .iter()
+            .any(|n| n.contains("budget cannot be counted")),
+        "{:?}",
+        decision.notes
+    );
+    assert_eq!(decision.limits.map(|l| l.bounds.max), Some(3));
+}
+
+#[tokio::test]
+async fn target_tracking_reads_its_metric_and_a_failed_read_changes_nothing() {
+    let doc = r#"{"policies": [{"type": "target_tracking", "cluster": "demo", "service": "web",
+        "metric": "ecs_cpu", "target_value": 50, "min_capacity": 1, "max_capacity": 20}]}"#;
+    let alarms = FakeAlarms::default();
+    for m in 1..=3 {
+        alarms.put("CPUUtilization", now() - TimeDelta::minutes(m), 75.0);
+    }
+    let s = Scaler::new(
+        ScalerConfig::parse(doc).expect("policies"),
+        FakeEcs::with_service(web(), 4),
+        alarms,
+        false,
+    );
+    let record = s
+        .handle(tick_event("t1"), "req-1", now())
+        .await
+        .expect("tick");
+    assert_eq!(
+        s.ports().0.desired(&web()),
+        6,
+        "{}",
+        record.services[0].reason
+    );
+    assert!(record.services[0].reason.contains("ceil(4 × 75 / 50) = 6"));
+
+    *s.ports().1.metric_reads_fail.lock().expect("lock") = true;
+    let record = s
+        .handle(tick_event("t2"), "req-2", now() + TimeDelta::minutes(10))
+        .await
+        .expect("tick");
+    let evaluation = &record.services[0].evaluations[0];
+    assert_eq!(evaluation.held_by, Some(Hold::MissingData));
+    assert!(
+        evaluation.rule.contains("reading the metric failed"),
+        "{}",
+        evaluation.rule
+    );
+    assert_eq!(s.ports().0.desired(&web()), 6);
 }
