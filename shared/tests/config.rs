@@ -215,35 +215,35 @@ fn the_other_triggers_name_their_fields() {
         ),
         (
             with(
-                &[step.clone()],
+                std::slice::from_ref(&step),
                 r#", "services": [{"cluster": "c", "service": "s", "max_tasks_added_per_minute": 0}]"#,
             ),
             "services[0].max_tasks_added_per_minute",
         ),
         (
             with(
-                &[step.clone()],
+                std::slice::from_ref(&step),
                 r#", "services": [{"cluster": "c", "service": "other", "max_hourly_cost": 1}]"#,
             ),
             "services[0].service",
         ),
         (
             with(
-                &[step.clone()],
+                std::slice::from_ref(&step),
                 r#", "services": [{"cluster": "c", "service": "s", "max_hourly_cost": 1, "cpu_architecture": "sparc"}]"#,
             ),
             "services[0].cpu_architecture",
         ),
         (
             with(
-                &[step.clone()],
+                std::slice::from_ref(&step),
                 r#", "schedules": [{"cluster": "c", "service": "s", "cron": "0 8 * * *", "min_capacity": 2}]"#,
             ),
             "schedules[0].duration_minutes",
         ),
         (
             with(
-                &[step.clone()],
+                std::slice::from_ref(&step),
                 r#", "schedules": [{"cluster": "c", "service": "s", "start": "tomorrow", "duration_minutes": 5, "min_capacity": 2}]"#,
             ),
             "schedules[0].start",
