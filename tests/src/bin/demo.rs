@@ -80,6 +80,7 @@ async fn main() {
     let emulator = Emulator::start();
     println!("  endpoint {}", emulator.endpoint());
     scaler_demo(&emulator).await;
+    scaler_triggers_demo(&emulator).await;
     let target_group = registrar_demo(&emulator).await;
     probe_demo(&emulator, &target_group).await;
     println!("\nStopping the local runtimes and the emulator.");
@@ -169,6 +170,107 @@ async fn scaler_demo(emulator: &Emulator) {
         "\nScaler done: demo/web went from 2 to {} tasks.",
         demo.aws.desired_count("demo", "web").await
     );
+}
+
+/// The scaler's other triggers: one service each, one document, one tick.
+async fn scaler_triggers_demo(emulator: &Emulator) {
+    const TRIGGERS_REGION: &str = "us-east-2";
+    println!("\n== Scaler: target tracking, a time window, a budget and a pace ==");
+    let aws = Aws::new(&emulator.sdk_config(TRIGGERS_REGION));
+    let services = [
+        ("tracked", 4),
+        ("scheduled", 2),
+        ("budgeted", 3),
+        ("paced", 2),
+    ];
+    for (service, desired) in services {
+        aws.create_service("demo", service, desired).await;
+    }
+    let now = chrono::Utc::now();
+    let tracking = |service: &str| {
+        serde_json::json!({"type": "target_tracking", "cluster": "demo", "service": service,
+            "metric": "ecs_cpu", "target_value": 60, "min_capacity": 1, "max_capacity": 20})
+    };
+    let document = serde_json::json!({
+        "policies": services.iter().map(|(s, _)| tracking(s)).collect::<Vec<_>>(),
+        "schedules": [{"name": "launch", "cluster": "demo", "service": "scheduled",
+            "start": (now - chrono::TimeDelta::minutes(1)).to_rfc3339(),
+            "duration_minutes": 120, "min_capacity": 5}],
+        "services": [
+            {"cluster": "demo", "service": "budgeted", "max_hourly_cost": 0.05},
+            {"cluster": "demo", "service": "paced", "max_tasks_added_per_minute": 3}
+        ]
+    });
+    let path = std::env::temp_dir().join(format!("scaler-triggers-{}.json", std::process::id()));
+    std::fs::write(&path, document.to_string()).expect("policy document written");
+    println!(
+        "Services demo/tracked (4 tasks), demo/scheduled (2), demo/budgeted (3), demo/paced (2):"
+    );
+    println!(
+        "  all track CPU at 60%; a window \"launch\" opened a minute ago with min 5 on scheduled;"
+    );
+    println!("  budgeted may spend 0.05 an hour (0.25 vCPU + 0.5 GB tasks); paced adds at most 3 a minute.");
+    // Three one-minute CPU datapoints each; scheduled has none (missing data).
+    for (service, cpu) in [("tracked", 84.0), ("budgeted", 90.0), ("paced", 300.0)] {
+        for m in 1..=3 {
+            aws.put_service_samples(
+                ("demo", service),
+                "CPUUtilization",
+                (cpu, 1),
+                now - chrono::TimeDelta::minutes(m) + chrono::TimeDelta::seconds(30),
+            )
+            .await;
+        }
+    }
+    let mut env = emulator.function_env(TRIGGERS_REGION);
+    env.push(("SCALER_POLICIES_FILE".into(), path.display().to_string()));
+    let lambda = LocalLambda::start(&function_binary("scaler"), &env);
+
+    let preview = lambda.invoke(&serde_json::json!({
+        "command": "preview_bounds", "cluster": "demo", "service": "scheduled", "hours": 24
+    }));
+    println!("\n 1. preview_bounds for demo/scheduled over 24 hours");
+    for period in preview
+        .response
+        .as_ref()
+        .and_then(|r| r["preview"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "    {} .. {}: [{}, {}] {}",
+            period["from"].as_str().unwrap_or_default(),
+            period["until"].as_str().unwrap_or_default(),
+            period["min_capacity"],
+            period["max_capacity"],
+            period["windows"]
+        );
+    }
+    let result = lambda.invoke(&tick("demo-triggers-tick"));
+    println!("\n 2. the scheduled tick (tracked: CPU 84%, budgeted: 90%, paced: 300%)");
+    let decisions = result
+        .response
+        .as_ref()
+        .and_then(|r| r["services"].as_array().cloned())
+        .unwrap_or_default();
+    if decisions.is_empty() {
+        println!(
+            "    error: {}",
+            result.text.lines().next().unwrap_or_default()
+        );
+    }
+    for decision in decisions {
+        let service = decision["service"]["service"].as_str().unwrap_or("?");
+        let desired = aws.desired_count("demo", service).await;
+        println!(
+            "    demo/{service}: {} {} -> {} (now {desired}): {}",
+            decision["action"].as_str().unwrap_or("?"),
+            decision["before"],
+            decision["after"],
+            decision["reason"].as_str().unwrap_or_default()
+        );
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// The registrar's view of one invocation, and the target group after it.
