@@ -413,6 +413,19 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 {
                     decision.reason.push_str(&format!("; {arithmetic}"));
                 }
+                match (chosen.clamped_by, &decision.budget) {
+                    (Some(Clamp::Budget), Some(budget)) => decision.reason.push_str(&format!(
+                        "; cut to {wanted}, what the budget pays for: {}",
+                        budget.arithmetic
+                    )),
+                    (Some(Clamp::MaxCapacity), _) => decision
+                        .reason
+                        .push_str(&format!("; held to the max {wanted} in force")),
+                    (Some(Clamp::MinCapacity), _) => decision
+                        .reason
+                        .push_str(&format!("; held to the min {wanted} in force")),
+                    _ => {}
+                }
                 state
                     .memory
                     .after(chosen, state.desired_count, &record.trigger_key, now)
