@@ -200,3 +200,92 @@ async fn a_large_step_is_staged_by_the_pace() {
     assert_eq!(w.desired().await, 10, "{}", last.services[0].reason);
     assert_eq!(last.services[0].pace.as_ref().and_then(|p| p.staged), None);
 }
+
+/// One datapoint of any metric.
+async fn put_metric(
+    w: &World,
+    (namespace, name): (&str, &str),
+    dimensions: &[(&str, &str)],
+    value: f64,
+    at: DateTime<Utc>,
+) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    w.aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace(namespace)
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name(name)
+                .set_dimensions(Some(
+                    dimensions
+                        .iter()
+                        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+                        .collect(),
+                ))
+                .value(value)
+                .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put_metric_data");
+}
+
+#[tokio::test]
+async fn requests_per_target_and_metric_math_are_tracked_too() {
+    // Replaces the CPU policy with two others on the same service.
+    let config = Emulator::shared().sdk_config("ap-south-1");
+    let aws = Aws::new(&config);
+    aws.create_service(CLUSTER, SERVICE, 2).await;
+    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    let document = json!({"policies": [
+        {"type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+         "metric": "alb_requests_per_target",
+         "target_group_arn": "arn:aws:elasticloadbalancing:ap-south-1:123456789012:targetgroup/web/6d0ecf831eec9f09",
+         "target_value": 1000, "min_capacity": 1, "max_capacity": 20},
+        {"type": "target_tracking", "name": "backlog per worker", "cluster": CLUSTER, "service": SERVICE,
+         "metric": {"expression": "m1 / m2", "metrics": {
+             "m1": {"namespace": "Shop", "metric_name": "Backlog", "statistic": "Sum"},
+             "m2": {"namespace": "Shop", "metric_name": "Workers", "statistic": "Average"}}},
+         "target_value": 100, "min_capacity": 1, "max_capacity": 20}
+    ]});
+    let w = World {
+        scaler: Scaler::new(
+            ScalerConfig::parse(&document.to_string()).expect("policy document"),
+            EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+            false,
+        ),
+        aws,
+    };
+    for m in 1..=3 {
+        let at = t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30);
+        put_metric(
+            &w,
+            ("AWS/ApplicationELB", "RequestCountPerTarget"),
+            &[("TargetGroup", "targetgroup/web/6d0ecf831eec9f09")],
+            1500.0,
+            at,
+        )
+        .await;
+        // 900 waiting over 2 workers: 450 per worker against a target of 100.
+        put_metric(&w, ("Shop", "Backlog"), &[], 900.0, at).await;
+        put_metric(&w, ("Shop", "Workers"), &[], 2.0, at).await;
+    }
+    let record = w.tick("alb-and-math", t0()).await;
+    let decision = &record.services[0];
+    let arithmetic: Vec<&str> = decision
+        .evaluations
+        .iter()
+        .filter_map(|e| e.tracking.as_ref()?.arithmetic.as_deref())
+        .collect();
+    assert_eq!(
+        arithmetic,
+        ["ceil(2 × 1500 / 1000) = 3", "ceil(2 × 450 / 100) = 9"],
+        "{}",
+        decision.reason
+    );
+    // Scale out to the highest target.
+    assert_eq!(w.desired().await, 9);
+}

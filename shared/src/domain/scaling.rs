@@ -313,8 +313,6 @@ pub enum Hold {
     MissingData,
     /// The service's hourly budget allows no more tasks.
     BudgetCeiling,
-    /// The pace allows no more tasks this minute.
-    Pace,
 }
 
 impl fmt::Display for Hold {
@@ -332,7 +330,6 @@ impl fmt::Display for Hold {
             Hold::ScaleInDisabled => "the policy has disable_scale_in",
             Hold::MissingData => "the metric lacks the datapoints to decide: nothing changes",
             Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
-            Hold::Pace => "the pace allows no more tasks this minute",
         })
     }
 }
