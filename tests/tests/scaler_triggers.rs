@@ -224,7 +224,9 @@ async fn put_metric(
                         .collect(),
                 ))
                 .value(value)
-                .timestamp(aws_smithy_types::DateTime::from_millis(at.timestamp_millis()))
+                .timestamp(aws_smithy_types::DateTime::from_millis(
+                    at.timestamp_millis(),
+                ))
                 .build(),
         )
         .send()

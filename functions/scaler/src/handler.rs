@@ -381,8 +381,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             self.tracking_evaluations(service, &state, limits, decision, now)
                 .await,
         );
-        let (openings, opening_marks) =
-            self.window_openings(service, &state, limits, decision, now);
+        let (openings, opening_marks) = self.window_openings(&state, limits, decision, now);
         evaluations.extend(openings);
         answered.extend(opening_marks);
         evaluations.extend(self.staged_continuation(&state, limits, decision, now));

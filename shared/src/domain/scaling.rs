@@ -561,6 +561,40 @@ pub fn evaluate(
     evaluation
 }
 
+/// An evaluation that moves to a fixed count for a reason other than a metric
+/// (a window opening, the rest of a staged change): no cooldown holds it; a
+/// scale-in still waits for a deployment, and the limits still apply.
+pub fn move_to(
+    policy: impl Into<String>,
+    why: &str,
+    rule: String,
+    count: u32,
+    limits: Limits,
+    service: &ServiceState,
+    now: DateTime<Utc>,
+) -> PolicyEvaluation {
+    let mut evaluation = PolicyEvaluation::new(
+        policy,
+        Breach::Unknown { why: why.into() },
+        service.desired_count,
+    );
+    evaluation.rule = rule;
+    let no_cooldown = Cooldowns {
+        scale_out_seconds: 0,
+        scale_in_seconds: 0,
+    };
+    settle(
+        &mut evaluation,
+        |_| i64::from(count),
+        no_cooldown,
+        true,
+        limits,
+        service,
+        now,
+    );
+    evaluation
+}
+
 /// The rules every policy's proposal goes through, whatever computed it: the
 /// direction `apply(desired)` gives; during a scale-out cooldown the count is
 /// computed from the cooldown's base, so capacity already added counts; no

@@ -5,9 +5,8 @@
 use crate::handler::{Scaler, ServiceDecision};
 use chrono::{DateTime, Utc};
 use ecs_control::domain::pace::limit;
-use ecs_control::domain::policy::Cooldowns;
 use ecs_control::domain::scaling::{
-    settle, Breach, Limits, MemoryStatus, PolicyEvaluation, ScalingMemory, ServiceState,
+    move_to, Limits, MemoryStatus, PolicyEvaluation, ScalingMemory, ServiceState,
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, EcsServices};
@@ -37,24 +36,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             ));
             return None;
         }
-        let mut evaluation = PolicyEvaluation::new(
+        let evaluation = move_to(
             "pace",
-            Breach::Unknown {
-                why: "a staged change".into(),
-            },
-            state.desired_count,
-        );
-        evaluation.rule = format!("continuing the staged change to {staged}");
-        // The stages of one change wait for no cooldown.
-        let no_cooldown = Cooldowns {
-            scale_out_seconds: 0,
-            scale_in_seconds: 0,
-        };
-        settle(
-            &mut evaluation,
-            |_| i64::from(staged),
-            no_cooldown,
-            true,
+            "a staged change",
+            format!("continuing the staged change to {staged}"),
+            staged,
             limits,
             state,
             now,

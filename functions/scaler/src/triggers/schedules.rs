@@ -5,8 +5,7 @@
 use crate::handler::{DecisionRecord, Scaler, ServiceDecision};
 use chrono::{DateTime, Utc};
 use ecs_control::domain::policy::CapacityBounds;
-use ecs_control::domain::policy::Cooldowns;
-use ecs_control::domain::scaling::{settle, Breach, Hold, Limits, PolicyEvaluation, ServiceState};
+use ecs_control::domain::scaling::{move_to, Hold, Limits, PolicyEvaluation, ServiceState};
 use ecs_control::domain::schedule::{bounds_at, preview};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
@@ -40,7 +39,6 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// them with the openings every change made now answers.
     pub(crate) fn window_openings(
         &self,
-        _service: &ServiceRef,
         state: &ServiceState,
         limits: Limits,
         decision: &ServiceDecision,
@@ -57,27 +55,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             if state.memory.answered(&key, window.opened_at) {
                 continue;
             }
-            let mut evaluation = PolicyEvaluation::new(
+            let evaluation = move_to(
                 &key,
-                Breach::Unknown {
-                    why: "a time window".into(),
-                },
-                state.desired_count,
-            );
-            evaluation.rule = format!(
-                "window {} opened at {}: move to its desired_count {desired}",
-                window.name, window.opened_at
-            );
-            // A move at opening is not held by cooldowns; a scale-in still waits for deployments.
-            let no_cooldown = Cooldowns {
-                scale_out_seconds: 0,
-                scale_in_seconds: 0,
-            };
-            settle(
-                &mut evaluation,
-                |_| i64::from(desired),
-                no_cooldown,
-                true,
+                "a time window",
+                format!(
+                    "window {} opened at {}: move to its desired_count {desired}",
+                    window.name, window.opened_at
+                ),
+                desired,
                 limits,
                 state,
                 now,
