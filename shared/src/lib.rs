@@ -1,8 +1,10 @@
-//! Shared library of the ECS control functions: pure decisions (`domain`),
-//! configuration, the ports the functions need, and their AWS adapters.
+//! Shared library of the ECS control functions: configuration, the ports the
+//! functions need, and their AWS adapters. The pure decisions live in the
+//! `ecs-control-domain` crate, re-exported here as `domain`.
+
+pub use ecs_control_domain as domain;
 
 pub mod aws;
 pub mod config;
-pub mod domain;
 pub mod invocation;
 pub mod ports;

@@ -3,14 +3,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use ecs_control::domain::policy::{
+use ecs_control_domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
 };
-use ecs_control::domain::scaling::{
+use ecs_control_domain::scaling::{
     adjusted, evaluate, percent_change, Breach, BreachSource, Direction, Limits, ScalingMemory,
     ServiceState,
 };
-use ecs_control::domain::service::ServiceRef;
+use ecs_control_domain::service::ServiceRef;
 use proptest::prelude::*;
 
 /// A policy evaluation for an alarm that fires above its threshold.
@@ -19,7 +19,7 @@ fn evaluate_above(
     breach: Breach,
     service: &ServiceState,
     now: DateTime<Utc>,
-) -> ecs_control::domain::scaling::PolicyEvaluation {
+) -> ecs_control_domain::scaling::PolicyEvaluation {
     evaluate(
         policy,
         breach,

@@ -162,7 +162,7 @@ pub struct Cooldowns {
     pub scale_in_seconds: u32,
 }
 
-/// A validated policy; built only by [`crate::config`].
+/// A validated policy; built only by the configuration loader (`ecs_control::config`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScalingPolicy {
     pub alarm: String,

@@ -3,16 +3,16 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use ecs_control::domain::policy::ThresholdSide;
-use ecs_control::domain::policy::{
+use ecs_control_domain::policy::ThresholdSide;
+use ecs_control_domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
 };
-use ecs_control::domain::scaling::{
+use ecs_control_domain::scaling::{
     choose, evaluate, percent_change, trigger_key, Breach, BreachSource, Choice, Clamp, Direction,
     Hold, Limits, ScalingMemory, ServiceState,
 };
-use ecs_control::domain::scaling::{decide, rollout_in_progress, MemoryStatus, RolloutPart};
-use ecs_control::domain::service::ServiceRef;
+use ecs_control_domain::scaling::{decide, rollout_in_progress, MemoryStatus, RolloutPart};
+use ecs_control_domain::service::ServiceRef;
 
 /// A policy evaluation for an alarm that fires above its threshold.
 fn evaluate_above(
@@ -20,7 +20,7 @@ fn evaluate_above(
     breach: Breach,
     service: &ServiceState,
     now: DateTime<Utc>,
-) -> ecs_control::domain::scaling::PolicyEvaluation {
+) -> ecs_control_domain::scaling::PolicyEvaluation {
     evaluate(
         policy,
         breach,

@@ -2,7 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
-use ecs_control::domain::registration::{diff, HealthState, RegisteredTarget, Target};
+use ecs_control_domain::registration::{diff, HealthState, RegisteredTarget, Target};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -143,7 +143,7 @@ impl TrackedMetric {
     }
 }
 
-/// A validated target-tracking policy; built only by [`crate::config`].
+/// A validated target-tracking policy; built only by the configuration loader (`ecs_control::config`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TargetTrackingPolicy {
     /// How records name the policy.

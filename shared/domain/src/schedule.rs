@@ -30,7 +30,7 @@ pub enum WindowTiming {
     },
 }
 
-/// A validated window; built only by [`crate::config`].
+/// A validated window; built only by the configuration loader (`ecs_control::config`).
 #[derive(Debug, Clone)]
 pub struct ScheduleWindow {
     /// How records name the window, e.g. `business-hours` or `schedules[0]`.

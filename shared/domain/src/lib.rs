@@ -1,0 +1,15 @@
+//! Pure decisions: no I/O, no AWS SDK types. This crate depends on neither
+//! the SDKs nor the Lambda runtime, so its Cargo.toml enforces the rule; its
+//! tables and property tests build and run in seconds:
+//! `cargo test -p ecs-control-domain`.
+
+pub mod alarm;
+pub mod budget;
+pub mod pace;
+pub mod policy;
+pub mod probe;
+pub mod registration;
+pub mod scaling;
+pub mod schedule;
+pub mod service;
+pub mod target_tracking;
