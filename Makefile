@@ -6,7 +6,7 @@ setup:
 
 # The functions against the local AWS emulator, fed sample events.
 demo: setup
-	cargo build --quiet -p scaler -p registrar -p probe -p e2e --bins
+	cargo build -p scaler -p registrar -p probe -p e2e --bins
 	target/debug/demo
 
 # Every test: domain, handler, adapters, end to end (emulator and Lambda runtime
