@@ -124,14 +124,6 @@ impl From<InvocationError> for Diagnostic {
     }
 }
 
-/// Logs a decision record as one structured line.
-pub fn log_decision(function: &str, record: &impl Serialize) {
-    match serde_json::to_string(record) {
-        Ok(line) => tracing::info!(function, decision = %line, "decision"),
-        Err(e) => tracing::error!(function, error = %e, "decision record did not serialise"),
-    }
-}
-
 /// One metric in CloudWatch Embedded Metric Format: a JSON line on stdout that
 /// Lambda's log pipeline turns into a metric, with no PutMetricData call and
 /// no permission beyond writing logs.
@@ -161,9 +153,126 @@ pub fn embedded_metric(
     line
 }
 
+/// The namespace of the controllers' own metrics.
+pub const CONTROLLER_NAMESPACE: &str = "EcsControl";
+
+/// A count a controller reports about itself (a decision, a hold, a registration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControllerMetric {
+    pub name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+impl ControllerMetric {
+    pub fn new(name: &'static str, dimensions: Vec<(&'static str, String)>, value: f64) -> Self {
+        Self {
+            name,
+            dimensions,
+            value,
+        }
+    }
+}
+
+/// The name serde gives a unit variant (`held`, `budget_ceiling`), for a dimension value.
+pub fn variant_name(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Adds up metrics with the same name and dimensions.
+pub fn summed(metrics: impl IntoIterator<Item = ControllerMetric>) -> Vec<ControllerMetric> {
+    let mut out: Vec<ControllerMetric> = Vec::new();
+    for metric in metrics {
+        match out
+            .iter_mut()
+            .find(|m| m.name == metric.name && m.dimensions == metric.dimensions)
+        {
+            Some(found) => found.value += metric.value,
+            None => out.push(metric),
+        }
+    }
+    out
+}
+
+/// The decision line: the record as a JSON object, not a string inside a field,
+/// so Logs Insights filters on its fields (`decision.services.0.action`).
+pub fn decision_line(
+    function: &str,
+    record: &impl Serialize,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "level": "INFO",
+        "function": function,
+        "message": "decision",
+        "decision": record,
+    })
+}
+
+/// Writes the decision line, then one Embedded Metric Format line per metric
+/// (each also carrying the `Function` dimension), to stdout, where Lambda's
+/// log pipeline keeps the first for queries and turns the rest into metrics.
+pub fn log_decision(
+    function: &str,
+    record: &impl Serialize,
+    metrics: &[ControllerMetric],
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    println!("{}", decision_line(function, record, at));
+    for metric in metrics {
+        let mut dimensions: Vec<(&str, &str)> = vec![("Function", function)];
+        dimensions.extend(metric.dimensions.iter().map(|(k, v)| (*k, v.as_str())));
+        let line = embedded_metric(
+            CONTROLLER_NAMESPACE,
+            &dimensions,
+            metric.name,
+            metric.value,
+            at,
+        );
+        println!("{line}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_line_holds_the_record_as_an_object_and_metrics_are_emf() {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let line = decision_line(
+            "scaler",
+            &serde_json::json!({"services": [{"action": "held"}]}),
+            at,
+        );
+        assert_eq!(line["decision"]["services"][0]["action"], "held");
+        let emf = embedded_metric(
+            "EcsControl",
+            &[("Function", "scaler"), ("Action", "held")],
+            "Decisions",
+            2.0,
+            at,
+        );
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
+            "Action"
+        );
+        assert_eq!(
+            (emf["Decisions"].as_f64(), emf["Action"].as_str()),
+            (Some(2.0), Some("held"))
+        );
+        let metrics = summed([
+            ControllerMetric::new("Decisions", vec![("Action", "held".into())], 1.0),
+            ControllerMetric::new("Decisions", vec![("Action", "held".into())], 1.0),
+            ControllerMetric::new("Decisions", vec![("Action", "scaled".into())], 1.0),
+        ]);
+        assert_eq!(metrics.len(), 2);
+        assert_eq!(metrics[0].value, 2.0);
+    }
 
     #[test]
     fn error_types_say_whether_to_retry() {

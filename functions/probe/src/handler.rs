@@ -9,7 +9,7 @@ use ecs_control::domain::probe::{
     check_metrics, count_targets, redacted_url, target_metrics, url_host, verdict,
     CheckMeasurement, FailureReason, MetricDatum, TargetCounts, METRICS_PER_CALL,
 };
-use ecs_control::invocation::{log_decision, InvocationError};
+use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{HttpChecks, MetricsSink, TargetGroups};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -212,7 +212,12 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             let reason = check.reason.as_ref().map(ToString::to_string);
             tracing::warn!(check = %check.name, reason = reason.as_deref().unwrap_or(""), "check failed");
         }
-        log_decision("probe", &report);
+        log_decision(
+            "probe",
+            &report,
+            &controller_metrics(&report, result.is_err()),
+            now,
+        );
         result.map(|()| report)
     }
 
@@ -377,4 +382,20 @@ fn unfinished(check: &HttpCheck) -> CheckReport {
         },
         body_truncated: false,
     }
+}
+
+/// The probe's own metrics for one run: checks run and failed, and whether
+/// publishing failed. They travel in the log, so a failed PutMetricData is
+/// still seen.
+pub fn controller_metrics(report: &ProbeReport, publish_failed: bool) -> Vec<ControllerMetric> {
+    let count = |n: usize| n as f64;
+    vec![
+        ControllerMetric::new("Checks", vec![], count(report.checks.len())),
+        ControllerMetric::new("FailedChecks", vec![], count(report.failed_checks)),
+        ControllerMetric::new(
+            "PublishFailures",
+            vec![],
+            count(usize::from(publish_failed)),
+        ),
+    ]
 }

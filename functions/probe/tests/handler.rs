@@ -230,6 +230,16 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
         report.failed_checks, 1,
         "a failed check is data, not an error"
     );
+    let metrics = probe::handler::controller_metrics(&report, false);
+    let value = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    assert_eq!(
+        (
+            value("Checks"),
+            value("FailedChecks"),
+            value("PublishFailures")
+        ),
+        (Some(3.0), Some(1.0), Some(0.0))
+    );
     let home = report
         .checks
         .iter()

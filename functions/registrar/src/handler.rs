@@ -9,7 +9,7 @@ use ecs_control::domain::registration::{
     RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
 };
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::invocation::{log_decision, InvocationError};
+use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,7 +160,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 services, force, ..
             } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
         };
-        log_decision("registrar", &record);
+        log_decision("registrar", &record, &controller_metrics(&record), now);
         result.map(|()| record)
     }
 
@@ -563,4 +563,41 @@ fn describe_targets(targets: &[Target]) -> String {
         text.push_str(&format!(" and {} more", targets.len() - SHOWN));
     }
     text
+}
+
+/// The registrar's own metrics for one record: targets registered and
+/// deregistered, calls that failed, targets held back by the safety rail, and
+/// services skipped. Zeros too, so a dashboard shows the registrar ran.
+pub fn controller_metrics(record: &RegistrarRecord) -> Vec<ControllerMetric> {
+    let calls = || record.groups.iter().flat_map(|g| &g.calls);
+    let targets = |operation: Change| {
+        calls()
+            .filter(|c| c.ok && c.operation == operation.operation())
+            .map(|c| c.targets.len())
+            .sum::<usize>()
+    };
+    let count = |n: usize| n as f64;
+    vec![
+        ControllerMetric::new("Registrations", vec![], count(targets(Change::Register))),
+        ControllerMetric::new(
+            "Deregistrations",
+            vec![],
+            count(targets(Change::Deregister)),
+        ),
+        ControllerMetric::new(
+            "FailedCalls",
+            vec![],
+            count(calls().filter(|c| !c.ok).count()),
+        ),
+        ControllerMetric::new(
+            "HeldBackTargets",
+            vec![],
+            count(record.groups.iter().map(|g| g.held_back.len()).sum()),
+        ),
+        ControllerMetric::new(
+            "SkippedServices",
+            vec![],
+            count(record.skipped_services.len()),
+        ),
+    ]
 }

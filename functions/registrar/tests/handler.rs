@@ -557,6 +557,10 @@ async fn a_running_task_is_registered_in_every_group_with_its_port() {
             Some(HealthState::Initial)
         );
     }
+    let metrics = registrar::handler::controller_metrics(&record);
+    let value = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    assert_eq!(value("Registrations"), Some(2.0));
+    assert_eq!(value("Deregistrations"), Some(0.0));
     // A repeat finds the target registered and calls nothing.
     let calls_before = elb(&r).writes().len();
     let again = r

@@ -19,14 +19,13 @@ use ecs_control::domain::scaling::{
 };
 use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::invocation::{embedded_metric, log_decision, InvocationError};
+use ecs_control::invocation::{
+    log_decision, summed, variant_name, ControllerMetric, InvocationError,
+};
 use ecs_control::ports::{AlarmStates, EcsServices, PortError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-
-/// The namespace of the scaler's own metrics (Embedded Metric Format).
-pub const METRICS_NAMESPACE: &str = "EcsControl/Scaler";
 
 /// What happened to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,7 +177,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         })?;
         // Boxed: the nested async state machine is too deep to lay out inline.
         let (record, result) = Box::pin(self.route(invocation, request_id, now)).await;
-        log_decision("scaler", &record);
+        log_decision("scaler", &record, &controller_metrics(&record), now);
         result.map(|()| record)
     }
 
@@ -386,7 +385,6 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         answered.extend(opening_marks);
         evaluations.extend(self.staged_continuation(&state, limits, decision, now));
         decision.evaluations = evaluations;
-        self.publish_budget_holds(service, decision, now);
 
         let outcome = decide(&decision.evaluations, &state, limits.bounds);
         decision.choice = Some(outcome.choice.clone());
@@ -467,30 +465,6 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let memory = memory.with_marks(answered.iter().map(|(k, at)| (k.as_str(), *at)));
         self.apply(service, &state, target, &memory, record.dry_run, decision)
             .await
-    }
-
-    /// An Embedded Metric Format line for every scale-out the budget held,
-    /// so an alarm can page on it.
-    fn publish_budget_holds(
-        &self,
-        service: &ServiceRef,
-        decision: &ServiceDecision,
-        now: DateTime<Utc>,
-    ) {
-        let held = decision
-            .evaluations
-            .iter()
-            .any(|e| e.held_by == Some(Hold::BudgetCeiling) || e.clamped_by == Some(Clamp::Budget));
-        if held {
-            let line = embedded_metric(
-                METRICS_NAMESPACE,
-                &[("Cluster", &service.cluster), ("Service", &service.service)],
-                "ScaleOutHeldByBudget",
-                1.0,
-                now,
-            );
-            println!("{line}");
-        }
     }
 
     /// Writes the memory alone (a staged change the pace holds this minute).
@@ -578,4 +552,41 @@ fn held_reason(
             .collect::<Vec<_>>()
             .join("; "),
     }
+}
+
+/// The scaler's own metrics for one record: decisions by action, holds by
+/// reason, and scale-outs the budget held, by service, for an alarm to page on.
+pub fn controller_metrics(record: &DecisionRecord) -> Vec<ControllerMetric> {
+    let mut metrics = Vec::new();
+    for decision in &record.services {
+        metrics.push(ControllerMetric::new(
+            "Decisions",
+            vec![("Action", variant_name(&decision.action))],
+            1.0,
+        ));
+        if decision.action == Action::Held {
+            for hold in decision.evaluations.iter().filter_map(|e| e.held_by) {
+                metrics.push(ControllerMetric::new(
+                    "Holds",
+                    vec![("Reason", variant_name(&hold))],
+                    1.0,
+                ));
+            }
+        }
+        let budget_held = decision
+            .evaluations
+            .iter()
+            .any(|e| e.held_by == Some(Hold::BudgetCeiling) || e.clamped_by == Some(Clamp::Budget));
+        if budget_held {
+            metrics.push(ControllerMetric::new(
+                "ScaleOutHeldByBudget",
+                vec![
+                    ("Cluster", decision.service.cluster.clone()),
+                    ("Service", decision.service.service.clone()),
+                ],
+                1.0,
+            ));
+        }
+    }
+    summed(metrics)
 }
