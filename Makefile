@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup
+.PHONY: demo test setup deploy-parameters
 
 setup:
 	tests/scripts/setup.sh
@@ -17,3 +17,8 @@ test:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
+
+# sam deploy's parameter overrides derived from the documents in infra/ (the
+# registrar's target groups come from its document alone).
+deploy-parameters:
+	@python3 infra/deploy_parameters.py

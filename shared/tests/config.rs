@@ -277,3 +277,22 @@ fn a_custom_metric_and_metric_math_parse() {
     assert_eq!(queries, [1, 3]);
     assert_eq!(config.tick_services(), [service]);
 }
+
+#[test]
+fn the_registrar_refuses_a_group_its_policy_does_not_allow() {
+    let config = ecs_control::config::RegistrarConfig::parse(include_str!(
+        "../../infra/registrar-config.json"
+    ))
+    .expect("example parses");
+    let web =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+    let peered = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-peered-vpc/fedcba9876543210";
+    config
+        .check_allowed_target_groups(&format!("{web}, {peered}"))
+        .expect("both allowed");
+    let err = config
+        .check_allowed_target_groups(web)
+        .expect_err("the peered group is missing");
+    assert_eq!(err.field, "services[0].target_groups[1].target_group_arn");
+    assert!(err.problem.contains("make deploy-parameters"), "{err}");
+}

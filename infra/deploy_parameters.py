@@ -1,0 +1,47 @@
+"""Prints the `--parameter-overrides` for `sam deploy` that come from the
+documents in this folder, so each fact has one source: the registrar's target
+groups (RegistrarTargetGroupArns, which scopes its IAM policy) are derived from
+its document rather than kept by hand.
+
+    sam deploy --parameter-overrides $(python3 infra/deploy_parameters.py) \
+        ManagedClusterName=prod AlarmNamePrefix=prod- ProbeAlarmCheckName=web-health
+"""
+
+import json
+import pathlib
+import shlex
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def document(name):
+    path = HERE / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"{path}: {e}")
+
+
+def main():
+    scaler = document(sys.argv[1] if len(sys.argv) > 1 else "scaler-policies.json")
+    registrar = document(sys.argv[2] if len(sys.argv) > 2 else "registrar-config.json")
+    probe = document(sys.argv[3] if len(sys.argv) > 3 else "probe-config.json")
+    groups = []
+    for service in registrar.get("services", []):
+        for group in service.get("target_groups", []):
+            if group["target_group_arn"] not in groups:
+                groups.append(group["target_group_arn"])
+    compact = lambda d: json.dumps(d, separators=(",", ":"))
+    overrides = {
+        "ScalerPolicies": compact(scaler),
+        "RegistrarConfig": compact(registrar),
+        "RegistrarTargetGroupArns": ",".join(groups),
+        "ProbeConfig": compact(probe),
+        "ProbeNamespace": probe.get("namespace", "EcsControl/Probe"),
+    }
+    print(" ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items()))
+
+
+if __name__ == "__main__":
+    main()
