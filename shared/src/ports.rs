@@ -5,7 +5,9 @@
 use crate::domain::alarm::{AlarmStatus, MetricPoint, MetricQuery};
 use crate::domain::budget::TaskSize;
 use crate::domain::probe::{HttpCheck, HttpObservation, MetricDatum};
-use crate::domain::registration::{RegisteredTarget, ServiceTasks, Target, TaskInfo};
+use crate::domain::registration::{
+    RegisteredTarget, ServiceTasks, Target, TargetGroupFacts, TaskInfo,
+};
 use crate::domain::scaling::{ScalingMemory, ServiceState};
 use crate::domain::service::ServiceRef;
 use chrono::{DateTime, Utc};
@@ -131,6 +133,15 @@ pub trait TargetGroups: Send + Sync {
         targets: &[Target],
         outside_vpc: bool,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Describing ELBv2 target groups (read once, at cold start).
+pub trait TargetGroupCatalog: Send + Sync {
+    /// The named target groups that exist; absent ones are left out.
+    fn describe_target_groups(
+        &self,
+        arns: &[String],
+    ) -> impl Future<Output = Result<Vec<TargetGroupFacts>, PortError>> + Send;
 }
 
 /// Publishing CloudWatch metrics.

@@ -296,3 +296,12 @@ fn the_registrar_refuses_a_group_its_policy_does_not_allow() {
     assert_eq!(err.field, "services[0].target_groups[1].target_group_arn");
     assert!(err.problem.contains("make deploy-parameters"), "{err}");
 }
+
+#[test]
+fn an_alarm_outside_the_prefix_is_refused() {
+    let config = ScalerConfig::parse(EXAMPLE).expect("example parses");
+    ecs_control::config::verify::alarms_match_prefix(&config, "web-").expect("all start with web-");
+    let err = ecs_control::config::verify::alarms_match_prefix(&config, "prod-")
+        .expect_err("none starts with prod-");
+    assert_eq!(err.field, "policies[0].alarm");
+}

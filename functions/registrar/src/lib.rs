@@ -1,5 +1,6 @@
 //! The registrar: ALB target groups follow the running tasks of ECS services.
 
+pub mod cold_start;
 pub mod events;
 pub mod handler;
 

@@ -12,10 +12,15 @@ async fn main() -> Result<(), Error> {
     let always_dry_run =
         flag_from_env(registrar::DRY_RUN_ENV).inspect_err(|e| tracing::error!("{e}"))?;
     let sdk = load_sdk_config().await;
+    let groups = Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk));
+    // The target groups must be what the document says: a mismatch stops the cold start too.
+    registrar::cold_start::verify(&config, &groups)
+        .await
+        .inspect_err(|e| tracing::error!("{e}"))?;
     let registrar = Registrar::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
-        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
+        groups,
         always_dry_run,
     );
     let registrar = &registrar;

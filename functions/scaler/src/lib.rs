@@ -1,6 +1,7 @@
 //! The scaler: resizes ECS services on alarms (step scaling), a metric held at
 //! a target, time windows, a budget ceiling and a pace.
 
+pub mod cold_start;
 pub mod events;
 pub mod handler;
 pub mod triggers;

@@ -12,12 +12,13 @@ async fn main() -> Result<(), Error> {
     let always_dry_run =
         flag_from_env(scaler::DRY_RUN_ENV).inspect_err(|e| tracing::error!("{e}"))?;
     let sdk = load_sdk_config().await;
-    let scaler = Scaler::new(
-        config,
-        EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
-        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-        always_dry_run,
-    );
+    let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
+    let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
+    // What the policies name must exist: a mismatch stops the cold start too.
+    scaler::cold_start::verify(&config, &alarms, &ecs)
+        .await
+        .inspect_err(|e| tracing::error!("{e}"))?;
+    let scaler = Scaler::new(config, ecs, alarms, always_dry_run);
     let scaler = &scaler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         scaler

@@ -197,6 +197,18 @@ pub enum AddressFamily {
     Ipv6,
 }
 
+/// What ELBv2 says about a target group, for the registrar's cold-start check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroupFacts {
+    pub arn: String,
+    /// `ip`, `instance`, `lambda` or `alb`.
+    pub target_type: String,
+    pub vpc_id: Option<String>,
+    pub port: Option<u16>,
+    /// `ipv4` or `ipv6`.
+    pub ip_address_type: Option<String>,
+}
+
 /// A task's addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TaskAddresses {

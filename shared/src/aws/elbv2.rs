@@ -1,8 +1,8 @@
 //! ELBv2 adapter: target health, registration and deregistration.
 
 use super::classify;
-use crate::domain::registration::{HealthState, RegisteredTarget, Target};
-use crate::ports::{PortError, TargetGroups};
+use crate::domain::registration::{HealthState, RegisteredTarget, Target, TargetGroupFacts};
+use crate::ports::{FailureKind, PortError, TargetGroupCatalog, TargetGroups};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_elasticloadbalancingv2::Client;
 
@@ -93,5 +93,63 @@ impl TargetGroups for Elbv2Adapter {
             .await
             .map_err(|e| classify("elasticloadbalancing:DeregisterTargets", e))?;
         Ok(())
+    }
+}
+
+/// DescribeTargetGroups takes at most 20 ARNs a call.
+const GROUPS_PER_CALL: usize = 20;
+
+impl TargetGroupCatalog for Elbv2Adapter {
+    async fn describe_target_groups(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<TargetGroupFacts>, PortError> {
+        const OP: &str = "elasticloadbalancing:DescribeTargetGroups";
+        let mut found = Vec::new();
+        // One ARN a call when a batch names a missing group: the batch fails whole.
+        for batch in arns.chunks(GROUPS_PER_CALL) {
+            let out = match self
+                .client
+                .describe_target_groups()
+                .set_target_group_arns(Some(batch.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+            {
+                Ok(out) => out.target_groups().to_vec(),
+                Err(e) if e.kind == FailureKind::NotFound => {
+                    let mut one_by_one = Vec::new();
+                    for arn in batch {
+                        match self
+                            .client
+                            .describe_target_groups()
+                            .target_group_arns(arn)
+                            .send()
+                            .await
+                            .map_err(|e| classify(OP, e))
+                        {
+                            Ok(out) => one_by_one.extend(out.target_groups().to_vec()),
+                            Err(e) if e.kind == FailureKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    one_by_one
+                }
+                Err(e) => return Err(e),
+            };
+            found.extend(out.iter().map(|g| {
+                TargetGroupFacts {
+                    arn: g.target_group_arn().unwrap_or_default().to_string(),
+                    target_type: g
+                        .target_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    vpc_id: g.vpc_id().map(str::to_string),
+                    port: g.port().and_then(|p| u16::try_from(p).ok()),
+                    ip_address_type: g.ip_address_type().map(|t| t.as_str().to_string()),
+                }
+            }));
+        }
+        Ok(found)
     }
 }

@@ -3,6 +3,7 @@
 pub mod probe;
 pub mod registrar;
 pub mod scaler;
+pub mod verify;
 
 pub use probe::ProbeConfig;
 pub use registrar::RegistrarConfig;

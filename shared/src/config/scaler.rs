@@ -31,6 +31,8 @@ pub struct ScalerConfig {
     /// Per-service budget ceilings and paces.
     pub settings: BTreeMap<ServiceRef, ServiceSettings>,
     bounds: BTreeMap<ServiceRef, CapacityBounds>,
+    /// The index of the first policy that names each service, for error fields.
+    first_policy: BTreeMap<ServiceRef, usize>,
 }
 
 const DEFAULT_COOLDOWN_SECONDS: u32 = 300;
@@ -92,11 +94,15 @@ impl ScalerConfig {
     /// # Errors
     /// When neither (or both) is set, the file cannot be read, or the document is invalid.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&read_document(
+        let config = Self::parse(&read_document(
             POLICIES_ENV,
             POLICIES_FILE_ENV,
             "policy document",
-        )?)
+        )?)?;
+        if let Ok(prefix) = std::env::var(super::verify::ALARM_NAME_PREFIX_ENV) {
+            super::verify::alarms_match_prefix(&config, &prefix)?;
+        }
+        Ok(config)
     }
 
     /// Parses and validates a policy document.
@@ -177,6 +183,10 @@ impl ScalerConfig {
                 }
             }
         }
+        let first_policy = bounds_by_service
+            .iter()
+            .map(|(service, (i, _))| (service.clone(), *i))
+            .collect();
         let bounds: BTreeMap<ServiceRef, CapacityBounds> = bounds_by_service
             .into_iter()
             .map(|(service, (_, bounds))| (service, bounds))
@@ -189,7 +199,13 @@ impl ScalerConfig {
             schedules,
             settings,
             bounds,
+            first_policy,
         })
+    }
+
+    /// Every service a policy resizes, with the index of the first policy naming it.
+    pub fn services(&self) -> impl Iterator<Item = (&ServiceRef, usize)> + '_ {
+        self.first_policy.iter().map(|(s, i)| (s, *i))
     }
 
     /// The policies an alarm drives.

@@ -1,0 +1,126 @@
+//! Cold-start verification: the configuration checked against what AWS has,
+//! read once, so a mismatch is an error naming the field before the first
+//! event, not a surprise during it. Pure: the callers read AWS.
+
+use super::{ConfigError, RegistrarConfig, ScalerConfig};
+use crate::domain::registration::{AddressFamily, TargetGroupFacts};
+use std::collections::BTreeMap;
+
+/// Environment variable with the prefix every alarm the scaler reads must
+/// start with (the template's `AlarmNamePrefix`, which scopes its IAM policy
+/// and its EventBridge rule).
+pub const ALARM_NAME_PREFIX_ENV: &str = "SCALER_ALARM_NAME_PREFIX";
+
+/// Every alarm a step policy names starts with `prefix`.
+///
+/// # Errors
+/// Names the first policy whose alarm does not.
+pub fn alarms_match_prefix(config: &ScalerConfig, prefix: &str) -> Result<(), ConfigError> {
+    for (i, policy) in config.policies.iter().enumerate() {
+        if !policy.alarm.starts_with(prefix) {
+            return Err(ConfigError::new(
+                format!("policies[{i}].alarm"),
+                format!(
+                    "{:?} does not start with {prefix:?} ({ALARM_NAME_PREFIX_ENV}): the scaler's IAM \
+                     policy may not read it, and its state changes are not delivered",
+                    policy.alarm
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every alarm a step policy names exists (`found`: the names DescribeAlarms returned).
+///
+/// # Errors
+/// Names the first policy whose alarm does not exist.
+pub fn alarms_exist(config: &ScalerConfig, found: &[String]) -> Result<(), ConfigError> {
+    for (i, policy) in config.policies.iter().enumerate() {
+        if !found.contains(&policy.alarm) {
+            return Err(ConfigError::new(
+                format!("policies[{i}].alarm"),
+                format!(
+                    "no metric or composite alarm is named {:?} in this account and region",
+                    policy.alarm
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every target group the registrar names exists, takes IP targets of the
+/// binding's address family on the binding's port, and a service's groups
+/// reached from inside the VPC share one VPC.
+///
+/// # Errors
+/// Names the first binding that disagrees with its group.
+pub fn target_groups_agree(
+    config: &RegistrarConfig,
+    facts: &[TargetGroupFacts],
+) -> Result<(), ConfigError> {
+    let by_arn: BTreeMap<&str, &TargetGroupFacts> =
+        facts.iter().map(|f| (f.arn.as_str(), f)).collect();
+    for (i, binding) in config.services.iter().enumerate() {
+        let mut first_vpc: Option<(usize, &str)> = None;
+        for (j, group) in binding.target_groups.iter().enumerate() {
+            let at = |field: &str| format!("services[{i}].target_groups[{j}].{field}");
+            let Some(found) = by_arn.get(group.target_group_arn.as_str()) else {
+                return Err(ConfigError::new(
+                    at("target_group_arn"),
+                    format!("target group {} does not exist", group.target_group_arn),
+                ));
+            };
+            if found.target_type != "ip" {
+                return Err(ConfigError::new(
+                    at("target_group_arn"),
+                    format!(
+                        "the target group's type is {:?}; the registrar registers task IPs, which needs type \"ip\"",
+                        found.target_type
+                    ),
+                ));
+            }
+            let family = match group.address_family {
+                AddressFamily::Ipv4 => "ipv4",
+                AddressFamily::Ipv6 => "ipv6",
+            };
+            if let Some(kind) = &found.ip_address_type {
+                // A dualstack or ipv4 group takes IPv4 targets; an ipv6 group IPv6 ones.
+                let takes = if kind == "ipv6" { "ipv6" } else { "ipv4" };
+                if takes != family {
+                    return Err(ConfigError::new(
+                        at("address_family"),
+                        format!("is {family}, but the target group's IpAddressType {kind} takes {takes} targets"),
+                    ));
+                }
+            }
+            if let Some(port) = found.port.filter(|p| *p != group.port) {
+                return Err(ConfigError::new(
+                    at("port"),
+                    format!(
+                        "{} differs from the target group's port {port}: health checks and listeners use the group's",
+                        group.port
+                    ),
+                ));
+            }
+            if group.outside_vpc {
+                continue;
+            }
+            match (first_vpc, found.vpc_id.as_deref()) {
+                (Some((k, vpc)), Some(this)) if vpc != this => {
+                    return Err(ConfigError::new(
+                        at("target_group_arn"),
+                        format!(
+                        "the group is in {this}, target_groups[{k}] in {vpc}: one service's tasks \
+                             are in one VPC; set outside_vpc for a group they reach from another"
+                    ),
+                    ))
+                }
+                (None, Some(this)) => first_vpc = Some((j, this)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
