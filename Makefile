@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy-parameters
+.PHONY: demo test setup deploy-parameters release
 
 setup:
 	tests/scripts/setup.sh
@@ -22,3 +22,8 @@ test:
 # registrar's target groups come from its document alone).
 deploy-parameters:
 	@python3 infra/deploy_parameters.py
+
+# Release zips of the three functions for Lambda (x86_64, and arm64 where the
+# toolchain has it), with their sizes.
+release:
+	tests/scripts/release.sh

@@ -384,7 +384,8 @@ async fn an_alarm_is_read_with_its_metric_and_the_metric_is_read_back() {
     assert_eq!(metric.period_seconds(), 60);
     let now = chrono::Utc::now();
     let (start, end) = metric.window(now);
-    assert_eq!((end - start).num_seconds(), 180);
+    // Three evaluation periods, one before them, and the period now is in.
+    assert_eq!((end - start).num_seconds(), 300);
     let values = alarms
         .metric_values(&metric.queries, start, end)
         .await

@@ -7,6 +7,7 @@
 // A harness: a failed set-up step should stop the test (or demo) loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod control_loop;
 pub mod site;
 
 use aws_sdk_cloudwatch::types::{

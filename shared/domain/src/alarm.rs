@@ -114,10 +114,23 @@ impl AlarmMetric {
             .max(1)
     }
 
-    /// The window the alarm evaluates, ending at `now`: its evaluation periods.
+    /// The window to read the alarm's metric in at `now`: its evaluation
+    /// periods, one more before them, and the period `now` is in (CloudWatch
+    /// rounds the start down to a period), so the newest
+    /// [`AlarmMetric::evaluated`] datapoints are the ones the alarm just saw.
     pub fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let span = i64::from(self.period_seconds()) * i64::from(self.evaluation_periods.max(1));
-        (now - TimeDelta::seconds(span), now)
+        let period = i64::from(self.period_seconds());
+        let span = period * (i64::from(self.evaluation_periods.max(1)) + 1);
+        (
+            now - TimeDelta::seconds(span),
+            now + TimeDelta::seconds(period),
+        )
+    }
+
+    /// The newest `evaluation_periods` values of a window, oldest first.
+    pub fn evaluated<'a>(&self, values: &'a [f64]) -> &'a [f64] {
+        let n = (self.evaluation_periods.max(1) as usize).min(values.len());
+        &values[values.len() - n..]
     }
 }
 

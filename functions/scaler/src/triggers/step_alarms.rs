@@ -166,7 +166,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let note = match self.alarms.metric_values(&metric.queries, start, end).await {
             Ok(points) => {
                 let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-                match breach_from_datapoints(&values, policy.metric_aggregation, metric.threshold) {
+                let evaluated = metric.evaluated(&values);
+                match breach_from_datapoints(evaluated, policy.metric_aggregation, metric.threshold)
+                {
                     Some(breach) => return (breach, None),
                     None => "the alarm's metric has no datapoints in its window".to_string(),
                 }

@@ -1,0 +1,400 @@
+//! The whole loop on the local emulator, minute by minute on a simulated
+//! clock: a site on loopback slows down when its tasks are few; the probe
+//! measures it and publishes `CheckLatency`; the emulator evaluates the alarms
+//! from those datapoints; alarm state changes reach the scaler as EventBridge
+//! would deliver them; ECS's scheduler (played here: the emulator does not run
+//! one) starts or stops tasks to meet the desired count; their task state
+//! changes reach the registrar; targets turn healthy; the site recovers.
+//!
+//! The functions run through their handlers and real adapters. What stands in
+//! for AWS itself is marked: EventBridge (events built from the alarms' and
+//! tasks' real states) and the ECS service scheduler.
+
+use crate::{sample_event, Aws, Emulator, Network, TASK_PORT};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
+use ecs_control::aws::ecs::EcsAdapter;
+use ecs_control::aws::elbv2::Elbv2Adapter;
+use ecs_control::config::{ProbeConfig, RegistrarConfig, ScalerConfig};
+use ecs_control::invocation::variant_name;
+use probe::handler::Prober;
+use probe::http::HttpAdapter;
+use registrar::handler::Registrar;
+use scaler::handler::Scaler;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const CLUSTER: &str = "demo";
+const SERVICE: &str = "web";
+const CHECK: &str = "web-latency";
+pub const HIGH_ALARM: &str = "loop-latency-high";
+pub const LOW_ALARM: &str = "loop-latency-low";
+/// Latency above this (ms, the minute's average) is too slow.
+pub const HIGH_MS: f64 = 300.0;
+/// Below this for three minutes, the service has more tasks than it needs.
+pub const LOW_MS: f64 = 60.0;
+
+/// A site whose answer takes `work_ms / healthy targets`: load spread over capacity.
+struct LoadedSite {
+    url: String,
+    work_ms: Arc<AtomicU64>,
+    capacity: Arc<AtomicU32>,
+}
+
+impl LoadedSite {
+    async fn start() -> Self {
+        let work_ms = Arc::new(AtomicU64::new(0));
+        let capacity = Arc::new(AtomicU32::new(1));
+        let (work, cap) = (work_ms.clone(), capacity.clone());
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let (work, cap) = (work.clone(), cap.clone());
+                async move {
+                    let ms =
+                        work.load(Ordering::SeqCst) / u64::from(cap.load(Ordering::SeqCst).max(1));
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            work_ms,
+            capacity,
+        }
+    }
+}
+
+/// What one minute of the loop saw and did.
+#[derive(Debug, Clone)]
+pub struct Minute {
+    pub minute: i64,
+    pub latency_ms: f64,
+    /// Alarm name → state after the probe's datapoint.
+    pub alarms: BTreeMap<String, String>,
+    /// What the scaler did, per event it got: (trigger, action, before, after).
+    pub scaler: Vec<(String, String, u32, u32)>,
+    pub desired: u32,
+    pub running: usize,
+    pub registered: usize,
+    pub deregistered: usize,
+    /// Targets by state after the minute.
+    pub targets: BTreeMap<String, usize>,
+}
+
+/// The loop's world: one region of an emulator, the site, and the three functions.
+pub struct ControlLoop {
+    pub aws: Aws,
+    region: String,
+    network: Network,
+    target_group: String,
+    site: LoadedSite,
+    prober: Prober<HttpAdapter, Elbv2Adapter, CloudWatchMetrics>,
+    scaler: Scaler<EcsAdapter, CloudWatchAlarms>,
+    registrar: Registrar<EcsAdapter, Elbv2Adapter>,
+    /// Running tasks, oldest first.
+    tasks: Vec<(String, String)>,
+    alarm_states: BTreeMap<String, String>,
+    t0: DateTime<Utc>,
+}
+
+fn check_dimension() -> Dimension {
+    Dimension::builder().name("Check").value(CHECK).build()
+}
+
+impl ControlLoop {
+    /// A service of 2 tasks behind an `ip` target group, the alarms on the
+    /// probe's latency, and the three functions configured for them.
+    pub async fn start(emulator: &Emulator, region: &str) -> Self {
+        // Targets turn healthy a second after registration.
+        emulator.control("POST", "settings", &json!({"healthy_seconds": 1}));
+        let config = emulator.sdk_config(region);
+        let aws = Aws::new(&config);
+        let network = aws.network().await;
+        let target_group = aws.ip_target_group("web", &network.vpc_id).await;
+        aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
+        aws.set_desired_count(CLUSTER, SERVICE, 2).await;
+        aws.wait_for_deployment(CLUSTER, SERVICE).await;
+        for (name, threshold, comparison, periods) in [
+            (
+                HIGH_ALARM,
+                HIGH_MS,
+                ComparisonOperator::GreaterThanThreshold,
+                1,
+            ),
+            (LOW_ALARM, LOW_MS, ComparisonOperator::LessThanThreshold, 3),
+        ] {
+            aws.cloudwatch
+                .put_metric_alarm()
+                .alarm_name(name)
+                .namespace("EcsControl/Probe")
+                .metric_name("CheckLatency")
+                .dimensions(check_dimension())
+                .statistic(Statistic::Average)
+                .period(60)
+                .evaluation_periods(periods)
+                .datapoints_to_alarm(periods)
+                .threshold(threshold)
+                .comparison_operator(comparison)
+                .send()
+                .await
+                .expect("put_metric_alarm");
+        }
+        let site = LoadedSite::start().await;
+        let policies = json!({"policies": [
+            {"alarm": HIGH_ALARM, "cluster": CLUSTER, "service": SERVICE,
+             "adjustment_type": "ChangeInCapacity",
+             "steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 2}],
+             "min_capacity": 2, "max_capacity": 8,
+             "scale_out_cooldown_seconds": 60, "scale_in_cooldown_seconds": 120},
+            {"alarm": LOW_ALARM, "cluster": CLUSTER, "service": SERVICE,
+             "adjustment_type": "ChangeInCapacity",
+             "steps": [{"metric_interval_upper_bound": 0, "scaling_adjustment": -1}],
+             "min_capacity": 2, "max_capacity": 8,
+             "scale_out_cooldown_seconds": 60, "scale_in_cooldown_seconds": 120}
+        ]});
+        let registrar_document = json!({"services": [{"cluster": CLUSTER, "service": SERVICE,
+            "target_groups": [{"target_group_arn": target_group, "port": TASK_PORT}]}]});
+        let probe_document = json!({"namespace": "EcsControl/Probe", "checks": [
+            {"name": CHECK, "url": site.url, "timeout_ms": 5000}
+        ]});
+        let ecs = || EcsAdapter::new(aws_sdk_ecs::Client::new(&config));
+        let elb = || Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config));
+        let mut world = Self {
+            prober: Prober::new(
+                ProbeConfig::parse(&probe_document.to_string()).expect("probe document"),
+                HttpAdapter::new(),
+                elb(),
+                CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&config)),
+            ),
+            scaler: Scaler::new(
+                ScalerConfig::parse(&policies.to_string()).expect("policies"),
+                ecs(),
+                CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+                false,
+            ),
+            registrar: Registrar::new(
+                RegistrarConfig::parse(&registrar_document.to_string()).expect("document"),
+                ecs(),
+                elb(),
+                false,
+            ),
+            aws,
+            region: region.to_string(),
+            network,
+            target_group,
+            site,
+            tasks: Vec::new(),
+            alarm_states: BTreeMap::new(),
+            t0: Utc
+                .with_ymd_and_hms(2026, 11, 21, 10, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        };
+        world.follow_desired_count(world.t0).await;
+        world
+    }
+
+    /// Sets the work each request brings (ms at one task).
+    pub fn set_load(&self, work_ms: u64) {
+        self.site.work_ms.store(work_ms, Ordering::SeqCst);
+    }
+
+    async fn desired(&self) -> u32 {
+        u32::try_from(self.aws.desired_count(CLUSTER, SERVICE).await).unwrap_or(0)
+    }
+
+    /// A task state change, as EventBridge delivers it, for a task of the emulator.
+    fn task_event(&self, sample: &str, task_arn: &str, ip: &str) -> Value {
+        let mut event = sample_event(&format!("registrar/{sample}.json"));
+        let detail = &mut event["detail"];
+        detail["clusterArn"] =
+            format!("arn:aws:ecs:{}:123456789012:cluster/{CLUSTER}", self.region).into();
+        detail["taskArn"] = task_arn.into();
+        detail["attachments"][0]["details"][4]["value"] = ip.into();
+        detail["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] = ip.into();
+        event
+    }
+
+    /// Plays ECS's service scheduler: starts or stops tasks to meet the desired
+    /// count, and delivers each task's state change to the registrar. Returns
+    /// (registered, deregistered) targets.
+    async fn follow_desired_count(&mut self, now: DateTime<Utc>) -> (usize, usize) {
+        let desired = self.desired().await as usize;
+        let (mut registered, mut deregistered) = (0, 0);
+        if desired > self.tasks.len() {
+            let started = self
+                .aws
+                .run_service_tasks(CLUSTER, SERVICE, &self.network, desired - self.tasks.len())
+                .await;
+            for (arn, ip) in started {
+                let event = self.task_event("task-running", &arn, &ip);
+                let record = self.registrar.handle(event, now).await.expect("registrar");
+                registered += record
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.calls)
+                    .filter(|c| c.ok && c.operation == "elasticloadbalancing:RegisterTargets")
+                    .map(|c| c.targets.len())
+                    .sum::<usize>();
+                self.tasks.push((arn, ip));
+            }
+            self.aws.wait_until_healthy(&self.target_group).await;
+        }
+        while self.tasks.len() > desired {
+            let (arn, ip) = self.tasks.pop().expect("a task");
+            self.aws.stop_task(CLUSTER, &arn).await;
+            let event = self.task_event("task-stopped", &arn, &ip);
+            let record = self.registrar.handle(event, now).await.expect("registrar");
+            deregistered += record
+                .groups
+                .iter()
+                .flat_map(|g| &g.calls)
+                .filter(|c| c.ok && c.operation == "elasticloadbalancing:DeregisterTargets")
+                .map(|c| c.targets.len())
+                .sum::<usize>();
+        }
+        (registered, deregistered)
+    }
+
+    async fn target_states(&self) -> BTreeMap<String, usize> {
+        let mut states = BTreeMap::new();
+        for (_, _, state) in self.aws.targets(&self.target_group).await {
+            *states.entry(state).or_insert(0) += 1;
+        }
+        states
+    }
+
+    /// An alarm state change as EventBridge delivers it, from the alarm's real state.
+    fn alarm_event(name: &str, state: &str, at: DateTime<Utc>) -> Value {
+        let mut event = sample_event("scaler/alarm-state-change.json");
+        event["resources"] = json!([format!(
+            "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
+        )]);
+        event["detail"]["alarmName"] = name.into();
+        event["detail"]["state"]["value"] = state.into();
+        event["detail"]["state"]["timestamp"] =
+            at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string().into();
+        event
+    }
+
+    /// One minute: probe, alarms, scaler (events for changed alarms, then its
+    /// tick), ECS following the desired count, the registrar, the targets.
+    pub async fn minute(&mut self, k: i64) -> Minute {
+        let now = self.t0 + TimeDelta::minutes(k) + TimeDelta::seconds(30);
+        self.site.capacity.store(
+            u32::try_from(
+                self.target_states()
+                    .await
+                    .get("healthy")
+                    .copied()
+                    .unwrap_or(0),
+            )
+            .unwrap_or(1),
+            Ordering::SeqCst,
+        );
+        let report = self
+            .prober
+            .handle(sample_event("probe/scheduled-tick.json"), now, None)
+            .await
+            .expect("probe");
+        let latency_ms = report.checks[0].measured.latency_ms;
+        let alarms = self
+            .aws
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(HIGH_ALARM)
+            .alarm_names(LOW_ALARM)
+            .send()
+            .await
+            .expect("describe_alarms");
+        let mut scaler = Vec::new();
+        let mut states = BTreeMap::new();
+        for alarm in alarms.metric_alarms() {
+            let name = alarm.alarm_name().unwrap_or_default().to_string();
+            let state = alarm
+                .state_value()
+                .map_or("?", StateValue::as_str)
+                .to_string();
+            if self.alarm_states.get(&name) != Some(&state) {
+                let changed_at = alarm
+                    .state_transitioned_timestamp()
+                    .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?))
+                    .unwrap_or(now);
+                let event = Self::alarm_event(&name, &state, changed_at);
+                let record = self
+                    .scaler
+                    .handle(event, "loop", now)
+                    .await
+                    .expect("scaler");
+                if let Some(d) = record.services.first() {
+                    scaler.push((
+                        format!("{name} → {state}"),
+                        variant_name(&d.action),
+                        d.before.unwrap_or(0),
+                        d.after.unwrap_or(0),
+                    ));
+                }
+            }
+            states.insert(name, state);
+        }
+        self.alarm_states = states.clone();
+        let mut tick = sample_event("scaler/recheck-schedule.json");
+        tick["id"] = format!("loop-minute-{k}").into();
+        let record = self.scaler.handle(tick, "loop", now).await.expect("tick");
+        if let Some(d) = record.services.first() {
+            scaler.push((
+                "tick".to_string(),
+                variant_name(&d.action),
+                d.before.unwrap_or(0),
+                d.after.unwrap_or(0),
+            ));
+        }
+        let (registered, deregistered) = self.follow_desired_count(now).await;
+        Minute {
+            minute: k,
+            latency_ms,
+            alarms: states,
+            scaler,
+            desired: self.desired().await,
+            running: self.tasks.len(),
+            registered,
+            deregistered,
+            targets: self.target_states().await,
+        }
+    }
+}
+
+/// A minute in words, as the demo prints it.
+pub fn describe(m: &Minute) -> String {
+    let alarms: Vec<String> = m.alarms.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let scaler: Vec<String> = m
+        .scaler
+        .iter()
+        .map(|(trigger, action, before, after)| format!("{trigger}: {action} {before} -> {after}"))
+        .collect();
+    let targets: Vec<String> = m.targets.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    format!(
+        "minute {:>2}: latency {:>4.0} ms | {} | scaler: {} | desired {}, running {} | registered {}, deregistered {} | targets: {}",
+        m.minute,
+        m.latency_ms,
+        alarms.join(", "),
+        if scaler.is_empty() { "-".to_string() } else { scaler.join("; ") },
+        m.desired,
+        m.running,
+        m.registered,
+        m.deregistered,
+        targets.join(", ")
+    )
+}
