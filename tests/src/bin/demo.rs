@@ -74,8 +74,15 @@ impl Demo {
     }
 }
 
+/// The argument that makes this binary run the control loop alone (see `control_loop_demo`).
+const CONTROL_LOOP_ARG: &str = "control-loop";
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some(CONTROL_LOOP_ARG) {
+        run_control_loop().await;
+        return;
+    }
     println!("Starting the local AWS emulator (moto + CloudWatch CBOR bridge)...");
     let emulator = Emulator::start();
     println!("  endpoint {}", emulator.endpoint());
@@ -83,7 +90,49 @@ async fn main() {
     scaler_triggers_demo(&emulator).await;
     let target_group = registrar_demo(&emulator).await;
     probe_demo(&emulator, &target_group).await;
+    drop(emulator);
+    control_loop_demo();
     println!("\nStopping the local runtimes and the emulator.");
+}
+
+/// The whole loop, one simulated minute a line. It runs the functions in
+/// process, in a child of this binary, so the decision records they log
+/// (JSON lines) can be left out of what is shown.
+fn control_loop_demo() {
+    println!("\n== The loop: probe -> alarm -> scaler -> ECS -> registrar -> the site recovers ==");
+    println!(
+        "A site on loopback answers in (work / healthy targets) ms; demo/web starts with 2 tasks."
+    );
+    println!("Alarms on the probe's CheckLatency: high above 300 ms (1 minute), low below 60 ms (3 minutes).");
+    println!(
+        "Minutes are simulated; EventBridge and ECS's service scheduler are played by the demo.\n"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    let output = std::process::Command::new(exe)
+        .arg(CONTROL_LOOP_ARG)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("the loop runs");
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if !line.starts_with('{') {
+            println!("{line}");
+        }
+    }
+}
+
+async fn run_control_loop() {
+    let emulator = Emulator::start();
+    let mut world = e2e::control_loop::ControlLoop::start(&emulator, REGION).await;
+    println!("  load: 800 ms of work a request");
+    world.set_load(800);
+    for k in 0..2 {
+        println!("  {}", e2e::control_loop::describe(&world.minute(k).await));
+    }
+    println!("  load falls: 100 ms of work a request");
+    world.set_load(100);
+    for k in 2..8 {
+        println!("  {}", e2e::control_loop::describe(&world.minute(k).await));
+    }
 }
 
 async fn scaler_demo(emulator: &Emulator) {
