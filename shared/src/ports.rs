@@ -135,6 +135,46 @@ pub trait TargetGroups: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// What a drill does to ECS beyond resizing: its lock and state in service
+/// tags, and stopping tasks.
+pub trait DrillControls: Send + Sync {
+    /// The service's ARN and tags.
+    fn service_tags(
+        &self,
+        service: &ServiceRef,
+    ) -> impl Future<Output = Result<(String, Vec<(String, String)>), PortError>> + Send;
+
+    fn tag_service(
+        &self,
+        service_arn: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn untag_service(
+        &self,
+        service_arn: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Stops one task; ECS's service scheduler replaces it.
+    fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Forcing an alarm's state (a drill's `alarm` kind).
+pub trait AlarmControls: Send + Sync {
+    fn set_alarm_state(
+        &self,
+        alarm: &str,
+        state: crate::domain::alarm::AlarmState,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// Describing ELBv2 target groups (read once, at cold start).
 pub trait TargetGroupCatalog: Send + Sync {
     /// The named target groups that exist; absent ones are left out.

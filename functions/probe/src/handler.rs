@@ -270,6 +270,17 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         Ok(())
     }
 
+    /// Runs each check once (with its retries), publishing and logging
+    /// nothing: for a caller that judges the results itself, such as a
+    /// drill's steady-state hypothesis.
+    pub async fn check_once(&self, checks: &[HttpCheck]) -> Vec<CheckReport> {
+        let mut reports = Vec::with_capacity(checks.len());
+        for check in checks {
+            reports.push(self.run_check(check, None).await);
+        }
+        reports
+    }
+
     /// Attempts a check up to `1 + retries` times, each within the check's
     /// timeout and the run's budget; the last attempt is reported.
     async fn run_check(&self, check: &HttpCheck, budget_end: Option<Instant>) -> CheckReport {

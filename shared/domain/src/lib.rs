@@ -5,6 +5,7 @@
 
 pub mod alarm;
 pub mod budget;
+pub mod drill;
 pub mod pace;
 pub mod policy;
 pub mod probe;

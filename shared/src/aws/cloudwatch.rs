@@ -5,10 +5,10 @@ use crate::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
 use crate::domain::probe::{MetricDatum, MetricUnit};
-use crate::ports::{AlarmStates, FailureKind, MetricsSink, PortError};
+use crate::ports::{AlarmControls, AlarmStates, FailureKind, MetricsSink, PortError};
 use aws_sdk_cloudwatch::types::{
     AlarmType, ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, ScanBy,
-    StandardUnit,
+    StandardUnit, StateValue,
 };
 use aws_sdk_cloudwatch::Client;
 
@@ -267,6 +267,25 @@ impl AlarmStates for CloudWatchAlarms {
             .into_iter()
             .map(|(at, value)| MetricPoint { at, value })
             .collect())
+    }
+}
+
+impl AlarmControls for CloudWatchAlarms {
+    async fn set_alarm_state(
+        &self,
+        alarm: &str,
+        state: AlarmState,
+        reason: &str,
+    ) -> Result<(), PortError> {
+        self.client
+            .set_alarm_state()
+            .alarm_name(alarm)
+            .state_value(StateValue::from(state.as_str()))
+            .state_reason(reason)
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:SetAlarmState", e))?;
+        Ok(())
     }
 }
 

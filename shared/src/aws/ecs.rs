@@ -9,7 +9,7 @@ use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
 use crate::domain::service::ServiceRef;
-use crate::ports::{EcsServices, EcsTasks, FailureKind, PortError};
+use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError};
 use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, ServiceField, StabilityStatus, Tag, Task,
 };
@@ -373,6 +373,89 @@ impl EcsTasks for EcsAdapter {
             .tasks
             .into_iter()
             .next())
+    }
+}
+
+impl DrillControls for EcsAdapter {
+    async fn service_tags(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<(String, Vec<(String, String)>), PortError> {
+        const OP: &str = "ecs:DescribeServices";
+        let out = self
+            .client
+            .describe_services()
+            .cluster(&service.cluster)
+            .services(&service.service)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let found = out.services().first().ok_or_else(|| {
+            PortError::new(
+                FailureKind::NotFound,
+                OP,
+                format!("service {service} not found"),
+            )
+        })?;
+        let tags = found
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect();
+        Ok((found.service_arn().unwrap_or_default().to_string(), tags))
+    }
+
+    async fn tag_service(
+        &self,
+        service_arn: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), PortError> {
+        let tags = tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect();
+        self.client
+            .tag_resource()
+            .resource_arn(service_arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("ecs:TagResource", e))?;
+        Ok(())
+    }
+
+    async fn untag_service(&self, service_arn: &str, keys: &[String]) -> Result<(), PortError> {
+        self.client
+            .untag_resource()
+            .resource_arn(service_arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("ecs:UntagResource", e))?;
+        Ok(())
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<(), PortError> {
+        self.client
+            .stop_task()
+            .cluster(cluster)
+            .task(task_arn)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| classify("ecs:StopTask", e))?;
+        Ok(())
     }
 }
 

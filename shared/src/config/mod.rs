@@ -1,10 +1,12 @@
 //! Configuration read once at cold start; every error names the field to fix.
 
+pub mod drill;
 pub mod probe;
 pub mod registrar;
 pub mod scaler;
 pub mod verify;
 
+pub use drill::DrillConfig;
 pub use probe::ProbeConfig;
 pub use registrar::RegistrarConfig;
 pub use scaler::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};

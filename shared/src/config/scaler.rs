@@ -53,7 +53,7 @@ struct PolicyDocument {
 }
 
 /// Deserialises one entry of a list, naming fields from `prefix` (`policies[2]`).
-pub(super) fn parse_entry<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_entry<T: serde::de::DeserializeOwned>(
     prefix: &str,
     value: serde_json::Value,
 ) -> Result<T, ConfigError> {

@@ -1,0 +1,825 @@
+//! Start, continue or sweep a drill: check the steady state, take the lock and
+//! the snapshot, act, poll (abort alarms first), check the steady state again,
+//! roll back as the policy says, verify the restore by reading it back, and
+//! release the lock. Every step goes into the journal.
+
+use crate::events::{self, Command};
+use crate::journal::{Entry, Journal, Step};
+use chrono::{DateTime, TimeDelta, Utc};
+use ecs_control::config::{DrillConfig, ProbeConfig};
+use ecs_control::domain::alarm::AlarmState;
+use ecs_control::domain::drill::{
+    after_check, after_poll, rolls_back, scaled_count, stop_count, violations, Drill, DrillKind,
+    Lock, LockState, Mode, Next, Observation, Outcome, Poll, SavedState, Snapshot, LOCK_GRACE,
+};
+use ecs_control::domain::registration::{HealthState, Target};
+use ecs_control::domain::service::ServiceRef;
+use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
+use ecs_control::ports::{
+    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, HttpChecks, MetricsSink,
+    PortError, TargetGroups,
+};
+use probe::handler::Prober;
+use serde::Serialize;
+
+/// The tag holding a service's drill lock.
+pub const LOCK_TAG: &str = "ecs-drill:lock";
+/// The tag holding the running drill's snapshot and deadline.
+pub const STATE_TAG: &str = "ecs-drill:state";
+/// Time kept back from the invocation's deadline to save state and return.
+const SUSPEND_MARGIN: TimeDelta = TimeDelta::seconds(10);
+
+/// What an invocation planned, did and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub command: Command,
+    pub drill: Option<String>,
+    pub drill_id: Option<String>,
+    pub kind: Option<&'static str>,
+    pub service: Option<ServiceRef>,
+    /// What the drill would do (plan) or did (execute), and its rollback.
+    pub plan: Vec<String>,
+    pub rollback_plan: Vec<String>,
+    pub snapshot: Option<Snapshot>,
+    pub outcome: Option<Outcome>,
+    pub rolled_back: bool,
+    /// Half-done drills found (expired locks) and rolled back.
+    pub recovered: Vec<String>,
+    pub journal: Vec<Entry>,
+}
+
+impl DrillReport {
+    fn new(command: Command) -> Self {
+        Self {
+            command,
+            drill: None,
+            drill_id: None,
+            kind: None,
+            service: None,
+            plan: Vec::new(),
+            rollback_plan: Vec::new(),
+            snapshot: None,
+            outcome: None,
+            rolled_back: false,
+            recovered: Vec::new(),
+            journal: Vec::new(),
+        }
+    }
+}
+
+/// The drill function: configuration and ports, built once per cold start.
+pub struct Driller<E, G, A, H, M> {
+    config: DrillConfig,
+    ecs: E,
+    groups: G,
+    alarms: A,
+    /// Runs the steady state's probe checks with the probe's own runner.
+    prober: Prober<H, G, M>,
+}
+
+/// The state a running drill carries between steps.
+struct Run<'a> {
+    drill: &'a Drill,
+    id: String,
+    arn: String,
+    snapshot: Snapshot,
+    deadline: DateTime<Utc>,
+    journal: Journal,
+}
+
+impl<E, G, A, H, M> Driller<E, G, A, H, M>
+where
+    E: EcsServices + EcsTasks + DrillControls,
+    G: TargetGroups + Clone,
+    A: AlarmStates + AlarmControls,
+    H: HttpChecks,
+    M: MetricsSink,
+{
+    pub fn new(config: DrillConfig, ecs: E, groups: G, alarms: A, http: H, metrics: M) -> Self {
+        let checks = ProbeConfig {
+            namespace: "EcsControl/Drill".into(),
+            concurrency: 1,
+            max_body_bytes: 1024 * 1024,
+            checks: Vec::new(),
+            target_groups: Vec::new(),
+            adhoc: Default::default(),
+        };
+        Self {
+            prober: Prober::new(checks, http, groups.clone(), metrics),
+            config,
+            ecs,
+            groups,
+            alarms,
+        }
+    }
+
+    /// Handles one invocation; `invocation_end` is when Lambda stops it (none: no limit).
+    ///
+    /// # Errors
+    /// Malformed events and unknown drills; AWS failures that leave a service
+    /// changed (a rollback that failed: the lock stays, and the next sweep
+    /// rolls it back).
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+        invocation_end: Option<DateTime<Utc>>,
+    ) -> Result<DrillReport, InvocationError> {
+        let command = events::parse(payload).inspect_err(|e| {
+            tracing::error!(error = %e, "malformed event");
+        })?;
+        let mut report = DrillReport::new(command.clone());
+        let now = Utc::now();
+        // A deadline already past is not a real one (a local runtime may send a relative figure).
+        let end = invocation_end
+            .filter(|end| *end > now)
+            .map(|end| end - SUSPEND_MARGIN);
+        let result = match &command {
+            Command::Start { drill, mode } => self.start(drill, *mode, end, &mut report).await,
+            Command::Continue { drill_id } => self.resume(drill_id, end, &mut report).await,
+            Command::Sweep => self.sweep(&mut report).await,
+        };
+        let metrics: Vec<ControllerMetric> = match (&report.drill, &report.outcome) {
+            (Some(drill), Some(outcome)) => vec![ControllerMetric::new(
+                "DrillOutcome",
+                vec![
+                    ("Drill", drill.clone()),
+                    ("Outcome", outcome.label().to_string()),
+                ],
+                1.0,
+            )],
+            _ => Vec::new(),
+        };
+        log_decision("drill", &report, &metrics, Utc::now());
+        result.map(|()| report)
+    }
+
+    fn drill(&self, name: &str) -> Result<&Drill, InvocationError> {
+        self.config.drill(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.drills.iter().map(|d| d.name.as_str()).collect();
+            InvocationError::RejectedCommand(format!(
+                "no drill is named {name:?}; the configured drills are {known:?}"
+            ))
+        })
+    }
+
+    async fn start(
+        &self,
+        name: &str,
+        mode: Mode,
+        end: Option<DateTime<Utc>>,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        let drill = self.drill(name)?;
+        report.drill = Some(drill.name.clone());
+        report.kind = Some(drill.kind.name());
+        report.service = Some(drill.service.clone());
+        let id = format!("{}-{}", drill.name, Utc::now().timestamp_millis());
+        let mut journal = Journal::default();
+        let outcome = self
+            .start_steps(drill, mode, &id, end, &mut journal, report)
+            .await;
+        report.journal = journal.entries;
+        outcome
+    }
+
+    async fn start_steps(
+        &self,
+        drill: &Drill,
+        mode: Mode,
+        id: &str,
+        end: Option<DateTime<Utc>>,
+        journal: &mut Journal,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        let (arn, tags) = self.ecs.service_tags(&drill.service).await?;
+        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        match Lock::state(tag(LOCK_TAG), Utc::now()) {
+            LockState::Held(lock) if mode == Mode::Execute => {
+                let why = format!(
+                    "drill {} holds {} until {}: one drill per service at a time",
+                    lock.drill_id, drill.service, lock.expires_at
+                );
+                journal.record(id, Step::Check, &why, false);
+                report.outcome = Some(Outcome::Refused { why });
+                return Ok(());
+            }
+            LockState::Held(lock) => journal.record(
+                id,
+                Step::Check,
+                format!(
+                    "drill {} holds the service now: execute would be refused",
+                    lock.drill_id
+                ),
+                false,
+            ),
+            LockState::Expired(lock) => {
+                self.recover(&drill.service, &arn, tag(STATE_TAG), journal)
+                    .await?;
+                report.recovered.push(lock.drill_id);
+            }
+            LockState::Free => {}
+        }
+        let before = self.observe(drill).await?;
+        let broken = violations(&drill.steady_state, &before);
+        journal.record(
+            id,
+            Step::Check,
+            if broken.is_empty() {
+                format!("steady state holds before the drill: {before:?}")
+            } else {
+                format!("steady state does not hold: {}", broken.join("; "))
+            },
+            broken.is_empty(),
+        );
+        if !broken.is_empty() {
+            report.outcome = Some(Outcome::Refused {
+                why: format!("the steady state does not hold: {}", broken.join("; ")),
+            });
+            return Ok(());
+        }
+        let snapshot = self.snapshot(drill, &before).await?;
+        let (actions, rollback) = describe_plan(drill, &snapshot, before.running);
+        report.plan = actions;
+        report.rollback_plan = rollback;
+        report.snapshot = Some(snapshot.clone());
+        if mode == Mode::Plan {
+            journal.record(id, Step::Verdict, "plan only: nothing was changed", true);
+            report.outcome = Some(Outcome::Planned);
+            return Ok(());
+        }
+        let deadline = Utc::now() + TimeDelta::seconds(i64::from(drill.max_duration_seconds));
+        let mut run = Run {
+            drill,
+            id: id.to_string(),
+            arn,
+            snapshot,
+            deadline,
+            journal: std::mem::take(journal),
+        };
+        report.drill_id = Some(run.id.clone());
+        let result = self.execute(&mut run, end, report).await;
+        *journal = run.journal;
+        result
+    }
+
+    /// Takes the lock, saves the snapshot, acts and follows through.
+    async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        end: Option<DateTime<Utc>>,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        let lock = Lock {
+            drill_id: run.id.clone(),
+            expires_at: run.deadline + LOCK_GRACE,
+        };
+        let saved = SavedState {
+            drill_id: run.id.clone(),
+            drill_name: run.drill.name.clone(),
+            deadline: run.deadline,
+            snapshot: run.snapshot.clone(),
+        };
+        self.ecs
+            .tag_service(
+                &run.arn,
+                &[
+                    (LOCK_TAG.to_string(), lock.encode()),
+                    (STATE_TAG.to_string(), saved.encode()),
+                ],
+            )
+            .await?;
+        run.journal.record(
+            &run.id,
+            Step::Action,
+            format!(
+                "locked {} until {} and saved the snapshot",
+                run.drill.service, lock.expires_at
+            ),
+            true,
+        );
+        if let Err(e) = self.act(run).await {
+            return self
+                .finish(
+                    run,
+                    Outcome::Failed {
+                        why: format!("acting failed: {e}"),
+                    },
+                    report,
+                )
+                .await;
+        }
+        self.follow(run, end, report).await
+    }
+
+    /// Polls until the drill is done, aborted, failed or out of time, then finishes it.
+    async fn follow(
+        &self,
+        run: &mut Run<'_>,
+        end: Option<DateTime<Utc>>,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        let poll_every = std::time::Duration::from_secs(u64::from(run.drill.poll_seconds));
+        loop {
+            tokio::time::sleep(poll_every).await;
+            let poll = match self.poll(run).await {
+                Ok(poll) => poll,
+                Err(e) => {
+                    let why = format!("observing failed: {e}");
+                    return self.finish(run, Outcome::Failed { why }, report).await;
+                }
+            };
+            let now = Utc::now();
+            match after_poll(&poll, now, run.deadline, end.unwrap_or(run.deadline)) {
+                Next::KeepPolling => {}
+                Next::Verify => {
+                    let after = match self.observe(run.drill).await {
+                        Ok(after) => after,
+                        Err(e) => {
+                            let why = format!("the after-check failed to read: {e}");
+                            return self.finish(run, Outcome::Failed { why }, report).await;
+                        }
+                    };
+                    let outcome = after_check(&violations(&run.drill.steady_state, &after));
+                    run.journal.record(
+                        &run.id,
+                        Step::Check,
+                        format!("after the drill: {after:?}"),
+                        outcome == Outcome::Passed,
+                    );
+                    return self.finish(run, outcome, report).await;
+                }
+                Next::Stop(outcome) => return self.finish(run, outcome, report).await,
+                Next::Suspend => {
+                    run.journal.record(
+                        &run.id,
+                        Step::Verdict,
+                        format!(
+                            "this invocation's time is up: continue with {{\"command\": \"continue\", \"drill_id\": \"{}\"}}",
+                            run.id
+                        ),
+                        true,
+                    );
+                    report.outcome = Some(Outcome::InProgress);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Resumes a drill a former invocation suspended.
+    async fn resume(
+        &self,
+        drill_id: &str,
+        end: Option<DateTime<Utc>>,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        report.drill_id = Some(drill_id.to_string());
+        let name = drill_id
+            .rsplit_once('-')
+            .map(|(name, _)| name)
+            .ok_or_else(|| {
+                InvocationError::RejectedCommand(format!("{drill_id:?} is not a drill id"))
+            })?;
+        let drill = self.drill(name)?;
+        report.drill = Some(drill.name.clone());
+        report.kind = Some(drill.kind.name());
+        report.service = Some(drill.service.clone());
+        let (arn, tags) = self.ecs.service_tags(&drill.service).await?;
+        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let saved = tag(STATE_TAG).and_then(SavedState::decode);
+        let mut journal = Journal::default();
+        let result = match (Lock::state(tag(LOCK_TAG), Utc::now()), saved) {
+            (LockState::Held(lock), Some(saved)) if lock.drill_id == drill_id => {
+                report.snapshot = Some(saved.snapshot.clone());
+                let mut run = Run {
+                    drill,
+                    id: drill_id.to_string(),
+                    arn,
+                    snapshot: saved.snapshot,
+                    deadline: saved.deadline,
+                    journal,
+                };
+                run.journal.record(drill_id, Step::Check, "resumed", true);
+                let result = self.follow(&mut run, end, report).await;
+                journal = run.journal;
+                result
+            }
+            (LockState::Expired(lock), _) if lock.drill_id == drill_id => {
+                self.recover(&drill.service, &arn, tag(STATE_TAG), &mut journal)
+                    .await?;
+                report.recovered.push(lock.drill_id);
+                report.outcome = Some(Outcome::Failed {
+                    why: "the drill's lock expired before it was continued: rolled back".into(),
+                });
+                Ok(())
+            }
+            _ => Err(InvocationError::RejectedCommand(format!(
+                "drill {drill_id} is not running on {}",
+                drill.service
+            ))),
+        };
+        report.journal = journal.entries;
+        result
+    }
+
+    /// Finds every half-done drill (lock expired) on a drilled service and rolls it back.
+    async fn sweep(&self, report: &mut DrillReport) -> Result<(), InvocationError> {
+        let mut services: Vec<&ServiceRef> =
+            self.config.drills.iter().map(|d| &d.service).collect();
+        services.sort();
+        services.dedup();
+        let mut journal = Journal::default();
+        for service in services {
+            let (arn, tags) = self.ecs.service_tags(service).await?;
+            let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            if let LockState::Expired(lock) = Lock::state(tag(LOCK_TAG), Utc::now()) {
+                self.recover(service, &arn, tag(STATE_TAG), &mut journal)
+                    .await?;
+                report.recovered.push(lock.drill_id);
+            }
+        }
+        report.journal = journal.entries;
+        Ok(())
+    }
+
+    /// Rolls back a drill left half-done from its saved state, and frees the service.
+    async fn recover(
+        &self,
+        service: &ServiceRef,
+        arn: &str,
+        saved: Option<&str>,
+        journal: &mut Journal,
+    ) -> Result<(), InvocationError> {
+        let Some(saved) = saved.and_then(SavedState::decode) else {
+            journal.record(
+                "-",
+                Step::Rollback,
+                "an expired lock without a saved state: released",
+                true,
+            );
+            self.release(arn).await?;
+            return Ok(());
+        };
+        journal.record(
+            &saved.drill_id,
+            Step::Rollback,
+            format!(
+                "found drill {} left half-done on {service}: rolling back",
+                saved.drill_id
+            ),
+            true,
+        );
+        let drill = self.config.drill(&saved.drill_name);
+        self.restore(service, drill, &saved.snapshot, &saved.drill_id, journal)
+            .await?;
+        self.release(arn).await?;
+        Ok(())
+    }
+
+    async fn release(&self, arn: &str) -> Result<(), PortError> {
+        self.ecs
+            .untag_service(arn, &[LOCK_TAG.to_string(), STATE_TAG.to_string()])
+            .await
+    }
+
+    /// Ends the drill: rolls back as the policy says, then releases the lock.
+    async fn finish(
+        &self,
+        run: &mut Run<'_>,
+        outcome: Outcome,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        run.journal.record(
+            &run.id,
+            Step::Verdict,
+            format!("{outcome:?}"),
+            outcome == Outcome::Passed,
+        );
+        report.outcome = Some(outcome.clone());
+        if rolls_back(run.drill.rollback, &outcome) {
+            if let DrillKind::Alarm { alarm } = &run.drill.kind {
+                self.alarms
+                    .set_alarm_state(
+                        alarm,
+                        AlarmState::Ok,
+                        &format!("drill {} rolled back", run.id),
+                    )
+                    .await?;
+                run.journal.record(
+                    &run.id,
+                    Step::Rollback,
+                    format!("set {alarm} back to OK; it re-evaluates at its next period"),
+                    true,
+                );
+            }
+            self.restore(
+                &run.drill.service,
+                Some(run.drill),
+                &run.snapshot,
+                &run.id,
+                &mut run.journal,
+            )
+            .await?;
+            report.rolled_back = true;
+        } else {
+            run.journal.record(
+                &run.id,
+                Step::Rollback,
+                format!("no rollback: the policy is {:?}", run.drill.rollback),
+                true,
+            );
+        }
+        self.release(&run.arn).await?;
+        run.journal
+            .record(&run.id, Step::Action, "released the lock", true);
+        Ok(())
+    }
+
+    /// Puts back what the snapshot holds and reads it back to be sure.
+    async fn restore(
+        &self,
+        service: &ServiceRef,
+        drill: Option<&Drill>,
+        snapshot: &Snapshot,
+        id: &str,
+        journal: &mut Journal,
+    ) -> Result<(), PortError> {
+        let now = self.ecs.describe_service(service).await?;
+        if now.desired_count != snapshot.desired_count {
+            self.ecs
+                .set_desired_count(service, snapshot.desired_count)
+                .await?;
+            journal.record(
+                id,
+                Step::Rollback,
+                format!(
+                    "desired count {} -> {}",
+                    now.desired_count, snapshot.desired_count
+                ),
+                true,
+            );
+        }
+        let drained_group = drill.and_then(|d| match &d.kind {
+            DrillKind::DrainTarget {
+                target_group_arn, ..
+            } => Some(target_group_arn.as_str()),
+            _ => None,
+        });
+        if let (Some(target), Some(group)) = (&snapshot.drained, drained_group) {
+            self.groups
+                .register(group, std::slice::from_ref(target), false)
+                .await?;
+            journal.record(
+                id,
+                Step::Rollback,
+                format!("registered {}:{} again", target.ip, target.port),
+                true,
+            );
+        }
+        let desired = self.ecs.describe_service(service).await?.desired_count;
+        let mut verified = desired == snapshot.desired_count;
+        if let (Some(target), Some(group)) = (&snapshot.drained, drained_group) {
+            verified &= self
+                .groups
+                .targets(group)
+                .await?
+                .iter()
+                .any(|t| t.target == *target && t.state != HealthState::Draining);
+        }
+        journal.record(
+            id,
+            Step::Rollback,
+            format!(
+                "restore read back: desired count {desired} (snapshot {})",
+                snapshot.desired_count
+            ),
+            verified,
+        );
+        Ok(())
+    }
+
+    /// The service as the hypothesis sees it.
+    async fn observe(&self, drill: &Drill) -> Result<Observation, PortError> {
+        let state = self.ecs.describe_service(&drill.service).await?;
+        let tasks = self.ecs.service_tasks(&drill.service).await?;
+        let running = tasks
+            .tasks
+            .iter()
+            .filter(|t| t.last_status == "RUNNING")
+            .count();
+        let mut healthy = Vec::new();
+        for floor in &drill.steady_state.target_groups {
+            let count = self
+                .groups
+                .targets(&floor.target_group_arn)
+                .await?
+                .iter()
+                .filter(|t| t.state == HealthState::Healthy)
+                .count();
+            healthy.push((
+                floor.target_group_arn.clone(),
+                u32::try_from(count).unwrap_or(u32::MAX),
+            ));
+        }
+        let failed_checks = self
+            .prober
+            .check_once(&drill.steady_state.probe_checks)
+            .await
+            .into_iter()
+            .filter(|c| !c.success)
+            .map(|c| {
+                let why = c.reason.map_or("failed".to_string(), |r| r.to_string());
+                (c.name, why)
+            })
+            .collect();
+        Ok(Observation {
+            desired: state.desired_count,
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            healthy,
+            failed_checks,
+        })
+    }
+
+    /// What rollback restores: the count, and the target a drain will remove.
+    async fn snapshot(&self, drill: &Drill, seen: &Observation) -> Result<Snapshot, PortError> {
+        let drained = match &drill.kind {
+            DrillKind::DrainTarget {
+                target_group_arn,
+                port,
+                ..
+            } => {
+                let mut healthy: Vec<Target> = self
+                    .groups
+                    .targets(target_group_arn)
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.target.port == *port && t.state == HealthState::Healthy)
+                    .map(|t| t.target)
+                    .collect();
+                healthy.sort_by(|a, b| (&a.ip, a.port).cmp(&(&b.ip, b.port)));
+                healthy.into_iter().next()
+            }
+            _ => None,
+        };
+        Ok(Snapshot {
+            desired_count: seen.desired,
+            drained,
+        })
+    }
+
+    async fn act(&self, run: &mut Run<'_>) -> Result<(), PortError> {
+        let service = &run.drill.service;
+        match &run.drill.kind {
+            DrillKind::Scale { to, .. } => {
+                let target = scaled_count(run.snapshot.desired_count, *to);
+                self.ecs.set_desired_count(service, target).await?;
+                run.journal.record(
+                    &run.id,
+                    Step::Action,
+                    format!("desired count {} -> {target}", run.snapshot.desired_count),
+                    true,
+                );
+            }
+            DrillKind::StopTasks { count } => {
+                let mut tasks: Vec<String> = self
+                    .ecs
+                    .service_tasks(service)
+                    .await?
+                    .tasks
+                    .into_iter()
+                    .filter(|t| t.last_status == "RUNNING")
+                    .map(|t| t.task_arn)
+                    .collect();
+                tasks.sort();
+                let n = stop_count(u32::try_from(tasks.len()).unwrap_or(u32::MAX), *count);
+                for task in tasks.iter().take(n as usize) {
+                    self.ecs
+                        .stop_task(&service.cluster, task, &format!("drill {}", run.id))
+                        .await?;
+                    run.journal
+                        .record(&run.id, Step::Action, format!("stopped task {task}"), true);
+                }
+            }
+            DrillKind::DrainTarget {
+                target_group_arn, ..
+            } => {
+                let Some(target) = run.snapshot.drained.clone() else {
+                    return Err(PortError::new(
+                        ecs_control::ports::FailureKind::Rejected,
+                        "elasticloadbalancing:DeregisterTargets",
+                        "no healthy target on the drill's port to drain",
+                    ));
+                };
+                self.groups
+                    .deregister(target_group_arn, std::slice::from_ref(&target), false)
+                    .await?;
+                run.journal.record(
+                    &run.id,
+                    Step::Action,
+                    format!("deregistered {}:{} (draining)", target.ip, target.port),
+                    true,
+                );
+            }
+            DrillKind::Alarm { alarm } => {
+                self.alarms
+                    .set_alarm_state(alarm, AlarmState::Alarm, &format!("drill {}", run.id))
+                    .await?;
+                run.journal
+                    .record(&run.id, Step::Action, format!("set {alarm} to ALARM"), true);
+            }
+        }
+        Ok(())
+    }
+
+    /// One poll: the abort alarms, and whether what the drill waits for happened.
+    async fn poll(&self, run: &mut Run<'_>) -> Result<Poll, PortError> {
+        let alarms_in_alarm: Vec<String> = if run.drill.abort_alarms.is_empty() {
+            Vec::new()
+        } else {
+            self.alarms
+                .describe_alarms(&run.drill.abort_alarms)
+                .await?
+                .into_iter()
+                .filter(|a| a.state == AlarmState::Alarm)
+                .map(|a| a.name)
+                .collect()
+        };
+        let acted_at = run.deadline - TimeDelta::seconds(i64::from(run.drill.max_duration_seconds));
+        let held = |hold: u32| Utc::now() >= acted_at + TimeDelta::seconds(i64::from(hold));
+        let seen = self.observe(run.drill).await?;
+        let (done, failure) = match &run.drill.kind {
+            DrillKind::Scale { hold_seconds, .. } => (held(*hold_seconds), None),
+            DrillKind::StopTasks { .. } => (seen.running == seen.desired, None),
+            DrillKind::DrainTarget { hold_seconds, .. } => (
+                held(*hold_seconds),
+                seen.failed_checks.first().map(|(check, why)| {
+                    format!("users would notice: check {check} failed ({why})")
+                }),
+            ),
+            DrillKind::Alarm { .. } => (seen.desired > run.snapshot.desired_count, None),
+        };
+        run.journal.record(
+            &run.id,
+            Step::Observation,
+            format!(
+                "desired {}, running {}, healthy {:?}, failed checks {:?}, abort alarms in ALARM {alarms_in_alarm:?}",
+                seen.desired, seen.running, seen.healthy, seen.failed_checks
+            ),
+            failure.is_none() && alarms_in_alarm.is_empty(),
+        );
+        Ok(Poll {
+            alarms_in_alarm,
+            done,
+            failure,
+        })
+    }
+}
+
+/// The plan in words: what the drill does and what its rollback restores.
+fn describe_plan(drill: &Drill, snapshot: &Snapshot, running: u32) -> (Vec<String>, Vec<String>) {
+    let service = &drill.service;
+    let mut actions = Vec::new();
+    let mut rollback = vec![format!(
+        "restore {service}'s desired count to {}",
+        snapshot.desired_count
+    )];
+    match &drill.kind {
+        DrillKind::Scale { to, hold_seconds } => actions.push(format!(
+            "set {service}'s desired count {} -> {} and hold it {hold_seconds} s",
+            snapshot.desired_count,
+            scaled_count(snapshot.desired_count, *to)
+        )),
+        DrillKind::StopTasks { count } => actions.push(format!(
+            "stop {} of {service}'s {running} running tasks (chosen when the drill runs) and wait for running to return to desired",
+            stop_count(running, *count)
+        )),
+        DrillKind::DrainTarget {
+            target_group_arn,
+            hold_seconds,
+            ..
+        } => {
+            let target = snapshot
+                .drained
+                .as_ref()
+                .map_or("no healthy target".to_string(), |t| format!("{}:{}", t.ip, t.port));
+            actions.push(format!(
+                "deregister {target} from {target_group_arn} and hold {hold_seconds} s while the probe checks must keep passing"
+            ));
+            rollback.push(format!("register {target} in {target_group_arn} again"));
+        }
+        DrillKind::Alarm { alarm } => {
+            actions.push(format!(
+                "set {alarm} to ALARM (SetAlarmState) and wait for the scaler to raise {service}'s desired count above {}",
+                snapshot.desired_count
+            ));
+            rollback.push(format!("set {alarm} back to OK"));
+        }
+    }
+    if !drill.abort_alarms.is_empty() {
+        actions.push(format!(
+            "abort and roll back if any of {:?} goes to ALARM",
+            drill.abort_alarms
+        ));
+    }
+    (actions, rollback)
+}

@@ -1,0 +1,5 @@
+//! The drill function: rehearses failure on purpose, safely, with a journal.
+
+pub mod events;
+pub mod handler;
+pub mod journal;

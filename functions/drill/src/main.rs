@@ -1,0 +1,31 @@
+use drill::handler::Driller;
+use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
+use ecs_control::aws::{ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config};
+use ecs_control::config::DrillConfig;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use probe::http::HttpAdapter;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    // A bad drill document stops the cold start, before anything is touched.
+    let config = DrillConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let sdk = load_sdk_config().await;
+    let driller = Driller::new(
+        config,
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+        HttpAdapter::new(),
+        CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+    );
+    let driller = &driller;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let end = i64::try_from(event.context.deadline)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        driller.handle(event.payload, end).await
+    }))
+    .await
+}

@@ -1,0 +1,521 @@
+//! Drills: a named, bounded experiment on a service, gated by a steady-state
+//! hypothesis before and judged by it after, with abort alarms, a rollback to
+//! the snapshot taken before acting, and a lock so one service has one drill
+//! at a time. These are the drill's pure rules; the drill function does the I/O.
+
+use super::probe::HttpCheck;
+use super::registration::Target;
+use super::service::ServiceRef;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+/// Plan reads only; execute acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Plan,
+    Execute,
+}
+
+/// When the snapshot is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Where a `scale` drill moves the desired count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleTo {
+    Count(u32),
+    Step(i64),
+}
+
+/// How many tasks a `stop_tasks` drill stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopCount {
+    Tasks(u32),
+    Percent(u32),
+}
+
+/// What the drill does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DrillKind {
+    /// Set the count (or move it by a step), hold it, then restore it.
+    Scale { to: ScaleTo, hold_seconds: u32 },
+    /// Stop tasks of the service (chosen by service, never by pinned ARN) and
+    /// watch it recover: running back to desired, targets healthy again.
+    StopTasks { count: StopCount },
+    /// Deregister one healthy target, hold while the checks keep passing, then
+    /// register it again.
+    DrainTarget {
+        target_group_arn: String,
+        port: u16,
+        hold_seconds: u32,
+    },
+    /// Force an alarm into ALARM and watch the scaler answer it.
+    Alarm { alarm: String },
+}
+
+impl DrillKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DrillKind::Scale { .. } => "scale",
+            DrillKind::StopTasks { .. } => "stop_tasks",
+            DrillKind::DrainTarget { .. } => "drain_target",
+            DrillKind::Alarm { .. } => "alarm",
+        }
+    }
+}
+
+/// A target group that must keep at least this many healthy targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthyFloor {
+    pub target_group_arn: String,
+    pub min_healthy: u32,
+}
+
+/// What must hold before the drill acts, and again after.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hypothesis {
+    pub running_equals_desired: bool,
+    pub target_groups: Vec<HealthyFloor>,
+    /// Probe checks that must pass.
+    pub probe_checks: Vec<HttpCheck>,
+}
+
+/// A validated drill; built only by the configuration loader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drill {
+    pub name: String,
+    pub service: ServiceRef,
+    pub kind: DrillKind,
+    pub steady_state: Hypothesis,
+    pub abort_alarms: Vec<String>,
+    pub max_duration_seconds: u32,
+    pub poll_seconds: u32,
+    pub rollback: RollbackPolicy,
+}
+
+/// The service as a hypothesis check sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Observation {
+    pub desired: u32,
+    pub running: u32,
+    /// Healthy targets per watched target group ARN.
+    pub healthy: Vec<(String, u32)>,
+    /// Probe checks that failed, with why.
+    pub failed_checks: Vec<(String, String)>,
+}
+
+/// What breaks the hypothesis in `seen`; empty when it holds.
+pub fn violations(hypothesis: &Hypothesis, seen: &Observation) -> Vec<String> {
+    let mut found = Vec::new();
+    if hypothesis.running_equals_desired && seen.running != seen.desired {
+        found.push(format!(
+            "running {} is not the desired {}",
+            seen.running, seen.desired
+        ));
+    }
+    for floor in &hypothesis.target_groups {
+        let healthy = seen
+            .healthy
+            .iter()
+            .find(|(arn, _)| *arn == floor.target_group_arn)
+            .map_or(0, |(_, n)| *n);
+        if healthy < floor.min_healthy {
+            found.push(format!(
+                "{} has {healthy} healthy targets, fewer than {}",
+                floor.target_group_arn, floor.min_healthy
+            ));
+        }
+    }
+    for (check, why) in &seen.failed_checks {
+        found.push(format!("check {check} failed: {why}"));
+    }
+    found
+}
+
+/// The count a `scale` drill sets, from the desired count found.
+pub fn scaled_count(desired: u32, to: ScaleTo) -> u32 {
+    match to {
+        ScaleTo::Count(n) => n,
+        ScaleTo::Step(step) => {
+            let moved = i64::from(desired).saturating_add(step).max(0);
+            u32::try_from(moved).unwrap_or(u32::MAX)
+        }
+    }
+}
+
+/// How many of `running` tasks a `stop_tasks` drill stops: a percentage
+/// rounds up (a drill that stops nothing proves nothing), never more than run.
+pub fn stop_count(running: u32, count: StopCount) -> u32 {
+    let wanted = match count {
+        StopCount::Tasks(n) => n,
+        StopCount::Percent(p) => {
+            let share = u64::from(running) * u64::from(p.min(100));
+            u32::try_from(share.div_ceil(100)).unwrap_or(running)
+        }
+    };
+    wanted.min(running)
+}
+
+/// How a drill ended (or where it stands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Plan mode: nothing was done.
+    Planned,
+    /// The steady state did not hold, or another drill holds the service.
+    Refused { why: String },
+    /// Acting and observing continue in a later invocation.
+    InProgress,
+    /// The steady state held after the drill.
+    Passed,
+    /// The drill's observation or the after-check failed.
+    Failed { why: String },
+    /// An abort alarm went to ALARM.
+    Aborted { alarm: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Planned => "planned",
+            Outcome::Refused { .. } => "refused",
+            Outcome::InProgress => "in_progress",
+            Outcome::Passed => "passed",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Aborted { .. } => "aborted",
+        }
+    }
+}
+
+/// Whether the snapshot is restored after `outcome`. An abort always rolls
+/// back: an abort alarm means users are hurt. A failed after-check rolls back
+/// unless the policy is `never`.
+pub fn rolls_back(policy: RollbackPolicy, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Aborted { .. } => true,
+        Outcome::Passed => policy == RollbackPolicy::Always,
+        Outcome::Failed { .. } => policy != RollbackPolicy::Never,
+        Outcome::Planned | Outcome::Refused { .. } | Outcome::InProgress => false,
+    }
+}
+
+/// What one poll of a running drill found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    /// Abort alarms in ALARM.
+    pub alarms_in_alarm: Vec<String>,
+    /// Whether what the drill waits for has happened (the hold is over, the
+    /// service recovered, the scaler answered).
+    pub done: bool,
+    /// Something that fails the drill at once (a check failing while a target drains).
+    pub failure: Option<String>,
+}
+
+/// What to do after a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    KeepPolling,
+    /// Observation done: run the after-check.
+    Verify,
+    /// Stop now with this outcome (and roll back as the policy says).
+    Stop(Outcome),
+    /// This invocation's time is up: save the state, return, continue later.
+    Suspend,
+}
+
+/// The rule for one poll at `now`: an abort wins, then a failure, then done;
+/// past the drill's deadline it fails; past this invocation's end it suspends.
+pub fn after_poll(
+    poll: &Poll,
+    now: DateTime<Utc>,
+    drill_deadline: DateTime<Utc>,
+    invocation_end: DateTime<Utc>,
+) -> Next {
+    if let Some(alarm) = poll.alarms_in_alarm.first() {
+        return Next::Stop(Outcome::Aborted {
+            alarm: alarm.clone(),
+        });
+    }
+    if let Some(why) = &poll.failure {
+        return Next::Stop(Outcome::Failed { why: why.clone() });
+    }
+    if poll.done {
+        return Next::Verify;
+    }
+    if now >= drill_deadline {
+        return Next::Stop(Outcome::Failed {
+            why: "the drill's max_duration_seconds ran out before what it waits for happened"
+                .into(),
+        });
+    }
+    if now >= invocation_end {
+        return Next::Suspend;
+    }
+    Next::KeepPolling
+}
+
+/// The outcome of the after-check.
+pub fn after_check(violations: &[String]) -> Outcome {
+    if violations.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed {
+            why: format!("after the drill: {}", violations.join("; ")),
+        }
+    }
+}
+
+/// What rollback restores: the service as it was before the drill acted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub desired_count: u32,
+    /// The target a `drain_target` drill deregistered, to register again.
+    pub drained: Option<Target>,
+}
+
+/// The lock on a service: which drill holds it, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lock {
+    pub drill_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The lock as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    Free,
+    Held(Lock),
+    /// A drill that crashed or was abandoned: its state must be rolled back.
+    Expired(Lock),
+}
+
+impl Lock {
+    /// As a tag value: `<drill id>@<epoch seconds>`.
+    pub fn encode(&self) -> String {
+        format!("{}@{}", self.drill_id, self.expires_at.timestamp())
+    }
+
+    /// The lock a tag value holds, as of `now`.
+    pub fn state(raw: Option<&str>, now: DateTime<Utc>) -> LockState {
+        let Some((id, at)) = raw.and_then(|r| r.rsplit_once('@')) else {
+            return LockState::Free;
+        };
+        let Some(expires_at) = at.parse().ok().and_then(|s| DateTime::from_timestamp(s, 0)) else {
+            return LockState::Free;
+        };
+        let lock = Lock {
+            drill_id: id.to_string(),
+            expires_at,
+        };
+        if now < expires_at {
+            LockState::Held(lock)
+        } else {
+            LockState::Expired(lock)
+        }
+    }
+}
+
+/// How long a lock outlives the drill's own deadline, for the last rollback.
+pub const LOCK_GRACE: TimeDelta = TimeDelta::minutes(2);
+
+/// What a drill saves on the service between invocations (one tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SavedState {
+    pub drill_id: String,
+    pub drill_name: String,
+    pub deadline: DateTime<Utc>,
+    pub snapshot: Snapshot,
+}
+
+impl SavedState {
+    /// `<id>/<name>/<deadline epoch>/<desired>/<ip>:<port>` (or `-` for no target).
+    pub fn encode(&self) -> String {
+        let drained = self
+            .snapshot
+            .drained
+            .as_ref()
+            .map_or("-".to_string(), |t| format!("{}:{}", t.ip, t.port));
+        format!(
+            "{}/{}/{}/{}/{drained}",
+            self.drill_id,
+            self.drill_name,
+            self.deadline.timestamp(),
+            self.snapshot.desired_count
+        )
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let mut parts = raw.split('/');
+        let drill_id = parts.next()?.to_string();
+        let drill_name = parts.next()?.to_string();
+        let deadline = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
+        let desired_count = parts.next()?.parse().ok()?;
+        let drained = match parts.next()? {
+            "-" => None,
+            target => {
+                let (ip, port) = target.rsplit_once(':')?;
+                Some(Target::new(ip, port.parse().ok()?))
+            }
+        };
+        parts.next().is_none().then_some(Self {
+            drill_id,
+            drill_name,
+            deadline,
+            snapshot: Snapshot {
+                desired_count,
+                drained,
+            },
+        })
+    }
+}
+
+/// Characters a drill name may hold: it travels in tag values and ids.
+pub fn valid_drill_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap_or_default()
+    }
+
+    fn poll(alarms: &[&str], done: bool, failure: Option<&str>) -> Poll {
+        Poll {
+            alarms_in_alarm: alarms.iter().map(|a| a.to_string()).collect(),
+            done,
+            failure: failure.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_state_machine_stops_suspends_or_verifies() {
+        let (deadline, end) = (at(600), at(60));
+        let cases = [
+            (
+                poll(&["web-5xx"], true, None),
+                at(10),
+                Next::Stop(Outcome::Aborted {
+                    alarm: "web-5xx".into(),
+                }),
+            ),
+            (
+                poll(&[], true, Some("check home failed")),
+                at(10),
+                Next::Stop(Outcome::Failed {
+                    why: "check home failed".into(),
+                }),
+            ),
+            (poll(&[], true, None), at(10), Next::Verify),
+            (poll(&[], false, None), at(10), Next::KeepPolling),
+            (poll(&[], false, None), at(61), Next::Suspend),
+        ];
+        for (p, now, expected) in cases {
+            assert_eq!(after_poll(&p, now, deadline, end), expected, "{p:?}");
+        }
+        match after_poll(&poll(&[], false, None), at(601), deadline, at(700)) {
+            Next::Stop(Outcome::Failed { why }) => assert!(why.contains("max_duration_seconds")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rollback_follows_the_policy_and_always_follows_an_abort() {
+        let failed = after_check(&["running 1 is not the desired 2".into()]);
+        let aborted = Outcome::Aborted { alarm: "a".into() };
+        use RollbackPolicy::*;
+        let cases = [
+            (Always, Outcome::Passed, true),
+            (OnFailure, Outcome::Passed, false),
+            (Never, Outcome::Passed, false),
+            // The rollback runs even when the after-check fails.
+            (Always, failed.clone(), true),
+            (OnFailure, failed.clone(), true),
+            (Never, failed, false),
+            (Never, aborted.clone(), true),
+            (OnFailure, aborted, true),
+            (Always, Outcome::Planned, false),
+        ];
+        for (policy, outcome, expected) in cases {
+            assert_eq!(
+                rolls_back(policy, &outcome),
+                expected,
+                "{policy:?} {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_crashed_drill_is_found_by_its_expired_lock_and_its_saved_state() {
+        let saved = SavedState {
+            drill_id: "scale-web-1790000000".into(),
+            drill_name: "scale-web".into(),
+            deadline: at(600),
+            snapshot: Snapshot {
+                desired_count: 2,
+                drained: Some(Target::new("10.0.1.5", 8080)),
+            },
+        };
+        assert_eq!(SavedState::decode(&saved.encode()), Some(saved.clone()));
+        let lock = Lock {
+            drill_id: saved.drill_id.clone(),
+            expires_at: saved.deadline + LOCK_GRACE,
+        };
+        let tag = lock.encode();
+        assert!(matches!(
+            Lock::state(Some(&tag), at(100)),
+            LockState::Held(_)
+        ));
+        // The next invocation after the lock expired finds it, and the state says what to restore.
+        assert_eq!(Lock::state(Some(&tag), at(721)), LockState::Expired(lock));
+        assert_eq!(Lock::state(None, at(0)), LockState::Free);
+        assert_eq!(Lock::state(Some("garbage"), at(0)), LockState::Free);
+        assert_eq!(SavedState::decode("a/b/x/2/-"), None);
+    }
+
+    #[test]
+    fn counts_and_hypotheses() {
+        assert_eq!(stop_count(5, StopCount::Percent(50)), 3);
+        assert_eq!(stop_count(1, StopCount::Percent(10)), 1);
+        assert_eq!(stop_count(3, StopCount::Tasks(9)), 3);
+        assert_eq!(scaled_count(4, ScaleTo::Step(-9)), 0);
+        assert_eq!(scaled_count(4, ScaleTo::Count(6)), 6);
+        let hypothesis = Hypothesis {
+            running_equals_desired: true,
+            target_groups: vec![HealthyFloor {
+                target_group_arn: "tg".into(),
+                min_healthy: 2,
+            }],
+            probe_checks: Vec::new(),
+        };
+        let seen = Observation {
+            desired: 3,
+            running: 2,
+            healthy: vec![("tg".into(), 1)],
+            failed_checks: vec![("home".into(), "status 503".into())],
+        };
+        assert_eq!(violations(&hypothesis, &seen).len(), 3);
+        let fine = Observation {
+            desired: 2,
+            running: 2,
+            healthy: vec![("tg".into(), 2)],
+            failed_checks: Vec::new(),
+        };
+        assert!(violations(&hypothesis, &fine).is_empty());
+    }
+}

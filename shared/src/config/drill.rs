@@ -1,0 +1,298 @@
+//! The drill document: named, bounded experiments, validated at cold start so
+//! a bad drill is an error before anything is touched.
+
+use super::probe::{parse_check, CheckSource};
+use super::scaler::parse_entry;
+use super::{parse_json, read_document, ConfigError};
+use crate::domain::drill::{
+    valid_drill_name, Drill, DrillKind, HealthyFloor, Hypothesis, RollbackPolicy, ScaleTo,
+    StopCount,
+};
+use crate::domain::service::ServiceRef;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// Environment variable holding the drill document as JSON.
+pub const DRILLS_ENV: &str = "DRILLS";
+/// Environment variable naming a file that holds it.
+pub const DRILLS_FILE_ENV: &str = "DRILLS_FILE";
+
+/// The longest a drill may run, across invocations: six hours.
+pub const MAX_DRILL_SECONDS: u32 = 6 * 60 * 60;
+
+/// The drills an operator may run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillConfig {
+    pub drills: Vec<Drill>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    drills: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrillEntry {
+    name: String,
+    cluster: String,
+    service: String,
+    kind: KindEntry,
+    #[serde(default)]
+    steady_state: SteadyEntry,
+    #[serde(default)]
+    abort_alarms: Vec<String>,
+    #[serde(default = "default_max_duration")]
+    max_duration_seconds: u32,
+    #[serde(default = "default_poll")]
+    poll_seconds: u32,
+    #[serde(default = "default_rollback")]
+    rollback: RollbackEntry,
+}
+
+fn default_max_duration() -> u32 {
+    600
+}
+
+fn default_poll() -> u32 {
+    10
+}
+
+fn default_rollback() -> RollbackEntry {
+    RollbackEntry::Always
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RollbackEntry {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum KindEntry {
+    Scale {
+        #[serde(default)]
+        desired_count: Option<u32>,
+        #[serde(default)]
+        adjustment: Option<i64>,
+        hold_seconds: u32,
+    },
+    StopTasks {
+        #[serde(default)]
+        count: Option<u32>,
+        #[serde(default)]
+        percent: Option<u32>,
+    },
+    DrainTarget {
+        target_group_arn: String,
+        port: u16,
+        hold_seconds: u32,
+    },
+    Alarm {
+        alarm: String,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SteadyEntry {
+    #[serde(default = "default_true")]
+    running_equals_desired: bool,
+    #[serde(default)]
+    target_groups: Vec<FloorEntry>,
+    #[serde(default)]
+    probe_checks: Vec<serde_json::Value>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FloorEntry {
+    target_group_arn: String,
+    min_healthy: u32,
+}
+
+impl DrillConfig {
+    /// Reads the document from `DRILLS` or `DRILLS_FILE`.
+    ///
+    /// # Errors
+    /// When neither (or both) is set, the file cannot be read, or the document is invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(&read_document(
+            DRILLS_ENV,
+            DRILLS_FILE_ENV,
+            "drill document",
+        )?)
+    }
+
+    /// Parses and validates a drill document.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first offending field, e.g. `drills[1].kind.hold_seconds`.
+    pub fn parse(document: &str) -> Result<Self, ConfigError> {
+        let parsed: Document = parse_json(document, "drill document")?;
+        let mut names = BTreeSet::new();
+        let mut drills = Vec::with_capacity(parsed.drills.len());
+        for (i, raw) in parsed.drills.into_iter().enumerate() {
+            let drill = drill(i, parse_entry(&format!("drills[{i}]"), raw)?)?;
+            if !names.insert(drill.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("drills[{i}].name"),
+                    format!("a drill named {} is already defined", drill.name),
+                ));
+            }
+            drills.push(drill);
+        }
+        Ok(Self { drills })
+    }
+
+    /// The drill with this name.
+    pub fn drill(&self, name: &str) -> Option<&Drill> {
+        self.drills.iter().find(|d| d.name == name)
+    }
+}
+
+fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
+    let at = |field: &str| format!("drills[{i}].{field}");
+    if !valid_drill_name(&entry.name) {
+        return Err(ConfigError::new(
+            at("name"),
+            "1 to 64 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    for (field, value) in [("cluster", &entry.cluster), ("service", &entry.service)] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::new(at(field), "must not be empty"));
+        }
+    }
+    if entry.max_duration_seconds == 0 || entry.max_duration_seconds > MAX_DRILL_SECONDS {
+        return Err(ConfigError::new(
+            at("max_duration_seconds"),
+            format!("must be between 1 and {MAX_DRILL_SECONDS}"),
+        ));
+    }
+    if entry.poll_seconds == 0 || entry.poll_seconds > entry.max_duration_seconds {
+        return Err(ConfigError::new(
+            at("poll_seconds"),
+            "must be at least 1 and at most max_duration_seconds",
+        ));
+    }
+    let hold_fits = |hold: u32| {
+        if hold > entry.max_duration_seconds {
+            Err(ConfigError::new(
+                at("kind.hold_seconds"),
+                format!(
+                    "{hold} is longer than max_duration_seconds {}",
+                    entry.max_duration_seconds
+                ),
+            ))
+        } else {
+            Ok(hold)
+        }
+    };
+    let kind = match entry.kind {
+        KindEntry::Scale {
+            desired_count,
+            adjustment,
+            hold_seconds,
+        } => {
+            let to = match (desired_count, adjustment) {
+                (Some(n), None) => ScaleTo::Count(n),
+                (None, Some(step)) if step != 0 && step.abs() <= 1_000 => ScaleTo::Step(step),
+                _ => {
+                    return Err(ConfigError::new(
+                        at("kind.desired_count"),
+                        "give either desired_count or a non-zero adjustment of at most ±1000",
+                    ))
+                }
+            };
+            DrillKind::Scale {
+                to,
+                hold_seconds: hold_fits(hold_seconds)?,
+            }
+        }
+        KindEntry::StopTasks { count, percent } => DrillKind::StopTasks {
+            count: match (count, percent) {
+                (Some(n), None) if n > 0 => StopCount::Tasks(n),
+                (None, Some(p)) if (1..=100).contains(&p) => StopCount::Percent(p),
+                _ => {
+                    return Err(ConfigError::new(
+                        at("kind.count"),
+                        "give either count (at least 1) or percent (1 to 100)",
+                    ))
+                }
+            },
+        },
+        KindEntry::DrainTarget {
+            target_group_arn,
+            port,
+            hold_seconds,
+        } => {
+            if !target_group_arn.contains(":targetgroup/") {
+                return Err(ConfigError::new(
+                    at("kind.target_group_arn"),
+                    format!("{target_group_arn:?} is not a target group ARN"),
+                ));
+            }
+            DrillKind::DrainTarget {
+                target_group_arn,
+                port,
+                hold_seconds: hold_fits(hold_seconds)?,
+            }
+        }
+        KindEntry::Alarm { alarm } => {
+            if alarm.trim().is_empty() {
+                return Err(ConfigError::new(at("kind.alarm"), "must not be empty"));
+            }
+            DrillKind::Alarm { alarm }
+        }
+    };
+    let mut probe_checks = Vec::with_capacity(entry.steady_state.probe_checks.len());
+    for (j, raw) in entry.steady_state.probe_checks.into_iter().enumerate() {
+        probe_checks.push(parse_check(
+            raw,
+            &at(&format!("steady_state.probe_checks[{j}]")),
+            CheckSource::Configuration,
+        )?);
+    }
+    let target_groups = entry
+        .steady_state
+        .target_groups
+        .into_iter()
+        .map(|f| HealthyFloor {
+            target_group_arn: f.target_group_arn,
+            min_healthy: f.min_healthy,
+        })
+        .collect();
+    if entry.abort_alarms.iter().any(|a| a.trim().is_empty()) {
+        return Err(ConfigError::new(
+            at("abort_alarms"),
+            "alarm names must not be empty",
+        ));
+    }
+    Ok(Drill {
+        name: entry.name,
+        service: ServiceRef::new(entry.cluster, entry.service),
+        kind,
+        steady_state: Hypothesis {
+            running_equals_desired: entry.steady_state.running_equals_desired,
+            target_groups,
+            probe_checks,
+        },
+        abort_alarms: entry.abort_alarms,
+        max_duration_seconds: entry.max_duration_seconds,
+        poll_seconds: entry.poll_seconds,
+        rollback: match entry.rollback {
+            RollbackEntry::Always => RollbackPolicy::Always,
+            RollbackEntry::OnFailure => RollbackPolicy::OnFailure,
+            RollbackEntry::Never => RollbackPolicy::Never,
+        },
+    })
+}
