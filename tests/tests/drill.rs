@@ -1,0 +1,469 @@
+//! Drills through the real adapters against the emulator and a site on
+//! loopback: each kind in plan and execute, refusals, an abort with rollback,
+//! a drill suspended and continued, and a crashed drill swept up. Restores are
+//! verified by reading ECS and ELBv2 back.
+//!
+//! The emulator runs no ECS service scheduler and no EventBridge: where a
+//! drill needs them (stopped tasks replaced, an alarm reaching the scaler),
+//! a stand-in task here plays them.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
+use chrono::{TimeDelta, Utc};
+use drill::handler::{DrillReport, Driller, LOCK_TAG, STATE_TAG};
+use e2e::site::TestSite;
+use e2e::{sample_event, Aws, Emulator, Network, TASK_PORT};
+use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
+use ecs_control::aws::ecs::EcsAdapter;
+use ecs_control::aws::elbv2::Elbv2Adapter;
+use ecs_control::config::{DrillConfig, ScalerConfig};
+use ecs_control::domain::drill::{Lock, Outcome, SavedState, Snapshot};
+use probe::http::HttpAdapter;
+use scaler::handler::Scaler;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const CLUSTER: &str = "demo";
+const SERVICE: &str = "web";
+
+type RealDriller =
+    Driller<EcsAdapter, Elbv2Adapter, CloudWatchAlarms, HttpAdapter, CloudWatchMetrics>;
+
+struct World {
+    aws: Aws,
+    config: aws_config::SdkConfig,
+    network: Network,
+    target_group: String,
+    site: TestSite,
+}
+
+/// `web` with two running tasks, each healthy in an `ip` target group.
+async fn world(region: &str) -> World {
+    let config = Emulator::shared().sdk_config(region);
+    let aws = Aws::new(&config);
+    let network = aws.network().await;
+    let target_group = aws.ip_target_group("web", &network.vpc_id).await;
+    aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
+    aws.set_desired_count(CLUSTER, SERVICE, 2).await;
+    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    for (_, ip) in aws.run_service_tasks(CLUSTER, SERVICE, &network, 2).await {
+        aws.register_target(&target_group, &ip, TASK_PORT).await;
+    }
+    aws.wait_until_healthy(&target_group).await;
+    World {
+        aws,
+        config,
+        network,
+        target_group,
+        site: TestSite::start().await,
+    }
+}
+
+impl World {
+    /// A drill document of one drill named `name` on `web`.
+    fn driller(&self, name: &str, kind: Value, extra: Value) -> RealDriller {
+        let mut drill = json!({
+            "name": name, "cluster": CLUSTER, "service": SERVICE, "kind": kind,
+            "steady_state": {
+                "running_equals_desired": true,
+                "target_groups": [{"target_group_arn": self.target_group, "min_healthy": 1}],
+                "probe_checks": [{"name": "site", "url": format!("{}/ok", self.site.http)}]
+            },
+            "max_duration_seconds": 60, "poll_seconds": 1, "rollback": "always"
+        });
+        if let (Some(d), Some(e)) = (drill.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        let document = json!({"drills": [drill]}).to_string();
+        Driller::new(
+            DrillConfig::parse(&document).expect("drill document"),
+            EcsAdapter::new(aws_sdk_ecs::Client::new(&self.config)),
+            Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&self.config)),
+            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+            HttpAdapter::new(),
+            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+        )
+    }
+
+    async fn desired(&self) -> i32 {
+        self.aws.desired_count(CLUSTER, SERVICE).await
+    }
+
+    async fn drill_tags(&self) -> Vec<String> {
+        let service = self.aws.service(CLUSTER, SERVICE).await;
+        let out = self
+            .aws
+            .ecs
+            .list_tags_for_resource()
+            .resource_arn(service.service_arn().unwrap())
+            .send()
+            .await
+            .expect("tags");
+        out.tags()
+            .iter()
+            .filter_map(|t| t.key().map(str::to_string))
+            .filter(|k| k == LOCK_TAG || k == STATE_TAG)
+            .collect()
+    }
+
+    /// Plays ECS's service scheduler: replaces stopped tasks and registers them.
+    fn scheduler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let world = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let desired = usize::try_from(world.desired().await).unwrap_or(0);
+                let running = world
+                    .aws
+                    .ecs
+                    .list_tasks()
+                    .cluster(CLUSTER)
+                    .service_name(SERVICE)
+                    .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+                    .send()
+                    .await
+                    .map(|o| o.task_arns().len())
+                    .unwrap_or(desired);
+                if running < desired {
+                    let started = world
+                        .aws
+                        .run_service_tasks(CLUSTER, SERVICE, &world.network, desired - running)
+                        .await;
+                    for (_, ip) in started {
+                        world
+                            .aws
+                            .register_target(&world.target_group, &ip, TASK_PORT)
+                            .await;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        })
+    }
+}
+
+fn start(name: &str, mode: &str) -> Value {
+    json!({"command": "start", "drill": name, "mode": mode})
+}
+
+fn outcome(report: &DrillReport) -> &Outcome {
+    report.outcome.as_ref().expect("an outcome")
+}
+
+#[tokio::test]
+async fn scale_plans_without_acting_then_holds_and_restores() {
+    let w = world("eu-west-1").await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "desired_count": 4, "hold_seconds": 2}),
+        json!({}),
+    );
+    let plan = d
+        .handle(start("scale-web", "plan"), None)
+        .await
+        .expect("plan");
+    assert_eq!(outcome(&plan), &Outcome::Planned);
+    assert!(plan.plan[0].contains("2 -> 4"), "{:?}", plan.plan);
+    assert!(
+        plan.rollback_plan[0].contains("to 2"),
+        "{:?}",
+        plan.rollback_plan
+    );
+    assert_eq!(w.desired().await, 2, "plan changes nothing");
+    assert!(w.drill_tags().await.is_empty(), "plan takes no lock");
+
+    let report = d
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("execute");
+    // The hold ran at 4 tasks; running (2) is not desired (4): the after-check fails, and rolls back.
+    assert!(
+        matches!(outcome(&report), Outcome::Failed { why } if why.contains("running 2 is not the desired 4")),
+        "{report:?}"
+    );
+    assert!(report.rolled_back);
+    assert_eq!(w.desired().await, 2, "restored");
+    assert!(w.drill_tags().await.is_empty(), "the lock is released");
+    assert!(report
+        .journal
+        .iter()
+        .any(|e| e.what.starts_with("restore read back") && e.ok));
+}
+
+#[tokio::test]
+async fn stopped_tasks_are_replaced_and_the_targets_follow() {
+    let w = Arc::new(world("eu-west-2").await);
+    let scheduler = w.scheduler();
+    let d = w.driller(
+        "stop-one",
+        json!({"type": "stop_tasks", "count": 1}),
+        json!({}),
+    );
+    let plan = d
+        .handle(start("stop-one", "plan"), None)
+        .await
+        .expect("plan");
+    assert!(plan.plan[0].contains("stop 1 of"), "{:?}", plan.plan);
+
+    let report = d
+        .handle(start("stop-one", "execute"), None)
+        .await
+        .expect("execute");
+    scheduler.abort();
+    assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
+    assert!(report
+        .journal
+        .iter()
+        .any(|e| e.what.starts_with("stopped task")));
+    let healthy = w
+        .aws
+        .targets(&w.target_group)
+        .await
+        .iter()
+        .filter(|(_, _, s)| s == "healthy")
+        .count();
+    assert!(healthy >= 2, "the replacement is registered and healthy");
+}
+
+#[tokio::test]
+async fn a_drained_target_goes_unnoticed_and_is_registered_again() {
+    let w = world("eu-west-3").await;
+    let d = w.driller(
+        "drain-one",
+        json!({"type": "drain_target", "target_group_arn": w.target_group, "port": TASK_PORT, "hold_seconds": 2}),
+        json!({}),
+    );
+    let plan = d
+        .handle(start("drain-one", "plan"), None)
+        .await
+        .expect("plan");
+    let drained = plan
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .drained
+        .clone()
+        .expect("a target to drain");
+    assert!(plan.rollback_plan.iter().any(|r| r.contains("register")));
+
+    let report = d
+        .handle(start("drain-one", "execute"), None)
+        .await
+        .expect("execute");
+    assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
+    let back = w
+        .aws
+        .targets(&w.target_group)
+        .await
+        .into_iter()
+        .find(|(ip, port, _)| *ip == drained.ip && *port == drained.port)
+        .expect("the drained target is back");
+    assert_ne!(back.2, "draining");
+}
+
+#[tokio::test]
+async fn an_alarm_drill_drives_the_scaler_and_is_undone() {
+    let w = Arc::new(world("eu-north-1").await);
+    w.aws.demo_alarms().await;
+    // EventBridge's stand-in: the alarm's state changes reach the scaler.
+    let scaler = Arc::new(Scaler::new(
+        ScalerConfig::parse(include_str!("../../infra/scaler-policies.json")).expect("policies"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&w.config)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&w.config)),
+        false,
+    ));
+    let bridge = {
+        let (w, scaler) = (w.clone(), scaler.clone());
+        tokio::spawn(async move {
+            let mut last = String::new();
+            loop {
+                let state = w.aws.alarm_state("web-cpu-high").await.0;
+                if state != last && state == "ALARM" {
+                    let mut event = sample_event("scaler/alarm-state-change.json");
+                    event["detail"]["state"]["timestamp"] = Utc::now()
+                        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                        .to_string()
+                        .into();
+                    let _ = scaler.handle(event, "bridge", Utc::now()).await;
+                }
+                last = state;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let d = w.driller(
+        "cpu-alarm",
+        json!({"type": "alarm", "alarm": "web-cpu-high"}),
+        // The new tasks never start here: the after-check looks at the targets only.
+        json!({"steady_state": {"running_equals_desired": false,
+            "target_groups": [{"target_group_arn": w.target_group, "min_healthy": 1}]}}),
+    );
+    let plan = d
+        .handle(start("cpu-alarm", "plan"), None)
+        .await
+        .expect("plan");
+    assert_eq!(outcome(&plan), &Outcome::Planned);
+    assert_ne!(
+        w.aws.alarm_state("web-cpu-high").await.0,
+        "ALARM",
+        "plan sets nothing"
+    );
+
+    let report = d
+        .handle(start("cpu-alarm", "execute"), None)
+        .await
+        .expect("execute");
+    bridge.abort();
+    assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
+    assert!(
+        report
+            .journal
+            .iter()
+            .any(|e| e.what.starts_with("desired count 3 -> 2")),
+        "the scaler's 2 -> 3 is rolled back: {:?}",
+        report.journal
+    );
+    assert_eq!(w.desired().await, 2);
+    assert_eq!(w.aws.alarm_state("web-cpu-high").await.0, "OK");
+}
+
+#[tokio::test]
+async fn refusals_an_abort_and_a_suspended_drill() {
+    let w = world("ap-south-1").await;
+    // The steady state does not hold: refused, nothing touched.
+    let strict = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+        json!({"steady_state": {"target_groups": [{"target_group_arn": w.target_group, "min_healthy": 5}]}}),
+    );
+    let refused = strict
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("refused");
+    assert!(matches!(outcome(&refused), Outcome::Refused { why } if why.contains("fewer than 5")));
+    assert!(w.drill_tags().await.is_empty());
+
+    // An abort alarm in ALARM stops the drill at its first poll and rolls back,
+    // even with a policy of never.
+    w.aws
+        .service_alarm(
+            "web-5xx",
+            (CLUSTER, SERVICE),
+            "HTTPCode_Target_5XX_Count",
+            ComparisonOperator::GreaterThanThreshold,
+            1.0,
+        )
+        .await;
+    w.aws
+        .set_alarm_state("web-5xx", 1.0, StateValue::Alarm, 40.0)
+        .await;
+    let aborting = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 2, "hold_seconds": 30}),
+        json!({"abort_alarms": ["web-5xx"], "rollback": "never",
+               "steady_state": {"running_equals_desired": false}}),
+    );
+    let aborted = aborting
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("aborted");
+    assert_eq!(
+        outcome(&aborted),
+        &Outcome::Aborted {
+            alarm: "web-5xx".into()
+        }
+    );
+    assert!(aborted.rolled_back);
+    assert_eq!(w.desired().await, 2);
+    w.aws
+        .set_alarm_state("web-5xx", 1.0, StateValue::Ok, 0.0)
+        .await;
+
+    // A drill longer than its invocation suspends; a second drill is refused
+    // meanwhile; continuing it finishes and restores.
+    let long = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 13}),
+        json!({"steady_state": {"running_equals_desired": false}}),
+    );
+    let end = Utc::now() + TimeDelta::seconds(12);
+    let first = long
+        .handle(start("scale-web", "execute"), Some(end))
+        .await
+        .expect("first");
+    assert_eq!(outcome(&first), &Outcome::InProgress);
+    assert_eq!(w.desired().await, 3);
+    let second = long
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("second");
+    assert!(
+        matches!(outcome(&second), Outcome::Refused { why } if why.contains("one drill per service"))
+    );
+    let id = first.drill_id.clone().expect("an id");
+    let finished = long
+        .handle(json!({"command": "continue", "drill_id": id}), None)
+        .await
+        .expect("continued");
+    assert_eq!(
+        outcome(&finished),
+        &Outcome::Passed,
+        "{:?}",
+        finished.journal
+    );
+    assert_eq!(w.desired().await, 2);
+    assert!(w.drill_tags().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_crashed_drill_is_found_and_rolled_back() {
+    let w = world("ap-southeast-1").await;
+    // A drill that set 5 and died: its lock has expired, its state remains.
+    let service = w.aws.service(CLUSTER, SERVICE).await;
+    let arn = service.service_arn().unwrap().to_string();
+    let lock = Lock {
+        drill_id: "scale-web-1".into(),
+        expires_at: Utc::now() - TimeDelta::minutes(1),
+    };
+    let saved = SavedState {
+        drill_id: "scale-web-1".into(),
+        drill_name: "scale-web".into(),
+        deadline: Utc::now() - TimeDelta::minutes(3),
+        snapshot: Snapshot {
+            desired_count: 2,
+            drained: None,
+        },
+    };
+    w.aws
+        .ecs
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key(LOCK_TAG)
+                .value(lock.encode())
+                .build(),
+        )
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key(STATE_TAG)
+                .value(saved.encode())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag");
+    w.aws.set_desired_count(CLUSTER, SERVICE, 5).await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+        json!({}),
+    );
+    let swept = d
+        .handle(sample_event("drill/sweep-schedule.json"), None)
+        .await
+        .expect("sweep");
+    assert_eq!(swept.recovered, ["scale-web-1"]);
+    assert_eq!(w.desired().await, 2);
+    assert!(w.drill_tags().await.is_empty());
+}
