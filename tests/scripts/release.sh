@@ -20,10 +20,10 @@ fi
 rows=()
 for arch in "${architectures[@]}"; do
   out="target/lambda-$arch"
-  echo "release: building scaler, registrar and probe for $arch into $out"
+  echo "release: building scaler, registrar, probe and drill for $arch into $out"
   cargo lambda build --release "--$arch" --output-format zip --lambda-dir "$out" \
-    -p scaler -p registrar -p probe
-  for function in scaler registrar probe; do
+    -p scaler -p registrar -p probe -p drill
+  for function in scaler registrar probe drill; do
     zip="$out/$function/bootstrap.zip"
     binary_size=$(unzip -l "$zip" | awk '$4 == "bootstrap" {print $1}')
     rows+=("$(printf '%-10s %-7s %12s %12s  %s' "$function" "$arch" \

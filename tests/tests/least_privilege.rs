@@ -187,6 +187,7 @@ fn every_function_is_granted_exactly_what_its_code_calls() {
         ("scaler", "ScalerFunction"),
         ("registrar", "RegistrarFunction"),
         ("probe", "ProbeFunction"),
+        ("drill", "DrillFunction"),
     ] {
         let calls = port_calls(function);
         assert!(!calls.is_empty(), "{function}: no port calls found");
