@@ -312,19 +312,39 @@ fn the_shipped_drills_parse_and_mistakes_name_their_field() {
     let config = ecs_control::config::DrillConfig::parse(document).expect("example parses");
     assert_eq!(config.drills.len(), 4);
     for (from, to, field) in [
-        (r#""hold_seconds": 300"#, r#""hold_seconds": 3000"#, "drills[0].kind.hold_seconds"),
-        (r#""percent": 33"#, r#""percent": 0"#, "drills[1].kind.count"),
-        (r#""name": "web-cpu-alarm""#, r#""name": "web cpu alarm""#, "drills[3].name"),
-        (r#""poll_seconds": 5"#, r#""poll_seconds": 0"#, "drills[2].poll_seconds"),
-        (r#""rollback": "always""#, r#""rollback": "sometimes""#, "drills[0].rollback"),
+        (
+            r#""hold_seconds": 300"#,
+            r#""hold_seconds": 3000"#,
+            "drills[0].kind.hold_seconds",
+        ),
+        (
+            r#""percent": 33"#,
+            r#""percent": 0"#,
+            "drills[1].kind.count",
+        ),
+        (
+            r#""name": "web-cpu-alarm""#,
+            r#""name": "web cpu alarm""#,
+            "drills[3].name",
+        ),
+        (
+            r#""poll_seconds": 5"#,
+            r#""poll_seconds": 0"#,
+            "drills[2].poll_seconds",
+        ),
+        (
+            r#""rollback": "always""#,
+            r#""rollback": "sometimes""#,
+            "drills[0].rollback",
+        ),
         (
             r#""url": "https://web.example.com/health", "expected_status""#,
             r#""url": "ftp://web.example.com/health", "expected_status""#,
             "drills[0].steady_state.probe_checks[0].url",
         ),
     ] {
-        let err = ecs_control::config::DrillConfig::parse(&document.replacen(from, to, 1))
-            .expect_err(to);
+        let err =
+            ecs_control::config::DrillConfig::parse(&document.replacen(from, to, 1)).expect_err(to);
         assert_eq!(err.field, field, "{to}: {err}");
     }
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod control_loop;
+pub mod drill_world;
 pub mod site;
 
 use aws_sdk_cloudwatch::types::{

@@ -11,140 +11,12 @@
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
 use chrono::{TimeDelta, Utc};
-use drill::handler::{DrillReport, Driller, LOCK_TAG, STATE_TAG};
-use e2e::site::TestSite;
-use e2e::{sample_event, Aws, Emulator, Network, TASK_PORT};
-use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
-use ecs_control::aws::ecs::EcsAdapter;
-use ecs_control::aws::elbv2::Elbv2Adapter;
-use ecs_control::config::{DrillConfig, ScalerConfig};
+use drill::handler::{DrillReport, LOCK_TAG, STATE_TAG};
+use e2e::drill_world::{start, world, CLUSTER, SERVICE};
+use e2e::{sample_event, TASK_PORT};
 use ecs_control::domain::drill::{Lock, Outcome, SavedState, Snapshot};
-use probe::http::HttpAdapter;
-use scaler::handler::Scaler;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
-
-const CLUSTER: &str = "demo";
-const SERVICE: &str = "web";
-
-type RealDriller =
-    Driller<EcsAdapter, Elbv2Adapter, CloudWatchAlarms, HttpAdapter, CloudWatchMetrics>;
-
-struct World {
-    aws: Aws,
-    config: aws_config::SdkConfig,
-    network: Network,
-    target_group: String,
-    site: TestSite,
-}
-
-/// `web` with two running tasks, each healthy in an `ip` target group.
-async fn world(region: &str) -> World {
-    let config = Emulator::shared().sdk_config(region);
-    let aws = Aws::new(&config);
-    let network = aws.network().await;
-    let target_group = aws.ip_target_group("web", &network.vpc_id).await;
-    aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
-    aws.set_desired_count(CLUSTER, SERVICE, 2).await;
-    aws.wait_for_deployment(CLUSTER, SERVICE).await;
-    for (_, ip) in aws.run_service_tasks(CLUSTER, SERVICE, &network, 2).await {
-        aws.register_target(&target_group, &ip, TASK_PORT).await;
-    }
-    aws.wait_until_healthy(&target_group).await;
-    World {
-        aws,
-        config,
-        network,
-        target_group,
-        site: TestSite::start().await,
-    }
-}
-
-impl World {
-    /// A drill document of one drill named `name` on `web`.
-    fn driller(&self, name: &str, kind: Value, extra: Value) -> RealDriller {
-        let mut drill = json!({
-            "name": name, "cluster": CLUSTER, "service": SERVICE, "kind": kind,
-            "steady_state": {
-                "running_equals_desired": true,
-                "target_groups": [{"target_group_arn": self.target_group, "min_healthy": 1}],
-                "probe_checks": [{"name": "site", "url": format!("{}/ok", self.site.http)}]
-            },
-            "max_duration_seconds": 60, "poll_seconds": 1, "rollback": "always"
-        });
-        if let (Some(d), Some(e)) = (drill.as_object_mut(), extra.as_object()) {
-            d.extend(e.clone());
-        }
-        let document = json!({"drills": [drill]}).to_string();
-        Driller::new(
-            DrillConfig::parse(&document).expect("drill document"),
-            EcsAdapter::new(aws_sdk_ecs::Client::new(&self.config)),
-            Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&self.config)),
-            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&self.config)),
-            HttpAdapter::new(),
-            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
-        )
-    }
-
-    async fn desired(&self) -> i32 {
-        self.aws.desired_count(CLUSTER, SERVICE).await
-    }
-
-    async fn drill_tags(&self) -> Vec<String> {
-        let service = self.aws.service(CLUSTER, SERVICE).await;
-        let out = self
-            .aws
-            .ecs
-            .list_tags_for_resource()
-            .resource_arn(service.service_arn().unwrap())
-            .send()
-            .await
-            .expect("tags");
-        out.tags()
-            .iter()
-            .filter_map(|t| t.key().map(str::to_string))
-            .filter(|k| k == LOCK_TAG || k == STATE_TAG)
-            .collect()
-    }
-
-    /// Plays ECS's service scheduler: replaces stopped tasks and registers them.
-    fn scheduler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let world = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let desired = usize::try_from(world.desired().await).unwrap_or(0);
-                let running = world
-                    .aws
-                    .ecs
-                    .list_tasks()
-                    .cluster(CLUSTER)
-                    .service_name(SERVICE)
-                    .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
-                    .send()
-                    .await
-                    .map(|o| o.task_arns().len())
-                    .unwrap_or(desired);
-                if running < desired {
-                    let started = world
-                        .aws
-                        .run_service_tasks(CLUSTER, SERVICE, &world.network, desired - running)
-                        .await;
-                    for (_, ip) in started {
-                        world
-                            .aws
-                            .register_target(&world.target_group, &ip, TASK_PORT)
-                            .await;
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        })
-    }
-}
-
-fn start(name: &str, mode: &str) -> Value {
-    json!({"command": "start", "drill": name, "mode": mode})
-}
 
 fn outcome(report: &DrillReport) -> &Outcome {
     report.outcome.as_ref().expect("an outcome")
@@ -266,31 +138,7 @@ async fn an_alarm_drill_drives_the_scaler_and_is_undone() {
     let w = Arc::new(world("eu-north-1").await);
     w.aws.demo_alarms().await;
     // EventBridge's stand-in: the alarm's state changes reach the scaler.
-    let scaler = Arc::new(Scaler::new(
-        ScalerConfig::parse(include_str!("../../infra/scaler-policies.json")).expect("policies"),
-        EcsAdapter::new(aws_sdk_ecs::Client::new(&w.config)),
-        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&w.config)),
-        false,
-    ));
-    let bridge = {
-        let (w, scaler) = (w.clone(), scaler.clone());
-        tokio::spawn(async move {
-            let mut last = String::new();
-            loop {
-                let state = w.aws.alarm_state("web-cpu-high").await.0;
-                if state != last && state == "ALARM" {
-                    let mut event = sample_event("scaler/alarm-state-change.json");
-                    event["detail"]["state"]["timestamp"] = Utc::now()
-                        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
-                        .to_string()
-                        .into();
-                    let _ = scaler.handle(event, "bridge", Utc::now()).await;
-                }
-                last = state;
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        })
-    };
+    let bridge = w.bridge("web-cpu-high");
     let d = w.driller(
         "cpu-alarm",
         json!({"type": "alarm", "alarm": "web-cpu-high"}),

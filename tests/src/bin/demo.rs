@@ -81,6 +81,7 @@ const CONTROL_LOOP_ARG: &str = "control-loop";
 async fn main() {
     if std::env::args().nth(1).as_deref() == Some(CONTROL_LOOP_ARG) {
         run_control_loop().await;
+        run_drills().await;
         return;
     }
     println!("Starting the local AWS emulator (moto + CloudWatch CBOR bridge)...");
@@ -495,4 +496,79 @@ async fn probe_demo(emulator: &Emulator, target_group: &str) {
         report["published"]["calls"],
         names.join(", ")
     );
+}
+
+/// One drill of each kind: its plan, then its execution, as the journal tells it.
+async fn run_drills() {
+    use e2e::drill_world::{start, world};
+    use serde_json::json;
+    use std::sync::Arc;
+    println!("\n  == Drills ==");
+    let regions = ["eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1"];
+    for (i, region) in regions.into_iter().enumerate() {
+        let w = Arc::new(world(region).await);
+        let (name, kind, extra) = match i {
+            0 => (
+                "scale-web",
+                json!({"type": "scale", "adjustment": 2, "hold_seconds": 2}),
+                json!({"steady_state": {"running_equals_desired": false}}),
+            ),
+            1 => (
+                "stop-one-task",
+                json!({"type": "stop_tasks", "count": 1}),
+                json!({}),
+            ),
+            2 => (
+                "drain-one-target",
+                json!({"type": "drain_target", "target_group_arn": w.target_group,
+                                             "port": e2e::TASK_PORT, "hold_seconds": 2}),
+                json!({}),
+            ),
+            _ => (
+                "cpu-alarm",
+                json!({"type": "alarm", "alarm": "web-cpu-high"}),
+                json!({"steady_state": {"running_equals_desired": false}}),
+            ),
+        };
+        let stand_in = match i {
+            1 => Some(w.scheduler()),
+            3 => {
+                w.aws.demo_alarms().await;
+                Some(w.bridge("web-cpu-high"))
+            }
+            _ => None,
+        };
+        let driller = w.driller(name, kind, extra);
+        let plan = driller
+            .handle(start(name, "plan"), None)
+            .await
+            .expect("plan");
+        println!("  {name}: plan");
+        for line in plan.plan.iter().chain(plan.rollback_plan.iter()) {
+            println!("      {line}");
+        }
+        let report = driller
+            .handle(start(name, "execute"), None)
+            .await
+            .expect("execute");
+        if let Some(stand_in) = stand_in {
+            stand_in.abort();
+        }
+        let outcome = report
+            .outcome
+            .as_ref()
+            .map_or("none".to_string(), |o| o.label().to_string());
+        println!(
+            "  {name}: execute -> {outcome}, rolled back: {}",
+            report.rolled_back
+        );
+        for entry in report.journal.iter().filter(|e| {
+            matches!(
+                e.step,
+                drill::journal::Step::Action | drill::journal::Step::Rollback
+            )
+        }) {
+            println!("      {:?}: {}", entry.step, entry.what);
+        }
+    }
 }
