@@ -315,3 +315,27 @@ async fn a_crashed_drill_is_found_and_rolled_back() {
     assert_eq!(w.desired().await, 2);
     assert!(w.drill_tags().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_aws_failure_mid_drill_rolls_back_whatever_the_policy() {
+    let region = "ca-central-1";
+    let w = world(region).await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 2, "hold_seconds": 1}),
+        json!({"rollback": "never"}),
+    );
+    // Every attempt the SDK makes fails: the change is never made.
+    e2e::Emulator::shared().fail(region, "UpdateService", "server_error", 3);
+    let report = d
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("reported");
+    assert!(
+        matches!(outcome(&report), Outcome::Failed { why } if why.contains("acting failed")),
+        "{report:?}"
+    );
+    assert!(report.rolled_back, "rolled back despite rollback: never");
+    assert_eq!(w.desired().await, 2);
+    assert!(w.drill_tags().await.is_empty(), "the lock is released");
+}

@@ -288,6 +288,24 @@ where
                 ],
             )
             .await?;
+        // TagResource has no condition: two drills starting at once both write.
+        // The lock read back decides; the one that lost acts on nothing.
+        let (_, tags) = self.ecs.service_tags(&run.drill.service).await?;
+        let holder = tags
+            .iter()
+            .find(|(k, _)| k == LOCK_TAG)
+            .and_then(|(_, v)| v.rsplit_once('@'))
+            .map(|(id, _)| id.to_string());
+        if holder.as_deref() != Some(run.id.as_str()) {
+            let why = format!(
+                "drill {} took the lock on {} at the same moment: one drill per service at a time",
+                holder.unwrap_or_default(),
+                run.drill.service
+            );
+            run.journal.record(&run.id, Step::Check, &why, false);
+            report.outcome = Some(Outcome::Refused { why });
+            return Ok(());
+        }
         run.journal.record(
             &run.id,
             Step::Action,
@@ -299,13 +317,7 @@ where
         );
         if let Err(e) = self.act(run).await {
             return self
-                .finish(
-                    run,
-                    Outcome::Failed {
-                        why: format!("acting failed: {e}"),
-                    },
-                    report,
-                )
+                .finish_after_aws_failure(run, format!("acting failed: {e}"), report)
                 .await;
         }
         self.follow(run, end, report).await
@@ -325,7 +337,7 @@ where
                 Ok(poll) => poll,
                 Err(e) => {
                     let why = format!("observing failed: {e}");
-                    return self.finish(run, Outcome::Failed { why }, report).await;
+                    return self.finish_after_aws_failure(run, why, report).await;
                 }
             };
             let now = Utc::now();
@@ -336,7 +348,7 @@ where
                         Ok(after) => after,
                         Err(e) => {
                             let why = format!("the after-check failed to read: {e}");
-                            return self.finish(run, Outcome::Failed { why }, report).await;
+                            return self.finish_after_aws_failure(run, why, report).await;
                         }
                     };
                     let outcome = after_check(&violations(&run.drill.steady_state, &after));
@@ -482,11 +494,33 @@ where
             .await
     }
 
-    /// Ends the drill: rolls back as the policy says, then releases the lock.
+    /// Ends the drill: rolls back as the policy says (always after an AWS
+    /// failure mid-drill: it must never leave the service changed silently),
+    /// then releases the lock.
     async fn finish(
         &self,
         run: &mut Run<'_>,
         outcome: Outcome,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        self.finish_with(run, outcome, false, report).await
+    }
+
+    async fn finish_after_aws_failure(
+        &self,
+        run: &mut Run<'_>,
+        why: String,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        self.finish_with(run, Outcome::Failed { why }, true, report)
+            .await
+    }
+
+    async fn finish_with(
+        &self,
+        run: &mut Run<'_>,
+        outcome: Outcome,
+        aws_failed: bool,
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
         run.journal.record(
@@ -496,7 +530,7 @@ where
             outcome == Outcome::Passed,
         );
         report.outcome = Some(outcome.clone());
-        if rolls_back(run.drill.rollback, &outcome) {
+        if aws_failed || rolls_back(run.drill.rollback, &outcome) {
             if let DrillKind::Alarm { alarm } = &run.drill.kind {
                 self.alarms
                     .set_alarm_state(
