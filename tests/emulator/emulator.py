@@ -17,6 +17,7 @@ Prints `READY <endpoint url>` on stdout once it accepts connections.
 
 import argparse
 import datetime as dt
+import gzip
 import io
 import json
 import signal
@@ -106,6 +107,9 @@ class CborBridge:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
+        # The SDK gzips PutMetricData bodies over 10 KB, as CloudWatch accepts.
+        if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+            raw = gzip.decompress(raw)
         if cbor:
             request = cbor2.loads(raw) if raw else {}
         else:
@@ -145,6 +149,7 @@ class CborBridge:
                 "wsgi.input": io.BytesIO(body),
             }
         )
+        inner.pop("HTTP_CONTENT_ENCODING", None)
         captured = {}
 
         def capture(status, headers, exc_info=None):

@@ -236,3 +236,26 @@ async fn metrics_land_in_cloudwatch_and_target_health_is_counted() {
 fn aws_smithy_types_datetime(t: chrono::DateTime<Utc>) -> aws_sdk_cloudwatch::primitives::DateTime {
     aws_sdk_cloudwatch::primitives::DateTime::from_millis(t.timestamp_millis())
 }
+
+#[tokio::test]
+async fn a_batch_over_ten_kilobytes_is_sent_gzipped_and_lands() {
+    let site = TestSite::start().await;
+    let region = "eu-west-1";
+    let aws = Aws::new(&Emulator::shared().sdk_config(region));
+    let checks: Vec<Value> = (0..80)
+        .map(|i| json!({"name": format!("endpoint-{i:02}"), "url": format!("{}/ok", site.http)}))
+        .collect();
+    let config = json!({"namespace": "EcsControl/ProbeGzip", "concurrency": 16, "checks": checks});
+    let p = prober(region, &config);
+    let report = p.handle(tick(), Utc::now(), None).await.expect("published");
+    assert_eq!(report.published.calls, 1);
+    // Each check publishes several metrics with its name: the CBOR body is well over 10 KB,
+    // which the SDK compresses.
+    assert!(
+        report.published.metrics >= 300,
+        "{}",
+        report.published.metrics
+    );
+    let names = aws.metric_names("EcsControl/ProbeGzip").await;
+    assert!(names.iter().any(|n| n == "CheckSuccess"), "{names:?}");
+}
