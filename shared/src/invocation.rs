@@ -124,6 +124,40 @@ impl From<InvocationError> for Diagnostic {
     }
 }
 
+/// Ends a cold start that cannot go on: logs the error once, reports it to
+/// Lambda's init error endpoint (`/runtime/init/error`) so whoever invoked the
+/// function sees `Runtime.InitError` with the message and the field to fix,
+/// not a bare exit, then exits.
+pub async fn fail_init(error: &dyn std::fmt::Display) -> ! {
+    let message = error.to_string();
+    tracing::error!("{message}");
+    if let Err(e) = report_init_error(&message).await {
+        tracing::warn!(error = %e, "the init error could not be reported to the runtime API");
+    }
+    std::process::exit(1)
+}
+
+/// Posts `message` to the runtime API's init error endpoint.
+async fn report_init_error(message: &str) -> Result<(), lambda_runtime::Error> {
+    let diagnostic = Diagnostic {
+        error_type: "Runtime.InitError".into(),
+        error_message: message.to_string(),
+    };
+    let client = lambda_runtime_api_client::Client::builder().build()?;
+    let request = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .body(lambda_runtime_api_client::body::Body::from(
+            serde_json::to_vec(&diagnostic)?,
+        ))?;
+    let response = client.call(request).await?;
+    if !response.status().is_success() {
+        return Err(format!("the runtime API answered {}", response.status()).into());
+    }
+    Ok(())
+}
+
 /// One metric in CloudWatch Embedded Metric Format: a JSON line on stdout that
 /// Lambda's log pipeline turns into a metric, with no PutMetricData call and
 /// no permission beyond writing logs.

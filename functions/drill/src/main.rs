@@ -2,6 +2,7 @@ use drill::handler::Driller;
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::{ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config};
 use ecs_control::config::DrillConfig;
+use ecs_control::invocation::fail_init;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use probe::http::HttpAdapter;
 use serde_json::Value;
@@ -10,7 +11,10 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     // A bad drill document stops the cold start, before anything is touched.
-    let config = DrillConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let config = match DrillConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => fail_init(&e).await,
+    };
     let sdk = load_sdk_config().await;
     let driller = Driller::new(
         config,

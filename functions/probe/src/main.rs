@@ -1,5 +1,6 @@
 use ecs_control::aws::{cloudwatch::CloudWatchMetrics, elbv2::Elbv2Adapter, load_sdk_config};
 use ecs_control::config::ProbeConfig;
+use ecs_control::invocation::fail_init;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use probe::handler::Prober;
 use probe::http::HttpAdapter;
@@ -8,8 +9,11 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    // A bad configuration stops the cold start, with the field to fix in the log.
-    let config = ProbeConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    // A bad configuration stops the cold start, with the field to fix.
+    let config = match ProbeConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => fail_init(&e).await,
+    };
     let sdk = load_sdk_config().await;
     let prober = Prober::new(
         config,

@@ -1,5 +1,6 @@
 use ecs_control::aws::{ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config};
 use ecs_control::config::{flag_from_env, RegistrarConfig};
+use ecs_control::invocation::fail_init;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use registrar::handler::Registrar;
 use serde_json::Value;
@@ -7,16 +8,21 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    // A bad configuration stops the cold start, with the field to fix in the log.
-    let config = RegistrarConfig::from_env().inspect_err(|e| tracing::error!("{e}"))?;
-    let always_dry_run =
-        flag_from_env(registrar::DRY_RUN_ENV).inspect_err(|e| tracing::error!("{e}"))?;
+    // A bad configuration stops the cold start, with the field to fix.
+    let config = match RegistrarConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => fail_init(&e).await,
+    };
+    let always_dry_run = match flag_from_env(registrar::DRY_RUN_ENV) {
+        Ok(flag) => flag,
+        Err(e) => fail_init(&e).await,
+    };
     let sdk = load_sdk_config().await;
     let groups = Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk));
     // The target groups must be what the document says: a mismatch stops the cold start too.
-    registrar::cold_start::verify(&config, &groups)
-        .await
-        .inspect_err(|e| tracing::error!("{e}"))?;
+    if let Err(e) = registrar::cold_start::verify(&config, &groups).await {
+        fail_init(&e).await;
+    }
     let registrar = Registrar::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),

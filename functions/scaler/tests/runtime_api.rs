@@ -61,10 +61,52 @@ async fn the_built_function_scales_through_the_lambda_runtime_api() {
     assert_eq!(aws.desired_count("demo", "web").await, 5);
 }
 
+/// A stand-in for the runtime API's init error endpoint: accepts one request
+/// on a loopback port and returns it whole.
+fn runtime_api_catching_one_request() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback port");
+    let address = listener.local_addr().expect("address").to_string();
+    let caught = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the function calls");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Read the head, then as much body as Content-Length says.
+        loop {
+            let n = stream.read(&mut buffer).unwrap_or(0);
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length || n == 0 {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+        String::from_utf8_lossy(&request).to_string()
+    });
+    (address, caught)
+}
+
 #[test]
-fn a_bad_policy_document_fails_the_cold_start_naming_the_field() {
+fn a_bad_policy_document_is_reported_as_an_init_error_naming_the_field() {
+    let (api, caught) = runtime_api_catching_one_request();
     let output = Command::new(scaler_binary())
-        .env("AWS_LAMBDA_RUNTIME_API", "http://127.0.0.1:9/.rt")
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
         .env("AWS_LAMBDA_FUNCTION_NAME", "scaler")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -76,9 +118,24 @@ fn a_bad_policy_document_fails_the_cold_start_naming_the_field() {
         .output()
         .expect("runs");
     assert!(!output.status.success());
-    let logged = String::from_utf8_lossy(&output.stdout);
+    let problem = "invalid configuration: policies[0].steps: at least one step is required";
+    let request = caught.join().expect("caught");
     assert!(
-        logged.contains("invalid configuration: policies[0].steps: at least one step is required"),
-        "{logged}"
+        request.starts_with("POST /2018-06-01/runtime/init/error "),
+        "{request}"
     );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("lambda-runtime-function-error-type: runtime.initerror"),
+        "{request}"
+    );
+    assert!(request.contains(problem), "{request}");
+    // Logged once, not once by the function and again by a failing main.
+    let logged = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(logged.matches(problem).count(), 1, "{logged}");
 }
