@@ -5,10 +5,24 @@ use crate::ports::{FailureKind, PortError};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
-/// A payload a function does not accept.
+/// A payload a function does not accept. Its message, in the response and the
+/// log, is capped: a hostile payload is never echoed whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
+#[error("{}", capped(&self.0, ECHO_LIMIT))]
 pub struct MalformedEvent(pub String);
+
+/// The most characters of anything a caller sent that a message repeats.
+pub const ECHO_LIMIT: usize = 512;
+
+/// `text` when it is at most `limit` characters; otherwise its start and how long it was.
+pub fn capped(text: &str, limit: usize) -> String {
+    let length = text.chars().count();
+    if length <= limit {
+        return text.to_string();
+    }
+    let start: String = text.chars().take(limit).collect();
+    format!("{start}… ({length} characters, cut)")
+}
 
 impl MalformedEvent {
     /// `what: cause`, for a payload part that failed to parse.
@@ -274,6 +288,19 @@ pub fn log_decision(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_payload_is_never_echoed_whole() {
+        let huge = "x".repeat(1 << 20);
+        let message = MalformedEvent(format!("alarm {huge}: unknown state")).to_string();
+        assert!(message.len() < 600, "{}", message.len());
+        assert!(
+            message.ends_with("(1048599 characters, cut)"),
+            "{}",
+            &message[500..]
+        );
+        assert_eq!(capped("short", 10), "short");
+    }
 
     #[test]
     fn a_decision_line_holds_the_record_as_an_object_and_metrics_are_emf() {

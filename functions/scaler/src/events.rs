@@ -123,6 +123,23 @@ struct SnsAlarmMessage {
     state_change_time: String,
 }
 
+/// CloudWatch alarm names are at most 255 characters.
+const ALARM_NAME_LIMIT: usize = 255;
+/// ECS cluster and service names are at most 255 characters.
+const ECS_NAME_LIMIT: usize = 255;
+/// An operator's reason is kept in the record and the log: a paragraph at most.
+const REASON_LIMIT: usize = 1024;
+
+fn within(what: &str, value: &str, limit: usize) -> Result<(), MalformedEvent> {
+    let length = value.chars().count();
+    if length > limit {
+        return Err(MalformedEvent(format!(
+            "{what} is {length} characters; at most {limit} are allowed"
+        )));
+    }
+    Ok(())
+}
+
 fn state_of(alarm: &str, value: &str) -> Result<AlarmState, MalformedEvent> {
     AlarmState::parse(value)
         .ok_or_else(|| MalformedEvent(format!("alarm {alarm}: unknown state {value:?}")))
@@ -141,6 +158,7 @@ fn notice_from_alarm_data(
     data: CloudWatchAlarmData<Value, Value>,
 ) -> Result<AlarmNotice, MalformedEvent> {
     let alarm = data.alarm_name;
+    within("the alarm name", &alarm, ALARM_NAME_LIMIT)?;
     let state = data
         .state
         .ok_or_else(|| MalformedEvent(format!("alarm {alarm}: the event has no state")))?;
@@ -177,6 +195,7 @@ fn parse_sns(payload: Value) -> Result<Trigger, MalformedEvent> {
                 e,
             )
         })?;
+        within("the alarm name", &parsed.alarm_name, ALARM_NAME_LIMIT)?;
         notices.push(AlarmNotice {
             source: AlarmSource::Sns,
             state: state_of(&parsed.alarm_name, &parsed.new_state_value)?,
@@ -218,6 +237,13 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
     } else if object.contains_key("command") {
         let command: ManualCommand = serde_json::from_value(payload)
             .map_err(|e| MalformedEvent::because("manual command", e))?;
+        within("cluster", &command.cluster, ECS_NAME_LIMIT)?;
+        within("service", &command.service, ECS_NAME_LIMIT)?;
+        within(
+            "reason",
+            command.reason.as_deref().unwrap_or(""),
+            REASON_LIMIT,
+        )?;
         Trigger::Manual { command }
     } else if object.contains_key("alarmData") {
         let event: CloudWatchAlarm<Value, Value> = serde_json::from_value(payload)

@@ -15,7 +15,7 @@ use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use lambda_runtime::Diagnostic;
 use scaler::events::{parse, Trigger};
 use scaler::handler::{Action, Scaler};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -1287,4 +1287,104 @@ async fn target_tracking_reads_its_metric_and_a_failed_read_changes_nothing() {
         evaluation.rule
     );
     assert_eq!(s.ports().0.desired(&web()), 6);
+}
+
+#[tokio::test]
+async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
+    let huge = "x".repeat(1 << 20);
+    let with = |name: &str, change: &dyn Fn(&mut Value)| {
+        let mut event = sample(name);
+        change(&mut event);
+        event
+    };
+    // (payload, what the answer must say) — every one an error, none echoing a megabyte.
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with("alarm-state-change", &|e| {
+                e["detail"]["alarmName"] = huge.clone().into()
+            }),
+            "the alarm name is 1048576 characters; at most 255",
+        ),
+        (
+            with("alarm-action", &|e| {
+                e["alarmData"]["alarmName"] = huge.clone().into()
+            }),
+            "at most 255",
+        ),
+        (
+            with("manual-set-desired-count", &|e| {
+                e["reason"] = huge.clone().into()
+            }),
+            "reason is 1048576 characters",
+        ),
+        (
+            with("manual-set-desired-count", &|e| {
+                e["service"] = huge.clone().into()
+            }),
+            "service is 1048576 characters",
+        ),
+        (
+            with("manual-set-desired-count", &|e| {
+                e["desired_count"] = (-3).into()
+            }),
+            "invalid value: integer `-3`",
+        ),
+        (
+            with("manual-set-desired-count", &|e| {
+                e["desired_count"] = "six".into()
+            }),
+            "invalid type: string",
+        ),
+        (
+            with("manual-set-desired-count", &|e| {
+                e["desired_count"] = huge.clone().into()
+            }),
+            "cut)",
+        ),
+        (
+            with("alarm-state-change", &|e| {
+                e["detail"]["state"]["value"] = "PANIC".into()
+            }),
+            "unknown variant `PANIC`",
+        ),
+        (json!({ huge.clone(): 1 }), "unrecognised event"),
+        (json!([1, 2, 3]), "expected a JSON object, got an array"),
+    ];
+    let s = cpu_high_scaler(4);
+    for (payload, says) in cases {
+        let err = s.handle(payload, "req", now()).await.expect_err("refused");
+        let message = err.to_string();
+        assert!(
+            message.contains(says),
+            "{says}: {}",
+            &message[..message.len().min(300)]
+        );
+        assert!(message.len() < 1_000, "echoed {} bytes", message.len());
+        assert_eq!(diagnostic(err).error_type, "NonRetryable.MalformedEvent");
+    }
+    // Absurd counts are kept to the bounds; unknown names are answered, not obeyed.
+    let mut absurd = sample("manual-set-desired-count");
+    absurd["desired_count"] = 4_000_000_000_u32.into();
+    let record = s
+        .handle(absurd, "req-absurd", now())
+        .await
+        .expect("bounded");
+    assert_eq!(record.services[0].after, Some(10));
+    let mut unknown = sample("alarm-state-change");
+    unknown["detail"]["alarmName"] = "someone-elses-alarm".into();
+    let record = s
+        .handle(unknown, "req-unknown", now())
+        .await
+        .expect("ignored");
+    assert_eq!(
+        record.ignored.as_deref(),
+        Some("no policy names alarm someone-elses-alarm")
+    );
+    let mut elsewhere = sample("manual-set-desired-count");
+    elsewhere["cluster"] = "another-accounts-cluster".into();
+    let err = s
+        .handle(elsewhere, "req-elsewhere", now())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("no policy resizes"), "{err}");
 }
