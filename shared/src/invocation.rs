@@ -295,7 +295,7 @@ mod tests {
         let message = MalformedEvent(format!("alarm {huge}: unknown state")).to_string();
         assert!(message.len() < 600, "{}", message.len());
         assert!(
-            message.ends_with("(1048599 characters, cut)"),
+            message.ends_with("(1048597 characters, cut)"),
             "{}",
             &message[500..]
         );
