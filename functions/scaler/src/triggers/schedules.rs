@@ -47,11 +47,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let mut evaluations = Vec::new();
         let mut marks = Vec::new();
         for window in &decision.windows {
-            let key = opening_key(&window.name);
-            marks.push((key.clone(), window.opened_at));
+            // Only a window with a count to move to needs its opening remembered.
             let Some(desired) = window.desired_count else {
                 continue;
             };
+            let key = opening_key(&window.name);
+            marks.push((key.clone(), window.opened_at));
             if state.memory.answered(&key, window.opened_at) {
                 continue;
             }
