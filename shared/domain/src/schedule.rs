@@ -19,7 +19,6 @@ pub enum WindowTiming {
     /// Opens at every match of a cron pattern, in `time_zone`, for `duration`.
     Recurring {
         cron: Box<Cron>,
-        pattern: String,
         time_zone: Tz,
         duration: TimeDelta,
     },
@@ -89,22 +88,6 @@ impl ScheduleWindow {
                 }
                 edges
             }
-        }
-    }
-
-    /// A human description of the timing, for records.
-    pub fn describe(&self) -> String {
-        match &self.timing {
-            WindowTiming::Recurring {
-                pattern,
-                time_zone,
-                duration,
-                ..
-            } => format!(
-                "{pattern} ({time_zone}) for {} minutes",
-                duration.num_minutes()
-            ),
-            WindowTiming::Once { start, end } => format!("from {start} until {end}"),
         }
     }
 }

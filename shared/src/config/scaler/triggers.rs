@@ -364,7 +364,6 @@ fn window(
             })?;
             WindowTiming::Recurring {
                 cron: Box::new(cron),
-                pattern: pattern.clone(),
                 time_zone,
                 duration: duration(&at, entry.duration_minutes)?,
             }
