@@ -121,11 +121,7 @@ impl ControlLoop {
         emulator.control("POST", "settings", &json!({"healthy_seconds": 1}));
         let config = emulator.sdk_config(region);
         let aws = Aws::new(&config);
-        let network = aws.network().await;
-        let target_group = aws.ip_target_group("web", &network.vpc_id).await;
-        aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
-        aws.set_desired_count(CLUSTER, SERVICE, 2).await;
-        aws.wait_for_deployment(CLUSTER, SERVICE).await;
+        let (network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
         for (name, threshold, comparison, periods) in [
             (
                 HIGH_ALARM,

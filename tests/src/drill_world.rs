@@ -35,11 +35,7 @@ pub struct World {
 pub async fn world(region: &str) -> World {
     let config = Emulator::shared().sdk_config(region);
     let aws = Aws::new(&config);
-    let network = aws.network().await;
-    let target_group = aws.ip_target_group("web", &network.vpc_id).await;
-    aws.create_awsvpc_service(CLUSTER, SERVICE, &network).await;
-    aws.set_desired_count(CLUSTER, SERVICE, 2).await;
-    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    let (network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
     for (_, ip) in aws.run_service_tasks(CLUSTER, SERVICE, &network, 2).await {
         aws.register_target(&target_group, &ip, TASK_PORT).await;
     }

@@ -394,6 +394,37 @@ impl Aws {
             .expect("put_metric_data");
     }
 
+    /// One datapoint of any metric.
+    pub async fn put_metric(
+        &self,
+        (namespace, name): (&str, &str),
+        dimensions: &[(&str, &str)],
+        value: f64,
+        at: DateTime<Utc>,
+    ) {
+        self.cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .set_dimensions(Some(
+                        dimensions
+                            .iter()
+                            .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+                            .collect(),
+                    ))
+                    .value(value)
+                    .timestamp(aws_smithy_types::DateTime::from_millis(
+                        at.timestamp_millis(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put_metric_data");
+    }
+
     /// One datapoint of an `AWS/ECS` service metric.
     pub async fn put_service_metric(
         &self,
@@ -550,6 +581,22 @@ impl Aws {
             subnet_id: field("subnet_id"),
             security_group_id: field("security_group_id"),
         }
+    }
+
+    /// An awsvpc service at `desired` tasks (none running yet), its deployment
+    /// settled, and an `ip` target group for it named after it.
+    pub async fn awsvpc_service_with_group(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: i32,
+    ) -> (Network, String) {
+        let network = self.network().await;
+        let target_group = self.ip_target_group(service, &network.vpc_id).await;
+        self.create_awsvpc_service(cluster, service, &network).await;
+        self.set_desired_count(cluster, service, desired).await;
+        self.wait_for_deployment(cluster, service).await;
+        (network, target_group)
     }
 
     /// An `ip` target group on [`TASK_PORT`]; returns its ARN.

@@ -201,39 +201,6 @@ async fn a_large_step_is_staged_by_the_pace() {
     assert_eq!(last.services[0].pace.as_ref().and_then(|p| p.staged), None);
 }
 
-/// One datapoint of any metric.
-async fn put_metric(
-    w: &World,
-    (namespace, name): (&str, &str),
-    dimensions: &[(&str, &str)],
-    value: f64,
-    at: DateTime<Utc>,
-) {
-    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    w.aws
-        .cloudwatch
-        .put_metric_data()
-        .namespace(namespace)
-        .metric_data(
-            MetricDatum::builder()
-                .metric_name(name)
-                .set_dimensions(Some(
-                    dimensions
-                        .iter()
-                        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
-                        .collect(),
-                ))
-                .value(value)
-                .timestamp(aws_smithy_types::DateTime::from_millis(
-                    at.timestamp_millis(),
-                ))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("put_metric_data");
-}
-
 #[tokio::test]
 async fn requests_per_target_and_metric_math_are_tracked_too() {
     // Replaces the CPU policy with two others on the same service.
@@ -263,17 +230,17 @@ async fn requests_per_target_and_metric_math_are_tracked_too() {
     };
     for m in 1..=3 {
         let at = t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30);
-        put_metric(
-            &w,
-            ("AWS/ApplicationELB", "RequestCountPerTarget"),
-            &[("TargetGroup", "targetgroup/web/6d0ecf831eec9f09")],
-            1500.0,
-            at,
-        )
-        .await;
+        w.aws
+            .put_metric(
+                ("AWS/ApplicationELB", "RequestCountPerTarget"),
+                &[("TargetGroup", "targetgroup/web/6d0ecf831eec9f09")],
+                1500.0,
+                at,
+            )
+            .await;
         // 900 waiting over 2 workers: 450 per worker against a target of 100.
-        put_metric(&w, ("Shop", "Backlog"), &[], 900.0, at).await;
-        put_metric(&w, ("Shop", "Workers"), &[], 2.0, at).await;
+        w.aws.put_metric(("Shop", "Backlog"), &[], 900.0, at).await;
+        w.aws.put_metric(("Shop", "Workers"), &[], 2.0, at).await;
     }
     let record = w.tick("alb-and-math", t0()).await;
     let decision = &record.services[0];

@@ -11,7 +11,7 @@ use crate::domain::scaling::{
 use crate::domain::service::ServiceRef;
 use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError};
 use aws_sdk_ecs::types::{
-    DeploymentRolloutState, DesiredStatus, ServiceField, StabilityStatus, Tag, Task,
+    DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
 };
 use aws_sdk_ecs::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -143,8 +143,9 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
-impl EcsServices for EcsAdapter {
-    async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
+impl EcsAdapter {
+    /// The service with its tags, when ECS has it and it is active.
+    async fn active_service(&self, service: &ServiceRef) -> Result<Service, PortError> {
         const OP: &str = "ecs:DescribeServices";
         let out = self
             .client
@@ -165,17 +166,23 @@ impl EcsServices for EcsAdapter {
                 ),
             ));
         }
-        let found = out
-            .services()
+        out.services()
             .first()
             .filter(|s| s.status() == Some("ACTIVE"))
+            .cloned()
             .ok_or_else(|| {
                 PortError::new(
                     FailureKind::NotFound,
                     OP,
                     format!("service {service} is not an active service"),
                 )
-            })?;
+            })
+    }
+}
+
+impl EcsServices for EcsAdapter {
+    async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
+        let found = self.active_service(service).await?;
         let deployments: Vec<RolloutPart> = found
             .deployments()
             .iter()
@@ -381,23 +388,7 @@ impl DrillControls for EcsAdapter {
         &self,
         service: &ServiceRef,
     ) -> Result<(String, Vec<(String, String)>), PortError> {
-        const OP: &str = "ecs:DescribeServices";
-        let out = self
-            .client
-            .describe_services()
-            .cluster(&service.cluster)
-            .services(&service.service)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
-        let found = out.services().first().ok_or_else(|| {
-            PortError::new(
-                FailureKind::NotFound,
-                OP,
-                format!("service {service} not found"),
-            )
-        })?;
+        let found = self.active_service(service).await?;
         let tags = found
             .tags()
             .iter()
