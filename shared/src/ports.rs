@@ -11,6 +11,7 @@ use crate::domain::registration::{
 use crate::domain::scaling::{ScalingMemory, ServiceState};
 use crate::domain::service::ServiceRef;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::future::Future;
 
 /// How a failed AWS call should be treated.
@@ -82,14 +83,14 @@ pub trait AlarmStates: Send + Sync {
         names: &[String],
     ) -> impl Future<Output = Result<Vec<AlarmStatus>, PortError>> + Send;
 
-    /// The values of a metric (or metric-math result) between `start` and
-    /// `end`: the query with `return_data`, one per period, oldest first.
-    fn metric_values(
+    /// One `GetMetricData` read between `start` and `end`: the values of
+    /// every query with `return_data`, by query id, one per period, oldest first.
+    fn metric_data(
         &self,
         queries: &[MetricQuery],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<MetricPoint>, PortError>> + Send;
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<MetricPoint>>, PortError>> + Send;
 }
 
 /// Reading ECS tasks.

@@ -386,10 +386,11 @@ async fn an_alarm_is_read_with_its_metric_and_the_metric_is_read_back() {
     let (start, end) = metric.window(now);
     // Three evaluation periods, one before them, and the period now is in.
     assert_eq!((end - start).num_seconds(), 300);
-    let values = alarms
-        .metric_values(&metric.queries, start, end)
+    let series = alarms
+        .metric_data(&metric.queries, start, end)
         .await
         .expect("read");
+    let values = &series[&metric.queries[0].id];
     assert_eq!(
         values.iter().map(|p| p.value).collect::<Vec<_>>(),
         [12.0, 14.0],

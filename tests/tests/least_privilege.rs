@@ -250,7 +250,7 @@ fn the_reading_of_the_code_finds_the_calls_it_should() {
         "describe_service",
         "remember",
         "set_desired_count",
-        "metric_values",
+        "metric_data",
     ] {
         assert!(calls.contains(method), "{calls:?}");
     }

@@ -134,7 +134,9 @@ async fn the_scaling_memory_is_kept_in_service_tags() {
     assert_eq!(tag[tag_keys::LAST_DIRECTION], "out");
     assert_eq!(tag[tag_keys::SCALE_OUT_BASE], "2");
     assert_eq!(tag[tag_keys::LAST_TARGET], "3");
-    assert_eq!(tag[tag_keys::APPLIED], "true");
+    // Recorded before UpdateService, with the count it replaced; no write after.
+    assert_eq!(tag[tag_keys::APPLIED], "false");
+    assert_eq!(tag[tag_keys::REPLACED], "2");
     assert_eq!(tag[tag_keys::LAST_TRIGGER], record.trigger_key);
     assert!(!tag[tag_keys::ALARM_MARKS].is_empty());
 }
@@ -289,8 +291,9 @@ async fn a_throttled_update_is_completed_by_the_retry_not_called_a_duplicate() {
         retry.services[0].reason
     );
     assert_eq!(w.desired().await, 3);
+    // The tags agree with the count: the recorded target is in effect.
     let arn = retry.services[0].seen.as_ref().expect("seen").arn.clone();
-    assert_eq!(tags(&w, &arn).await[tag_keys::APPLIED], "true");
+    assert_eq!(tags(&w, &arn).await[tag_keys::LAST_TARGET], "3");
 
     // A manual command whose update fails is not lost either.
     Emulator::shared().fail(region, "UpdateService", "throttle", 3);

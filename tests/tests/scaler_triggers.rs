@@ -99,7 +99,7 @@ async fn cpu_above_target_scales_out_in_one_step_to_the_computed_count() {
         "{}",
         decision.reason
     );
-    assert!(decision.calls.contains(&"cloudwatch:GetMetricData"));
+    assert_eq!(record.calls, ["cloudwatch:GetMetricData"]);
 
     // The same tick delivered twice acts once.
     let again = w.tick("tt-1", t0() + TimeDelta::seconds(5)).await;
@@ -257,4 +257,96 @@ async fn requests_per_target_and_metric_math_are_tracked_too() {
     );
     // Scale out to the highest target.
     assert_eq!(w.desired().await, 9);
+}
+
+/// However many services and policies a tick evaluates, it reads CloudWatch
+/// once for alarm states and once for metrics, counted at the emulator.
+#[tokio::test]
+async fn a_tick_reads_every_policy_metric_in_one_batched_call() {
+    let region = "me-south-1";
+    let emulator = Emulator::shared();
+    let config = emulator.sdk_config(region);
+    let aws = Aws::new(&config);
+    let services = ["web", "api", "worker"];
+    let mut policies = Vec::new();
+    for service in services {
+        aws.create_service(CLUSTER, service, 4).await;
+        aws.wait_for_deployment(CLUSTER, service).await;
+        let alarm = format!("{service}-cpu-high");
+        aws.service_alarm(
+            &alarm,
+            (CLUSTER, service),
+            "CPUUtilization",
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            90.0,
+        )
+        .await;
+        aws.set_alarm_state(
+            &alarm,
+            90.0,
+            aws_sdk_cloudwatch::types::StateValue::Ok,
+            50.0,
+        )
+        .await;
+        policies.push(json!({
+            "type": "target_tracking", "cluster": CLUSTER, "service": service,
+            "metric": "ecs_cpu", "target_value": 60,
+            "min_capacity": 1, "max_capacity": 20
+        }));
+        policies.push(json!({
+            "type": "target_tracking", "name": format!("{service}-memory"),
+            "cluster": CLUSTER, "service": service,
+            "metric": "ecs_memory", "target_value": 70,
+            "min_capacity": 1, "max_capacity": 20
+        }));
+        policies.push(json!({
+            "alarm": alarm, "cluster": CLUSTER, "service": service,
+            "adjustment_type": "ChangeInCapacity",
+            "steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 1}],
+            "min_capacity": 1, "max_capacity": 20
+        }));
+        for m in 1..=3 {
+            aws.put_service_metric(
+                (CLUSTER, service),
+                "CPUUtilization",
+                84.0,
+                t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30),
+            )
+            .await;
+        }
+    }
+    // One alarm in ALARM: its step policy's metric joins the same read.
+    aws.set_alarm_state(
+        "api-cpu-high",
+        90.0,
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        95.0,
+    )
+    .await;
+    let scaler = Scaler::new(
+        ScalerConfig::parse(&json!({ "policies": policies }).to_string()).expect("policies"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+        false,
+    );
+    emulator.control("DELETE", "calls", &json!({}));
+    let mut event = sample_event("scaler/recheck-schedule.json");
+    event["id"] = "batched-1".into();
+    let record = scaler
+        .handle(event, "e2e-request", t0())
+        .await
+        .expect("tick");
+    assert_eq!(record.services.len(), 3);
+    let calls = emulator.calls(region);
+    assert_eq!(calls.get("DescribeAlarms"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("GetMetricData"), Some(&1), "{calls:?}");
+    assert_eq!(
+        record.calls,
+        ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"]
+    );
+    for decision in &record.services {
+        // Per decision: DescribeServices, TagResource, UpdateService at most.
+        assert!(decision.calls.len() <= 3, "{:?}", decision.calls);
+        assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    }
 }

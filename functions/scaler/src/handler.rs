@@ -6,6 +6,7 @@
 //! the memory and the count are written once.
 
 use crate::events::{self, AlarmNotice, Invocation, Trigger};
+use crate::triggers::metric_reads::MetricReadings;
 use crate::triggers::pace::PaceOutcome;
 use chrono::{DateTime, Utc};
 use ecs_control::config::ScalerConfig;
@@ -117,6 +118,8 @@ pub struct DecisionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
     pub alarms_checked: Vec<AlarmStatus>,
+    /// The CloudWatch reads the invocation made, shared by every service.
+    pub calls: Vec<&'static str>,
     pub services: Vec<ServiceDecision>,
     /// The bounds timeline a `preview_bounds` command asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +133,8 @@ pub(crate) struct TriggerInputs<'a> {
     pub statuses: BTreeMap<String, AlarmStatus>,
     /// The alarm state changes being answered (empty for a tick).
     pub notices: &'a [AlarmNotice],
+    /// The metrics the decisions read, fetched once for every service.
+    pub metrics: MetricReadings,
 }
 
 /// The scaler: configuration and ports, built once per cold start.
@@ -208,6 +213,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             decided_at: now,
             ignored: None,
             alarms_checked: Vec::new(),
+            calls: Vec::new(),
             services: Vec::new(),
             preview: None,
         };
@@ -228,10 +234,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     pub(crate) async fn act_on_services(
         &self,
         services: BTreeSet<ServiceRef>,
-        inputs: &TriggerInputs<'_>,
+        mut inputs: TriggerInputs<'_>,
         record: &mut DecisionRecord,
         now: DateTime<Utc>,
     ) -> Result<(), InvocationError> {
+        inputs.metrics = self
+            .read_metrics(&services, &inputs.statuses, record, now)
+            .await;
+        let inputs = &inputs;
         let total = services.len();
         let mut failures = Vec::new();
         for service in services {
@@ -376,10 +386,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 evaluations.push(evaluation);
                 answered.extend(mark);
             });
-        evaluations.extend(
-            self.tracking_evaluations(service, &state, limits, decision, now)
-                .await,
-        );
+        evaluations.extend(self.tracking_evaluations(service, inputs, &state, limits, now));
         let (openings, opening_marks) = self.window_openings(&state, limits, decision, now);
         evaluations.extend(openings);
         answered.extend(opening_marks);
@@ -483,9 +490,10 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         self.ecs.remember(&state.arn, memory).await
     }
 
-    /// Records the change, makes it, then marks it applied: a failure between
-    /// the first two leaves a change a retry of the same trigger completes, and
-    /// that any other trigger knows never happened.
+    /// Records the change with the count it replaces, then makes it: a
+    /// failure between the two leaves a change a retry of the same trigger
+    /// completes, and that any other trigger knows never happened. No write
+    /// follows `UpdateService`; the count found next tells whether it landed.
     pub(crate) async fn apply(
         &self,
         service: &ServiceRef,
@@ -509,17 +517,6 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         self.ecs.set_desired_count(service, target).await?;
         decision.action = Action::Scaled;
         tracing::info!(service = %service, from = state.desired_count, to = target, "scaled");
-        decision.calls.push("ecs:TagResource");
-        if let Err(e) = self
-            .ecs
-            .remember(&state.arn, &memory.clone().with_applied(true))
-            .await
-        {
-            // The count is set; the next reader sees it equals the recorded target.
-            decision
-                .notes
-                .push(format!("the change is made but not marked applied: {e}"));
-        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use lambda_runtime::Diagnostic;
 use scaler::events::{parse, Trigger};
 use scaler::handler::{Action, Scaler};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 const POLICIES: &str = include_str!("../../../infra/scaler-policies.json");
@@ -259,12 +259,12 @@ impl AlarmStates for FakeAlarms {
             .collect())
     }
 
-    async fn metric_values(
+    async fn metric_data(
         &self,
         queries: &[MetricQuery],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<Vec<MetricPoint>, PortError> {
+    ) -> Result<BTreeMap<String, Vec<MetricPoint>>, PortError> {
         if *self.metric_reads_fail.lock().expect("lock") {
             return Err(PortError::new(
                 FailureKind::Retryable,
@@ -272,23 +272,22 @@ impl AlarmStates for FakeAlarms {
                 "injected",
             ));
         }
-        let name = &queries[0].metric.as_ref().expect("metric").metric_name;
-        let mut points: Vec<(DateTime<Utc>, f64)> = self
-            .datapoints
-            .lock()
-            .expect("lock")
-            .get(name)
-            .map(|p| {
-                p.iter()
-                    .copied()
+        let datapoints = self.datapoints.lock().expect("lock");
+        Ok(queries
+            .iter()
+            .filter(|q| q.return_data)
+            .map(|q| {
+                let name = &q.metric.as_ref().expect("metric").metric_name;
+                let mut points: Vec<MetricPoint> = datapoints
+                    .get(name)
+                    .into_iter()
+                    .flatten()
                     .filter(|(at, _)| start <= *at && *at < end)
-                    .collect()
+                    .map(|&(at, value)| MetricPoint { at, value })
+                    .collect();
+                points.sort_by_key(|p| p.at);
+                (q.id.clone(), points)
             })
-            .unwrap_or_default();
-        points.sort_by_key(|(at, _)| *at);
-        Ok(points
-            .into_iter()
-            .map(|(at, value)| MetricPoint { at, value })
             .collect())
     }
 }
@@ -365,13 +364,14 @@ async fn an_alarm_scales_out_by_the_step_its_breach_selects() {
         "{}",
         decision.reason
     );
+    // Three ECS calls: the change is recorded before it is made, and the
+    // count read next tells whether it landed.
     assert_eq!(
         decision.calls,
         [
             "ecs:DescribeServices",
             "ecs:TagResource",
-            "ecs:UpdateService",
-            "ecs:TagResource"
+            "ecs:UpdateService"
         ]
     );
     let json = serde_json::to_value(&record).expect("record serialises");
@@ -755,14 +755,10 @@ async fn a_retry_completes_a_scale_out_whose_update_failed() {
         "{}",
         decision.reason
     );
-    // The record is already on the service: only the count and the confirmation.
+    // The record is already on the service: only the count.
     assert_eq!(
         decision.calls,
-        [
-            "ecs:DescribeServices",
-            "ecs:UpdateService",
-            "ecs:TagResource"
-        ]
+        ["ecs:DescribeServices", "ecs:UpdateService"]
     );
     assert_eq!(s_desired(&s), 7);
     // Then, and only then, a further delivery is a duplicate.
@@ -886,7 +882,10 @@ async fn the_step_comes_from_the_metric_at_decision_time() {
     assert_eq!(breach["metric_value"], 75.0);
     assert_eq!(breach["source"]["from"], "metric");
     assert_eq!(breach["source"]["datapoints"], 3);
-    assert!(decision.calls.contains(&"cloudwatch:GetMetricData"));
+    assert_eq!(
+        record.calls,
+        ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"]
+    );
 }
 
 #[tokio::test]

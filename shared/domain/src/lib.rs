@@ -6,6 +6,7 @@
 pub mod alarm;
 pub mod budget;
 pub mod drill;
+pub mod metric_batch;
 pub mod pace;
 pub mod policy;
 pub mod probe;

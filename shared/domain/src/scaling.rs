@@ -52,10 +52,14 @@ pub struct ScalingMemory {
     pub last_trigger: Option<String>,
     /// The desired count the last change set.
     pub last_target: Option<u32>,
-    /// Whether `UpdateService` confirmed the last change. `Some(false)` between
-    /// recording a change and applying it; `None` in memory written before
-    /// this flag existed.
+    /// `Some(false)` when the last change was recorded before `UpdateService`
+    /// was sent; `Some(true)` or `None` in memory whose change was confirmed.
     pub applied: Option<bool>,
+    /// The desired count the last change replaced. With it, no write after
+    /// `UpdateService` is needed: a count still equal to it means the change
+    /// never happened, a count equal to `last_target` means it did, and any
+    /// other count means another writer changed it.
+    pub replaced: Option<u32>,
     /// Per alarm (a short hash of its name): the newest state change, in epoch
     /// milliseconds, that a change of this service already answered.
     pub alarm_marks: BTreeMap<String, i64>,
@@ -135,7 +139,9 @@ impl ScalingMemory {
     pub fn status(&self, desired: u32) -> MemoryStatus {
         match self.last_target {
             Some(target) if target != desired => {
-                if self.applied == Some(false) {
+                let never_sent = self.applied == Some(false)
+                    && self.replaced.is_none_or(|replaced| replaced == desired);
+                if never_sent {
                     MemoryStatus::Unapplied {
                         target,
                         trigger: self.last_trigger.clone(),
@@ -789,6 +795,7 @@ impl ScalingMemory {
             last_trigger: Some(trigger.to_string()),
             last_target: Some(target),
             applied: Some(false),
+            replaced: Some(desired_before),
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),
@@ -811,6 +818,7 @@ impl ScalingMemory {
             last_trigger: Some(trigger.to_string()),
             last_target: Some(to),
             applied: Some(false),
+            replaced: Some(from),
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),

@@ -441,3 +441,33 @@ fn memory_status_tells_unapplied_from_another_writer() {
         }
     );
 }
+
+#[test]
+fn the_replaced_count_tells_whether_a_change_landed_without_a_second_write() {
+    // Recorded before UpdateService: 4 → 6, never marked applied afterwards.
+    let recorded = ScalingMemory {
+        last_target: Some(6),
+        last_trigger: Some("k".into()),
+        replaced: Some(4),
+        ..ScalingMemory::default()
+    }
+    .with_applied(false);
+    // Still 4: UpdateService never landed, and a retry of "k" completes it.
+    assert_eq!(
+        recorded.status(4),
+        MemoryStatus::Unapplied {
+            target: 6,
+            trigger: Some("k".into())
+        }
+    );
+    // 6: it landed.
+    assert_eq!(recorded.status(6), MemoryStatus::InEffect);
+    // 9: it landed and another writer moved the count since; nothing to complete.
+    assert_eq!(
+        recorded.status(9),
+        MemoryStatus::ChangedElsewhere {
+            last_set: 6,
+            found: 9
+        }
+    );
+}

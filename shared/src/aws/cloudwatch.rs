@@ -11,6 +11,7 @@ use aws_sdk_cloudwatch::types::{
     StandardUnit, StateValue,
 };
 use aws_sdk_cloudwatch::Client;
+use std::collections::BTreeMap;
 
 /// DescribeAlarms takes at most 100 names a call.
 const NAMES_PER_CALL: usize = 100;
@@ -219,20 +220,26 @@ impl AlarmStates for CloudWatchAlarms {
         Ok(found)
     }
 
-    async fn metric_values(
+    async fn metric_data(
         &self,
         queries: &[MetricQuery],
         start: chrono::DateTime<chrono::Utc>,
         end: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<MetricPoint>, PortError> {
+    ) -> Result<BTreeMap<String, Vec<MetricPoint>>, PortError> {
         const OP: &str = "cloudwatch:GetMetricData";
-        let returned = queries
+        let mut series: BTreeMap<String, Vec<MetricPoint>> = queries
             .iter()
-            .find(|q| q.return_data)
-            .map(|q| q.id.clone())
-            .ok_or_else(|| PortError::new(FailureKind::Rejected, OP, "no query returns data"))?;
+            .filter(|q| q.return_data)
+            .map(|q| (q.id.clone(), Vec::new()))
+            .collect();
+        if series.is_empty() {
+            return Err(PortError::new(
+                FailureKind::Rejected,
+                OP,
+                "no query returns data",
+            ));
+        }
         let queries: Vec<MetricDataQuery> = queries.iter().map(data_query).collect();
-        let mut points = Vec::new();
         let mut next_token = None;
         loop {
             let out = self
@@ -247,26 +254,27 @@ impl AlarmStates for CloudWatchAlarms {
                 .await
                 .map_err(|e| classify(OP, e))?;
             for result in out.metric_data_results() {
-                if result.id() == Some(returned.as_str()) {
-                    points.extend(
-                        result
-                            .timestamps()
-                            .iter()
-                            .zip(result.values())
-                            .filter_map(|(at, value)| Some((to_chrono(at)?, *value))),
-                    );
-                }
+                let Some(points) = result.id().and_then(|id| series.get_mut(id)) else {
+                    continue;
+                };
+                points.extend(result.timestamps().iter().zip(result.values()).filter_map(
+                    |(at, value)| {
+                        Some(MetricPoint {
+                            at: to_chrono(at)?,
+                            value: *value,
+                        })
+                    },
+                ));
             }
             next_token = out.next_token().map(str::to_string);
             if next_token.is_none() {
                 break;
             }
         }
-        points.sort_by_key(|(at, _)| *at);
-        Ok(points
-            .into_iter()
-            .map(|(at, value)| MetricPoint { at, value })
-            .collect())
+        for points in series.values_mut() {
+            points.sort_by_key(|p| p.at);
+        }
+        Ok(series)
     }
 }
 

@@ -24,6 +24,7 @@ pub mod tag_keys {
     pub const LAST_TRIGGER: &str = "ecs-scaler:last-trigger";
     pub const LAST_TARGET: &str = "ecs-scaler:last-target";
     pub const APPLIED: &str = "ecs-scaler:applied";
+    pub const REPLACED: &str = "ecs-scaler:replaced";
     pub const ALARM_MARKS: &str = "ecs-scaler:alarm-marks";
     pub const COMMANDS: &str = "ecs-scaler:commands";
     pub const PACE: &str = "ecs-scaler:pace";
@@ -70,6 +71,10 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
             memory.applied.map(|a| a.to_string()).unwrap_or_default(),
         ),
         (
+            tag_keys::REPLACED,
+            memory.replaced.map(|r| r.to_string()).unwrap_or_default(),
+        ),
+        (
             tag_keys::ALARM_MARKS,
             memory
                 .alarm_marks
@@ -108,6 +113,7 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
             tag_keys::LAST_TRIGGER => memory.last_trigger = Some(value.to_string()),
             tag_keys::LAST_TARGET => memory.last_target = value.parse().ok(),
             tag_keys::APPLIED => memory.applied = value.parse().ok(),
+            tag_keys::REPLACED => memory.replaced = value.parse().ok(),
             tag_keys::ALARM_MARKS => {
                 memory.alarm_marks = value
                     .split_whitespace()
@@ -464,6 +470,7 @@ mod tests {
             last_trigger: Some("alarm:web-cpu-high@2026-11-21T10:00:00.000Z".into()),
             last_target: Some(6),
             applied: Some(false),
+            replaced: Some(4),
             ..ScalingMemory::default()
         }
         .with_marks([("web-cpu-high", Utc::now()), ("web-cpu-low", Utc::now())])
@@ -482,6 +489,7 @@ mod tests {
             last_trigger: Some(crate::domain::scaling::trigger_key(&"(é,!)#".repeat(500))),
             last_target: Some(u32::MAX),
             applied: Some(true),
+            replaced: Some(u32::MAX),
             ..ScalingMemory::default()
         };
         for i in 0..40 {

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod manual;
+pub mod metric_reads;
 pub mod pace;
 pub mod schedules;
 pub mod step_alarms;
@@ -30,7 +31,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let statuses = if names.is_empty() {
             Default::default()
         } else {
-            self.describe(&names).await?
+            self.describe(&names, record).await?
         };
         record.alarms_checked = statuses.values().cloned().collect();
         let services: BTreeSet<ServiceRef> = self
@@ -52,8 +53,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let inputs = TriggerInputs {
             statuses,
             notices: &[],
+            metrics: Default::default(),
         };
-        self.act_on_services(services, &inputs, record, now).await
+        self.act_on_services(services, inputs, record, now).await
     }
 }
 

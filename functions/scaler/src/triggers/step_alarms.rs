@@ -3,6 +3,7 @@
 
 use crate::events::AlarmNotice;
 use crate::handler::{DecisionRecord, Scaler, ServiceDecision, TriggerInputs};
+use crate::triggers::metric_reads::ReadKey;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::{
     breach_from_datapoints, breach_from_reason_data, AlarmState, AlarmStatus,
@@ -54,7 +55,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .map(|p| p.target.clone())
             .collect();
         // Decide from the alarms as they are now, not as the (possibly late) event says.
-        let statuses = self.alarm_statuses_for(&services).await?;
+        let statuses = self.alarm_statuses_for(&services, record).await?;
         record.alarms_checked = statuses.values().cloned().collect();
         let still_alarming: Vec<&AlarmNotice> = acting
             .into_iter()
@@ -83,13 +84,15 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let inputs = TriggerInputs {
             statuses,
             notices: &notices,
+            metrics: Default::default(),
         };
-        self.act_on_services(services, &inputs, record, now).await
+        self.act_on_services(services, inputs, record, now).await
     }
 
     async fn alarm_statuses_for(
         &self,
         services: &BTreeSet<ServiceRef>,
+        record: &mut DecisionRecord,
     ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
         let mut names: Vec<String> = services
             .iter()
@@ -98,13 +101,15 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .collect();
         names.sort();
         names.dedup();
-        self.describe(&names).await
+        self.describe(&names, record).await
     }
 
     pub(crate) async fn describe(
         &self,
         names: &[String],
+        record: &mut DecisionRecord,
     ) -> Result<BTreeMap<String, AlarmStatus>, InvocationError> {
+        record.calls.push("cloudwatch:DescribeAlarms");
         let found = self.alarms.describe_alarms(names).await?;
         Ok(found.into_iter().map(|s| (s.name.clone(), s)).collect())
     }
@@ -136,7 +141,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 .map(|n| n.state_changed_at)
                 .chain(status.state_transitioned_at)
                 .max();
-            let (breach, note) = self.breach(policy, status, now, decision).await;
+            let (breach, note) = breach(policy, status, inputs);
             let looks_below = status
                 .metric
                 .as_ref()
@@ -147,37 +152,34 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         }
         evaluations
     }
+}
 
-    /// The breach that picks the step: the alarm's metric read now, combined as
-    /// the policy says; the alarm's reason data only when that read fails.
-    async fn breach(
-        &self,
-        policy: &ScalingPolicy,
-        status: &AlarmStatus,
-        now: DateTime<Utc>,
-        decision: &mut ServiceDecision,
-    ) -> (Breach, Option<String>) {
-        let fallback = || breach_from_reason_data(status.reason_data.as_deref());
-        let Some(metric) = &status.metric else {
-            return (fallback(), None);
-        };
-        let (start, end) = metric.window(now);
-        decision.calls.push("cloudwatch:GetMetricData");
-        let note = match self.alarms.metric_values(&metric.queries, start, end).await {
-            Ok(points) => {
-                let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-                let evaluated = metric.evaluated(&values);
-                match breach_from_datapoints(evaluated, policy.metric_aggregation, metric.threshold)
-                {
-                    Some(breach) => return (breach, None),
-                    None => "the alarm's metric has no datapoints in its window".to_string(),
-                }
+/// The breach that picks the step: the alarm's metric as read for this
+/// invocation, combined as the policy says; the alarm's reason data only when
+/// that read failed or found nothing.
+fn breach(
+    policy: &ScalingPolicy,
+    status: &AlarmStatus,
+    inputs: &TriggerInputs<'_>,
+) -> (Breach, Option<String>) {
+    let fallback = || breach_from_reason_data(status.reason_data.as_deref());
+    let Some(metric) = &status.metric else {
+        return (fallback(), None);
+    };
+    let note = match inputs.metrics.get(&ReadKey::Alarm(status.name.clone())) {
+        Some(Ok(points)) => {
+            let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+            let evaluated = metric.evaluated(&values);
+            match breach_from_datapoints(evaluated, policy.metric_aggregation, metric.threshold) {
+                Some(breach) => return (breach, None),
+                None => "the alarm's metric has no datapoints in its window".to_string(),
             }
-            Err(e) => format!("reading the alarm's metric failed: {e}"),
-        };
-        (
-            fallback(),
-            Some(format!("{note}; used the alarm's reason data")),
-        )
-    }
+        }
+        Some(Err(e)) => format!("reading the alarm's metric failed: {e}"),
+        None => "the alarm's metric returns no query".to_string(),
+    };
+    (
+        fallback(),
+        Some(format!("{note}; used the alarm's reason data")),
+    )
 }
