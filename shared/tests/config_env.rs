@@ -31,10 +31,17 @@ fn environment_switches_override_the_documents_and_are_checked() {
     // A function too small for the document's bodies fails its cold start.
     std::env::set_var(
         "PROBE_CONFIG",
-        r#"{"concurrency": 200, "checks": [{"name": "a", "url": "http://x"}]}"#,
+        r#"{"concurrency": 200, "max_body_bytes": 1048576, "checks": [{"name": "a", "url": "http://x"}]}"#,
     );
     let err = ProbeConfig::from_env().expect_err("200 MiB of bodies in 256 MB");
     assert_eq!(err.field, "max_body_bytes");
+    // Without a concurrency of its own, the default is lowered to what fits.
+    std::env::set_var(
+        "PROBE_CONFIG",
+        r#"{"max_body_bytes": 4194304, "checks": [{"name": "a", "url": "http://x"}]}"#,
+    );
+    let fitted = ProbeConfig::from_env().expect("the default concurrency fits");
+    assert_eq!(fitted.concurrency, 32, "128 MiB of bodies / 4 MiB each");
 
     std::env::set_var("PROBE_ADHOC_ENABLED", "yes please");
     let err = ProbeConfig::from_env().expect_err("not a boolean");

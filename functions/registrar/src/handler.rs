@@ -11,8 +11,13 @@ use ecs_control::domain::registration::{
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
+use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// How many independent reads or writes of one kind go out at once: ECS and
+/// ELB throttle bursts, and 4 in flight already hides most of each call's wait.
+const CALLS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -339,12 +344,23 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             (Change::Register, &decision.diff.register),
             (Change::Deregister, &decision.diff.deregister),
         ] {
-            for batch in targets.chunks(TARGETS_PER_CALL) {
-                let arn = &group.target_group_arn;
-                let result = match change {
-                    Change::Register => self.elb.register(arn, batch, group.outside_vpc).await,
-                    Change::Deregister => self.elb.deregister(arn, batch, group.outside_vpc).await,
-                };
+            let arn = &group.target_group_arn;
+            // A change's batches go out together, within the bound, and are
+            // reported in order; every registration is sent before any removal.
+            let results: Vec<_> = stream::iter(targets.chunks(TARGETS_PER_CALL))
+                .map(|batch| async move {
+                    let result = match change {
+                        Change::Register => self.elb.register(arn, batch, group.outside_vpc).await,
+                        Change::Deregister => {
+                            self.elb.deregister(arn, batch, group.outside_vpc).await
+                        }
+                    };
+                    (batch, result)
+                })
+                .buffered(CALLS_IN_FLIGHT)
+                .collect()
+                .await;
+            for (batch, result) in results {
                 decision.calls.push(Call {
                     operation: change.operation(),
                     targets: batch.to_vec(),
@@ -397,11 +413,17 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             .map(|b| b.service.clone())
             .collect();
 
-        // One service that cannot be read does not stop the others.
+        // The services are read together, within the bound; one that cannot be
+        // read does not stop the others.
+        let reads: Vec<_> = stream::iter(&services)
+            .map(|service| async move { (service, self.ecs.service_tasks(service).await) })
+            .buffered(CALLS_IN_FLIGHT)
+            .collect()
+            .await;
         let mut failures = Vec::new();
         let mut known = BTreeMap::new();
-        for service in &services {
-            match self.ecs.service_tasks(service).await {
+        for (service, read) in reads {
+            match read {
                 Ok(tasks) => {
                     known.insert(service.clone(), tasks);
                 }

@@ -14,6 +14,7 @@ use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
 };
 use aws_sdk_ecs::Client;
+use futures::{stream, StreamExt, TryStreamExt};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Tag keys that hold the scaler's memory on each service it resizes.
@@ -292,9 +293,6 @@ impl EcsServices for EcsAdapter {
     }
 }
 
-/// DescribeTasks takes at most 100 tasks a call.
-const TASKS_PER_DESCRIBE: usize = 100;
-
 fn task_info(task: &Task) -> TaskInfo {
     let addresses = task_addresses(
         task.attachments().iter().flat_map(|a| {
@@ -322,57 +320,89 @@ fn task_info(task: &Task) -> TaskInfo {
     }
 }
 
+/// DescribeTasks takes at most 100 tasks a call.
+const TASKS_PER_DESCRIBE: usize = 100;
+
+/// How many `DescribeTasks` calls one listing keeps in flight: pages are
+/// described while the next is listed, without bursting past ECS's rate.
+const DESCRIBES_IN_FLIGHT: usize = 4;
+
 impl EcsAdapter {
-    /// Describes tasks 100 at a time; what ECS reports as a failure (`MISSING`)
-    /// is returned by ARN beside the tasks it described.
-    async fn describe_tasks(
+    /// Describes up to 100 tasks; what ECS reports as a failure (`MISSING`) is
+    /// returned by ARN beside the tasks it described.
+    async fn describe_page(&self, cluster: &str, arns: Vec<String>) -> Result<ServiceTasks, PortError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .map_err(|e| classify("ecs:DescribeTasks", e))?;
+        Ok(ServiceTasks {
+            tasks: out.tasks().iter().map(task_info).collect(),
+            missing: out
+                .failures()
+                .iter()
+                .map(|f| f.arn().unwrap_or_default().to_string())
+                .collect(),
+        })
+    }
+
+    /// One `ListTasks` page (ECS returns at most 100 ARNs a page).
+    async fn list_page(
         &self,
-        cluster: &str,
-        arns: &[String],
-    ) -> Result<ServiceTasks, PortError> {
-        let mut described = ServiceTasks::default();
-        for chunk in arns.chunks(TASKS_PER_DESCRIBE) {
-            let out = self
-                .client
-                .describe_tasks()
-                .cluster(cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify("ecs:DescribeTasks", e))?;
-            described.tasks.extend(out.tasks().iter().map(task_info));
-            described.missing.extend(
-                out.failures()
-                    .iter()
-                    .map(|f| f.arn().unwrap_or_default().to_string()),
-            );
-        }
-        Ok(described)
+        service: &ServiceRef,
+        next_token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), PortError> {
+        let out = self
+            .client
+            .list_tasks()
+            .cluster(&service.cluster)
+            .service_name(&service.service)
+            .desired_status(DesiredStatus::Running)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| classify("ecs:ListTasks", e))?;
+        Ok((
+            out.task_arns().to_vec(),
+            out.next_token().map(str::to_string),
+        ))
     }
 }
 
 impl EcsTasks for EcsAdapter {
+    /// Lists the running tasks page by page and describes each page as it
+    /// arrives, up to [`DESCRIBES_IN_FLIGHT`] at once, while the next is listed.
     async fn service_tasks(&self, service: &ServiceRef) -> Result<ServiceTasks, PortError> {
-        let mut arns = Vec::new();
-        let mut next_token = None;
-        loop {
-            let out = self
-                .client
-                .list_tasks()
-                .cluster(&service.cluster)
-                .service_name(&service.service)
-                .desired_status(DesiredStatus::Running)
-                .set_next_token(next_token)
-                .send()
-                .await
-                .map_err(|e| classify("ecs:ListTasks", e))?;
-            arns.extend(out.task_arns().iter().cloned());
-            next_token = out.next_token().map(str::to_string);
-            if next_token.is_none() {
-                break;
-            }
+        // None: listing not started; Some(None): no further page.
+        let pages = stream::try_unfold(Some(None), |token: Option<Option<String>>| async move {
+            let Some(token) = token else {
+                return Ok(None);
+            };
+            let (arns, next) = self.list_page(service, token).await?;
+            Ok(Some((arns, next.map(Some))))
+        });
+        // ECS lists at most 100 a page, as many as DescribeTasks takes; the
+        // chunking only guards against a larger page.
+        let mut described = pages
+            .map_ok(|arns| {
+                let chunks: Vec<Result<Vec<String>, PortError>> = arns
+                    .chunks(TASKS_PER_DESCRIBE)
+                    .map(|chunk| Ok(chunk.to_vec()))
+                    .collect();
+                stream::iter(chunks)
+            })
+            .try_flatten()
+            .map_ok(|arns| self.describe_page(&service.cluster, arns))
+            .try_buffered(DESCRIBES_IN_FLIGHT);
+        let mut all = ServiceTasks::default();
+        while let Some(page) = described.try_next().await? {
+            all.tasks.extend(page.tasks);
+            all.missing.extend(page.missing);
         }
-        self.describe_tasks(&service.cluster, &arns).await
+        Ok(all)
     }
 
     async fn describe_task(
@@ -381,7 +411,7 @@ impl EcsTasks for EcsAdapter {
         task_arn: &str,
     ) -> Result<Option<TaskInfo>, PortError> {
         Ok(self
-            .describe_tasks(cluster, &[task_arn.to_string()])
+            .describe_page(cluster, vec![task_arn.to_string()])
             .await?
             .tasks
             .into_iter()

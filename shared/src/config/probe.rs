@@ -18,9 +18,12 @@ pub const ADHOC_ENABLED_ENV: &str = "PROBE_ADHOC_ENABLED";
 pub const ADHOC_ALLOWED_HOSTS_ENV: &str = "PROBE_ADHOC_ALLOWED_HOSTS";
 
 const DEFAULT_NAMESPACE: &str = "EcsControl/Probe";
-const DEFAULT_CONCURRENCY: usize = 32;
+/// Every check and target group at once, up to this many: the shipped default
+/// fits the work, and is lowered at cold start to what the memory holds.
+const MAX_CONCURRENCY: usize = 256;
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
-const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Health pages are small; 256 KiB for each of 256 checks fits in 128 MB.
+const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_RETRIES: u32 = 5;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -38,6 +41,8 @@ pub struct WatchedTargetGroup {
 pub struct ProbeConfig {
     pub namespace: String,
     pub concurrency: usize,
+    /// Whether the document set `concurrency` (a default may be lowered to fit).
+    pub concurrency_set: bool,
     pub max_body_bytes: usize,
     pub checks: Vec<HttpCheck>,
     pub target_groups: Vec<WatchedTargetGroup>,
@@ -188,9 +193,18 @@ impl ProbeConfig {
             .ok()
             .and_then(|m| m.parse().ok())
         {
+            if !config.concurrency_set {
+                config.concurrency = config.concurrency.min(config.concurrency_fitting(memory_mb));
+            }
             config.fits_in_memory(memory_mb)?;
         }
         Ok(config)
+    }
+
+    /// How many checks' bodies fit in the share of `memory_mb` bodies may take.
+    pub fn concurrency_fitting(&self, memory_mb: usize) -> usize {
+        let budget = memory_mb.saturating_mul(1024 * 1024) / BODY_MEMORY_SHARE;
+        (budget / self.max_body_bytes.max(1)).clamp(1, MAX_CONCURRENCY)
     }
 
     /// Refuses a configuration whose bodies in flight (`max_body_bytes` for each
@@ -232,8 +246,8 @@ impl ProbeConfig {
                 "must be 1 to 255 characters and not start with AWS/ (reserved for AWS)",
             ));
         }
-        let concurrency = parsed.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        if !(1..=256).contains(&concurrency) {
+        let concurrency = parsed.concurrency.unwrap_or(MAX_CONCURRENCY);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
             return Err(ConfigError::new("concurrency", "must be between 1 and 256"));
         }
         let max_body_bytes = parsed.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -278,6 +292,7 @@ impl ProbeConfig {
         Ok(Self {
             namespace,
             concurrency,
+            concurrency_set: parsed.concurrency.is_some(),
             max_body_bytes,
             checks,
             target_groups: parsed.target_groups,
