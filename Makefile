@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy-parameters release
+.PHONY: demo test setup deploy-parameters release bench
 
 setup:
 	tests/scripts/setup.sh
@@ -27,3 +27,9 @@ deploy-parameters:
 # toolchain has it), with their sizes.
 release:
 	tests/scripts/release.sh
+
+# What the functions cost beside the Python boto3 functions a user would
+# otherwise write (tests/bench/peer.py), against one emulator: one table.
+bench: release
+	cargo build -p e2e --bin bench
+	target/debug/bench

@@ -9,6 +9,7 @@
 
 pub mod control_loop;
 pub mod drill_world;
+pub mod runtime_api;
 pub mod site;
 
 use aws_sdk_cloudwatch::types::{
@@ -142,6 +143,7 @@ impl Emulator {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
+            .http_client(ecs_control::aws::http_client())
             .credentials_provider(aws_sdk_ecs::config::SharedCredentialsProvider::new(
                 aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "e2e"),
             ))

@@ -85,7 +85,7 @@ impl TestSite {
     /// Starts both servers on free loopback ports (within the current Tokio runtime).
     pub async fn start() -> Self {
         // Both ring and aws-lc-rs are linked in: say which one serves TLS here.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
 
         let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
         let (plain, plain_addr) = bind(loopback).await;

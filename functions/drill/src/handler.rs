@@ -99,6 +99,7 @@ where
         let checks = ProbeConfig {
             namespace: "EcsControl/Drill".into(),
             concurrency: 1,
+            concurrency_set: true,
             max_body_bytes: 1024 * 1024,
             checks: Vec::new(),
             target_groups: Vec::new(),

@@ -149,7 +149,7 @@ fn tls_error(detail: String) -> FailureReason {
 fn verifier(
     extra_ca_pem: Option<&[u8]>,
 ) -> Result<Arc<rustls_platform_verifier::Verifier>, FailureReason> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let extra_roots = match extra_ca_pem {
         Some(pem) => CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -166,7 +166,7 @@ fn tls_config(
     inner: Arc<rustls_platform_verifier::Verifier>,
     expiries: Expiries,
 ) -> Result<rustls::ClientConfig, FailureReason> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(e.to_string()))?

@@ -14,8 +14,8 @@ use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
 };
 use aws_sdk_ecs::Client;
-use futures::{stream, StreamExt, TryStreamExt};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 /// Tag keys that hold the scaler's memory on each service it resizes.
 pub mod tag_keys {
@@ -330,7 +330,11 @@ const DESCRIBES_IN_FLIGHT: usize = 4;
 impl EcsAdapter {
     /// Describes up to 100 tasks; what ECS reports as a failure (`MISSING`) is
     /// returned by ARN beside the tasks it described.
-    async fn describe_page(&self, cluster: &str, arns: Vec<String>) -> Result<ServiceTasks, PortError> {
+    async fn describe_page(
+        &self,
+        cluster: &str,
+        arns: Vec<String>,
+    ) -> Result<ServiceTasks, PortError> {
         let out = self
             .client
             .describe_tasks()
@@ -376,33 +380,34 @@ impl EcsTasks for EcsAdapter {
     /// Lists the running tasks page by page and describes each page as it
     /// arrives, up to [`DESCRIBES_IN_FLIGHT`] at once, while the next is listed.
     async fn service_tasks(&self, service: &ServiceRef) -> Result<ServiceTasks, PortError> {
-        // None: listing not started; Some(None): no further page.
-        let pages = stream::try_unfold(Some(None), |token: Option<Option<String>>| async move {
-            let Some(token) = token else {
-                return Ok(None);
-            };
-            let (arns, next) = self.list_page(service, token).await?;
-            Ok(Some((arns, next.map(Some))))
-        });
-        // ECS lists at most 100 a page, as many as DescribeTasks takes; the
-        // chunking only guards against a larger page.
-        let mut described = pages
-            .map_ok(|arns| {
-                let chunks: Vec<Result<Vec<String>, PortError>> = arns
-                    .chunks(TASKS_PER_DESCRIBE)
-                    .map(|chunk| Ok(chunk.to_vec()))
-                    .collect();
-                stream::iter(chunks)
-            })
-            .try_flatten()
-            .map_ok(|arns| self.describe_page(&service.cluster, arns))
-            .try_buffered(DESCRIBES_IN_FLIGHT);
-        let mut all = ServiceTasks::default();
-        while let Some(page) = described.try_next().await? {
-            all.tasks.extend(page.tasks);
-            all.missing.extend(page.missing);
-        }
-        Ok(all)
+        let (pages, listed) = futures::channel::mpsc::unbounded::<Vec<String>>();
+        let lister = async move {
+            let mut token = None;
+            loop {
+                let (arns, next) = self.list_page(service, token).await?;
+                // ECS lists at most 100 a page, as many as DescribeTasks takes;
+                // the chunking only guards against a larger page.
+                for chunk in arns.chunks(TASKS_PER_DESCRIBE) {
+                    // The receiver lives until the listing ends.
+                    let _ = pages.unbounded_send(chunk.to_vec());
+                }
+                token = next;
+                if token.is_none() {
+                    return Ok::<(), PortError>(());
+                }
+            }
+        };
+        let describer = listed
+            .map(|arns| self.describe_page(&service.cluster, arns))
+            .buffered(DESCRIBES_IN_FLIGHT)
+            .try_fold(ServiceTasks::default(), |mut all, page| async move {
+                all.tasks.extend(page.tasks);
+                all.missing.extend(page.missing);
+                Ok(all)
+            });
+        let (listing, described) = futures::future::join(lister, describer).await;
+        listing?;
+        described
     }
 
     async fn describe_task(

@@ -13,7 +13,19 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 /// Shared SDK configuration from the standard chain (region, credentials and
 /// `AWS_ENDPOINT_URL`, which is how the functions are pointed at an emulator).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The one HTTP client stack of every function: hyper 1 and rustls with ring.
+/// Trusted roots are loaded on the first HTTPS request, not at cold start.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 const THROTTLING_CODES: &[&str] = &[

@@ -13,9 +13,16 @@ pub use scaler::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
 
 use serde::de::DeserializeOwned;
 
-/// A configuration problem, with the path of the offending field.
+use crate::invocation::{capped, ECHO_LIMIT};
+
+/// A configuration problem, with the path of the offending field. What it
+/// repeats of the document is capped, like an event's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {field}: {problem}")]
+#[error(
+    "invalid configuration: {}: {}",
+    capped(&self.field, ECHO_LIMIT),
+    capped(&self.problem, ECHO_LIMIT)
+)]
 pub struct ConfigError {
     pub field: String,
     pub problem: String,

@@ -194,7 +194,9 @@ impl ProbeConfig {
             .and_then(|m| m.parse().ok())
         {
             if !config.concurrency_set {
-                config.concurrency = config.concurrency.min(config.concurrency_fitting(memory_mb));
+                config.concurrency = config
+                    .concurrency
+                    .min(config.concurrency_fitting(memory_mb));
             }
             config.fits_in_memory(memory_mb)?;
         }

@@ -1,0 +1,504 @@
+//! `make bench`: what the functions cost, beside the Python boto3 functions a
+//! user would otherwise write (`tests/bench/peer.py`), against one emulator in
+//! one run. Prints one table; asserts nothing.
+//!
+//! Each run is a cold start: a new process against a stand-in runtime API on
+//! loopback. Ready is process start to its first `next` request; the
+//! invocation is event handed over to answer received; peak memory is the
+//! process's high-water RSS after the invocation; AWS calls are counted at the
+//! emulator. The functions are the x86_64 release builds `make release` made.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a harness fails loudly
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
+use axum::routing::get;
+use axum::Router;
+use chrono::{TimeDelta, Utc};
+use e2e::runtime_api::RuntimeApi;
+use e2e::{emulator_python, sample_event, workspace_root, Aws, Emulator, Network};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+const REGION: &str = "us-east-1";
+const CLUSTER: &str = "bench";
+/// How long each of the probe's endpoints takes to answer.
+const ENDPOINT_MS: u64 = 100;
+const ENDPOINTS: usize = 200;
+const MANY_TASKS: usize = 1_000;
+const FEW_TASKS: usize = 10;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Ours,
+    Peer,
+}
+
+impl Side {
+    fn tag(self) -> &'static str {
+        match self {
+            Side::Ours => "o",
+            Side::Peer => "p",
+        }
+    }
+}
+
+/// One cold start and one invocation.
+struct Sample {
+    ready_ms: f64,
+    invocation_ms: f64,
+    peak_mib: f64,
+    calls: BTreeMap<String, u64>,
+}
+
+/// Figures of one scenario, both sides.
+struct Scenario {
+    function: &'static str,
+    what: String,
+    ours: Vec<Sample>,
+    peer: Vec<Sample>,
+}
+
+fn bench_dir() -> PathBuf {
+    workspace_root().join("target/bench")
+}
+
+/// The x86_64 release binary of `function`, unpacked from its Lambda zip.
+fn release_binary(function: &str) -> PathBuf {
+    let zip = workspace_root().join(format!("target/lambda-x86-64/{function}/bootstrap.zip"));
+    assert!(
+        zip.exists(),
+        "{} not found: `make bench` builds it (tests/scripts/release.sh)",
+        zip.display()
+    );
+    let dir = bench_dir().join(function);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let status = Command::new("unzip")
+        .args(["-o", "-q"])
+        .arg(&zip)
+        .arg("-d")
+        .arg(&dir)
+        .status()
+        .expect("unzip");
+    assert!(status.success(), "unzip {}", zip.display());
+    dir.join("bootstrap")
+}
+
+fn peak_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Starts the function (ours or the peer) with `env`, hands it `event`, and
+/// measures; the calls it made are counted at the emulator.
+async fn run_once(
+    emulator: &Emulator,
+    side: Side,
+    function: &str,
+    env: &[(String, String)],
+    memory_mb: u32,
+    event: Value,
+) -> Sample {
+    let mut api = RuntimeApi::start().await;
+    let mut command = match side {
+        Side::Ours => Command::new(release_binary_path(function)),
+        Side::Peer => {
+            let mut c = Command::new(emulator_python());
+            c.arg(workspace_root().join("tests/bench/peer.py"))
+                .arg(function);
+            c
+        }
+    };
+    let log = std::fs::File::create(bench_dir().join(format!("{function}-{}.log", side.tag())))
+        .expect("log file");
+    command
+        .envs(emulator.function_env(REGION))
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", function)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    emulator.control("DELETE", "calls", &json!({}));
+    let started = Instant::now();
+    let mut child = command.spawn().expect("function process");
+    let ready = api
+        .ready(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{function} ({}) did not start: {e}", side.tag()));
+    let calls_at_init = emulator.calls(REGION);
+    emulator.control("DELETE", "calls", &json!({}));
+    let (handed, outcome) = api
+        .invoke(event, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{function} ({}): {e}", side.tag()));
+    let peak = peak_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        outcome.kind,
+        "response",
+        "{function} ({}) failed: {}",
+        side.tag(),
+        outcome.body
+    );
+    let mut calls = emulator.calls(REGION);
+    for (operation, count) in calls_at_init {
+        *calls
+            .entry(format!("{operation} (cold start)"))
+            .or_default() += count;
+    }
+    Sample {
+        ready_ms: (ready - started).as_secs_f64() * 1000.0,
+        invocation_ms: (outcome.at - handed).as_secs_f64() * 1000.0,
+        peak_mib: peak,
+        calls,
+    }
+}
+
+fn release_binary_path(function: &str) -> PathBuf {
+    bench_dir().join(function).join("bootstrap")
+}
+
+/// A service of `tasks` running awsvpc tasks.
+async fn service_with_tasks(aws: &Aws, network: &Network, service: &str, tasks: usize) {
+    aws.create_awsvpc_service(CLUSTER, service, network).await;
+    aws.run_service_tasks(CLUSTER, service, network, tasks)
+        .await;
+}
+
+fn registrar_env(service: &str, group: &str) -> Vec<(String, String)> {
+    let config = json!({
+        "services": [{
+            "cluster": CLUSTER, "service": service,
+            "target_groups": [{"target_group_arn": group, "port": e2e::TASK_PORT}]
+        }]
+    });
+    vec![("REGISTRAR_CONFIG".into(), config.to_string())]
+}
+
+async fn registrar_scenario(
+    emulator: &Emulator,
+    aws: &Aws,
+    network: &Network,
+    tasks: usize,
+) -> Scenario {
+    let service = format!("registrar-{tasks}");
+    service_with_tasks(aws, network, &service, tasks).await;
+    let mut scenario = Scenario {
+        function: "registrar",
+        what: format!("reconcile {tasks} tasks into an empty group"),
+        ours: Vec::new(),
+        peer: Vec::new(),
+    };
+    for run in 0..=RUNS {
+        for side in [Side::Ours, Side::Peer] {
+            let group = aws
+                .ip_target_group(&format!("g{tasks}-{}{run}", side.tag()), &network.vpc_id)
+                .await;
+            let sample = run_once(
+                emulator,
+                side,
+                "registrar",
+                &registrar_env(&service, &group),
+                256,
+                sample_event("registrar/reconcile-schedule.json"),
+            )
+            .await;
+            assert_eq!(
+                aws.targets(&group).await.len(),
+                tasks,
+                "every task registered"
+            );
+            // The first run of each side warms the disk cache; it is not counted.
+            if run > 0 {
+                match side {
+                    Side::Ours => scenario.ours.push(sample),
+                    Side::Peer => scenario.peer.push(sample),
+                }
+            }
+        }
+    }
+    scenario
+}
+
+fn step_policy(alarm: &str, service: &str) -> String {
+    json!({"policies": [{
+        "alarm": alarm, "cluster": CLUSTER, "service": service,
+        "adjustment_type": "ChangeInCapacity",
+        "steps": [
+            {"metric_interval_lower_bound": 0, "metric_interval_upper_bound": 15, "scaling_adjustment": 1},
+            {"metric_interval_lower_bound": 15, "scaling_adjustment": 3}
+        ],
+        "min_capacity": 1, "max_capacity": 20
+    }]})
+    .to_string()
+}
+
+async fn scaler_scenario(emulator: &Emulator, aws: &Aws) -> Scenario {
+    let mut scenario = Scenario {
+        function: "scaler",
+        what: "an alarm state change: read, decide, scale 4 → 7".into(),
+        ours: Vec::new(),
+        peer: Vec::new(),
+    };
+    for run in 0..=RUNS {
+        for side in [Side::Ours, Side::Peer] {
+            let service = format!("web-{}{run}", side.tag());
+            let alarm = format!("{service}-cpu-high");
+            aws.create_service(CLUSTER, &service, 4).await;
+            aws.wait_for_deployment(CLUSTER, &service).await;
+            aws.service_alarm(
+                &alarm,
+                (CLUSTER, &service),
+                "CPUUtilization",
+                ComparisonOperator::GreaterThanThreshold,
+                70.0,
+            )
+            .await;
+            let now = Utc::now();
+            for minutes in 1..=3 {
+                aws.put_service_metric(
+                    (CLUSTER, &service),
+                    "CPUUtilization",
+                    93.5,
+                    now - TimeDelta::minutes(minutes),
+                )
+                .await;
+            }
+            aws.set_alarm_state(&alarm, 70.0, StateValue::Alarm, 93.5)
+                .await;
+            let mut event = sample_event("scaler/alarm-state-change.json");
+            event["detail"]["alarmName"] = alarm.clone().into();
+            event["resources"] = json!([format!(
+                "arn:aws:cloudwatch:{REGION}:123456789012:alarm:{alarm}"
+            )]);
+            event["detail"]["state"]["timestamp"] =
+                now.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string().into();
+            event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]
+                ["ServiceName"] = service.clone().into();
+            event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]
+                ["ClusterName"] = CLUSTER.into();
+            let env = vec![("SCALER_POLICIES".to_string(), step_policy(&alarm, &service))];
+            let sample = run_once(emulator, side, "scaler", &env, 128, event).await;
+            assert_eq!(
+                aws.desired_count(CLUSTER, &service).await,
+                7,
+                "scaled 4 → 7"
+            );
+            if run > 0 {
+                match side {
+                    Side::Ours => scenario.ours.push(sample),
+                    Side::Peer => scenario.peer.push(sample),
+                }
+            }
+        }
+    }
+    scenario
+}
+
+/// `count` endpoints on loopback, each answering after [`ENDPOINT_MS`].
+async fn slow_endpoints(count: usize) -> Vec<String> {
+    let app = Router::new().route(
+        "/e/{i}",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(ENDPOINT_MS)).await;
+            "ok"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let address = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (0..count)
+        .map(|i| format!("http://{address}/e/{i}"))
+        .collect()
+}
+
+async fn probe_scenario(emulator: &Emulator) -> Scenario {
+    let urls = slow_endpoints(ENDPOINTS).await;
+    // The shipped defaults: no concurrency, timeout or body size of its own.
+    let checks: Vec<Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| json!({"name": format!("endpoint-{i}"), "url": url}))
+        .collect();
+    let config = json!({"namespace": "EcsControl/Bench", "checks": checks}).to_string();
+    let env = vec![("PROBE_CONFIG".to_string(), config)];
+    let mut scenario = Scenario {
+        function: "probe",
+        what: format!("{ENDPOINTS} endpoints at {ENDPOINT_MS} ms, shipped defaults"),
+        ours: Vec::new(),
+        peer: Vec::new(),
+    };
+    for run in 0..=RUNS {
+        for side in [Side::Ours, Side::Peer] {
+            let sample = run_once(
+                emulator,
+                side,
+                "probe",
+                &env,
+                256,
+                sample_event("probe/scheduled-tick.json"),
+            )
+            .await;
+            if run > 0 {
+                match side {
+                    Side::Ours => scenario.ours.push(sample),
+                    Side::Peer => scenario.peer.push(sample),
+                }
+            }
+        }
+    }
+    scenario
+}
+
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.is_empty() {
+        f64::NAN
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    (
+        sorted.first().copied().unwrap_or(f64::NAN),
+        median,
+        sorted.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+fn triple(values: &[f64]) -> String {
+    let (min, median, max) = stats(values);
+    let digits = if median < 100.0 { 1 } else { 0 };
+    format!("{min:.digits$} / {median:.digits$} / {max:.digits$}")
+}
+
+fn calls(samples: &[Sample]) -> String {
+    // Every run makes the same calls; the last run's are shown.
+    let Some(last) = samples.last() else {
+        return String::new();
+    };
+    let total: u64 = last.calls.values().sum();
+    let list: Vec<String> = last
+        .calls
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    format!("{total}: {}", list.join(", "))
+}
+
+fn print_table(scenarios: &[Scenario]) {
+    println!();
+    println!(
+        "{:<10} {:<19} {:>26} {:>26} {:>10}",
+        "function", "figure (min/median/max)", "ours", "peer (Python, boto3)", "peer/ours"
+    );
+    for s in scenarios {
+        println!("{:<10} {}", s.function, s.what);
+        type Figure = fn(&Sample) -> f64;
+        let figures: [(&str, Figure); 3] = [
+            ("ready (ms)", |x| x.ready_ms),
+            ("invocation (ms)", |x| x.invocation_ms),
+            ("peak memory (MiB)", |x| x.peak_mib),
+        ];
+        for (name, figure) in figures {
+            let ours: Vec<f64> = s.ours.iter().map(figure).collect();
+            let peer: Vec<f64> = s.peer.iter().map(figure).collect();
+            let ratio = stats(&peer).1 / stats(&ours).1;
+            println!(
+                "{:<10} {:<23} {:>26} {:>26} {:>9.1}×",
+                "",
+                name,
+                triple(&ours),
+                triple(&peer),
+                ratio
+            );
+        }
+        println!("{:<10} {:<23} ours {}", "", "AWS calls", calls(&s.ours));
+        println!("{:<10} {:<23} peer {}", "", "", calls(&s.peer));
+    }
+}
+
+/// Binary and zip sizes of every architecture `make release` built.
+fn print_sizes() {
+    println!();
+    println!(
+        "{:<10} {:<7} {:>13} {:>10}",
+        "function", "arch", "binary (MiB)", "zip (MiB)"
+    );
+    for arch in ["x86-64", "arm64"] {
+        for function in ["scaler", "registrar", "probe", "drill"] {
+            let zip =
+                workspace_root().join(format!("target/lambda-{arch}/{function}/bootstrap.zip"));
+            let Ok(meta) = std::fs::metadata(&zip) else {
+                continue;
+            };
+            let binary = zipped_size(&zip).map_or_else(|| "?".to_string(), mib);
+            println!(
+                "{:<10} {:<7} {:>13} {:>10}",
+                function,
+                arch,
+                binary,
+                mib(meta.len())
+            );
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let value = bytes as f64 / 1024.0 / 1024.0;
+    format!("{value:.2}")
+}
+
+/// The uncompressed size of the zip's `bootstrap`.
+fn zipped_size(zip: &Path) -> Option<u64> {
+    let out = Command::new("unzip").arg("-l").arg(zip).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.trim_end().ends_with("bootstrap"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[tokio::main]
+async fn main() {
+    std::fs::create_dir_all(bench_dir()).expect("target/bench");
+    for function in ["scaler", "registrar", "probe"] {
+        release_binary(function);
+    }
+    let emulator = Emulator::start();
+    let aws = Aws::new(&emulator.sdk_config(REGION));
+    eprintln!("bench: {RUNS} runs of each side after a warm-up; logs in target/bench/");
+    let mut scenarios = Vec::new();
+    eprintln!("bench: scaler");
+    scenarios.push(scaler_scenario(&emulator, &aws).await);
+    let network = aws.network().await;
+    eprintln!("bench: registrar, {FEW_TASKS} tasks");
+    scenarios.push(registrar_scenario(&emulator, &aws, &network, FEW_TASKS).await);
+    eprintln!("bench: registrar, {MANY_TASKS} tasks (ECS lists 100 a page)");
+    scenarios.push(registrar_scenario(&emulator, &aws, &network, MANY_TASKS).await);
+    eprintln!("bench: probe");
+    scenarios.push(probe_scenario(&emulator).await);
+    print_table(&scenarios);
+    print_sizes();
+}
