@@ -24,7 +24,27 @@ pub fn capped(text: &str, limit: usize) -> String {
     format!("{start}… ({length} characters, cut)")
 }
 
+/// ECS cluster and service names are at most 255 characters.
+pub const ECS_NAME_LIMIT: usize = 255;
+/// An ARN is at most 2,048 characters.
+pub const ARN_LIMIT: usize = 2048;
+
 impl MalformedEvent {
+    /// Refuses a `value` longer than AWS allows, saying how long it was
+    /// without repeating it.
+    ///
+    /// # Errors
+    /// When `value` has more than `limit` characters.
+    pub fn check_length(what: &str, value: &str, limit: usize) -> Result<(), Self> {
+        let length = value.chars().count();
+        if length > limit {
+            return Err(Self(format!(
+                "{what} is {length} characters; at most {limit} are allowed"
+            )));
+        }
+        Ok(())
+    }
+
     /// `what: cause`, for a payload part that failed to parse.
     pub fn because(what: &str, cause: impl std::fmt::Display) -> Self {
         Self(format!("{what}: {cause}"))
@@ -60,7 +80,7 @@ impl MalformedEvent {
 pub enum InvocationError {
     #[error("malformed event: {0}")]
     MalformedEvent(#[from] MalformedEvent),
-    #[error("rejected command: {0}")]
+    #[error("rejected command: {}", capped(.0, ECHO_LIMIT))]
     RejectedCommand(String),
     #[error("{0}")]
     Aws(#[from] PortError),

@@ -588,3 +588,106 @@ fn bodies_in_flight_must_fit_the_function_memory() {
         .fits_in_memory(128)
         .expect("the shipped document fits the template's 128 MB");
 }
+
+#[tokio::test]
+async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
+    let huge = "x".repeat(1 << 20);
+    let with = |name: &str, change: &dyn Fn(&mut Value)| {
+        let mut event = sample(name);
+        change(&mut event);
+        event
+    };
+    // (payload, what the answer must say, error type): none echoing a megabyte.
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            with("manual-run-one-check", &|e| {
+                e["checks"][0] = huge.clone().into()
+            }),
+            "characters, cut)",
+            "NonRetryable.RejectedCommand",
+        ),
+        (
+            with("adhoc-check", &|e| {
+                e["adhoc"][0]["url"] = huge.clone().into()
+            }),
+            "adhoc[0].url",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("adhoc-check", &|e| {
+                e["adhoc"][0]["name"] = huge.clone().into()
+            }),
+            "adhoc[0].name",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("adhoc-check", &|e| {
+                e["adhoc"][0]["timeout_ms"] = (-5).into()
+            }),
+            "adhoc[0].timeout_ms",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("adhoc-check", &|e| {
+                e["adhoc"][0]["retries"] = 4_000_000_000_u32.into()
+            }),
+            "adhoc[0].retries",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("adhoc-check", &|e| {
+                e["adhoc"][0]["expected_status"] = serde_json::json!(["999-100"])
+            }),
+            "adhoc[0].expected_status",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("manual-run-one-check", &|e| {
+                e["checks"] = "web-health".into()
+            }),
+            "invalid type: string",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            with("manual-run-one-check", &|e| {
+                e["command"] = huge.clone().into()
+            }),
+            "characters, cut)",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            serde_json::json!({ huge.clone(): 1 }),
+            "unrecognised",
+            "NonRetryable.MalformedEvent",
+        ),
+        (
+            serde_json::json!(42),
+            "expected a JSON object",
+            "NonRetryable.MalformedEvent",
+        ),
+    ];
+    let p = prober_with(&with_adhoc(&["web.example.com"]));
+    for (payload, says, kind) in cases {
+        let err = p.handle(payload, now(), None).await.expect_err("refused");
+        let message = err.to_string();
+        assert!(
+            message.contains(says),
+            "{says}: {}",
+            &message[..message.len().min(300)]
+        );
+        assert!(message.len() < 1_000, "echoed {} bytes", message.len());
+        assert_eq!(Diagnostic::from(err).error_type, kind, "{says}");
+    }
+    // A host outside the allowlist, and a configured check's name, are refused.
+    for change in [
+        &(|e: &mut Value| e["adhoc"][0]["url"] = "https://elsewhere.example.org/".into())
+            as &dyn Fn(&mut Value),
+        &|e: &mut Value| e["adhoc"][0]["name"] = "web-health".into(),
+    ] {
+        let err = p
+            .handle(with("adhoc-check", change), now(), None)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().len() < 1_000);
+    }
+}

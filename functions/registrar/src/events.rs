@@ -7,6 +7,7 @@ use ecs_control::domain::registration::{
 };
 use ecs_control::domain::service::ServiceRef;
 pub use ecs_control::invocation::MalformedEvent;
+use ecs_control::invocation::{ARN_LIMIT, ECS_NAME_LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -209,5 +210,44 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
             "an EventBridge ECS Task State Change or Scheduled Event, or a manual command (command)",
         ));
     };
+    check_lengths(&trigger)?;
     Ok(Invocation { trigger, dry_run })
+}
+
+/// Names and ARNs longer than AWS allows are refused, so they are never
+/// logged or recorded whole.
+fn check_lengths(trigger: &Trigger) -> Result<(), MalformedEvent> {
+    match trigger {
+        Trigger::TaskChange {
+            cluster,
+            service,
+            task,
+        } => {
+            MalformedEvent::check_length("the cluster name", cluster, ECS_NAME_LIMIT)?;
+            if let Some(service) = service {
+                MalformedEvent::check_length("the service name", service, ECS_NAME_LIMIT)?;
+            }
+            MalformedEvent::check_length("the task ARN", &task.task_arn, ARN_LIMIT)?;
+            for (what, value) in [
+                ("the last status", &task.last_status),
+                ("the desired status", &task.desired_status),
+            ] {
+                MalformedEvent::check_length(what, value, ECS_NAME_LIMIT)?;
+            }
+            for address in [&task.private_ip, &task.private_ipv6].into_iter().flatten() {
+                // The longest IPv6 text form is 45 characters.
+                MalformedEvent::check_length("a task address", address, 45)?;
+            }
+            if let Some(code) = &task.stop_code {
+                MalformedEvent::check_length("the stop code", code, ECS_NAME_LIMIT)?;
+            }
+        }
+        Trigger::Reconcile { services, .. } => {
+            for service in services.iter().flatten() {
+                MalformedEvent::check_length("a cluster name", &service.cluster, ECS_NAME_LIMIT)?;
+                MalformedEvent::check_length("a service name", &service.service, ECS_NAME_LIMIT)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -5,8 +5,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::config::RegistrarConfig;
 use ecs_control::domain::registration::{
-    action_for, cap_deregistrations, diff, health_concerns, HealthConcern, HealthState,
-    RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
+    action_for, cap_deregistrations, diff, foreign_task, health_concerns, HealthConcern,
+    HealthState, RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo,
+    TARGETS_PER_CALL,
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
@@ -185,6 +186,16 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             record.ignored = Some(format!("service {service} is not configured"));
             return Ok(());
         };
+        // A same-named cluster and service elsewhere (an event bus shared
+        // across accounts or regions) is not the configured one.
+        let groups = binding
+            .target_groups
+            .iter()
+            .map(|g| g.target_group_arn.as_str());
+        if let Some(why) = foreign_task(&task.task_arn, groups) {
+            record.ignored = Some(why);
+            return Ok(());
+        }
         let mut decision = TaskDecision {
             service: service.clone(),
             action: action_for(&task),

@@ -814,3 +814,112 @@ async fn unhealthy_and_stuck_initial_targets_are_reported() {
     );
     assert_eq!(main.health_concerns[0].task_running_seconds, Some(600));
 }
+
+#[tokio::test]
+async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
+    let huge = "x".repeat(1 << 20);
+    let with = |name: &str, change: &dyn Fn(&mut Value)| {
+        let mut event = sample(name);
+        change(&mut event);
+        event
+    };
+    // (payload, what the answer must say): every one an error, none echoing a megabyte.
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with("task-running", &|e| {
+                e["detail"]["taskArn"] = huge.clone().into()
+            }),
+            "the task ARN is 1048576 characters; at most 2048",
+        ),
+        (
+            with("task-running", &|e| {
+                e["detail"]["group"] = format!("service:{huge}").into()
+            }),
+            "the service name is 1048576 characters",
+        ),
+        (
+            with("task-running", &|e| {
+                e["detail"]["clusterArn"] = huge.clone().into()
+            }),
+            "the cluster name is 1048576 characters",
+        ),
+        (
+            with("task-running", &|e| {
+                e["detail"]["attachments"][0]["details"][4]["value"] = huge.clone().into()
+            }),
+            "a task address is 1048576 characters",
+        ),
+        (
+            with("task-running", &|e| e["detail"]["version"] = "three".into()),
+            "invalid type: string",
+        ),
+        (
+            with("task-running", &|e| {
+                e["detail"]["version"] = u64::MAX.into()
+            }),
+            "invalid value",
+        ),
+        (
+            with("task-running", &|e| e["detail"]["lastStatus"] = 42.into()),
+            "invalid type: integer",
+        ),
+        (
+            with("manual-reconcile-dry-run", &|e| {
+                e["services"][0]["service"] = huge.clone().into()
+            }),
+            "a service name is 1048576 characters",
+        ),
+        (
+            with("manual-reconcile-dry-run", &|e| {
+                e["command"] = huge.clone().into()
+            }),
+            "characters, cut)",
+        ),
+        (serde_json::json!({ huge.clone(): 1 }), "unrecognised"),
+        (serde_json::json!("a string"), "expected a JSON object"),
+    ];
+    let r = registrar(
+        FakeEcs::with(vec![running_task(TASK_ARN, "10.0.1.23")]),
+        FakeElb::with_groups(&[TG, TG_PEERED]),
+    );
+    for (payload, says) in cases {
+        let err = r.handle(payload, now()).await.expect_err("refused");
+        let message = err.to_string();
+        assert!(
+            message.contains(says),
+            "{says}: {}",
+            &message[..message.len().min(300)]
+        );
+        assert!(message.len() < 1_000, "echoed {} bytes", message.len());
+        assert_eq!(
+            Diagnostic::from(err).error_type,
+            "NonRetryable.MalformedEvent"
+        );
+    }
+    // A task of another account or region under a same-named cluster and
+    // service is not this registrar's to register.
+    for task_arn in [
+        "arn:aws:ecs:eu-west-1:123456789012:task/demo/0f9d3c5e4b2a4d6f8e1c2b3a4d5e6f70",
+        "arn:aws:ecs:us-east-1:999999999999:task/demo/0f9d3c5e4b2a4d6f8e1c2b3a4d5e6f70",
+    ] {
+        let event = with("task-running", &|e| {
+            e["detail"]["taskArn"] = task_arn.into()
+        });
+        let record = r.handle(event, now()).await.expect("answered");
+        let ignored = record.ignored.expect("ignored");
+        assert!(
+            ignored.contains("target groups are in account 123456789012, region us-east-1"),
+            "{ignored}"
+        );
+    }
+    assert!(elb(&r).writes().is_empty());
+    // An unknown service named by hand is refused, not obeyed.
+    let unknown = with("manual-reconcile-dry-run", &|e| {
+        e["services"][0]["service"] = "someone-elses".into()
+    });
+    let err = r.handle(unknown, now()).await.expect_err("refused");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.RejectedCommand"
+    );
+}

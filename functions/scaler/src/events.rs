@@ -8,6 +8,7 @@ use ecs_control::domain::policy::AdjustmentType;
 use ecs_control::domain::scaling::trigger_key;
 use ecs_control::domain::service::ServiceRef;
 pub use ecs_control::invocation::MalformedEvent;
+use ecs_control::invocation::ECS_NAME_LIMIT;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -125,19 +126,11 @@ struct SnsAlarmMessage {
 
 /// CloudWatch alarm names are at most 255 characters.
 const ALARM_NAME_LIMIT: usize = 255;
-/// ECS cluster and service names are at most 255 characters.
-const ECS_NAME_LIMIT: usize = 255;
 /// An operator's reason is kept in the record and the log: a paragraph at most.
 const REASON_LIMIT: usize = 1024;
 
 fn within(what: &str, value: &str, limit: usize) -> Result<(), MalformedEvent> {
-    let length = value.chars().count();
-    if length > limit {
-        return Err(MalformedEvent(format!(
-            "{what} is {length} characters; at most {limit} are allowed"
-        )));
-    }
-    Ok(())
+    MalformedEvent::check_length(what, value, limit)
 }
 
 fn state_of(alarm: &str, value: &str) -> Result<AlarmState, MalformedEvent> {

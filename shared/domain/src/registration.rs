@@ -329,9 +329,60 @@ pub fn cluster_name(cluster: &str) -> &str {
         .map_or(cluster, |(_, name)| name)
 }
 
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:...` → (partition, region, account).
+pub fn arn_scope(arn: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(_), Some(region), Some(account), Some(_)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((partition, region, account))
+}
+
+/// Why a task is none of the registrar's business when its ARN is in another
+/// partition, region or account than every target group it would feed;
+/// `None` when it shares one's, or when either ARN says nothing of it.
+pub fn foreign_task<'a>(
+    task_arn: &str,
+    group_arns: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let task = arn_scope(task_arn)?;
+    let groups: Vec<(&str, &str, &str)> = group_arns.into_iter().filter_map(arn_scope).collect();
+    if groups.is_empty() || groups.contains(&task) {
+        return None;
+    }
+    let (_, region, account) = task;
+    let (_, group_region, group_account) = groups[0];
+    Some(format!(
+        "the task is in account {account}, region {region}; its service's target groups are in \
+         account {group_account}, region {group_region}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_of_another_account_or_region_is_foreign() {
+        let group = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123";
+        let ours = "arn:aws:ecs:us-east-1:123456789012:task/demo/abc";
+        assert_eq!(foreign_task(ours, [group]), None);
+        for other in [
+            "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc",
+            "arn:aws:ecs:us-east-1:999999999999:task/demo/abc",
+            "arn:aws-cn:ecs:us-east-1:123456789012:task/demo/abc",
+        ] {
+            assert!(foreign_task(other, [group]).is_some(), "{other}");
+        }
+        assert_eq!(foreign_task("not-an-arn", [group]), None);
+    }
 
     fn registered(ip: &str, port: u16, state: HealthState) -> RegisteredTarget {
         RegisteredTarget {
