@@ -718,6 +718,29 @@ impl Aws {
         tasks
     }
 
+    /// A service's tags, by key.
+    pub async fn service_tags(
+        &self,
+        service_arn: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let tags = self
+            .ecs
+            .list_tags_for_resource()
+            .resource_arn(service_arn)
+            .send()
+            .await
+            .expect("tags");
+        tags.tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect()
+    }
+
     pub async fn stop_task(&self, cluster: &str, task_arn: &str) {
         self.ecs
             .stop_task()

@@ -102,23 +102,7 @@ async fn an_alarm_scales_out_by_the_step_its_breach_selects() {
 }
 
 async fn tags(w: &World, arn: &str) -> std::collections::BTreeMap<String, String> {
-    let tags = w
-        .aws
-        .ecs
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .expect("tags");
-    tags.tags()
-        .iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
+    w.aws.service_tags(arn).await
 }
 
 #[tokio::test]
