@@ -85,6 +85,9 @@ struct World {
 
 const STARTING_COUNT: i32 = 2;
 
+/// Each service's desired count and its active targets (address, port).
+type Outcome = BTreeMap<String, (i32, Vec<(String, u16)>)>;
+
 async fn world(region: &'static str) -> World {
     let emulator = Emulator::shared();
     let config = emulator.sdk_config(region);
@@ -315,7 +318,7 @@ impl World {
     }
 
     /// Each service's desired count and its target group's active targets.
-    async fn outcome(&self) -> BTreeMap<String, (i32, Vec<(String, u16)>)> {
+    async fn outcome(&self) -> Outcome {
         let mut outcome = BTreeMap::new();
         for s in &self.services {
             let desired = self.aws.desired_count(CLUSTER, &s.name).await;
@@ -335,7 +338,7 @@ impl World {
 
     /// What every service must end with: its step added once, and its
     /// running tasks registered.
-    fn expected(&self) -> BTreeMap<String, (i32, Vec<(String, u16)>)> {
+    fn expected(&self) -> Outcome {
         self.services
             .iter()
             .map(|s| {
@@ -369,8 +372,8 @@ impl World {
 
 /// The services whose outcome is not the wanted one, for a readable failure.
 fn differences(
-    got: &BTreeMap<String, (i32, Vec<(String, u16)>)>,
-    want: &BTreeMap<String, (i32, Vec<(String, u16)>)>,
+    got: &Outcome,
+    want: &Outcome,
 ) -> Vec<String> {
     want.iter()
         .filter(|(name, w)| got.get(*name) != Some(w))
@@ -414,7 +417,7 @@ async fn shuffled_duplicated_and_late_events_end_where_in_order_delivery_does() 
     let got = replayed.outcome().await;
     let problems = differences(&got, &replayed.expected());
     assert!(problems.is_empty(), "{problems:?}");
-    let counts = |o: &BTreeMap<String, (i32, Vec<(String, u16)>)>| -> Vec<i32> {
+    let counts = |o: &Outcome| -> Vec<i32> {
         o.values().map(|(desired, _)| *desired).collect()
     };
     assert_eq!(counts(&got), counts(&want));
