@@ -371,10 +371,7 @@ impl World {
 }
 
 /// The services whose outcome is not the wanted one, for a readable failure.
-fn differences(
-    got: &Outcome,
-    want: &Outcome,
-) -> Vec<String> {
+fn differences(got: &Outcome, want: &Outcome) -> Vec<String> {
     want.iter()
         .filter(|(name, w)| got.get(*name) != Some(w))
         .map(|(name, w)| format!("{name}: got {:?}, want {w:?}", got.get(name)))
@@ -417,9 +414,7 @@ async fn shuffled_duplicated_and_late_events_end_where_in_order_delivery_does() 
     let got = replayed.outcome().await;
     let problems = differences(&got, &replayed.expected());
     assert!(problems.is_empty(), "{problems:?}");
-    let counts = |o: &Outcome| -> Vec<i32> {
-        o.values().map(|(desired, _)| *desired).collect()
-    };
+    let counts = |o: &Outcome| -> Vec<i32> { o.values().map(|(desired, _)| *desired).collect() };
     assert_eq!(counts(&got), counts(&want));
     replayed.tags_agree_with_counts().await;
 }
