@@ -15,7 +15,7 @@ test:
 	tests/scripts/setup.sh --with-sam
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
 
 # sam deploy's parameter overrides derived from the documents in infra/ (the

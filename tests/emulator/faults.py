@@ -21,7 +21,9 @@ when absent), `times` how many matching calls fail (default 1), or `share`
 - `server_error`: 500 with an internal-failure code;
 - `timeout`: holds the request `delay_seconds` (default 30) and closes the
   connection without an answer;
-- `slow`: holds the request `delay_seconds` (default 2), then answers normally.
+- `slow`: holds the request `delay_seconds` (default 2), then answers normally;
+- `lost_answer`: the call takes effect, then the connection closes without an
+  answer (what a caller sees when a connection drops after AWS acted).
 
 The error body is in the calling protocol (awsJson, rpc-v2-cbor or query XML).
 """
@@ -53,7 +55,7 @@ class Fault:
         self.operation = spec.get("operation", "*")
         self.region = spec.get("region")
         self.kind = spec.get("kind", "throttle")
-        if self.kind not in ("throttle", "server_error", "timeout", "slow"):
+        if self.kind not in ("throttle", "server_error", "timeout", "slow", "lost_answer"):
             raise ValueError(f"unknown fault kind {self.kind!r}")
         self.remaining = int(spec.get("times", 1)) if "share" not in spec else None
         self.share = float(spec["share"]) if "share" in spec else None
@@ -101,15 +103,27 @@ class FaultLayer:
             return self.app(environ, start_response)
         if fault.kind == "timeout":
             time.sleep(fault.delay)
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
+            return self.drop_connection(environ, start_response)
+        if fault.kind == "lost_answer":
+            answer = self.app(environ, lambda *_: (lambda _data: None))
+            try:
+                for _ in answer:
                     pass
-            start_response("504 Gateway Timeout", [("Content-Length", "0")])
-            return [b""]
+            finally:
+                getattr(answer, "close", lambda: None)()
+            return self.drop_connection(environ, start_response)
         return self.error(environ, start_response, fault.kind, service, operation)
+
+    @staticmethod
+    def drop_connection(environ, start_response):
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        start_response("504 Gateway Timeout", [("Content-Length", "0")])
+        return [b""]
 
     @staticmethod
     def identify(environ):

@@ -11,6 +11,8 @@ use aws_sdk_cloudwatch::types::{
     StandardUnit, StateValue,
 };
 use aws_sdk_cloudwatch::Client;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use std::collections::BTreeMap;
 
 /// DescribeAlarms takes at most 100 names a call.
@@ -349,9 +351,39 @@ impl MetricsSink for CloudWatchMetrics {
             .put_metric_data()
             .namespace(namespace)
             .set_metric_data(Some(items))
+            .customize()
+            .config_override(
+                aws_sdk_cloudwatch::config::Builder::default()
+                    .retry_classifier(RetryOnlyWhatWasRefused),
+            )
             .send()
             .await
             .map_err(|e| classify("cloudwatch:PutMetricData", e))?;
         Ok(())
+    }
+}
+
+/// PutMetricData has no idempotency token: sent again after CloudWatch may
+/// have stored it, a batch would count twice in every statistic. So the SDK
+/// retries it only when CloudWatch answered and refused it (throttling or
+/// another 4xx it classifies as retryable); after a 5xx, a timeout or a
+/// dropped connection the batch may have landed, and the invocation fails
+/// retryably instead: a later run measures afresh, never resends.
+#[derive(Debug)]
+struct RetryOnlyWhatWasRefused;
+
+impl ClassifyRetry for RetryOnlyWhatWasRefused {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(_)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        match ctx.response() {
+            Some(answer) if answer.status().is_client_error() => RetryAction::NoActionIndicated,
+            _ => RetryAction::RetryForbidden,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "RetryOnlyWhatWasRefused"
     }
 }
