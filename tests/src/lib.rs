@@ -150,6 +150,20 @@ impl Emulator {
             .build()
     }
 
+    /// [`Self::sdk_config`] with the SDK's standard retries (3 attempts) but
+    /// millisecond backoff: for runs that fail many calls on purpose, where
+    /// which failures are retried matters and the time slept between does not.
+    pub fn sdk_config_quick_retries(&self, region: &str) -> aws_config::SdkConfig {
+        self.sdk_config(region)
+            .into_builder()
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_initial_backoff(std::time::Duration::from_millis(2))
+                    .with_max_backoff(std::time::Duration::from_millis(20)),
+            )
+            .build()
+    }
+
     /// Environment a function process needs to reach this emulator.
     pub fn function_env(&self, region: &str) -> Vec<(String, String)> {
         [

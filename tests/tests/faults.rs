@@ -10,7 +10,8 @@
 //!
 //! The calls to fail are the ones a fault-free run made, counted at the
 //! emulator, so a call the functions start making is covered without a change
-//! here.
+//! here. The SDK keeps its standard retries (3 attempts) with millisecond
+//! backoff.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
@@ -78,6 +79,11 @@ const FAULTS: &[Fault] = &[
     },
 ];
 
+/// Each case's service settles its deployment this fast (a case waits for it).
+fn quick_deployments() {
+    Emulator::shared().control("POST", "settings", &json!({"deployment_seconds": 0.3}));
+}
+
 /// Deliveries of one event before the test gives up on it.
 const MOST_DELIVERIES: usize = 5;
 
@@ -135,7 +141,7 @@ const SCALED_COUNT: i32 = 4;
 /// One service, its alarm in ALARM, and a scaler for its policy, in a
 /// cluster of its own.
 async fn scaler_case(aws: &Aws, cluster: &str) -> (RealScaler, Value) {
-    let config = Emulator::shared().sdk_config(SCALER_REGION);
+    let config = Emulator::shared().sdk_config_quick_retries(SCALER_REGION);
     let alarm = format!("{cluster}-cpu-high");
     aws.create_service(cluster, "web", STARTING_COUNT).await;
     aws.wait_for_deployment(cluster, "web").await;
@@ -203,7 +209,8 @@ async fn handle(
 
 #[tokio::test]
 async fn the_scaler_reaches_the_fault_free_end_state_through_every_fault() {
-    let aws = Aws::new(&Emulator::shared().sdk_config(SCALER_REGION));
+    quick_deployments();
+    let aws = Aws::new(&Emulator::shared().sdk_config_quick_retries(SCALER_REGION));
     let (scaler, event) = scaler_case(&aws, "clean").await;
     let operations = calls_made(SCALER_REGION, async {
         handle(&scaler, &event, Utc::now())
@@ -261,7 +268,7 @@ struct RegistrarCase {
 /// A service with running tasks, bound to two target groups; one group holds
 /// a target of no task.
 async fn registrar_case(aws: &Aws, network: &Network, cluster: &str) -> RegistrarCase {
-    let config = Emulator::shared().sdk_config(REGISTRAR_REGION);
+    let config = Emulator::shared().sdk_config_quick_retries(REGISTRAR_REGION);
     let groups = [
         aws.ip_target_group(&format!("{cluster}-a"), &network.vpc_id)
             .await,
@@ -319,7 +326,8 @@ async fn reconcile(case: &RegistrarCase, at: DateTime<Utc>) -> Result<(), Invoca
 
 #[tokio::test]
 async fn the_registrar_completes_a_partly_failed_reconcile_on_redelivery() {
-    let aws = Aws::new(&Emulator::shared().sdk_config(REGISTRAR_REGION));
+    quick_deployments();
+    let aws = Aws::new(&Emulator::shared().sdk_config_quick_retries(REGISTRAR_REGION));
     let network = aws.network().await;
     let clean = registrar_case(&aws, &network, "clean").await;
     let operations = calls_made(REGISTRAR_REGION, async {
@@ -400,7 +408,7 @@ async fn samples_per_minute(
 #[tokio::test]
 async fn the_probe_never_publishes_a_batch_twice() {
     let site = TestSite::start().await;
-    let config = Emulator::shared().sdk_config(PROBE_REGION);
+    let config = Emulator::shared().sdk_config_quick_retries(PROBE_REGION);
     let aws = Aws::new(&config);
     let network = aws.network().await;
     let group = aws.ip_target_group("probed", &network.vpc_id).await;

@@ -7,7 +7,9 @@
 //! the failure queue do, while other events go on.
 //!
 //! Each world lives in its own region of the shared emulator, with the real
-//! adapters and handlers.
+//! adapters and handlers, and the SDK's standard retries with millisecond
+//! backoff (a fifth of calls failing would otherwise spend most of an hour
+//! asleep between attempts).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
@@ -90,7 +92,7 @@ type Outcome = BTreeMap<String, (i32, Vec<(String, u16)>)>;
 
 async fn world(region: &'static str) -> World {
     let emulator = Emulator::shared();
-    let config = emulator.sdk_config(region);
+    let config = emulator.sdk_config_quick_retries(region);
     let aws = Aws::new(&config);
     let network = aws.network().await;
     let t0 = Utc::now();
@@ -379,7 +381,6 @@ fn differences(got: &Outcome, want: &Outcome) -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "takes about an hour against the emulator; run with --ignored"]
 async fn shuffled_duplicated_and_late_events_end_where_in_order_delivery_does() {
     let (reference, replayed) = tokio::join!(world("ap-east-1"), world("af-south-1"));
 
@@ -393,19 +394,20 @@ async fn shuffled_duplicated_and_late_events_end_where_in_order_delivery_does() 
             (e.clone(), at)
         })
         .collect();
-    reference.replay(once_each, 1).await;
-    let want = reference.outcome().await;
-    assert_eq!(want, reference.expected(), "in-order delivery");
-
-    // Shuffled, with duplicates and late copies. The two worlds' tasks have
-    // their own addresses: each must hold its own running tasks, and the
-    // counts must be the in-order ones.
+    // Shuffled, with duplicates and late copies, beside it. The two worlds'
+    // tasks have their own addresses: each must hold its own running tasks,
+    // and the counts must be the in-order ones.
     let deliveries = shuffled(&in_order(&replayed), 42, replayed.t0);
     let late = deliveries
         .iter()
         .filter(|(_, at)| *at > replayed.t0 + TimeDelta::minutes(30))
         .count();
-    let (delivered, retried) = replayed.replay(deliveries, 2).await;
+    let (_, (delivered, retried)) = tokio::join!(
+        reference.replay(once_each, 1),
+        replayed.replay(deliveries, 2)
+    );
+    let want = reference.outcome().await;
+    assert_eq!(want, reference.expected(), "in-order delivery");
     println!(
         "replay: {} distinct events, {delivered} deliveries ({late} late, up to {MAX_EVENT_AGE_HOURS} h), {retried} retried",
         unique.len()
@@ -420,7 +422,6 @@ async fn shuffled_duplicated_and_late_events_end_where_in_order_delivery_does() 
 }
 
 #[tokio::test]
-#[ignore = "takes about an hour against the emulator; run with --ignored"]
 async fn the_same_with_a_fifth_of_all_calls_failing() {
     let region = "me-central-1";
     let w = world(region).await;

@@ -62,6 +62,29 @@ struct Scenario {
     peer: Vec<Sample>,
 }
 
+impl Scenario {
+    fn new(function: &'static str, what: String) -> Self {
+        Self {
+            function,
+            what,
+            ours: Vec::new(),
+            peer: Vec::new(),
+        }
+    }
+
+    /// Keeps a run's figures; the first run of each side warms the disk cache
+    /// and is not counted.
+    fn record(&mut self, run: usize, side: Side, sample: Sample) {
+        if run == 0 {
+            return;
+        }
+        match side {
+            Side::Ours => self.ours.push(sample),
+            Side::Peer => self.peer.push(sample),
+        }
+    }
+}
+
 fn bench_dir() -> PathBuf {
     workspace_root().join("target/bench")
 }
@@ -198,12 +221,10 @@ async fn registrar_scenario(
 ) -> Scenario {
     let service = format!("registrar-{tasks}");
     service_with_tasks(aws, network, &service, tasks).await;
-    let mut scenario = Scenario {
-        function: "registrar",
-        what: format!("reconcile {tasks} tasks into an empty group"),
-        ours: Vec::new(),
-        peer: Vec::new(),
-    };
+    let mut scenario = Scenario::new(
+        "registrar",
+        format!("reconcile {tasks} tasks into an empty group"),
+    );
     for run in 0..=RUNS {
         for side in [Side::Ours, Side::Peer] {
             let group = aws
@@ -223,13 +244,7 @@ async fn registrar_scenario(
                 tasks,
                 "every task registered"
             );
-            // The first run of each side warms the disk cache; it is not counted.
-            if run > 0 {
-                match side {
-                    Side::Ours => scenario.ours.push(sample),
-                    Side::Peer => scenario.peer.push(sample),
-                }
-            }
+            scenario.record(run, side, sample);
         }
     }
     scenario
@@ -249,12 +264,10 @@ fn step_policy(alarm: &str, service: &str) -> String {
 }
 
 async fn scaler_scenario(emulator: &Emulator, aws: &Aws) -> Scenario {
-    let mut scenario = Scenario {
-        function: "scaler",
-        what: "an alarm state change: read, decide, scale 4 → 7".into(),
-        ours: Vec::new(),
-        peer: Vec::new(),
-    };
+    let mut scenario = Scenario::new(
+        "scaler",
+        "an alarm state change: read, decide, scale 4 → 7".into(),
+    );
     for run in 0..=RUNS {
         for side in [Side::Ours, Side::Peer] {
             let service = format!("web-{}{run}", side.tag());
@@ -299,12 +312,7 @@ async fn scaler_scenario(emulator: &Emulator, aws: &Aws) -> Scenario {
                 7,
                 "scaled 4 → 7"
             );
-            if run > 0 {
-                match side {
-                    Side::Ours => scenario.ours.push(sample),
-                    Side::Peer => scenario.peer.push(sample),
-                }
-            }
+            scenario.record(run, side, sample);
         }
     }
     scenario
@@ -341,12 +349,10 @@ async fn probe_scenario(emulator: &Emulator) -> Scenario {
         .collect();
     let config = json!({"namespace": "EcsControl/Bench", "checks": checks}).to_string();
     let env = vec![("PROBE_CONFIG".to_string(), config)];
-    let mut scenario = Scenario {
-        function: "probe",
-        what: format!("{ENDPOINTS} endpoints at {ENDPOINT_MS} ms, shipped defaults"),
-        ours: Vec::new(),
-        peer: Vec::new(),
-    };
+    let mut scenario = Scenario::new(
+        "probe",
+        format!("{ENDPOINTS} endpoints at {ENDPOINT_MS} ms, shipped defaults"),
+    );
     for run in 0..=RUNS {
         for side in [Side::Ours, Side::Peer] {
             let sample = run_once(
@@ -358,12 +364,7 @@ async fn probe_scenario(emulator: &Emulator) -> Scenario {
                 sample_event("probe/scheduled-tick.json"),
             )
             .await;
-            if run > 0 {
-                match side {
-                    Side::Ours => scenario.ours.push(sample),
-                    Side::Peer => scenario.peer.push(sample),
-                }
-            }
+            scenario.record(run, side, sample);
         }
     }
     scenario
