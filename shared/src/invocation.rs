@@ -1,6 +1,7 @@
 //! What the functions share about an invocation's outcome: the error type that
 //! tells Lambda whether retrying can help, and the one-line decision log.
 
+use crate::config::ConfigError;
 use crate::ports::{FailureKind, PortError};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -84,6 +85,10 @@ pub enum InvocationError {
     RejectedCommand(String),
     #[error("{0}")]
     Aws(#[from] PortError),
+    /// The configuration disagrees with what AWS has (an alarm or target group
+    /// it names): no event is acted on until it is fixed.
+    #[error("{0}")]
+    Configuration(#[from] ConfigError),
     #[error("{failed} of {total} {unit} failed ({detail}); the rest were applied and a retry does not redo them")]
     PartialFailure {
         failed: usize,
@@ -98,7 +103,9 @@ impl InvocationError {
     /// Throttling, 5xx and timeouts are worth retrying; bad input and missing resources are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            InvocationError::MalformedEvent(_) | InvocationError::RejectedCommand(_) => false,
+            InvocationError::MalformedEvent(_)
+            | InvocationError::RejectedCommand(_)
+            | InvocationError::Configuration(_) => false,
             InvocationError::Aws(e) => e.kind == FailureKind::Retryable,
             InvocationError::PartialFailure { retryable, .. } => *retryable,
         }
@@ -114,6 +121,7 @@ impl InvocationError {
                 FailureKind::Rejected => "AwsRejected",
             },
             InvocationError::PartialFailure { .. } => "PartialFailure",
+            InvocationError::Configuration(_) => "Configuration",
         }
     }
 

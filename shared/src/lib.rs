@@ -7,4 +7,6 @@ pub use ecs_control_domain as domain;
 pub mod aws;
 pub mod config;
 pub mod invocation;
+pub mod logging;
 pub mod ports;
+pub mod startup;

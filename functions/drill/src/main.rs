@@ -11,7 +11,7 @@ use serde_json::Value;
 // every wait here is I/O; a single-threaded runtime starts sooner and smaller.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    ecs_control::logging::init_logging();
     // A bad drill document stops the cold start, before anything is touched.
     let config = match DrillConfig::from_env() {
         Ok(config) => config,

@@ -10,7 +10,7 @@ use serde_json::Value;
 // every wait here is I/O; a single-threaded runtime starts sooner and smaller.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    ecs_control::logging::init_logging();
     // A bad configuration stops the cold start, with the field to fix.
     let config = match ProbeConfig::from_env() {
         Ok(config) => config,

@@ -1,6 +1,7 @@
 use ecs_control::aws::{ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config};
 use ecs_control::config::{flag_from_env, RegistrarConfig};
 use ecs_control::invocation::fail_init;
+use ecs_control::startup::StartupCheck;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use registrar::handler::Registrar;
 use serde_json::Value;
@@ -9,7 +10,7 @@ use serde_json::Value;
 // every wait here is I/O; a single-threaded runtime starts sooner and smaller.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    ecs_control::logging::init_logging();
     // A bad configuration stops the cold start, with the field to fix.
     let config = match RegistrarConfig::from_env() {
         Ok(config) => config,
@@ -21,18 +22,24 @@ async fn main() -> Result<(), Error> {
     };
     let sdk = load_sdk_config().await;
     let groups = Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk));
-    // The target groups must be what the document says: a mismatch stops the cold start too.
-    if let Err(e) = registrar::cold_start::verify(&config, &groups).await {
-        fail_init(&e).await;
-    }
+    // The target groups must be what the document says; checked beside the
+    // wait for the first event, and before any event is acted on.
+    let check = {
+        let (config, groups) = (config.clone(), groups.clone());
+        StartupCheck::start(move || {
+            let (config, groups) = (config.clone(), groups.clone());
+            async move { registrar::cold_start::verify(&config, &groups).await }
+        })
+    };
     let registrar = Registrar::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
         groups,
         always_dry_run,
     );
-    let registrar = &registrar;
+    let (registrar, check) = (&registrar, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        check.passed().await?;
         registrar.handle(event.payload, chrono::Utc::now()).await
     }))
     .await

@@ -1,4 +1,5 @@
-//! The configuration checked against AWS once, before the first event: every
+//! The configuration checked against AWS at cold start (beside the wait for
+//! the first event, and before any is acted on; see `ecs_control::startup`): every
 //! alarm a policy names exists, and every service a policy resizes is active.
 //! A read that fails for a passing reason (throttling, a timeout) is logged and
 //! skipped: the first event will meet the same AWS anyway.
@@ -24,8 +25,18 @@ pub async fn verify(
             Err(e) => tracing::warn!(error = %e, "cold-start check of the alarms skipped"),
         }
     }
-    for (service, index) in config.services() {
-        match ecs.describe_service(service).await {
+    // Read side by side: the first event waits for these. A policy document
+    // names few services; ECS's rate limits allow far more reads than that.
+    let reads: Vec<_> = config
+        .services()
+        .map(|(service, index)| {
+            let read = ecs.describe_service(service);
+            async move { (service, index, read.await) }
+        })
+        .collect();
+    let reads = futures::future::join_all(reads).await;
+    for (service, index, read) in reads {
+        match read {
             Ok(_) => {}
             Err(e) if e.kind == FailureKind::NotFound => {
                 return Err(ConfigError::new(

@@ -1,6 +1,7 @@
 use ecs_control::aws::{cloudwatch::CloudWatchAlarms, ecs::EcsAdapter, load_sdk_config};
 use ecs_control::config::{flag_from_env, ScalerConfig};
 use ecs_control::invocation::fail_init;
+use ecs_control::startup::StartupCheck;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use scaler::handler::Scaler;
 use serde_json::Value;
@@ -9,7 +10,7 @@ use serde_json::Value;
 // every wait here is I/O; a single-threaded runtime starts sooner and smaller.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    ecs_control::logging::init_logging();
     // A bad configuration stops the cold start, with the field to fix.
     let config = match ScalerConfig::from_env() {
         Ok(config) => config,
@@ -22,13 +23,19 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
     let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
-    // What the policies name must exist: a mismatch stops the cold start too.
-    if let Err(e) = scaler::cold_start::verify(&config, &alarms, &ecs).await {
-        fail_init(&e).await;
-    }
+    // What the policies name must exist; checked beside the wait for the
+    // first event, and before any event is acted on.
+    let check = {
+        let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
+        StartupCheck::start(move || {
+            let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
+            async move { scaler::cold_start::verify(&config, &alarms, &ecs).await }
+        })
+    };
     let scaler = Scaler::new(config, ecs, alarms, always_dry_run);
-    let scaler = &scaler;
+    let (scaler, check) = (&scaler, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        check.passed().await?;
         scaler
             .handle(event.payload, &event.context.request_id, chrono::Utc::now())
             .await

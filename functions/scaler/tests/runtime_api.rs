@@ -61,6 +61,39 @@ async fn the_built_function_scales_through_the_lambda_runtime_api() {
     assert_eq!(aws.desired_count("demo", "web").await, 5);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_naming_a_missing_alarm_fails_each_event_naming_the_field_until_it_exists() {
+    let emulator = Emulator::start();
+    let aws = Aws::new(&emulator.sdk_config(REGION));
+    aws.create_service("demo", "web", 2).await;
+    // The policies name alarms that do not exist yet.
+    let lambda = start_function(&emulator);
+    let event = sample_event("scaler/alarm-state-change.json");
+    for _ in 0..2 {
+        let refused = lambda.invoke(&event);
+        assert!(!refused.ok, "{}", refused.text);
+        for says in [
+            "NonRetryable.Configuration",
+            "policies[0].alarm: no metric or composite alarm",
+        ] {
+            assert!(refused.text.contains(says), "{says}: {}", refused.text);
+        }
+    }
+    assert_eq!(
+        aws.desired_count("demo", "web").await,
+        2,
+        "nothing acted on"
+    );
+
+    // Once they exist, the next event checks again and is acted on.
+    aws.demo_alarms().await;
+    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
+        .await;
+    let acted = lambda.invoke(&event);
+    assert!(acted.ok, "{}", acted.text);
+    assert_eq!(aws.desired_count("demo", "web").await, 5);
+}
+
 /// A stand-in for the runtime API's init error endpoint: accepts one request
 /// on a loopback port and returns it whole.
 fn runtime_api_catching_one_request() -> (String, std::thread::JoinHandle<String>) {

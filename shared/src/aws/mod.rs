@@ -5,7 +5,12 @@ pub mod ecs;
 pub mod elbv2;
 
 use crate::ports::{FailureKind, PortError};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -21,11 +26,34 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
 
 /// The one HTTP client stack of every function: hyper 1 and rustls with ring.
 /// Trusted roots are loaded on the first HTTPS request, not at cold start.
-pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+pub fn http_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    SharedHttpClient::new(RootsOnFirstRequest(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https(),
+    ))
+}
+
+/// The SDK's client builds its connector, reading every trusted root on the
+/// machine, when a client is made; this defers that to the first request, so
+/// a cold start does not wait on it (and a function that makes no HTTPS call,
+/// or only to an emulator over HTTP, never pays it).
+#[derive(Debug)]
+struct RootsOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for RootsOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 const THROTTLING_CODES: &[&str] = &[
