@@ -1,64 +1,51 @@
-//! Checks of the configuration against AWS that run beside the wait for the
-//! first event, not before it: the function is ready for its first event as
-//! soon as its document parses, and the check's reads overlap the runtime
-//! handing that event over. Every invocation waits for the check to have
-//! passed before acting; while it fails, each invocation fails with its error
-//! (`NonRetryable.Configuration`, naming the field), and the next one checks
-//! again, as a failed cold start would have.
+//! Checks of the configuration against AWS that run with the first event, not
+//! before the function asks for it: the function is ready as soon as its
+//! document parses (on Lambda, a cold start is usually for an event already
+//! waiting, so the reads cost that event what they would have cost the cold
+//! start). No event is acted on before the check passes; while it fails, each
+//! invocation fails with its error (`NonRetryable.Configuration`, naming the
+//! field), and the next one checks again, as a failed cold start would have.
 
 use crate::config::ConfigError;
 use crate::invocation::InvocationError;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), ConfigError>> + Send>>;
 
-enum State {
-    Running(JoinHandle<Result<(), ConfigError>>),
-    Passed,
-    Failed,
-}
-
-/// A configuration check started at cold start.
+/// A configuration check run with the first event, and again with each event
+/// until it passes.
 pub struct StartupCheck {
-    state: Mutex<State>,
+    passed: Mutex<bool>,
     check: Box<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
 impl StartupCheck {
-    /// Starts `check` on the runtime now; it runs whenever the function waits.
-    pub fn start<F, Fut>(check: F) -> Self
+    /// Keeps `check` for the first event; nothing runs yet.
+    pub fn new<F, Fut>(check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConfigError>> + Send + 'static,
     {
-        let first = tokio::spawn(check());
         Self {
-            state: Mutex::new(State::Running(first)),
+            passed: Mutex::new(false),
             check: Box::new(move || Box::pin(check())),
         }
     }
 
-    /// Waits for the check; once passed, it is not run again.
+    /// Runs the check unless it has passed before.
     ///
     /// # Errors
     /// [`InvocationError::Configuration`] while the configuration disagrees with AWS.
     pub async fn passed(&self) -> Result<(), InvocationError> {
-        let mut state = self.state.lock().await;
-        let outcome = match std::mem::replace(&mut *state, State::Failed) {
-            State::Passed => Ok(()),
-            // A check that panicked proved nothing either way: check again.
-            State::Running(first) => match first.await {
-                Ok(outcome) => outcome,
-                Err(_) => (self.check)().await,
-            },
-            State::Failed => (self.check)().await,
-        };
-        match outcome {
+        let mut passed = self.passed.lock().await;
+        if *passed {
+            return Ok(());
+        }
+        match (self.check)().await {
             Ok(()) => {
-                *state = State::Passed;
+                *passed = true;
                 Ok(())
             }
             Err(e) => {
@@ -79,7 +66,7 @@ mod tests {
     fn counting(failures: usize) -> (StartupCheck, Arc<AtomicUsize>) {
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
-        let check = StartupCheck::start(move || {
+        let check = StartupCheck::new(move || {
             let run = counter.fetch_add(1, Ordering::SeqCst);
             async move {
                 if run < failures {

@@ -88,8 +88,32 @@ type Expiries = Arc<Mutex<HashMap<String, i64>>>;
 /// first; a chain refused as expired still has its dates noted.
 #[derive(Debug)]
 struct ChainExpiry {
-    inner: Arc<rustls_platform_verifier::Verifier>,
+    inner: Arc<RootsOnFirstHandshake>,
     expiries: Expiries,
+}
+
+/// The platform verifier, made on the first TLS handshake that needs it:
+/// reading the platform's trusted roots takes milliseconds and a few hundred
+/// KiB, which a probe of plain-HTTP endpoints never needs.
+#[derive(Debug)]
+struct RootsOnFirstHandshake {
+    extra_roots: Vec<CertificateDer<'static>>,
+    verifier: std::sync::OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+}
+
+impl RootsOnFirstHandshake {
+    fn verifier(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new_with_extra_roots(
+                    self.extra_roots.iter().cloned(),
+                    Arc::new(rustls::crypto::ring::default_provider()),
+                )
+                .map_err(|e| format!("cannot load the trusted roots: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
 }
 
 impl ServerCertVerifier for ChainExpiry {
@@ -114,8 +138,13 @@ impl ServerCertVerifier for ChainExpiry {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(server_name.to_str().into_owned(), earliest);
         }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.inner.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
     }
 
     fn verify_tls12_signature(
@@ -124,7 +153,9 @@ impl ServerCertVerifier for ChainExpiry {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner
+            .verifier()?
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -133,11 +164,17 @@ impl ServerCertVerifier for ChainExpiry {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner
+            .verifier()?
+            .verify_tls13_signature(message, cert, dss)
     }
 
+    // What the provider verifies, as the platform verifier answers: asked for
+    // every handshake's hello, before any root is needed.
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -145,25 +182,24 @@ fn tls_error(detail: String) -> FailureReason {
     FailureReason::Tls { detail }
 }
 
-/// The platform's roots, and a check's extra CA: loaded once per distinct CA.
-fn verifier(
-    extra_ca_pem: Option<&[u8]>,
-) -> Result<Arc<rustls_platform_verifier::Verifier>, FailureReason> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// The platform's roots (loaded on the first handshake), and a check's extra
+/// CA (read now, so a bad file is reported as such): one per distinct CA.
+fn verifier(extra_ca_pem: Option<&[u8]>) -> Result<Arc<RootsOnFirstHandshake>, FailureReason> {
     let extra_roots = match extra_ca_pem {
         Some(pem) => CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| tls_error(format!("ca_certificate_file is not PEM: {e}")))?,
         None => Vec::new(),
     };
-    rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider)
-        .map(Arc::new)
-        .map_err(|e| tls_error(format!("cannot load the trusted roots: {e}")))
+    Ok(Arc::new(RootsOnFirstHandshake {
+        extra_roots,
+        verifier: std::sync::OnceLock::new(),
+    }))
 }
 
 /// The TLS settings of a client, verified through [`ChainExpiry`].
 fn tls_config(
-    inner: Arc<rustls_platform_verifier::Verifier>,
+    inner: Arc<RootsOnFirstHandshake>,
     expiries: Expiries,
 ) -> Result<rustls::ClientConfig, FailureReason> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -181,7 +217,7 @@ fn tls_config(
 #[derive(Debug, Default)]
 pub struct HttpAdapter {
     clients: Mutex<HashMap<ClientKey, (reqwest::Client, Expiries)>>,
-    verifiers: Mutex<HashMap<Option<Vec<u8>>, Arc<rustls_platform_verifier::Verifier>>>,
+    verifiers: Mutex<HashMap<Option<Vec<u8>>, Arc<RootsOnFirstHandshake>>>,
 }
 
 impl HttpAdapter {

@@ -1,5 +1,5 @@
-//! The configuration checked against ELBv2 at cold start (beside the wait for
-//! the first event, and before any is acted on; see `ecs_control::startup`): every
+//! The configuration checked against ELBv2 with the first event (before any is
+//! acted on; see `ecs_control::startup`): every
 //! target group exists, takes IP targets of the binding's address family on its
 //! port, and one service's groups share a VPC. A read that fails for a passing
 //! reason is logged and skipped.

@@ -22,11 +22,11 @@ async fn main() -> Result<(), Error> {
     };
     let sdk = load_sdk_config().await;
     let groups = Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk));
-    // The target groups must be what the document says; checked beside the
-    // wait for the first event, and before any event is acted on.
+    // The target groups must be what the document says; checked with the
+    // first event, before any event is acted on.
     let check = {
         let (config, groups) = (config.clone(), groups.clone());
-        StartupCheck::start(move || {
+        StartupCheck::new(move || {
             let (config, groups) = (config.clone(), groups.clone());
             async move { registrar::cold_start::verify(&config, &groups).await }
         })

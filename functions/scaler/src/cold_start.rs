@@ -1,5 +1,5 @@
-//! The configuration checked against AWS at cold start (beside the wait for
-//! the first event, and before any is acted on; see `ecs_control::startup`): every
+//! The configuration checked against AWS with the first event (before any is
+//! acted on; see `ecs_control::startup`): every
 //! alarm a policy names exists, and every service a policy resizes is active.
 //! A read that fails for a passing reason (throttling, a timeout) is logged and
 //! skipped: the first event will meet the same AWS anyway.

@@ -23,11 +23,11 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
     let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
-    // What the policies name must exist; checked beside the wait for the
-    // first event, and before any event is acted on.
+    // What the policies name must exist; checked with the first event,
+    // before any event is acted on.
     let check = {
         let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
-        StartupCheck::start(move || {
+        StartupCheck::new(move || {
             let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
             async move { scaler::cold_start::verify(&config, &alarms, &ecs).await }
         })
