@@ -126,6 +126,22 @@ where
     panic!("{what}: still failing after {MOST_DELIVERIES} deliveries");
 }
 
+/// Clears the faults, prints what was tried, and checks that some fault
+/// outlasted the SDK's retries (so redelivery was exercised).
+fn summarise(function: &str, operations: &[String], cases: usize, redelivered: usize) {
+    Emulator::shared().control("DELETE", "faults", &json!({}));
+    println!(
+        "{function}: {} operations ({}) × {} faults = {cases} cases, {redelivered} needed another delivery",
+        operations.len(),
+        operations.join(", "),
+        FAULTS.len()
+    );
+    assert!(
+        redelivered > 0,
+        "{function}: some faults outlast the SDK's retries"
+    );
+}
+
 fn minutes(n: usize) -> TimeDelta {
     TimeDelta::minutes(i64::try_from(n).expect("small"))
 }
@@ -244,14 +260,7 @@ async fn the_scaler_reaches_the_fault_free_end_state_through_every_fault() {
             assert_scaled_once(&aws, &cluster, &what).await;
         }
     }
-    Emulator::shared().control("DELETE", "faults", &json!({}));
-    println!(
-        "scaler: {} operations ({}) × {} faults = {case} cases, {redelivered} needed another delivery",
-        operations.len(),
-        operations.join(", "),
-        FAULTS.len()
-    );
-    assert!(redelivered > 0, "some faults outlast the SDK's retries");
+    summarise("scaler", &operations, case, redelivered);
 }
 
 // ---------------------------------------------------------------- registrar
@@ -356,14 +365,7 @@ async fn the_registrar_completes_a_partly_failed_reconcile_on_redelivery() {
             assert_groups_hold_the_running_tasks(&aws, &case, &what).await;
         }
     }
-    Emulator::shared().control("DELETE", "faults", &json!({}));
-    println!(
-        "registrar: {} operations ({}) × {} faults = {case_number} cases, {redelivered} needed another delivery",
-        operations.len(),
-        operations.join(", "),
-        FAULTS.len()
-    );
-    assert!(redelivered > 0, "some faults outlast the SDK's retries");
+    summarise("registrar", &operations, case_number, redelivered);
 }
 
 // ---------------------------------------------------------------- probe
@@ -481,11 +483,5 @@ async fn the_probe_never_publishes_a_batch_twice() {
             }
         }
     }
-    Emulator::shared().control("DELETE", "faults", &json!({}));
-    println!(
-        "probe: {} operations × {} faults = {case} cases, {redelivered} needed another delivery",
-        operations.len(),
-        FAULTS.len()
-    );
-    assert!(redelivered > 0, "some faults outlast the SDK's retries");
+    summarise("probe", &operations, case, redelivered);
 }
