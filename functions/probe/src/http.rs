@@ -23,7 +23,7 @@ const MAX_REDIRECTS: usize = 10;
 tokio::task_local! {
     /// Where the resolver notes how long a lookup of the current attempt took.
     /// The connection is opened within the attempt's task, so the lookup it
-    /// makes sees this; a pooled connection makes none.
+    /// makes sees this (connections are not pooled: each attempt opens one).
     static DNS_TIME: Arc<Mutex<Option<f64>>>;
 }
 
@@ -267,6 +267,10 @@ impl HttpAdapter {
             .dns_resolver(Arc::new(FamilyResolver(key.ip_preference)))
             .tls_backend_preconfigured(tls)
             .no_proxy()
+            // A fresh connection for every attempt: each measurement includes
+            // what a new visitor pays (DNS, connect, TLS), the same each run,
+            // and no idle connection holds its buffers past its check.
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FailureReason::Connection {
