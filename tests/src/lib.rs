@@ -791,6 +791,19 @@ impl Aws {
             .collect()
     }
 
+    /// The group's targets that are not draining, as (IP, port), sorted.
+    pub async fn active_targets(&self, target_group_arn: &str) -> Vec<(String, u16)> {
+        let mut active: Vec<(String, u16)> = self
+            .targets(target_group_arn)
+            .await
+            .into_iter()
+            .filter(|(_, _, state)| state != "draining")
+            .map(|(ip, port, _)| (ip, port))
+            .collect();
+        active.sort();
+        active
+    }
+
     /// Waits (at most a minute) until every target of the group has passed its
     /// health checks: a new target is `initial` first, as in AWS.
     pub async fn wait_until_healthy(&self, target_group_arn: &str) {

@@ -315,14 +315,13 @@ async fn registrar_case(aws: &Aws, network: &Network, cluster: &str) -> Registra
 /// Each group holds every running task once, and nothing else that is not draining.
 async fn assert_groups_hold_the_running_tasks(aws: &Aws, case: &RegistrarCase, what: &str) {
     for group in &case.groups {
-        let mut active: Vec<String> = aws
-            .targets(group)
+        let active: Vec<String> = aws
+            .active_targets(group)
             .await
             .into_iter()
-            .filter(|(_, port, state)| *port == TASK_PORT && state != "draining")
-            .map(|(ip, _, _)| ip)
+            .filter(|(_, port)| *port == TASK_PORT)
+            .map(|(ip, _)| ip)
             .collect();
-        active.sort();
         assert_eq!(active, case.running, "{what}: {group}");
     }
 }

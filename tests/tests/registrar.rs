@@ -74,16 +74,7 @@ impl World {
     }
 
     async fn active_targets(&self) -> Vec<(String, u16)> {
-        let mut active: Vec<(String, u16)> = self
-            .aws
-            .targets(&self.target_group)
-            .await
-            .into_iter()
-            .filter(|(_, _, state)| state != "draining")
-            .map(|(ip, port, _)| (ip, port))
-            .collect();
-        active.sort();
-        active
+        self.aws.active_targets(&self.target_group).await
     }
 
     async fn run_tasks(&self, count: usize) -> Vec<(String, String)> {

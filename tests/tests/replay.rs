@@ -324,15 +324,7 @@ impl World {
         let mut outcome = BTreeMap::new();
         for s in &self.services {
             let desired = self.aws.desired_count(CLUSTER, &s.name).await;
-            let mut targets: Vec<(String, u16)> = self
-                .aws
-                .targets(&s.target_group)
-                .await
-                .into_iter()
-                .filter(|(_, _, state)| state != "draining")
-                .map(|(ip, port, _)| (ip, port))
-                .collect();
-            targets.sort();
+            let targets = self.aws.active_targets(&s.target_group).await;
             outcome.insert(s.name.clone(), (desired, targets));
         }
         outcome
