@@ -9,41 +9,29 @@
 use crate::config::ConfigError;
 use crate::invocation::InvocationError;
 use std::future::Future;
-use std::pin::Pin;
 use tokio::sync::Mutex;
 
-type CheckFuture = Pin<Box<dyn Future<Output = Result<(), ConfigError>> + Send>>;
-
-/// A configuration check run with the first event, and again with each event
-/// until it passes.
+/// Whether the configuration check has passed in this process.
+#[derive(Debug, Default)]
 pub struct StartupCheck {
     passed: Mutex<bool>,
-    check: Box<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
 impl StartupCheck {
-    /// Keeps `check` for the first event; nothing runs yet.
-    pub fn new<F, Fut>(check: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), ConfigError>> + Send + 'static,
-    {
-        Self {
-            passed: Mutex::new(false),
-            check: Box::new(move || Box::pin(check())),
-        }
-    }
-
-    /// Runs the check unless it has passed before.
+    /// Runs `check` unless a check has passed before.
     ///
     /// # Errors
     /// [`InvocationError::Configuration`] while the configuration disagrees with AWS.
-    pub async fn passed(&self) -> Result<(), InvocationError> {
+    pub async fn passed<F, Fut>(&self, check: F) -> Result<(), InvocationError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), ConfigError>>,
+    {
         let mut passed = self.passed.lock().await;
         if *passed {
             return Ok(());
         }
-        match (self.check)().await {
+        match check().await {
             Ok(()) => {
                 *passed = true;
                 Ok(())
@@ -60,42 +48,36 @@ impl StartupCheck {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
-    /// A check that fails its first `failures` runs, counting every run.
-    fn counting(failures: usize) -> (StartupCheck, Arc<AtomicUsize>) {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&runs);
-        let check = StartupCheck::new(move || {
-            let run = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if run < failures {
-                    Err(ConfigError::new(
-                        "policies[0].alarm",
-                        "no alarm is named web-cpu",
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
-        });
-        (check, runs)
+    /// A check that fails while `runs` is below `failures`, counting its runs.
+    async fn counted(runs: &AtomicUsize, failures: usize) -> Result<(), ConfigError> {
+        if runs.fetch_add(1, Ordering::SeqCst) < failures {
+            Err(ConfigError::new(
+                "policies[0].alarm",
+                "no alarm is named web-cpu",
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     #[tokio::test]
     async fn a_passed_check_runs_once() {
-        let (check, runs) = counting(0);
+        let (check, runs) = (StartupCheck::default(), AtomicUsize::new(0));
         for _ in 0..3 {
-            check.passed().await.expect("passed");
+            check.passed(|| counted(&runs, 0)).await.expect("passed");
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn a_failed_check_fails_the_invocation_naming_the_field_and_runs_again_on_the_next() {
-        let (check, runs) = counting(2);
+        let (check, runs) = (StartupCheck::default(), AtomicUsize::new(0));
         for _ in 0..2 {
-            let err = check.passed().await.expect_err("disagrees");
+            let err = check
+                .passed(|| counted(&runs, 2))
+                .await
+                .expect_err("disagrees");
             assert!(!err.is_retryable());
             assert!(err.to_string().contains("policies[0].alarm"), "{err}");
             assert_eq!(
@@ -103,8 +85,11 @@ mod tests {
                 "NonRetryable.Configuration"
             );
         }
-        check.passed().await.expect("fixed");
-        check.passed().await.expect("still passed");
+        check.passed(|| counted(&runs, 2)).await.expect("fixed");
+        check
+            .passed(|| counted(&runs, 2))
+            .await
+            .expect("still passed");
         assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 }

@@ -3,7 +3,7 @@
 use crate::events::{self, Invocation, Trigger};
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::registrar::TargetGroupBinding;
-use ecs_control::config::RegistrarConfig;
+use ecs_control::config::{ConfigError, RegistrarConfig};
 use ecs_control::domain::registration::{
     action_for, cap_deregistrations, diff, foreign_task, health_concerns, HealthConcern,
     HealthState, RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo,
@@ -11,7 +11,7 @@ use ecs_control::domain::registration::{
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
-use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
+use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroupCatalog, TargetGroups};
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,6 +131,18 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
     /// The ports, for inspection.
     pub fn ports(&self) -> (&T, &G) {
         (&self.ecs, &self.elb)
+    }
+
+    /// Checks the bindings against the target groups ELBv2 has (see
+    /// [`crate::cold_start`]).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the binding that disagrees with its target group.
+    pub async fn verify_configuration(&self) -> Result<(), ConfigError>
+    where
+        G: TargetGroupCatalog,
+    {
+        crate::cold_start::verify(&self.config, &self.elb).await
     }
 
     /// Handles one invocation and logs its decision record as one line.

@@ -21,25 +21,18 @@ async fn main() -> Result<(), Error> {
         Err(e) => fail_init(&e).await,
     };
     let sdk = load_sdk_config().await;
-    let groups = Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk));
-    // The target groups must be what the document says; checked with the
-    // first event, before any event is acted on.
-    let check = {
-        let (config, groups) = (config.clone(), groups.clone());
-        StartupCheck::new(move || {
-            let (config, groups) = (config.clone(), groups.clone());
-            async move { registrar::cold_start::verify(&config, &groups).await }
-        })
-    };
     let registrar = Registrar::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),
-        groups,
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
         always_dry_run,
     );
+    // The target groups must be what the document says; checked with the
+    // first event, before any event is acted on.
+    let check = StartupCheck::default();
     let (registrar, check) = (&registrar, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        check.passed().await?;
+        check.passed(|| registrar.verify_configuration()).await?;
         registrar.handle(event.payload, chrono::Utc::now()).await
     }))
     .await

@@ -9,7 +9,7 @@ use crate::events::{self, AlarmNotice, Invocation, Trigger};
 use crate::triggers::metric_reads::MetricReadings;
 use crate::triggers::pace::PaceOutcome;
 use chrono::{DateTime, Utc};
-use ecs_control::config::ScalerConfig;
+use ecs_control::config::{ConfigError, ScalerConfig};
 use ecs_control::domain::alarm::AlarmStatus;
 use ecs_control::domain::budget::{BudgetCeiling, TaskSize};
 use ecs_control::domain::pace::Paced;
@@ -164,6 +164,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// The ports, for inspection.
     pub fn ports(&self) -> (&E, &A) {
         (&self.ecs, &self.alarms)
+    }
+
+    /// Checks the policies against AWS (see [`crate::cold_start`]).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the policy whose alarm or service AWS does not have.
+    pub async fn verify_configuration(&self) -> Result<(), ConfigError> {
+        crate::cold_start::verify(&self.config, &self.alarms, &self.ecs).await
     }
 
     /// Handles one invocation and logs its decision record as one line.

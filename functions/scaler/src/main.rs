@@ -23,19 +23,13 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
     let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
+    let scaler = Scaler::new(config, ecs, alarms, always_dry_run);
     // What the policies name must exist; checked with the first event,
     // before any event is acted on.
-    let check = {
-        let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
-        StartupCheck::new(move || {
-            let (config, alarms, ecs) = (config.clone(), alarms.clone(), ecs.clone());
-            async move { scaler::cold_start::verify(&config, &alarms, &ecs).await }
-        })
-    };
-    let scaler = Scaler::new(config, ecs, alarms, always_dry_run);
+    let check = StartupCheck::default();
     let (scaler, check) = (&scaler, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        check.passed().await?;
+        check.passed(|| scaler.verify_configuration()).await?;
         scaler
             .handle(event.payload, &event.context.request_id, chrono::Utc::now())
             .await
