@@ -37,8 +37,8 @@ pub fn http_client() -> SharedHttpClient {
 
 /// The SDK's client builds its connector, reading every trusted root on the
 /// machine, when a client is made; this defers that to the first request, so
-/// a cold start does not wait on it (and a function that makes no HTTPS call,
-/// or only to an emulator over HTTP, never pays it).
+/// a cold start does not wait on it (and a function that makes no AWS call
+/// never pays it).
 #[derive(Debug)]
 struct RootsOnFirstRequest(SharedHttpClient);
 
