@@ -31,5 +31,6 @@ release:
 # What the functions cost beside the Python boto3 functions a user would
 # otherwise write (tests/bench/peer.py), against one emulator: one table.
 bench: release
+	tests/scripts/setup.sh --bench-peer
 	cargo build -p e2e --bin bench
 	target/debug/bench

@@ -22,9 +22,10 @@ import urllib.request
 import boto3
 
 FUNCTION = sys.argv[1]
-ecs = boto3.client("ecs")
-cloudwatch = boto3.client("cloudwatch")
-elbv2 = boto3.client("elbv2")
+# The clients a function uses, made at import as a Lambda module makes them.
+ecs = boto3.client("ecs") if FUNCTION in ("scaler", "registrar") else None
+cloudwatch = boto3.client("cloudwatch") if FUNCTION in ("scaler", "probe") else None
+elbv2 = boto3.client("elbv2") if FUNCTION == "registrar" else None
 
 
 def scaler(event):

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{TimeDelta, Utc};
 use e2e::runtime_api::RuntimeApi;
-use e2e::{emulator_python, sample_event, workspace_root, Aws, Emulator, Network};
+use e2e::{sample_event, workspace_root, Aws, Emulator, Network};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,6 +113,19 @@ fn release_binary(function: &str) -> PathBuf {
     dir.join("bootstrap")
 }
 
+/// The Python of the peer: boto3 alone (`tests/scripts/setup.sh --bench-peer`),
+/// as a Lambda Python runtime has it; the tools in `.venv` would change what
+/// boto3 imports at start.
+fn peer_python() -> PathBuf {
+    let python = workspace_root().join(".venv-peer/bin/python");
+    assert!(
+        python.exists(),
+        "{} not found: `make bench` installs it (tests/scripts/setup.sh --bench-peer)",
+        python.display()
+    );
+    python
+}
+
 fn peak_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -139,7 +152,7 @@ async fn run_once(
     let mut command = match side {
         Side::Ours => Command::new(release_binary_path(function)),
         Side::Peer => {
-            let mut c = Command::new(emulator_python());
+            let mut c = Command::new(peer_python());
             c.arg(workspace_root().join("tests/bench/peer.py"))
                 .arg(function);
             c
