@@ -15,3 +15,4 @@ pub mod scaling;
 pub mod schedule;
 pub mod service;
 pub mod target_tracking;
+pub mod zone;

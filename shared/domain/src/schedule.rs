@@ -8,8 +8,8 @@
 //! fall-back overlap opens once, at its first occurrence).
 
 use super::policy::CapacityBounds;
+use super::zone::Zone;
 use chrono::{DateTime, TimeDelta, Utc};
-use chrono_tz::Tz;
 use croner::Cron;
 use serde::Serialize;
 
@@ -19,7 +19,7 @@ pub enum WindowTiming {
     /// Opens at every match of a cron pattern, in `time_zone`, for `duration`.
     Recurring {
         cron: Box<Cron>,
-        time_zone: Tz,
+        time_zone: Zone,
         duration: TimeDelta,
     },
     /// Open once, from `start` until `end`.

@@ -13,6 +13,7 @@ use crate::domain::target_tracking::{
     target_group_dimension, TargetTrackingPolicy, TrackedMetric, DEFAULT_SCALE_IN_DATAPOINTS,
     DEFAULT_SCALE_IN_RATIO, DEFAULT_SCALE_OUT_DATAPOINTS, TRACKING_PERIOD_SECONDS,
 };
+use crate::domain::zone::Zone;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -356,7 +357,7 @@ fn window(
                 )
             })?;
             let zone = entry.time_zone.as_deref().unwrap_or("UTC");
-            let time_zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
+            let time_zone = Zone::named(zone).ok_or_else(|| {
                 ConfigError::new(
                     at("time_zone"),
                     format!("{zone:?} is not an IANA time zone, e.g. Europe/Berlin"),
