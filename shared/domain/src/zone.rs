@@ -4,8 +4,8 @@
 //! The database is one compressed blob, read only for the zones a document
 //! names. A database compiled into static tables (chrono-tz) holds a pointer
 //! for every transition of every zone, and a position-independent binary
-//! relocates each of them at every cold start: about 2.5 MB of the scaler's
-//! memory, whether or not any window names a zone.
+//! relocates each of them at every cold start, whether or not a window names
+//! a zone: the scaler's peak memory was 1.4 MiB higher with it.
 
 use chrono::offset::MappedLocalTime;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone};
