@@ -7,7 +7,7 @@ stands in for the Lambda Python runtime (it speaks the same runtime API), so
 the process start to the first `next` request covers the interpreter, the
 imports and the clients, as a Python cold start does.
 
-    python peer.py scaler|registrar|probe
+    python peer.py scaler|registrar|probe|drill
 """
 
 import concurrent.futures
@@ -23,9 +23,9 @@ import boto3
 
 FUNCTION = sys.argv[1]
 # The clients a function uses, made at import as a Lambda module makes them.
-ecs = boto3.client("ecs") if FUNCTION in ("scaler", "registrar") else None
+ecs = boto3.client("ecs") if FUNCTION in ("scaler", "registrar", "drill") else None
 cloudwatch = boto3.client("cloudwatch") if FUNCTION in ("scaler", "probe") else None
-elbv2 = boto3.client("elbv2") if FUNCTION == "registrar" else None
+elbv2 = boto3.client("elbv2") if FUNCTION in ("registrar", "drill") else None
 
 
 def scaler(event):
@@ -140,7 +140,37 @@ def probe(event):
     return {"checks": len(results), "failed": sum(1 for _, ok, _ in results if not ok)}
 
 
-HANDLERS = {"scaler": scaler, "registrar": registrar, "probe": probe}
+def drill(event):
+    """Plans a drill that stops a share of a service's tasks: lock, steady state, plan."""
+    drills = {d["name"]: d for d in json.loads(os.environ["DRILLS"])["drills"]}
+    spec = drills[event["drill"]]
+    cluster, name = spec["cluster"], spec["service"]
+    service = ecs.describe_services(cluster=cluster, services=[name], include=["TAGS"])["services"][0]
+    if any(tag["key"] == "ecs-drill:lock" for tag in service.get("tags", [])):
+        return {"outcome": "refused", "why": "another drill holds the service"}
+    arns = []
+    for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, serviceName=name):
+        arns.extend(page["taskArns"])
+    running = 0
+    for i in range(0, len(arns), 100):
+        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])["tasks"]
+        running += sum(1 for task in tasks if task["lastStatus"] == "RUNNING")
+    state = spec.get("steady_state", {})
+    broken = []
+    if state.get("running_equals_desired", True) and running != service["desiredCount"]:
+        broken.append(f"running {running}, desired {service['desiredCount']}")
+    for floor in state.get("target_groups", []):
+        health = elbv2.describe_target_health(TargetGroupArn=floor["target_group_arn"])
+        healthy = sum(1 for t in health["TargetHealthDescriptions"] if t["TargetHealth"]["State"] == "healthy")
+        if healthy < floor["min_healthy"]:
+            broken.append(f"{healthy} healthy targets, fewer than {floor['min_healthy']}")
+    if broken:
+        return {"outcome": "refused", "why": "; ".join(broken)}
+    stop = max(1, running * spec["kind"]["percent"] // 100)
+    return {"outcome": "planned", "stop_tasks": stop, "of": running}
+
+
+HANDLERS = {"scaler": scaler, "registrar": registrar, "probe": probe, "drill": drill}
 
 
 def main():

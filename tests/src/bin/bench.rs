@@ -55,6 +55,8 @@ struct Sample {
     peak_mib: f64,
     /// The calls of each invocation (the first with any made before ready).
     calls: Vec<BTreeMap<String, u64>>,
+    /// What each invocation answered.
+    answers: Vec<String>,
 }
 
 /// Figures of one scenario, both sides.
@@ -181,6 +183,7 @@ async fn run_once(
     let mut calls = vec![emulator.calls(REGION)];
     emulator.control("DELETE", "calls", &json!({}));
     let mut invocations_ms = Vec::new();
+    let mut answers = Vec::new();
     for (i, event) in events.into_iter().enumerate() {
         let (handed, outcome) = api
             .invoke(event, Duration::from_secs(120))
@@ -194,6 +197,7 @@ async fn run_once(
             outcome.body
         );
         invocations_ms.push((outcome.at - handed).as_secs_f64() * 1000.0);
+        answers.push(outcome.body.clone());
         let made = emulator.calls(REGION);
         emulator.control("DELETE", "calls", &json!({}));
         if i == 0 {
@@ -213,6 +217,7 @@ async fn run_once(
         invocations_ms,
         peak_mib: peak,
         calls,
+        answers,
     }
 }
 
@@ -417,6 +422,52 @@ async fn probe_scenario(emulator: &Emulator) -> Scenario {
     scenario
 }
 
+/// Plans a drill that stops a third of a service's tasks: the lock, the
+/// steady state (running equals desired, every target healthy) and the plan,
+/// read from ECS and ELBv2; nothing changes.
+async fn drill_scenario(emulator: &Emulator, aws: &Aws, network: &Network) -> Scenario {
+    let service = "drill-web";
+    aws.create_awsvpc_service(CLUSTER, service, network).await;
+    aws.set_desired_count(CLUSTER, service, i32::try_from(FEW_TASKS).expect("small"))
+        .await;
+    aws.wait_for_deployment(CLUSTER, service).await;
+    let group = aws.ip_target_group("drill-web", &network.vpc_id).await;
+    for (_, ip) in aws
+        .run_service_tasks(CLUSTER, service, network, FEW_TASKS)
+        .await
+    {
+        aws.register_target(&group, &ip, e2e::TASK_PORT).await;
+    }
+    aws.wait_until_healthy(&group).await;
+    let drills = json!({"drills": [{
+        "name": "stop-a-third", "cluster": CLUSTER, "service": service,
+        "kind": {"type": "stop_tasks", "percent": 33},
+        "steady_state": {
+            "running_equals_desired": true,
+            "target_groups": [{"target_group_arn": group, "min_healthy": FEW_TASKS}]
+        }
+    }]});
+    let env = vec![("DRILLS".to_string(), drills.to_string())];
+    let event = json!({"command": "start", "drill": "stop-a-third", "mode": "plan"});
+    let mut scenario = Scenario::new(
+        "drill",
+        format!("plan stopping a third of {FEW_TASKS} tasks"),
+    );
+    for run in 0..=RUNS {
+        for side in [Side::Ours, Side::Peer] {
+            let sample = run_once(emulator, side, "drill", &env, 256, vec![event.clone()]).await;
+            assert!(
+                sample.answers.iter().all(|a| a.contains("planned")),
+                "drill ({}) planned: {:?}",
+                side.tag(),
+                sample.answers
+            );
+            scenario.record(run, side, sample);
+        }
+    }
+    scenario
+}
+
 fn stats(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -553,7 +604,7 @@ fn zipped_size(zip: &Path) -> Option<u64> {
 #[tokio::main]
 async fn main() {
     std::fs::create_dir_all(bench_dir()).expect("target/bench");
-    for function in ["scaler", "registrar", "probe"] {
+    for function in ["scaler", "registrar", "probe", "drill"] {
         release_binary(function);
     }
     let emulator = Emulator::start();
@@ -569,6 +620,8 @@ async fn main() {
     scenarios.push(registrar_scenario(&emulator, &aws, &network, MANY_TASKS).await);
     eprintln!("bench: probe");
     scenarios.push(probe_scenario(&emulator).await);
+    eprintln!("bench: drill");
+    scenarios.push(drill_scenario(&emulator, &aws, &network).await);
     print_table(&scenarios);
     print_sizes();
 }
