@@ -52,6 +52,14 @@ pub trait EcsServices: Send + Sync {
         service: &ServiceRef,
     ) -> impl Future<Output = Result<ServiceState, PortError>> + Send;
 
+    /// Of `services`, those ECS does not have as active services, each with
+    /// ECS's reason (`MISSING`, `its status is DRAINING`): one
+    /// `DescribeServices` per cluster and 10 services, read side by side.
+    fn inactive_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> impl Future<Output = Result<Vec<(ServiceRef, String)>, PortError>> + Send;
+
     /// Stores the scaling memory on the service (written before the count changes,
     /// so that a retry after a failure never scales twice).
     fn remember(

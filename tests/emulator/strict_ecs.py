@@ -13,6 +13,7 @@
 - DescribeTasks refuses more than 100 tasks and reports every ARN it does not
   describe as a `MISSING` failure; `missing_tasks` makes listed tasks go
   missing a chosen number of times, as ECS does for a moment after listing.
+- DescribeServices refuses more than 10 services.
 - A task in a subnet with an IPv6 CIDR gets a `privateIPv6Address` on its ENI.
 """
 
@@ -42,6 +43,7 @@ COMPLETES_AT = {}
 # Task ARN -> how many more DescribeTasks calls report it MISSING.
 MISSING_TASKS = {}
 PAGE_LIMIT = 100
+DESCRIBE_SERVICES_LIMIT = 10
 
 
 def _tag_char_allowed(c):
@@ -307,6 +309,8 @@ def install():
     original_describe = backend.describe_services
 
     def describe_services(self, cluster_str, names):
+        if len(names) > DESCRIBE_SERVICES_LIMIT:
+            raise InvalidParameterException("services can have at most 10 items.")
         with LOCK:
             services, failures = original_describe(self, cluster_str, names)
             for service in services:

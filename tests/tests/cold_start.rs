@@ -3,6 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
+use aws_sdk_cloudwatch::types::ComparisonOperator;
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
 use e2e::{Aws, Emulator, TASK_PORT};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
@@ -37,6 +38,61 @@ async fn the_scaler_refuses_an_alarm_or_service_aws_does_not_have() {
     scaler::cold_start::verify(&policies, &alarms, &ecs)
         .await
         .expect("everything named exists");
+}
+
+#[tokio::test]
+async fn the_scaler_checks_ten_services_a_call_and_names_the_first_missing_one() {
+    let region = "ap-south-2";
+    let emulator = Emulator::shared();
+    let config = emulator.sdk_config(region);
+    let aws = Aws::new(&config);
+    let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&config));
+    let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config));
+    let names: Vec<String> = (0..12).map(|i| format!("svc-{i:02}")).collect();
+    let policies: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            serde_json::json!({
+                "alarm": format!("{name}-cpu-high"), "cluster": "many", "service": name,
+                "adjustment_type": "ChangeInCapacity",
+                "steps": [{"metric_interval_lower_bound": 0, "scaling_adjustment": 1}],
+                "min_capacity": 1, "max_capacity": 4
+            })
+        })
+        .collect();
+    let document = serde_json::json!({ "policies": policies }).to_string();
+    let policies = ScalerConfig::parse(&document).expect("policies");
+    for name in &names {
+        let alarm = format!("{name}-cpu-high");
+        aws.service_alarm(
+            &alarm,
+            ("many", name),
+            "CPUUtilization",
+            ComparisonOperator::GreaterThanThreshold,
+            70.0,
+        )
+        .await;
+    }
+    // Every service but svc-07 and svc-11.
+    for name in names
+        .iter()
+        .filter(|n| !["svc-07", "svc-11"].contains(&n.as_str()))
+    {
+        aws.create_service("many", name, 1).await;
+    }
+
+    emulator.control("DELETE", "calls", &serde_json::json!({}));
+    let err = scaler::cold_start::verify(&policies, &alarms, &ecs)
+        .await
+        .expect_err("two services missing");
+    assert_eq!(err.field, "policies[7].service", "{err}");
+    assert!(err.problem.contains("many/svc-07"), "{err}");
+    assert!(err.problem.contains("MISSING"), "{err}");
+    assert_eq!(
+        emulator.calls(region).get("DescribeServices"),
+        Some(&2),
+        "12 services in calls of at most 10"
+    );
 }
 
 #[tokio::test]

@@ -114,6 +114,36 @@ async fn deployments_finish_and_only_a_new_task_definition_starts_one() {
 }
 
 #[tokio::test]
+async fn describe_services_takes_at_most_ten_and_reports_the_missing() {
+    let aws = aws("us-east-2");
+    aws.create_service("tenfold", "web", 1).await;
+    let mut names: Vec<String> = (0..10).map(|i| format!("absent-{i}")).collect();
+    names[0] = "web".into();
+    let out = aws
+        .ecs
+        .describe_services()
+        .cluster("tenfold")
+        .set_services(Some(names.clone()))
+        .send()
+        .await
+        .expect("ten services");
+    assert_eq!(out.services().len(), 1);
+    assert_eq!(out.failures().len(), 9);
+    assert!(out.failures().iter().all(|f| f.reason() == Some("MISSING")));
+
+    names.push("absent-10".into());
+    let err = aws
+        .ecs
+        .describe_services()
+        .cluster("tenfold")
+        .set_services(Some(names))
+        .send()
+        .await
+        .expect_err("eleven services");
+    assert_eq!(code(&err), "InvalidParameterException");
+}
+
+#[tokio::test]
 async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() {
     let aws = aws("us-west-1");
     let web = ("demo", "web");

@@ -6,7 +6,8 @@
 
 use ecs_control::config::verify::alarms_exist;
 use ecs_control::config::{ConfigError, ScalerConfig};
-use ecs_control::ports::{AlarmStates, EcsServices, FailureKind};
+use ecs_control::domain::service::ServiceRef;
+use ecs_control::ports::{AlarmStates, EcsServices};
 
 /// # Errors
 /// A [`ConfigError`] naming the policy whose alarm or service AWS does not have.
@@ -25,29 +26,27 @@ pub async fn verify(
             Err(e) => tracing::warn!(error = %e, "cold-start check of the alarms skipped"),
         }
     }
-    // Read side by side: the first event waits for these. A policy document
-    // names few services; ECS's rate limits allow far more reads than that.
-    let reads: Vec<_> = config
-        .services()
-        .map(|(service, index)| {
-            let read = ecs.describe_service(service);
-            async move { (service, index, read.await) }
-        })
-        .collect();
-    let reads = futures::future::join_all(reads).await;
-    for (service, index, read) in reads {
-        match read {
-            Ok(_) => {}
-            Err(e) if e.kind == FailureKind::NotFound => {
+    // Ten services a DescribeServices call, side by side: the first event
+    // waits for these, and a document may name dozens of services.
+    let mut services: Vec<(&ServiceRef, usize)> = config.services().collect();
+    services.sort_by_key(|(_, index)| *index);
+    let refs: Vec<ServiceRef> = services.iter().map(|(s, _)| (*s).clone()).collect();
+    match ecs.inactive_services(&refs).await {
+        Ok(inactive) => {
+            // The first policy, in document order, whose service is not active.
+            if let Some((service, index, why)) = services.iter().find_map(|(s, i)| {
+                inactive
+                    .iter()
+                    .find(|(gone, _)| gone == *s)
+                    .map(|(_, why)| (s, i, why))
+            }) {
                 return Err(ConfigError::new(
                     format!("policies[{index}].service"),
-                    format!("{service} is not an active ECS service: {}", e.message),
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %service, "cold-start check of the service skipped")
+                    format!("{service} is not an active ECS service: {why}"),
+                ));
             }
         }
+        Err(e) => tracing::warn!(error = %e, "cold-start check of the services skipped"),
     }
     Ok(())
 }

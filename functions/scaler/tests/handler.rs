@@ -136,6 +136,27 @@ impl EcsServices for FakeEcs {
             .copied())
     }
 
+    async fn inactive_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<Vec<(ServiceRef, String)>, PortError> {
+        self.calls.lock().expect("lock").push(format!(
+            "describe {}",
+            services
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        self.take_failure("ecs:DescribeServices")?;
+        let known = self.services.lock().expect("lock");
+        Ok(services
+            .iter()
+            .filter(|s| !known.contains_key(*s))
+            .map(|s| (s.clone(), "MISSING".to_string()))
+            .collect())
+    }
+
     async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
         self.calls
             .lock()

@@ -10,6 +10,7 @@ use crate::domain::scaling::{
 };
 use crate::domain::service::ServiceRef;
 use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError};
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
 };
@@ -187,7 +188,93 @@ impl EcsAdapter {
     }
 }
 
+/// Services one `DescribeServices` call may name.
+const DESCRIBE_SERVICES_LIMIT: usize = 10;
+
+/// Why ECS did not describe `wanted` as active, from one `DescribeServices`
+/// answer; `None` when it did. A failure names the service by its ARN, whose
+/// last part is the name.
+fn inactive_reason(out: &DescribeServicesOutput, wanted: &ServiceRef) -> Option<String> {
+    let is_wanted = |name: Option<&str>, arn: Option<&str>| {
+        name == Some(wanted.service.as_str())
+            || arn.is_some_and(|a| {
+                a == wanted.service || a.ends_with(&format!("/{}", wanted.service))
+            })
+    };
+    if let Some(found) = out
+        .services()
+        .iter()
+        .find(|s| is_wanted(s.service_name(), s.service_arn()))
+    {
+        return match found.status() {
+            Some("ACTIVE") => None,
+            status => Some(format!("its status is {}", status.unwrap_or("unknown"))),
+        };
+    }
+    let reason = out
+        .failures()
+        .iter()
+        .find(|f| is_wanted(None, f.arn()))
+        .and_then(|f| f.reason())
+        .unwrap_or("not described");
+    Some(reason.to_string())
+}
+
 impl EcsServices for EcsAdapter {
+    async fn inactive_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<Vec<(ServiceRef, String)>, PortError> {
+        const OP: &str = "ecs:DescribeServices";
+        let mut by_cluster: std::collections::BTreeMap<&str, Vec<&ServiceRef>> =
+            std::collections::BTreeMap::new();
+        for service in services {
+            by_cluster
+                .entry(&service.cluster)
+                .or_default()
+                .push(service);
+        }
+        let reads = by_cluster
+            .into_iter()
+            .flat_map(|(cluster, list)| {
+                list.chunks(DESCRIBE_SERVICES_LIMIT)
+                    .map(|chunk| (cluster, chunk.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(cluster, chunk)| async move {
+                let answer = self
+                    .client
+                    .describe_services()
+                    .cluster(cluster)
+                    .set_services(Some(chunk.iter().map(|s| s.service.clone()).collect()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e));
+                let out = match answer {
+                    Ok(out) => out,
+                    // No such cluster: none of its services is active.
+                    Err(e) if e.kind == FailureKind::NotFound => {
+                        return Ok(chunk
+                            .into_iter()
+                            .map(|s| (s.clone(), e.message.clone()))
+                            .collect());
+                    }
+                    Err(e) => return Err(e),
+                };
+                Ok::<_, PortError>(
+                    chunk
+                        .into_iter()
+                        .filter_map(|s| inactive_reason(&out, s).map(|why| (s.clone(), why)))
+                        .collect::<Vec<_>>(),
+                )
+            });
+        let mut inactive = Vec::new();
+        for read in futures::future::join_all(reads).await {
+            inactive.extend(read?);
+        }
+        Ok(inactive)
+    }
+
     async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
         let found = self.active_service(service).await?;
         let deployments: Vec<RolloutPart> = found
@@ -555,5 +642,40 @@ mod tests {
             ("team", "payments"),
         ]);
         assert_eq!(memory, ScalingMemory::default());
+    }
+
+    #[test]
+    fn a_service_is_inactive_when_missing_or_not_active_and_found_by_name_or_arn() {
+        use aws_sdk_ecs::types::{Failure, Service};
+        let out = DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_name("web")
+                    .status("ACTIVE")
+                    .build(),
+            )
+            .services(
+                Service::builder()
+                    .service_name("old")
+                    .service_arn("arn:aws:ecs:us-east-1:123456789012:service/demo/old")
+                    .status("INACTIVE")
+                    .build(),
+            )
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:123456789012:service/demo/gone")
+                    .reason("MISSING")
+                    .build(),
+            )
+            .build();
+        let reason = |name: &str| inactive_reason(&out, &ServiceRef::new("demo", name));
+        assert_eq!(reason("web"), None);
+        assert_eq!(reason("old").as_deref(), Some("its status is INACTIVE"));
+        assert_eq!(
+            reason("arn:aws:ecs:us-east-1:123456789012:service/demo/old").as_deref(),
+            Some("its status is INACTIVE")
+        );
+        assert_eq!(reason("gone").as_deref(), Some("MISSING"));
+        assert_eq!(reason("never-asked").as_deref(), Some("not described"));
     }
 }
