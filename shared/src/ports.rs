@@ -144,14 +144,22 @@ pub trait TargetGroups: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// A service as a drill reads it before acting: one `DescribeServices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedService {
+    pub arn: String,
+    pub desired_count: u32,
+    pub tags: Vec<(String, String)>,
+}
+
 /// What a drill does to ECS beyond resizing: its lock and state in service
 /// tags, and stopping tasks.
 pub trait DrillControls: Send + Sync {
-    /// The service's ARN and tags.
-    fn service_tags(
+    /// The service's ARN, desired count and tags.
+    fn tagged_service(
         &self,
         service: &ServiceRef,
-    ) -> impl Future<Output = Result<(String, Vec<(String, String)>), PortError>> + Send;
+    ) -> impl Future<Output = Result<TaggedService, PortError>> + Send;
 
     fn tag_service(
         &self,

@@ -17,7 +17,7 @@ use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
     AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, HttpChecks, MetricsSink,
-    PortError, TargetGroups,
+    PortError, TaggedService, TargetGroups,
 };
 use probe::handler::Prober;
 use serde::Serialize;
@@ -192,8 +192,17 @@ where
         journal: &mut Journal,
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
-        let (arn, tags) = self.ecs.service_tags(&drill.service).await?;
-        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let service = self.ecs.tagged_service(&drill.service).await?;
+        let arn = service.arn.as_str();
+        let tag = |key: &str| {
+            service
+                .tags
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        // The count read with the lock, unless a recovery has since changed it.
+        let mut desired = Some(service.desired_count);
         match Lock::state(tag(LOCK_TAG), Utc::now()) {
             LockState::Held(lock) if mode == Mode::Execute => {
                 let why = format!(
@@ -214,13 +223,14 @@ where
                 false,
             ),
             LockState::Expired(lock) => {
-                self.recover(&drill.service, &arn, tag(STATE_TAG), journal)
+                self.recover(&drill.service, arn, tag(STATE_TAG), journal)
                     .await?;
                 report.recovered.push(lock.drill_id);
+                desired = None;
             }
             LockState::Free => {}
         }
-        let before = self.observe(drill).await?;
+        let before = self.observe(drill, desired).await?;
         let broken = violations(&drill.steady_state, &before);
         journal.record(
             id,
@@ -252,7 +262,7 @@ where
         let mut run = Run {
             drill,
             id: id.to_string(),
-            arn,
+            arn: arn.to_string(),
             snapshot,
             deadline,
             journal: std::mem::take(journal),
@@ -291,7 +301,7 @@ where
             .await?;
         // TagResource has no condition: two drills starting at once both write.
         // The lock read back decides; the one that lost acts on nothing.
-        let (_, tags) = self.ecs.service_tags(&run.drill.service).await?;
+        let tags = self.ecs.tagged_service(&run.drill.service).await?.tags;
         let holder = tags
             .iter()
             .find(|(k, _)| k == LOCK_TAG)
@@ -345,7 +355,7 @@ where
             match after_poll(&poll, now, run.deadline, end.unwrap_or(run.deadline)) {
                 Next::KeepPolling => {}
                 Next::Verify => {
-                    let after = match self.observe(run.drill).await {
+                    let after = match self.observe(run.drill, None).await {
                         Ok(after) => after,
                         Err(e) => {
                             let why = format!("the after-check failed to read: {e}");
@@ -397,7 +407,7 @@ where
         report.drill = Some(drill.name.clone());
         report.kind = Some(drill.kind.name());
         report.service = Some(drill.service.clone());
-        let (arn, tags) = self.ecs.service_tags(&drill.service).await?;
+        let TaggedService { arn, tags, .. } = self.ecs.tagged_service(&drill.service).await?;
         let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let saved = tag(STATE_TAG).and_then(SavedState::decode);
         let mut journal = Journal::default();
@@ -443,7 +453,7 @@ where
         services.dedup();
         let mut journal = Journal::default();
         for service in services {
-            let (arn, tags) = self.ecs.service_tags(service).await?;
+            let TaggedService { arn, tags, .. } = self.ecs.tagged_service(service).await?;
             let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
             if let LockState::Expired(lock) = Lock::state(tag(LOCK_TAG), Utc::now()) {
                 self.recover(service, &arn, tag(STATE_TAG), &mut journal)
@@ -633,9 +643,18 @@ where
         Ok(())
     }
 
-    /// The service as the hypothesis sees it.
-    async fn observe(&self, drill: &Drill) -> Result<Observation, PortError> {
-        let state = self.ecs.describe_service(&drill.service).await?;
+    /// The service as the hypothesis sees it; `desired` when the desired
+    /// count was just read (with the lock), else it is read now.
+    async fn observe(&self, drill: &Drill, desired: Option<u32>) -> Result<Observation, PortError> {
+        let desired = match desired {
+            Some(count) => count,
+            None => {
+                self.ecs
+                    .describe_service(&drill.service)
+                    .await?
+                    .desired_count
+            }
+        };
         let tasks = self.ecs.service_tasks(&drill.service).await?;
         let running = tasks
             .tasks
@@ -668,7 +687,7 @@ where
             })
             .collect();
         Ok(Observation {
-            desired: state.desired_count,
+            desired,
             running: u32::try_from(running).unwrap_or(u32::MAX),
             healthy,
             failed_checks,
@@ -781,7 +800,7 @@ where
         };
         let acted_at = run.deadline - TimeDelta::seconds(i64::from(run.drill.max_duration_seconds));
         let held = |hold: u32| Utc::now() >= acted_at + TimeDelta::seconds(i64::from(hold));
-        let seen = self.observe(run.drill).await?;
+        let seen = self.observe(run.drill, None).await?;
         let (done, failure) = match &run.drill.kind {
             DrillKind::Scale { hold_seconds, .. } => (held(*hold_seconds), None),
             DrillKind::StopTasks { .. } => (seen.running == seen.desired, None),

@@ -9,7 +9,7 @@ use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
 use crate::domain::service::ServiceRef;
-use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError};
+use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService};
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
@@ -512,10 +512,7 @@ impl EcsTasks for EcsAdapter {
 }
 
 impl DrillControls for EcsAdapter {
-    async fn service_tags(
-        &self,
-        service: &ServiceRef,
-    ) -> Result<(String, Vec<(String, String)>), PortError> {
+    async fn tagged_service(&self, service: &ServiceRef) -> Result<TaggedService, PortError> {
         let found = self.active_service(service).await?;
         let tags = found
             .tags()
@@ -527,7 +524,11 @@ impl DrillControls for EcsAdapter {
                 ))
             })
             .collect();
-        Ok((found.service_arn().unwrap_or_default().to_string(), tags))
+        Ok(TaggedService {
+            arn: found.service_arn().unwrap_or_default().to_string(),
+            desired_count: count(found.desired_count()),
+            tags,
+        })
     }
 
     async fn tag_service(
