@@ -8,6 +8,7 @@ use ecs_control::config::verify::alarms_exist;
 use ecs_control::config::{ConfigError, ScalerConfig};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, EcsServices};
+use std::collections::BTreeMap;
 
 /// # Errors
 /// A [`ConfigError`] naming the policy whose alarm or service AWS does not have.
@@ -28,18 +29,16 @@ pub async fn verify(
     }
     // Ten services a DescribeServices call, side by side: the first event
     // waits for these, and a document may name dozens of services.
-    let mut services: Vec<(&ServiceRef, usize)> = config.services().collect();
-    services.sort_by_key(|(_, index)| *index);
-    let refs: Vec<ServiceRef> = services.iter().map(|(s, _)| (*s).clone()).collect();
-    match ecs.inactive_services(&refs).await {
+    let first_policy: BTreeMap<&ServiceRef, usize> = config.services().collect();
+    let services: Vec<ServiceRef> = first_policy.keys().map(|s| (*s).clone()).collect();
+    match ecs.inactive_services(&services).await {
         Ok(inactive) => {
             // The first policy, in document order, whose service is not active.
-            if let Some((service, index, why)) = services.iter().find_map(|(s, i)| {
-                inactive
-                    .iter()
-                    .find(|(gone, _)| gone == *s)
-                    .map(|(_, why)| (s, i, why))
-            }) {
+            let first = inactive
+                .iter()
+                .filter_map(|(service, why)| Some((*first_policy.get(service)?, service, why)))
+                .min_by_key(|(index, ..)| *index);
+            if let Some((index, service, why)) = first {
                 return Err(ConfigError::new(
                     format!("policies[{index}].service"),
                     format!("{service} is not an active ECS service: {why}"),
