@@ -871,12 +871,17 @@ fn network_configuration(network: &Network) -> NetworkConfiguration {
 
 /// cargo-lambda from the project's venv.
 pub fn cargo_lambda() -> PathBuf {
-    let path = workspace_root().join(".venv/bin/cargo-lambda");
-    assert!(
-        path.exists(),
-        "{} not found: run `make test` (or tests/scripts/setup.sh)",
-        path.display()
-    );
+    installed(
+        ".venv/bin/cargo-lambda",
+        "run `make test` (or tests/scripts/setup.sh)",
+    )
+}
+
+/// A tool the set-up script installs, at `relative` from the workspace root;
+/// panics naming `how` to install it when it is not there.
+pub fn installed(relative: &str, how: &str) -> PathBuf {
+    let path = workspace_root().join(relative);
+    assert!(path.exists(), "{} not found: {how}", path.display());
     path
 }
 

@@ -119,13 +119,10 @@ fn release_binary(function: &str) -> PathBuf {
 /// as a Lambda Python runtime has it; the tools in `.venv` would change what
 /// boto3 imports at start.
 fn peer_python() -> PathBuf {
-    let python = workspace_root().join(".venv-peer/bin/python");
-    assert!(
-        python.exists(),
-        "{} not found: `make bench` installs it (tests/scripts/setup.sh --bench-peer)",
-        python.display()
-    );
-    python
+    e2e::installed(
+        ".venv-peer/bin/python",
+        "`make bench` installs it (tests/scripts/setup.sh --bench-peer)",
+    )
 }
 
 fn peak_mib(pid: u32) -> f64 {
