@@ -2,7 +2,7 @@
 //! not, the reason an operator reads first; and the metrics a run publishes.
 
 use super::registration::HealthState;
-use regex::Regex;
+use regex_lite::Regex;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -330,7 +330,7 @@ fn pattern(entry: PatternEntry, field: &str) -> Result<Pattern, ConfigError> {
             "an empty substring matches everything",
         )),
         PatternEntry::Substring(s) => Ok(Pattern::Substring(s)),
-        PatternEntry::Regex { regex } => regex::Regex::new(&regex)
+        PatternEntry::Regex { regex } => regex_lite::Regex::new(&regex)
             .map(Pattern::Regex)
             .map_err(|e| ConfigError::new(field, format!("invalid regex: {e}"))),
     }
@@ -546,6 +546,11 @@ mod tests {
             (
                 r#"{"checks": [{"name": "a", "url": "http://x", "body_must_match": [{"regex": "("}]}]}"#,
                 "checks[0].body_must_match[0]",
+            ),
+            (
+                // Unicode classes are refused at load, not ignored at match.
+                r#"{"checks": [{"name": "a", "url": "http://x", "body_must_not_match": ["x", {"regex": "\\p{L}+"}]}]}"#,
+                "checks[0].body_must_not_match[1]",
             ),
             (
                 r#"{"checks": [{"name": "a", "url": "http://x", "timeout_ms": 0}]}"#,
