@@ -397,6 +397,19 @@ pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpChec
             format!("{method:?} is not an HTTP method (GET, HEAD, POST, ...)"),
         ));
     }
+    // Sent as written: a name must be a token and a value one line.
+    for (name, value) in &entry.headers {
+        let at = field(&format!("headers.{name}"));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::new(at, "is not an HTTP header name"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(ConfigError::new(
+                at,
+                "must be one line of visible text (no control characters)",
+            ));
+        }
+    }
     let status = match entry.expected_status {
         None => ExpectedStatus::default(),
         Some(list) if list.is_empty() => {
@@ -546,6 +559,14 @@ mod tests {
             (
                 r#"{"checks": [{"name": "a", "url": "http://x", "body_must_match": [{"regex": "("}]}]}"#,
                 "checks[0].body_must_match[0]",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "headers": {"X-A": "1\r\nHost: evil"}}]}"#,
+                "checks[0].headers.X-A",
+            ),
+            (
+                r#"{"checks": [{"name": "a", "url": "http://x", "headers": {"bad name": "1"}}]}"#,
+                "checks[0].headers.bad name",
             ),
             (
                 // Unicode classes are refused at load, not ignored at match.

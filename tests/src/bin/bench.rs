@@ -149,7 +149,14 @@ async fn run_once(
 ) -> Sample {
     let mut api = RuntimeApi::start().await;
     let mut command = match side {
-        Side::Ours => Command::new(release_binary_path(function)),
+        Side::Ours => match std::env::var("BENCH_WRAP") {
+            Ok(w) => {
+                let mut c = Command::new(w);
+                c.arg(release_binary_path(function));
+                c
+            }
+            Err(_) => Command::new(release_binary_path(function)),
+        },
         Side::Peer => {
             let mut c = Command::new(peer_python());
             c.arg(workspace_root().join("tests/bench/peer.py"))
@@ -600,6 +607,15 @@ fn zipped_size(zip: &Path) -> Option<u64> {
 
 #[tokio::main]
 async fn main() {
+    // `bench probe drill` measures only those functions; no names, all four.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |function: &str| only.is_empty() || only.iter().any(|f| f == function);
+    for name in &only {
+        assert!(
+            ["scaler", "registrar", "probe", "drill"].contains(&name.as_str()),
+            "unknown function {name:?}: scaler, registrar, probe or drill"
+        );
+    }
     std::fs::create_dir_all(bench_dir()).expect("target/bench");
     for function in ["scaler", "registrar", "probe", "drill"] {
         release_binary(function);
@@ -608,17 +624,25 @@ async fn main() {
     let aws = Aws::new(&emulator.sdk_config(REGION));
     eprintln!("bench: {RUNS} runs of each side after a warm-up; logs in target/bench/");
     let mut scenarios = Vec::new();
-    eprintln!("bench: scaler");
-    scenarios.push(scaler_scenario(&emulator, &aws).await);
+    if wanted("scaler") {
+        eprintln!("bench: scaler");
+        scenarios.push(scaler_scenario(&emulator, &aws).await);
+    }
     let network = aws.network().await;
-    eprintln!("bench: registrar, {FEW_TASKS} tasks");
-    scenarios.push(registrar_scenario(&emulator, &aws, &network, FEW_TASKS).await);
-    eprintln!("bench: registrar, {MANY_TASKS} tasks (ECS lists 100 a page)");
-    scenarios.push(registrar_scenario(&emulator, &aws, &network, MANY_TASKS).await);
-    eprintln!("bench: probe");
-    scenarios.push(probe_scenario(&emulator).await);
-    eprintln!("bench: drill");
-    scenarios.push(drill_scenario(&emulator, &aws, &network).await);
+    if wanted("registrar") {
+        eprintln!("bench: registrar, {FEW_TASKS} tasks");
+        scenarios.push(registrar_scenario(&emulator, &aws, &network, FEW_TASKS).await);
+        eprintln!("bench: registrar, {MANY_TASKS} tasks (ECS lists 100 a page)");
+        scenarios.push(registrar_scenario(&emulator, &aws, &network, MANY_TASKS).await);
+    }
+    if wanted("probe") {
+        eprintln!("bench: probe");
+        scenarios.push(probe_scenario(&emulator).await);
+    }
+    if wanted("drill") {
+        eprintln!("bench: drill");
+        scenarios.push(drill_scenario(&emulator, &aws, &network).await);
+    }
     print_table(&scenarios);
     print_sizes();
 }
