@@ -17,7 +17,10 @@ async fn main() -> Result<(), Error> {
         Ok(config) => config,
         Err(e) => fail_init(&e).await,
     };
-    let sdk = load_sdk_config().await;
+    let sdk = match load_sdk_config() {
+        Ok(sdk) => sdk,
+        Err(e) => fail_init(&e).await,
+    };
     let driller = Driller::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),

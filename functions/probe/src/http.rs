@@ -754,7 +754,8 @@ impl HttpChecks for HttpAdapter {
         }
         HttpObservation {
             latency_ms: millis(started),
-            time_to_first_byte_ms: notes.time_to_first_byte_ms.filter(|_| outcome.is_ok()),
+            // Kept when the body then fails: the head's arrival is still news.
+            time_to_first_byte_ms: notes.time_to_first_byte_ms,
             certificate_days_remaining,
             dns_ms: notes.dns_ms,
             outcome,

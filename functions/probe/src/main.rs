@@ -16,7 +16,10 @@ async fn main() -> Result<(), Error> {
         Ok(config) => config,
         Err(e) => fail_init(&e).await,
     };
-    let sdk = load_sdk_config().await;
+    let sdk = match load_sdk_config() {
+        Ok(sdk) => sdk,
+        Err(e) => fail_init(&e).await,
+    };
     let prober = Prober::new(
         config,
         HttpAdapter::new(),

@@ -20,7 +20,10 @@ async fn main() -> Result<(), Error> {
         Ok(flag) => flag,
         Err(e) => fail_init(&e).await,
     };
-    let sdk = load_sdk_config().await;
+    let sdk = match load_sdk_config() {
+        Ok(sdk) => sdk,
+        Err(e) => fail_init(&e).await,
+    };
     let registrar = Registrar::new(
         config,
         EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk)),

@@ -20,7 +20,10 @@ async fn main() -> Result<(), Error> {
         Ok(flag) => flag,
         Err(e) => fail_init(&e).await,
     };
-    let sdk = load_sdk_config().await;
+    let sdk = match load_sdk_config() {
+        Ok(sdk) => sdk,
+        Err(e) => fail_init(&e).await,
+    };
     let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
     let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
     let scaler = Scaler::new(config, ecs, alarms, always_dry_run);

@@ -135,23 +135,23 @@ fn runtime_api_catching_one_request() -> (String, std::thread::JoinHandle<String
     (address, caught)
 }
 
-#[test]
-fn a_bad_policy_document_is_reported_as_an_init_error_naming_the_field() {
+/// Runs the scaler with `env` against a runtime API that catches its one
+/// request, and checks that request reports `problem` as an init error,
+/// logged once.
+fn assert_init_error(env: &[(&str, &str)], unset: &[&str], problem: &str) {
     let (api, caught) = runtime_api_catching_one_request();
-    let output = Command::new(scaler_binary())
+    let mut command = Command::new(scaler_binary());
+    command
         .env("AWS_LAMBDA_RUNTIME_API", &api)
         .env("AWS_LAMBDA_FUNCTION_NAME", "scaler")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env(
-            "SCALER_POLICIES",
-            r#"{"policies":[{"alarm":"a","cluster":"c","service":"s","adjustment_type":"ChangeInCapacity","steps":[],"min_capacity":1,"max_capacity":2}]}"#,
-        )
-        .env_remove("SCALER_POLICIES_FILE")
-        .output()
-        .expect("runs");
+        .envs(env.iter().copied());
+    for name in unset {
+        command.env_remove(name);
+    }
+    let output = command.output().expect("runs");
     assert!(!output.status.success());
-    let problem = "invalid configuration: policies[0].steps: at least one step is required";
     let request = caught.join().expect("caught");
     assert!(
         request.starts_with("POST /2018-06-01/runtime/init/error "),
@@ -171,4 +171,30 @@ fn a_bad_policy_document_is_reported_as_an_init_error_naming_the_field() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(logged.matches(problem).count(), 1, "{logged}");
+}
+
+#[test]
+fn a_bad_policy_document_is_reported_as_an_init_error_naming_the_field() {
+    assert_init_error(
+        &[(
+            "SCALER_POLICIES",
+            r#"{"policies":[{"alarm":"a","cluster":"c","service":"s","adjustment_type":"ChangeInCapacity","steps":[],"min_capacity":1,"max_capacity":2}]}"#,
+        )],
+        &["SCALER_POLICIES_FILE"],
+        "invalid configuration: policies[0].steps: at least one step is required",
+    );
+}
+
+#[test]
+fn a_bad_sdk_setting_is_reported_as_an_init_error_naming_the_variable() {
+    let policies = workspace_root().join("infra/scaler-policies.json");
+    let policies = policies.display().to_string();
+    assert_init_error(
+        &[
+            ("SCALER_POLICIES_FILE", policies.as_str()),
+            ("AWS_MAX_ATTEMPTS", "3"),
+        ],
+        &["SCALER_POLICIES", "AWS_REGION", "AWS_DEFAULT_REGION"],
+        "invalid configuration: AWS_REGION: is not set (Lambda sets it; elsewhere, name the region)",
+    );
 }

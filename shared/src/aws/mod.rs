@@ -3,6 +3,10 @@
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
+pub mod settings;
+
+use crate::config::ConfigError;
+use settings::SdkSettings;
 
 use crate::ports::{FailureKind, PortError};
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
@@ -15,13 +19,11 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// Shared SDK configuration from the standard chain (region, credentials and
-/// `AWS_ENDPOINT_URL`, which is how the functions are pointed at an emulator).
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client())
-        .load()
-        .await
+/// Shared SDK configuration from the function's environment (see
+/// [`settings`]; `AWS_ENDPOINT_URL` is how the functions are pointed at an
+/// emulator). A bad setting fails the cold start, naming the variable.
+pub fn load_sdk_config() -> Result<aws_config::SdkConfig, ConfigError> {
+    SdkSettings::from_lookup(|name| std::env::var(name).ok()).map(|s| s.sdk_config())
 }
 
 /// The one HTTP client stack of every function: hyper 1 and rustls with ring.
