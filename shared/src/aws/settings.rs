@@ -5,7 +5,7 @@
 //!
 //! Profiles, instance metadata and web identity are not looked for: a Lambda
 //! sandbox has none of them, and the code that reads them (with an STS
-//! client) is an eighth of every binary and most of a cold start's setup.
+//! client) is about a tenth of every binary.
 //! To run a function elsewhere with a profile, export its credentials first
 //! (`aws configure export-credentials --format env`).
 
