@@ -703,10 +703,9 @@ impl HttpAdapter {
                     continue;
                 }
             }
+            // After redirects, the certificate is the final host's (none for
+            // plain HTTP: each request starts with no chain noted).
             notes.time_to_first_byte_ms = Some(millis(started));
-            if request.url.scheme() != "https" {
-                notes.chain_expires = None;
-            }
             let framing = framing(&request.method, &head)?;
             let (body, truncated) =
                 read_body(conn.as_mut(), buffer, framing, max_body_bytes).await?;

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 5;
+/// Cold starts counted per side: enough that one slow start of the peer (its
+/// Python start varies by a third between runs) does not move a median.
+const RUNS: usize = 9;
 const REGION: &str = "us-east-1";
 const CLUSTER: &str = "bench";
 /// How long each of the probe's endpoints takes to answer.
