@@ -89,6 +89,31 @@ impl SdkSettings {
                 )),
             })
             .transpose()?;
+        let container_credentials = CONTAINER_CREDENTIALS.iter().any(|name| get(name).is_some());
+        // Half a key pair, or none and no endpoint: every call would fail on
+        // its first signature, so the cold start says it instead.
+        match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "AWS_SECRET_ACCESS_KEY",
+                    "is not set, but AWS_ACCESS_KEY_ID is",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "AWS_ACCESS_KEY_ID",
+                    "is not set, but AWS_SECRET_ACCESS_KEY is",
+                ))
+            }
+            (None, None) if !container_credentials => {
+                return Err(ConfigError::new(
+                    "AWS_ACCESS_KEY_ID",
+                    "no credentials: neither AWS_ACCESS_KEY_ID nor a container credentials \
+                     endpoint is set (Lambda sets them; elsewhere, export a profile's)",
+                ))
+            }
+            _ => {}
+        }
         Ok(Self {
             region,
             endpoint_url,
@@ -96,7 +121,7 @@ impl SdkSettings {
             use_dual_stack: flag("AWS_USE_DUALSTACK_ENDPOINT")?,
             retry_mode,
             max_attempts,
-            container_credentials: CONTAINER_CREDENTIALS.iter().any(|name| get(name).is_some()),
+            container_credentials,
         })
     }
 
@@ -148,9 +173,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Settings from a region and a key pair, then `vars` (a later entry
+    /// wins; an empty value counts as unset).
     fn settings(vars: &[(&str, &str)]) -> Result<SdkSettings, ConfigError> {
-        let vars: HashMap<String, String> = vars
+        let base = [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ];
+        let vars: HashMap<String, String> = base
             .iter()
+            .chain(vars)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         SdkSettings::from_lookup(|name| vars.get(name).cloned())
@@ -175,8 +208,20 @@ mod tests {
                 container_credentials: false,
             }
         );
-        let fallback = settings(&[("AWS_REGION", " "), ("AWS_DEFAULT_REGION", "us-east-1")]);
-        assert_eq!(fallback.expect("valid").region, "us-east-1");
+        let fallback = settings(&[
+            ("AWS_REGION", " "),
+            ("AWS_DEFAULT_REGION", "us-west-2"),
+            // Credentials from the container endpoint alone.
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/x",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(fallback.region, "us-west-2");
+        assert!(fallback.container_credentials);
     }
 
     #[test]
@@ -218,7 +263,7 @@ mod tests {
     #[test]
     fn a_bad_variable_is_named() {
         let cases = [
-            (vec![], "AWS_REGION"),
+            (vec![("AWS_REGION", "")], "AWS_REGION"),
             (
                 vec![("AWS_ENDPOINT_URL", "localhost:4566")],
                 "AWS_ENDPOINT_URL",
@@ -234,12 +279,14 @@ mod tests {
             (vec![("AWS_RETRY_MODE", "legacy")], "AWS_RETRY_MODE"),
             (vec![("AWS_MAX_ATTEMPTS", "0")], "AWS_MAX_ATTEMPTS"),
             (vec![("AWS_MAX_ATTEMPTS", "many")], "AWS_MAX_ATTEMPTS"),
+            (vec![("AWS_SECRET_ACCESS_KEY", "")], "AWS_SECRET_ACCESS_KEY"),
+            (vec![("AWS_ACCESS_KEY_ID", "")], "AWS_ACCESS_KEY_ID"),
+            (
+                vec![("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+                "AWS_ACCESS_KEY_ID",
+            ),
         ];
-        for (extra, field) in cases {
-            let mut vars = extra;
-            if field != "AWS_REGION" {
-                vars.push(("AWS_REGION", "us-east-1"));
-            }
+        for (vars, field) in cases {
             let err = settings(&vars).expect_err(field);
             assert_eq!(err.field, field, "{}", err.problem);
         }

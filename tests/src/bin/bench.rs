@@ -151,14 +151,7 @@ async fn run_once(
 ) -> Sample {
     let mut api = RuntimeApi::start().await;
     let mut command = match side {
-        Side::Ours => match std::env::var("BENCH_WRAP") {
-            Ok(w) => {
-                let mut c = Command::new(w);
-                c.arg(release_binary_path(function));
-                c
-            }
-            Err(_) => Command::new(release_binary_path(function)),
-        },
+        Side::Ours => Command::new(release_binary_path(function)),
         Side::Peer => {
             let mut c = Command::new(peer_python());
             c.arg(workspace_root().join("tests/bench/peer.py"))
