@@ -34,6 +34,17 @@ fn serve_credentials_once(listener: TcpListener) -> std::thread::JoinHandle<Stri
     })
 }
 
+/// The credentials the functions' SDK settings resolve from this process's environment.
+async fn credentials_from_environment() -> aws_credential_types::Credentials {
+    ecs_control::aws::load_sdk_config()
+        .expect("settings")
+        .credentials_provider()
+        .expect("provider")
+        .provide_credentials()
+        .await
+        .expect("credentials")
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_container_endpoint_serves_credentials_the_environment_lacks() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -49,25 +60,13 @@ async fn the_container_endpoint_serves_credentials_the_environment_lacks() {
     // Both there: the environment's, and the endpoint is not asked.
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-    let config = ecs_control::aws::load_sdk_config().expect("settings");
-    let credentials = config
-        .credentials_provider()
-        .expect("provider")
-        .provide_credentials()
-        .await
-        .expect("credentials");
+    let credentials = credentials_from_environment().await;
     assert_eq!(credentials.access_key_id(), "AKIAENVIRONMENT");
 
     std::env::remove_var("AWS_ACCESS_KEY_ID");
     std::env::remove_var("AWS_SECRET_ACCESS_KEY");
     std::env::remove_var("AWS_SESSION_TOKEN");
-    let config = ecs_control::aws::load_sdk_config().expect("settings");
-    let credentials = config
-        .credentials_provider()
-        .expect("provider")
-        .provide_credentials()
-        .await
-        .expect("credentials");
+    let credentials = credentials_from_environment().await;
     assert_eq!(credentials.access_key_id(), "ASIACONTAINER");
     assert_eq!(credentials.session_token(), Some("token"));
     let head = server.join().expect("server").to_ascii_lowercase();

@@ -137,6 +137,11 @@ fn tls_error(detail: String) -> FailureReason {
     FailureReason::Tls { detail }
 }
 
+/// The stream ended before the response did.
+fn closed_early() -> FailureReason {
+    connection_error("the server closed the connection before the response ended")
+}
+
 fn connection_error(detail: impl Into<String>) -> FailureReason {
     FailureReason::Connection {
         detail: detail.into(),
@@ -145,7 +150,7 @@ fn connection_error(detail: impl Into<String>) -> FailureReason {
 
 /// The TLS settings for checks that trust the platform's roots and, if
 /// given, a check's extra CA (read now, so a bad file is reported as such).
-fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, FailureReason> {
+fn new_tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, FailureReason> {
     let extra_roots = match extra_ca_pem {
         Some(pem) => CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -193,7 +198,7 @@ impl HttpAdapter {
         if let Some(config) = configs.get(&key) {
             return Ok(config.clone());
         }
-        let config = tls_config(extra_ca_pem)?;
+        let config = new_tls_config(extra_ca_pem)?;
         configs.insert(key, config.clone());
         Ok(config)
     }
@@ -300,9 +305,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(usize, Head)>, FailureReason> {
 async fn read_more(conn: &mut dyn Connection, buffer: &mut Vec<u8>) -> Result<(), FailureReason> {
     buffer.reserve(READ_BYTES);
     match conn.read_buf(buffer).await {
-        Ok(0) => Err(connection_error(
-            "the server closed the connection before the response ended",
-        )),
+        Ok(0) => Err(closed_early()),
         Ok(_) => Ok(()),
         Err(e) => Err(io_failure(&e)),
     }
@@ -349,11 +352,7 @@ async fn read_body(
             while body.len() < wanted {
                 let left = (wanted - body.len()) as u64;
                 match (&mut *conn).take(left).read_buf(&mut body).await {
-                    Ok(0) => {
-                        return Err(connection_error(
-                            "the server closed the connection before the response ended",
-                        ))
-                    }
+                    Ok(0) => return Err(closed_early()),
                     Ok(_) => {}
                     Err(e) => return Err(io_failure(&e)),
                 }
