@@ -144,6 +144,57 @@ pub trait TargetGroups: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// Target groups a function has no client for, because its configuration
+/// names none (a probe of URLs alone): any call is refused, naming the operation.
+impl<T: TargetGroups> TargetGroups for Option<T> {
+    async fn targets(&self, target_group_arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        match self {
+            Some(groups) => groups.targets(target_group_arn).await,
+            None => Err(no_target_groups("DescribeTargetHealth")),
+        }
+    }
+
+    async fn register(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+        outside_vpc: bool,
+    ) -> Result<(), PortError> {
+        match self {
+            Some(groups) => {
+                groups
+                    .register(target_group_arn, targets, outside_vpc)
+                    .await
+            }
+            None => Err(no_target_groups("RegisterTargets")),
+        }
+    }
+
+    async fn deregister(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+        outside_vpc: bool,
+    ) -> Result<(), PortError> {
+        match self {
+            Some(groups) => {
+                groups
+                    .deregister(target_group_arn, targets, outside_vpc)
+                    .await
+            }
+            None => Err(no_target_groups("DeregisterTargets")),
+        }
+    }
+}
+
+fn no_target_groups(operation: &'static str) -> PortError {
+    PortError::new(
+        FailureKind::Rejected,
+        operation,
+        "no target groups are configured, so there is no ELBv2 client",
+    )
+}
+
 /// A service as a drill reads it before acting: one `DescribeServices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaggedService {
@@ -222,4 +273,35 @@ pub trait HttpChecks: Send + Sync {
         max_body_bytes: usize,
         timeout: std::time::Duration,
     ) -> impl Future<Output = HttpObservation> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn target_groups_without_a_client_refuse_every_call() {
+        let none: Option<crate::aws::elbv2::Elbv2Adapter> = None;
+        let refused = none.targets("arn").await.expect_err("no client");
+        assert_eq!(refused.kind, FailureKind::Rejected);
+        assert_eq!(refused.operation, "DescribeTargetHealth");
+        let target = Target::new("10.0.0.1", 80);
+        for (result, operation) in [
+            (
+                none.register("arn", std::slice::from_ref(&target), false)
+                    .await,
+                "RegisterTargets",
+            ),
+            (
+                none.deregister("arn", &[target], false).await,
+                "DeregisterTargets",
+            ),
+        ] {
+            let refused = result.expect_err("no client");
+            assert_eq!(
+                (refused.kind, refused.operation),
+                (FailureKind::Rejected, operation)
+            );
+        }
+    }
 }

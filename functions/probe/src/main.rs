@@ -20,10 +20,14 @@ async fn main() -> Result<(), Error> {
         Ok(sdk) => sdk,
         Err(e) => fail_init(&e).await,
     };
+    // ELBv2 is read only for target groups; without any, the probe starts
+    // without building a client for it.
+    let target_groups = (!config.target_groups.is_empty())
+        .then(|| Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)));
     let prober = Prober::new(
         config,
         HttpAdapter::new(),
-        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)),
+        target_groups,
         CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
     );
     let prober = &prober;

@@ -58,8 +58,10 @@ struct Document {
     concurrency: Option<usize>,
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    // Read straight into entries (not through `Value`): the document's checks
+    // are most of a cold start's parsing, and errors still name `checks[i].field`.
     #[serde(default)]
-    checks: Vec<Value>,
+    checks: Vec<CheckEntry>,
     #[serde(default)]
     target_groups: Vec<WatchedTargetGroup>,
     #[serde(default)]
@@ -267,8 +269,9 @@ impl ProbeConfig {
         }
         let mut names = BTreeSet::new();
         let mut checks = Vec::with_capacity(parsed.checks.len());
-        for (i, raw) in parsed.checks.into_iter().enumerate() {
-            let check = parse_check(raw, &format!("checks[{i}]"), CheckSource::Configuration)?;
+        for (i, entry) in parsed.checks.into_iter().enumerate() {
+            let check =
+                check_from_entry(entry, &format!("checks[{i}]"), CheckSource::Configuration)?;
             if !names.insert(check.name.clone()) {
                 return Err(ConfigError::new(
                     format!("checks[{i}].name"),
@@ -371,7 +374,6 @@ fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigEr
 /// # Errors
 /// A [`ConfigError`] naming the first offending field.
 pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpCheck, ConfigError> {
-    let field = |name: &str| format!("{at}.{name}");
     let entry: CheckEntry = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
         let name = if path == "." {
@@ -381,6 +383,15 @@ pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpChec
         };
         ConfigError::new(name, e.into_inner().to_string())
     })?;
+    check_from_entry(entry, at, source)
+}
+
+fn check_from_entry(
+    entry: CheckEntry,
+    at: &str,
+    source: CheckSource,
+) -> Result<HttpCheck, ConfigError> {
+    let field = |name: &str| format!("{at}.{name}");
     validate_dimension(&entry.name).map_err(|p| ConfigError::new(field("name"), p))?;
     let url = url::Url::parse(&entry.url)
         .map_err(|e| ConfigError::new(field("url"), format!("{:?}: {e}", entry.url)))?;
@@ -495,7 +506,7 @@ pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpChec
     };
     Ok(HttpCheck {
         name: entry.name,
-        url: url.to_string(),
+        url: url.into(),
         method,
         headers: entry.headers.into_iter().collect(),
         body: entry.body,
