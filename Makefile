@@ -23,7 +23,7 @@ test:
 deploy-parameters:
 	@python3 infra/deploy_parameters.py
 
-# Release zips of the three functions for Lambda (x86_64, and arm64 where the
+# Release zips of the four functions for Lambda (x86_64, and arm64 where the
 # toolchain has it), with their sizes.
 release:
 	tests/scripts/release.sh

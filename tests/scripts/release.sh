@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three functions for Lambda (provided.al2023) as release zips with
+# Builds the four functions for Lambda (provided.al2023) as release zips with
 # cargo-lambda, for x86_64 always and for arm64 when the aarch64 standard
 # library is installed (rustup target add aarch64-unknown-linux-gnu), and
 # prints each artifact's size.
