@@ -148,10 +148,9 @@ pub trait TargetGroups: Send + Sync {
 /// names none (a probe of URLs alone): any call is refused, naming the operation.
 impl<T: TargetGroups> TargetGroups for Option<T> {
     async fn targets(&self, target_group_arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
-        match self {
-            Some(groups) => groups.targets(target_group_arn).await,
-            None => Err(no_target_groups("DescribeTargetHealth")),
-        }
+        built(self, "DescribeTargetHealth")?
+            .targets(target_group_arn)
+            .await
     }
 
     async fn register(
@@ -160,14 +159,9 @@ impl<T: TargetGroups> TargetGroups for Option<T> {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
-        match self {
-            Some(groups) => {
-                groups
-                    .register(target_group_arn, targets, outside_vpc)
-                    .await
-            }
-            None => Err(no_target_groups("RegisterTargets")),
-        }
+        built(self, "RegisterTargets")?
+            .register(target_group_arn, targets, outside_vpc)
+            .await
     }
 
     async fn deregister(
@@ -176,23 +170,20 @@ impl<T: TargetGroups> TargetGroups for Option<T> {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
-        match self {
-            Some(groups) => {
-                groups
-                    .deregister(target_group_arn, targets, outside_vpc)
-                    .await
-            }
-            None => Err(no_target_groups("DeregisterTargets")),
-        }
+        built(self, "DeregisterTargets")?
+            .deregister(target_group_arn, targets, outside_vpc)
+            .await
     }
 }
 
-fn no_target_groups(operation: &'static str) -> PortError {
-    PortError::new(
-        FailureKind::Rejected,
-        operation,
-        "no target groups are configured, so there is no ELBv2 client",
-    )
+fn built<'a, T>(port: &'a Option<T>, operation: &'static str) -> Result<&'a T, PortError> {
+    port.as_ref().ok_or_else(|| {
+        PortError::new(
+            FailureKind::Rejected,
+            operation,
+            "no target groups are configured, so there is no ELBv2 client",
+        )
+    })
 }
 
 /// A service as a drill reads it before acting: one `DescribeServices`.
