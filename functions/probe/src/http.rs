@@ -175,10 +175,11 @@ fn new_tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfi
 }
 
 /// [`HttpChecks`] over a connection per attempt; TLS settings are made once
-/// per distinct extra CA and shared.
+/// (and once per distinct extra CA) and shared.
 #[derive(Debug, Default)]
 pub struct HttpAdapter {
-    tls: Mutex<HashMap<Option<Vec<u8>>, Arc<rustls::ClientConfig>>>,
+    platform_roots: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    with_extra_ca: Mutex<HashMap<Vec<u8>, Arc<rustls::ClientConfig>>>,
 }
 
 impl HttpAdapter {
@@ -190,16 +191,23 @@ impl HttpAdapter {
         &self,
         extra_ca_pem: Option<&[u8]>,
     ) -> Result<Arc<rustls::ClientConfig>, FailureReason> {
+        let Some(pem) = extra_ca_pem else {
+            if let Some(config) = self.platform_roots.get() {
+                return Ok(config.clone());
+            }
+            let config = new_tls_config(None)?;
+            return Ok(self.platform_roots.get_or_init(|| config).clone());
+        };
         let mut configs = self
-            .tls
+            .with_extra_ca
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = extra_ca_pem.map(<[u8]>::to_vec);
-        if let Some(config) = configs.get(&key) {
+        // Looked up by the bytes themselves: an attempt copies nothing.
+        if let Some(config) = configs.get(pem) {
             return Ok(config.clone());
         }
-        let config = new_tls_config(extra_ca_pem)?;
-        configs.insert(key, config.clone());
+        let config = new_tls_config(Some(pem))?;
+        configs.insert(pem.to_vec(), config.clone());
         Ok(config)
     }
 }
