@@ -13,6 +13,7 @@ use crate::config::ConfigError;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::{RetryConfig, RetryMode};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Where Lambda (or ECS) serves credentials when they are not in the environment.
 const CONTAINER_CREDENTIALS: [&str; 2] = [
@@ -135,12 +136,14 @@ impl SdkSettings {
         if let Some(attempts) = self.max_attempts {
             retry = retry.with_max_attempts(attempts);
         }
+        // One client stack for the calls and for the container endpoint.
+        let http = super::http_client();
         let mut builder = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.region.clone()))
-            .credentials_provider(self.credentials())
+            .credentials_provider(self.credentials(&http))
             .identity_cache(aws_config::identity::IdentityCache::lazy().build())
-            .http_client(super::http_client())
+            .http_client(http)
             .retry_config(retry);
         builder.set_sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep());
         builder.set_endpoint_url(self.endpoint_url.clone());
@@ -151,13 +154,13 @@ impl SdkSettings {
 
     /// The environment's credentials, else the container endpoint's (read
     /// from the environment by the provider when first asked).
-    fn credentials(&self) -> SharedCredentialsProvider {
+    fn credentials(&self, http: &SharedHttpClient) -> SharedCredentialsProvider {
         let environment = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
         if !self.container_credentials {
             return SharedCredentialsProvider::new(environment);
         }
-        let provider_config = aws_config::provider_config::ProviderConfig::default()
-            .with_http_client(super::http_client());
+        let provider_config =
+            aws_config::provider_config::ProviderConfig::default().with_http_client(http.clone());
         let container = aws_config::ecs::EcsCredentialsProvider::builder()
             .configure(&provider_config)
             .build();
