@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 /// Python start varies by a third between runs) does not move a median.
 const RUNS: usize = 9;
 const REGION: &str = "us-east-1";
+const FUNCTIONS: [&str; 4] = ["scaler", "registrar", "probe", "drill"];
 const CLUSTER: &str = "bench";
 /// How long each of the probe's endpoints takes to answer.
 const ENDPOINT_MS: u64 = 100;
@@ -566,7 +567,7 @@ fn print_sizes() {
         "function", "arch", "binary (MiB)", "zip (MiB)"
     );
     for arch in ["x86-64", "arm64"] {
-        for function in ["scaler", "registrar", "probe", "drill"] {
+        for function in FUNCTIONS {
             let zip =
                 workspace_root().join(format!("target/lambda-{arch}/{function}/bootstrap.zip"));
             let Ok(meta) = std::fs::metadata(&zip) else {
@@ -607,12 +608,12 @@ async fn main() {
     let wanted = |function: &str| only.is_empty() || only.iter().any(|f| f == function);
     for name in &only {
         assert!(
-            ["scaler", "registrar", "probe", "drill"].contains(&name.as_str()),
+            FUNCTIONS.contains(&name.as_str()),
             "unknown function {name:?}: scaler, registrar, probe or drill"
         );
     }
     std::fs::create_dir_all(bench_dir()).expect("target/bench");
-    for function in ["scaler", "registrar", "probe", "drill"] {
+    for function in FUNCTIONS {
         release_binary(function);
     }
     let emulator = Emulator::start();
