@@ -279,22 +279,70 @@ fn a_custom_metric_and_metric_math_parse() {
 }
 
 #[test]
-fn the_registrar_refuses_a_group_its_policy_does_not_allow() {
+fn the_registrar_refuses_a_group_outside_its_policy_prefix() {
     let config = ecs_control::config::RegistrarConfig::parse(include_str!(
         "../../infra/registrar-config.json"
     ))
     .expect("example parses");
-    let web =
-        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
-    let peered = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-peered-vpc/fedcba9876543210";
+    // The sample's groups are named web and web-peered-vpc.
     config
-        .check_allowed_target_groups(&format!("{web}, {peered}"))
-        .expect("both allowed");
+        .check_target_group_prefix("web")
+        .expect("both covered");
+    config
+        .check_target_group_prefix("")
+        .expect("an empty prefix covers all");
     let err = config
-        .check_allowed_target_groups(web)
-        .expect_err("the peered group is missing");
-    assert_eq!(err.field, "services[0].target_groups[1].target_group_arn");
-    assert!(err.problem.contains("make deploy-parameters"), "{err}");
+        .check_target_group_prefix("web-peered")
+        .expect_err("web is outside web-peered");
+    assert_eq!(err.field, "services[0].target_groups[0].target_group_arn");
+    assert!(
+        err.problem.contains("REGISTRAR_TARGET_GROUP_NAME_PREFIX"),
+        "{err}"
+    );
+    assert!(err.problem.contains("TargetGroupNamePrefix"), "{err}");
+}
+
+#[test]
+fn target_group_names_are_read_from_their_arns() {
+    use ecs_control::config::verify::target_group_name;
+    assert_eq!(
+        target_group_name("arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/prod-web/0123456789abcdef"),
+        Some("prod-web")
+    );
+    assert_eq!(
+        target_group_name(
+            "arn:aws-cn:elasticloadbalancing:cn-north-1:111122223333:targetgroup/a/b"
+        ),
+        Some("a")
+    );
+    for not_a_group in [
+        "",
+        "prod-web",
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/prod-web/0123",
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/prod-web",
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup//0123",
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/prod-web/0123/extra",
+    ] {
+        assert_eq!(target_group_name(not_a_group), None, "{not_a_group}");
+    }
+}
+
+#[test]
+fn drills_stay_within_the_prefixes_their_policy_grants() {
+    use ecs_control::config::verify::{drill_alarms_match_prefix, drill_groups_match_prefix};
+    let config = ecs_control::config::DrillConfig::parse(include_str!("../../infra/drills.json"))
+        .expect("example parses");
+    drill_alarms_match_prefix(&config, "web-").expect("the sample's alarm drill is web-…");
+    drill_groups_match_prefix(&config, "web").expect("the sample's drain drill is on web");
+    let err = drill_alarms_match_prefix(&config, "prod-").expect_err("outside prod-");
+    assert!(err.field.ends_with(".kind.alarm"), "{err}");
+    assert!(err.problem.contains("DRILL_ALARM_NAME_PREFIX"), "{err}");
+    let err = drill_groups_match_prefix(&config, "api").expect_err("outside api");
+    assert!(err.field.ends_with(".kind.target_group_arn"), "{err}");
+    assert!(
+        err.problem.contains("DRILL_TARGET_GROUP_NAME_PREFIX"),
+        "{err}"
+    );
 }
 
 #[test]

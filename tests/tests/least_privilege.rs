@@ -15,10 +15,32 @@ use std::path::Path;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Actions granted for something other than the code's own calls.
-const NOT_CALLED_BY_CODE: &[(&str, &str)] = &[(
-    "sqs:SendMessage",
-    "Lambda's on-failure destination sends to the failure queue with the function's role",
-)];
+const NOT_CALLED_BY_CODE: &[(&str, &str)] = &[
+    (
+        "sqs:SendMessage",
+        "Lambda's on-failure destination sends to the failure queue with the function's role",
+    ),
+    (
+        "sqs:ReceiveMessage",
+        "the event source mapping reads the function's queue with the function's role",
+    ),
+    (
+        "sqs:DeleteMessage",
+        "the event source mapping deletes handled messages with the function's role",
+    ),
+    (
+        "sqs:GetQueueAttributes",
+        "the event source mapping reads the queue's settings with the function's role",
+    ),
+    (
+        "secretsmanager:GetSecretValue",
+        "the Parameters and Secrets extension reads the probe's secrets with the function's role",
+    ),
+    (
+        "ssm:GetParameter",
+        "the Parameters and Secrets extension reads the probe's SecureStrings with the function's role",
+    ),
+];
 
 /// Actions granted on `Resource: "*"` because AWS offers no narrower resource.
 const STAR_EXCEPTIONS: &[(&str, &str)] = &[
@@ -148,6 +170,12 @@ fn granted(template: &Yaml, resource: &str) -> BTreeMap<String, Vec<String>> {
     let policies = &template["Resources"][resource]["Properties"]["Policies"];
     for policy in policies.as_vec().expect("Policies") {
         for statement in policy["Statement"].as_vec().expect("Statement") {
+            // `!If [Condition, statement, !Ref AWS::NoValue]`: the statement
+            // as granted when the condition holds.
+            let statement = match statement {
+                Yaml::Array(branches) => &branches[1],
+                statement => statement,
+            };
             assert_eq!(statement["Effect"].as_str(), Some("Allow"));
             let list = |y: &Yaml| -> Vec<String> {
                 match y {

@@ -123,13 +123,22 @@ impl DrillConfig {
     /// Reads the document from `DRILLS` or `DRILLS_FILE`.
     ///
     /// # Errors
-    /// When neither (or both) is set, the file cannot be read, or the document is invalid.
+    /// When neither (or both) is set, the file cannot be read, the document is
+    /// invalid, or it names an alarm or target group outside the prefixes set.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&read_document(
+        let config = Self::parse(&read_document(
             DRILLS_ENV,
             DRILLS_FILE_ENV,
             "drill document",
-        )?)
+        )?)?;
+        // What the drill's IAM policy covers (the template sets both).
+        if let Ok(prefix) = std::env::var(super::verify::DRILL_ALARM_NAME_PREFIX_ENV) {
+            super::verify::drill_alarms_match_prefix(&config, &prefix)?;
+        }
+        if let Ok(prefix) = std::env::var(super::verify::DRILL_TARGET_GROUP_NAME_PREFIX_ENV) {
+            super::verify::drill_groups_match_prefix(&config, &prefix)?;
+        }
+        Ok(config)
     }
 
     /// Parses and validates a drill document.

@@ -13,10 +13,10 @@ pub const REGISTRAR_CONFIG_FILE_ENV: &str = "REGISTRAR_CONFIG_FILE";
 /// When set, the share of a group's owned targets one reconcile may deregister,
 /// instead of the document's `max_deregister_share`.
 pub const MAX_DEREGISTER_SHARE_ENV: &str = "REGISTRAR_MAX_DEREGISTER_SHARE";
-/// When set (the template sets it from `RegistrarTargetGroupArns`), the
-/// comma-separated target groups the registrar's IAM policy lets it change;
-/// every group the document names must be among them.
-pub const ALLOWED_TARGET_GROUPS_ENV: &str = "REGISTRAR_ALLOWED_TARGET_GROUPS";
+/// When set (the template sets it from `TargetGroupNamePrefix`), the prefix
+/// of the names of the target groups the registrar's IAM policy lets it
+/// change; every group the document names must have it.
+pub const TARGET_GROUP_NAME_PREFIX_ENV: &str = "REGISTRAR_TARGET_GROUP_NAME_PREFIX";
 
 const DEFAULT_INITIAL_GRACE_SECONDS: u32 = 300;
 
@@ -87,36 +87,32 @@ impl RegistrarConfig {
             config.max_deregister_share = parse_share(raw.trim().parse().ok())
                 .map_err(|problem| ConfigError::new(MAX_DEREGISTER_SHARE_ENV, problem))?;
         }
-        if let Ok(raw) = std::env::var(ALLOWED_TARGET_GROUPS_ENV) {
-            config.check_allowed_target_groups(&raw)?;
+        if let Ok(prefix) = std::env::var(TARGET_GROUP_NAME_PREFIX_ENV) {
+            config.check_target_group_prefix(&prefix)?;
         }
         Ok(config)
     }
 
     /// Every target group the document names must be one the IAM policy lets
-    /// the registrar change: the document and the template's list must agree.
+    /// the registrar change: the policy grants `targetgroup/<prefix>*`, so the
+    /// same statement holds for one group or a thousand.
     ///
     /// # Errors
-    /// Names the first binding whose group is not in `allowed` (comma-separated ARNs).
-    pub fn check_allowed_target_groups(&self, allowed: &str) -> Result<(), ConfigError> {
-        let allowed: BTreeSet<&str> = allowed
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .collect();
+    /// Names the first binding whose group's name does not start with `prefix`.
+    pub fn check_target_group_prefix(&self, prefix: &str) -> Result<(), ConfigError> {
         for (i, binding) in self.services.iter().enumerate() {
             for (j, group) in binding.target_groups.iter().enumerate() {
-                if !allowed.contains(group.target_group_arn.as_str()) {
-                    return Err(ConfigError::new(
+                super::verify::target_group_in_prefix(
+                    &group.target_group_arn,
+                    prefix,
+                    TARGET_GROUP_NAME_PREFIX_ENV,
+                )
+                .map_err(|problem| {
+                    ConfigError::new(
                         format!("services[{i}].target_groups[{j}].target_group_arn"),
-                        format!(
-                            "{} is not in {ALLOWED_TARGET_GROUPS_ENV} (the template's \
-                             RegistrarTargetGroupArns), so the registrar may not change it: \
-                             derive the parameter from the document (make deploy-parameters)",
-                            group.target_group_arn
-                        ),
-                    ));
-                }
+                        problem,
+                    )
+                })?;
             }
         }
         Ok(())

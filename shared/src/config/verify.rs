@@ -2,7 +2,8 @@
 //! read once, so a mismatch is an error naming the field before the first
 //! event, not a surprise during it. Pure: the callers read AWS.
 
-use super::{ConfigError, RegistrarConfig, ScalerConfig};
+use super::{ConfigError, DrillConfig, RegistrarConfig, ScalerConfig};
+use crate::domain::drill::DrillKind;
 use crate::domain::registration::{AddressFamily, TargetGroupFacts};
 use std::collections::BTreeMap;
 
@@ -10,6 +11,10 @@ use std::collections::BTreeMap;
 /// start with (the template's `AlarmNamePrefix`, which scopes its IAM policy
 /// and its EventBridge rule).
 pub const ALARM_NAME_PREFIX_ENV: &str = "SCALER_ALARM_NAME_PREFIX";
+/// The prefix every alarm an alarm drill forces must start with.
+pub const DRILL_ALARM_NAME_PREFIX_ENV: &str = "DRILL_ALARM_NAME_PREFIX";
+/// The prefix of the names of the target groups drain drills may change.
+pub const DRILL_TARGET_GROUP_NAME_PREFIX_ENV: &str = "DRILL_TARGET_GROUP_NAME_PREFIX";
 
 /// Every alarm a step policy names starts with `prefix`.
 ///
@@ -26,6 +31,76 @@ pub fn alarms_match_prefix(config: &ScalerConfig, prefix: &str) -> Result<(), Co
                     policy.alarm
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The name part of a target group ARN
+/// (`arn:<partition>:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>`).
+pub fn target_group_name(arn: &str) -> Option<&str> {
+    let (_, resource) = arn.rsplit_once(":targetgroup/")?;
+    let (name, id) = resource.split_once('/')?;
+    (!name.is_empty() && !id.is_empty() && !id.contains('/')).then_some(name)
+}
+
+/// A target group the IAM policy's `targetgroup/<prefix>*` pattern covers.
+///
+/// # Errors
+/// Says why not (not a target group ARN, or outside the prefix), naming
+/// `variable`, the setting that holds the prefix.
+pub fn target_group_in_prefix(arn: &str, prefix: &str, variable: &str) -> Result<(), String> {
+    let Some(name) = target_group_name(arn) else {
+        return Err(format!(
+            "{arn:?} is not a target group ARN (…:targetgroup/<name>/<id>)"
+        ));
+    };
+    if name.starts_with(prefix) {
+        return Ok(());
+    }
+    Err(format!(
+        "target group {name:?} does not start with {prefix:?} ({variable}, the template's \
+         TargetGroupNamePrefix): its IAM policy may not change it; name the group with the \
+         prefix or deploy with a prefix that covers it"
+    ))
+}
+
+/// Every alarm an alarm drill forces starts with `prefix` (the template's
+/// `AlarmNamePrefix`, which scopes `SetAlarmState`).
+///
+/// # Errors
+/// Names the first alarm drill outside the prefix.
+pub fn drill_alarms_match_prefix(config: &DrillConfig, prefix: &str) -> Result<(), ConfigError> {
+    for (i, drill) in config.drills.iter().enumerate() {
+        if let DrillKind::Alarm { alarm } = &drill.kind {
+            if !alarm.starts_with(prefix) {
+                return Err(ConfigError::new(
+                    format!("drills[{i}].kind.alarm"),
+                    format!(
+                        "{alarm:?} does not start with {prefix:?} ({DRILL_ALARM_NAME_PREFIX_ENV}): \
+                         the drill's IAM policy may not force it"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every target group a drain drill names is one its IAM policy covers.
+///
+/// # Errors
+/// Names the first drain drill whose group is outside the prefix.
+pub fn drill_groups_match_prefix(config: &DrillConfig, prefix: &str) -> Result<(), ConfigError> {
+    for (i, drill) in config.drills.iter().enumerate() {
+        if let DrillKind::DrainTarget {
+            target_group_arn, ..
+        } = &drill.kind
+        {
+            target_group_in_prefix(target_group_arn, prefix, DRILL_TARGET_GROUP_NAME_PREFIX_ENV)
+                .map_err(|problem| {
+                    ConfigError::new(format!("drills[{i}].kind.target_group_arn"), problem)
+                })?;
         }
     }
     Ok(())
