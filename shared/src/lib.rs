@@ -10,5 +10,5 @@ pub mod invocation;
 pub mod logging;
 pub mod ports;
 pub mod startup;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -9,6 +9,7 @@ use crate::domain::registration::{
     RegisteredTarget, ServiceTasks, Target, TargetGroupFacts, TaskInfo,
 };
 use crate::domain::scaling::{ScalingMemory, ServiceState};
+use crate::domain::secret::{Secret, SecretRef};
 use crate::domain::service::ServiceRef;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -264,6 +265,16 @@ pub trait HttpChecks: Send + Sync {
         max_body_bytes: usize,
         timeout: std::time::Duration,
     ) -> impl Future<Output = HttpObservation> + Send;
+}
+
+/// Reading a secret's value, once per reference at cold start.
+pub trait SecretValues: Send + Sync {
+    /// A Secrets Manager secret's `SecretString`, or a parameter's value,
+    /// decrypted. An error never carries the value.
+    fn read_secret(
+        &self,
+        reference: &SecretRef,
+    ) -> impl Future<Output = Result<Secret, PortError>> + Send;
 }
 
 #[cfg(test)]

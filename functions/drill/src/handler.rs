@@ -104,6 +104,7 @@ where
             checks: Vec::new(),
             target_groups: Vec::new(),
             adhoc: Default::default(),
+            references: Vec::new(),
         };
         Self {
             prober: Prober::new(checks, http, groups.clone(), metrics),

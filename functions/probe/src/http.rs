@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse};
-use ecs_control::domain::probe::{HttpCheck, IpPreference};
+use ecs_control::domain::probe::{HeaderValue, HttpCheck, IpPreference};
 use ecs_control::ports::HttpChecks;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -228,7 +228,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 struct Request {
     url: Url,
     method: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, HeaderValue)>,
     body: Option<String>,
 }
 
@@ -563,7 +563,7 @@ fn request_bytes(request: &Request) -> Vec<u8> {
     for (name, value) in &request.headers {
         let framing = ["content-length", "transfer-encoding", "connection"];
         if !framing.iter().any(|f| name.eq_ignore_ascii_case(f)) {
-            add(name, value);
+            add(name, value.expose());
         }
     }
     add("Connection", "close");
@@ -854,7 +854,10 @@ mod tests {
             308,
             Url::parse("https://b.example/").expect("url"),
         );
-        assert_eq!(away.headers, vec![("X-Id".to_string(), "1".to_string())]);
+        assert_eq!(
+            away.headers,
+            vec![("X-Id".to_string(), HeaderValue::from("1"))]
+        );
         assert_eq!(away.method, "POST");
     }
 

@@ -1,5 +1,4 @@
 use ecs_control::aws::{cloudwatch::CloudWatchMetrics, elbv2::Elbv2Adapter, load_sdk_config};
-use ecs_control::config::ProbeConfig;
 use ecs_control::invocation::fail_init;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use probe::handler::Prober;
@@ -11,8 +10,9 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     ecs_control::logging::init_logging();
-    // A bad configuration stops the cold start, with the field to fix.
-    let config = match ProbeConfig::from_env() {
+    // A bad configuration, or a secret it references that cannot be read,
+    // stops the cold start, with the field to fix.
+    let config = match probe::cold_start::configuration().await {
         Ok(config) => config,
         Err(e) => fail_init(&e).await,
     };

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod registration;
 pub mod scaling;
 pub mod schedule;
+pub mod secret;
 pub mod service;
 pub mod target_tracking;
 pub mod zone;

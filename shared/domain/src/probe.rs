@@ -2,6 +2,7 @@
 //! not, the reason an operator reads first; and the metrics a run publishes.
 
 use super::registration::HealthState;
+use super::secret::Secret;
 use regex_lite::Regex;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ pub struct HttpCheck {
     pub name: String,
     pub url: String,
     pub method: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, HeaderValue)>,
     pub body: Option<String>,
     pub expect: Expectations,
     pub timeout: Duration,
@@ -36,6 +37,49 @@ pub struct HttpCheck {
     pub ip_preference: IpPreference,
     /// Extra trusted roots (PEM), read at cold start, for private CAs.
     pub extra_ca_pem: Option<Vec<u8>>,
+}
+
+/// A request header's value: as the document wrote it, or read from a secret
+/// store at cold start. A secret prints as `<redacted>` (`Debug`, `Serialize`);
+/// a plain value prints as itself, as it always has.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HeaderValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl HeaderValue {
+    /// The value to send.
+    pub fn expose(&self) -> &str {
+        match self {
+            Self::Plain(value) => value,
+            Self::Secret(secret) => secret.expose(),
+        }
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(value: &str) -> Self {
+        Self::Plain(value.to_string())
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Plain(value) => fmt::Debug::fmt(value, f),
+            Self::Secret(secret) => fmt::Debug::fmt(secret, f),
+        }
+    }
+}
+
+impl Serialize for HeaderValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Plain(value) => serializer.serialize_str(value),
+            Self::Secret(secret) => secret.serialize(serializer),
+        }
+    }
 }
 
 /// An inclusive range of HTTP status codes.
@@ -514,6 +558,28 @@ pub fn target_metrics(group: &str, counts: &TargetCounts) -> Vec<MetricDatum> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_header_value_is_sent_but_never_shown() {
+        let headers = vec![
+            ("X-Trace".to_string(), HeaderValue::from("probe-1")),
+            (
+                "Authorization".to_string(),
+                HeaderValue::Secret(Secret::new("Bearer t0ken")),
+            ),
+        ];
+        assert_eq!(headers[1].1.expose(), "Bearer t0ken");
+        let shown = format!("{headers:?}");
+        assert_eq!(
+            shown,
+            r#"[("X-Trace", "probe-1"), ("Authorization", <redacted>)]"#
+        );
+        let json = serde_json::to_string(&headers).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"[["X-Trace","probe-1"],["Authorization","<redacted>"]]"#
+        );
+    }
 
     fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
         HttpResponse {

@@ -3,6 +3,7 @@
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
+pub mod secrets;
 pub mod settings;
 
 use crate::config::ConfigError;

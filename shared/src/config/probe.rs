@@ -1,10 +1,38 @@
 //! The probe's document: HTTP(S) checks, target groups to watch, where metrics go.
+//!
+//! # Secret header values
+//!
+//! A check's header value is a string, sent as written, or a reference to a
+//! secret, read once at cold start so that the secret is in neither the
+//! template's parameters nor the function's environment:
+//!
+//! ```json
+//! "headers": {
+//!   "Authorization": {"secretsmanager": "ecs-control/probe/api", "json_key": "token", "prefix": "Bearer "},
+//!   "X-Api-Key": {"ssm": "/ecs-control/probe/api-key"}
+//! }
+//! ```
+//!
+//! `secretsmanager` takes a secret's name or full ARN (its `SecretString`, or
+//! with `json_key` that key of it as JSON); `ssm` a parameter's name (a
+//! `SecureString`, decrypted); `prefix` goes before the value. Every reference
+//! must lie under `PROBE_SECRETS_PATH` (`ecs-control/probe/`: a secret's name,
+//! or a parameter's without its leading `/`), the one pattern the function's
+//! IAM policy grants. They are read through the AWS Parameters and Secrets
+//! Lambda Extension (`ecs_control::aws::secrets`); a value never appears in a
+//! log line, a report or an error. Ad-hoc checks and drills' checks take
+//! strings only.
+
+mod references;
+
+pub use references::{references_outside_path, HeaderReference, SECRETS_PATH_ENV};
 
 use super::{parse_json, read_document, ConfigError};
 use crate::domain::probe::{
-    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HttpCheck, IpPreference, Pattern,
-    StatusRange,
+    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, HttpCheck, IpPreference,
+    Pattern, StatusRange,
 };
+use crate::domain::secret::SecretRef;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +75,9 @@ pub struct ProbeConfig {
     pub checks: Vec<HttpCheck>,
     pub target_groups: Vec<WatchedTargetGroup>,
     pub adhoc: AdhocPolicy,
+    /// Header values the document takes from a secret store: not in `checks`
+    /// until [`ProbeConfig::resolve_references`] reads them at cold start.
+    pub references: Vec<HeaderReference>,
 }
 
 #[derive(Deserialize)]
@@ -114,8 +145,9 @@ struct CheckEntry {
     url: String,
     #[serde(default)]
     method: Option<String>,
+    /// A string, or a reference object (read by [`header_value`]).
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Value>,
     #[serde(default)]
     body: Option<String>,
     #[serde(default)]
@@ -269,9 +301,11 @@ impl ProbeConfig {
         }
         let mut names = BTreeSet::new();
         let mut checks = Vec::with_capacity(parsed.checks.len());
+        let mut references = Vec::new();
         for (i, entry) in parsed.checks.into_iter().enumerate() {
-            let check =
+            let (check, referenced) =
                 check_from_entry(entry, &format!("checks[{i}]"), CheckSource::Configuration)?;
+            references.extend(referenced);
             if !names.insert(check.name.clone()) {
                 return Err(ConfigError::new(
                     format!("checks[{i}].name"),
@@ -302,6 +336,7 @@ impl ProbeConfig {
             checks,
             target_groups: parsed.target_groups,
             adhoc: parsed.adhoc,
+            references,
         })
     }
 
@@ -369,7 +404,9 @@ fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigEr
 }
 
 /// Parses one check, from the document or from an ad-hoc invocation; errors
-/// name fields under `at` (e.g. `checks[2].timeout_ms`).
+/// name fields under `at` (e.g. `checks[2].timeout_ms`). Header values by
+/// reference are refused: only the probe document's own checks are resolved
+/// at cold start.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the first offending field.
@@ -383,14 +420,22 @@ pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpChec
         };
         ConfigError::new(name, e.into_inner().to_string())
     })?;
-    check_from_entry(entry, at, source)
+    let (check, references) = check_from_entry(entry, at, source)?;
+    match references.first() {
+        None => Ok(check),
+        Some(reference) => Err(ConfigError::new(
+            reference.field.clone(),
+            "a secret reference is read only in the probe document's checks; write the value here",
+        )),
+    }
 }
 
+/// A check, and the header values it takes by reference (not in the check yet).
 fn check_from_entry(
     entry: CheckEntry,
     at: &str,
     source: CheckSource,
-) -> Result<HttpCheck, ConfigError> {
+) -> Result<(HttpCheck, Vec<HeaderReference>), ConfigError> {
     let field = |name: &str| format!("{at}.{name}");
     validate_dimension(&entry.name).map_err(|p| ConfigError::new(field("name"), p))?;
     let url = url::Url::parse(&entry.url)
@@ -408,17 +453,35 @@ fn check_from_entry(
             format!("{method:?} is not an HTTP method (GET, HEAD, POST, ...)"),
         ));
     }
-    // Sent as written: a name must be a token and a value one line.
-    for (name, value) in &entry.headers {
+    // A plain value is sent as written (a name must be a token and a value one
+    // line); a reference waits for the cold start to read it.
+    let mut request_headers = Vec::with_capacity(entry.headers.len());
+    let mut references = Vec::new();
+    for (name, value) in entry.headers {
         let at = field(&format!("headers.{name}"));
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(ConfigError::new(at, "is not an HTTP header name"));
         }
-        if http::HeaderValue::from_str(value).is_err() {
-            return Err(ConfigError::new(
-                at,
-                "must be one line of visible text (no control characters)",
-            ));
+        match header_value(value, &at)? {
+            Header::Plain(value) => request_headers.push((name, HeaderValue::Plain(value))),
+            Header::Reference { .. } if source == CheckSource::Invocation => {
+                return Err(ConfigError::new(
+                    at,
+                    "is configuration only: an invocation may not read secrets",
+                ))
+            }
+            Header::Reference {
+                source: store,
+                json_key,
+                prefix,
+            } => references.push(HeaderReference {
+                check: entry.name.clone(),
+                header: name,
+                field: at,
+                source: store,
+                json_key,
+                prefix,
+            }),
         }
     }
     let status = match entry.expected_status {
@@ -504,11 +567,11 @@ fn check_from_entry(
             )
         })?),
     };
-    Ok(HttpCheck {
+    let check = HttpCheck {
         name: entry.name,
         url: url.into(),
         method,
-        headers: entry.headers.into_iter().collect(),
+        headers: request_headers,
         body: entry.body,
         expect: Expectations {
             status,
@@ -521,6 +584,83 @@ fn check_from_entry(
         retries,
         ip_preference: entry.ip_version.unwrap_or_default(),
         extra_ca_pem,
+    };
+    Ok((check, references))
+}
+
+/// A header's value as the document gives it.
+enum Header {
+    Plain(String),
+    Reference {
+        source: SecretRef,
+        json_key: Option<String>,
+        prefix: Option<String>,
+    },
+}
+
+/// What a header reference may say, for the message that refuses anything else.
+const REFERENCE_SYNTAX: &str = "a header value is a string, or {\"secretsmanager\": \"<name or ARN>\"} \
+     (optionally with \"json_key\") or {\"ssm\": \"<parameter name>\"}, either optionally with \"prefix\"";
+
+/// A string header value (one line of visible text), or a reference object.
+fn header_value(value: Value, at: &str) -> Result<Header, ConfigError> {
+    let refuse = |problem: String| Err(ConfigError::new(at, problem));
+    let object = match value {
+        Value::String(text) => {
+            if http::HeaderValue::from_str(&text).is_err() {
+                return refuse("must be one line of visible text (no control characters)".into());
+            }
+            return Ok(Header::Plain(text));
+        }
+        Value::Object(object) => object,
+        _ => return refuse(REFERENCE_SYNTAX.into()),
+    };
+    let mut store = None;
+    let mut json_key = None;
+    let mut prefix = None;
+    for (key, value) in object {
+        if !matches!(
+            key.as_str(),
+            "secretsmanager" | "ssm" | "json_key" | "prefix"
+        ) {
+            return refuse(format!("unknown key {key:?}: {REFERENCE_SYNTAX}"));
+        }
+        let Value::String(text) = value else {
+            return refuse(format!("{key} must be a string"));
+        };
+        match key.as_str() {
+            "secretsmanager" | "ssm" if store.is_some() => {
+                return refuse("give one of secretsmanager or ssm, not both".into())
+            }
+            "secretsmanager" => {
+                store = Some(SecretRef::secrets_manager(&text).map_err(|p| format!("{key} {p}")));
+            }
+            "ssm" => store = Some(SecretRef::parameter(&text).map_err(|p| format!("{key} {p}"))),
+            "json_key" if text.is_empty() => return refuse("json_key must not be empty".into()),
+            "json_key" => json_key = Some(text),
+            _ if http::HeaderValue::from_str(&text).is_err() => {
+                return refuse(
+                    "prefix must be one line of visible text (no control characters)".into(),
+                )
+            }
+            _ => prefix = Some(text),
+        }
+    }
+    let source = match store {
+        None => return refuse(format!("names no store: {REFERENCE_SYNTAX}")),
+        Some(Err(problem)) => return refuse(problem),
+        Some(Ok(source)) => source,
+    };
+    if json_key.is_some() && matches!(source, SecretRef::Parameter(_)) {
+        return refuse(
+            "json_key reads a key of a Secrets Manager secret's JSON; a parameter has no keys"
+                .into(),
+        );
+    }
+    Ok(Header::Reference {
+        source,
+        json_key,
+        prefix,
     })
 }
 
@@ -612,5 +752,124 @@ mod tests {
             let err = ProbeConfig::parse(doc).expect_err(doc);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    fn with_header(value: &str) -> String {
+        format!(
+            r#"{{"checks": [{{"name": "a", "url": "http://x", "headers": {{"Authorization": {value}}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn header_references_parse_and_stay_out_of_the_check_until_read() {
+        let config = ProbeConfig::parse(&with_header(
+            r#"{"secretsmanager": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-control/probe/api-AbC123",
+                "json_key": "token", "prefix": "Bearer "}"#,
+        ))
+        .expect("parses");
+        assert!(config.checks[0].headers.is_empty());
+        let reference = &config.references[0];
+        assert_eq!(
+            (
+                reference.check.as_str(),
+                reference.header.as_str(),
+                reference.field.as_str()
+            ),
+            ("a", "Authorization", "checks[0].headers.Authorization")
+        );
+        assert_eq!(reference.source.policy_name(), "ecs-control/probe/api");
+        assert_eq!(reference.json_key.as_deref(), Some("token"));
+        assert_eq!(reference.prefix.as_deref(), Some("Bearer "));
+
+        let config = ProbeConfig::parse(&with_header(r#"{"ssm": "/ecs-control/probe/token"}"#))
+            .expect("parses");
+        assert_eq!(
+            config.references[0].source,
+            SecretRef::parameter("/ecs-control/probe/token").expect("valid")
+        );
+        assert_eq!(config.references[0].prefix, None);
+    }
+
+    #[test]
+    fn a_reference_says_one_store_and_nothing_else() {
+        for (value, says) in [
+            (
+                r#"{"secret": "ecs-control/probe/api"}"#,
+                "unknown key \"secret\"",
+            ),
+            (
+                r#"{"ssm": "/ecs-control/probe/token", "decrypt": true}"#,
+                "unknown key \"decrypt\"",
+            ),
+            (
+                r#"{"ssm": ["/ecs-control/probe/token"]}"#,
+                "ssm must be a string",
+            ),
+            (
+                r#"{"ssm": "/ecs-control/probe/token", "version": "2"}"#,
+                "unknown key \"version\"",
+            ),
+            (r#"{"prefix": "Bearer "}"#, "names no store"),
+            (
+                r#"{"secretsmanager": "ecs-control/probe/a", "ssm": "/ecs-control/probe/b"}"#,
+                "not both",
+            ),
+            (
+                r#"{"ssm": "/ecs-control/probe/token", "json_key": "token"}"#,
+                "a parameter has no keys",
+            ),
+            (
+                r#"{"secretsmanager": "ecs-control/probe/api", "prefix": "Bearer\r\nX-Evil: 1"}"#,
+                "prefix must be one line",
+            ),
+            (
+                r#"{"secretsmanager": "ecs-control/probe/api", "json_key": ""}"#,
+                "json_key must not be empty",
+            ),
+            (r#"{"secretsmanager": ""}"#, "1 to 2048 characters"),
+            (
+                r#"{"secretsmanager": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api"}"#,
+                "not a full secret ARN",
+            ),
+            ("42", "a header value is a string, or"),
+            (r#"["Bearer x"]"#, "a header value is a string, or"),
+        ] {
+            let err = ProbeConfig::parse(&with_header(value)).expect_err(value);
+            assert_eq!(err.field, "checks[0].headers.Authorization", "{err}");
+            assert!(err.problem.contains(says), "{says}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_the_documents_own_checks_read_secrets() {
+        let check: Value = serde_json::json!({"name": "a", "url": "http://x",
+            "headers": {"Authorization": {"ssm": "/ecs-control/probe/token"}}});
+        let err = parse_check(check.clone(), "adhoc[0]", CheckSource::Invocation)
+            .expect_err("an invocation may not read secrets");
+        assert_eq!(err.field, "adhoc[0].headers.Authorization");
+        assert!(err.problem.contains("configuration only"), "{err}");
+        // A drill's check is configuration, but nothing resolves its references.
+        let err = parse_check(
+            check,
+            "drills[0].steady_state.probe_checks[0]",
+            CheckSource::Configuration,
+        )
+        .expect_err("a drill's check is not resolved");
+        assert_eq!(
+            err.field,
+            "drills[0].steady_state.probe_checks[0].headers.Authorization"
+        );
+        // A plain value is still sent as written, and shown as written.
+        let plain: Value = serde_json::json!({"name": "a", "url": "http://x",
+            "headers": {"Authorization": "Bearer plain"}});
+        let check = parse_check(plain, "adhoc[0]", CheckSource::Invocation).expect("plain");
+        assert_eq!(
+            check.headers,
+            [(
+                "Authorization".to_string(),
+                HeaderValue::from("Bearer plain")
+            )]
+        );
+        assert!(format!("{check:?}").contains("\"Bearer plain\""));
     }
 }

@@ -1,0 +1,268 @@
+//! The built probe's cold start with header values by reference: read through
+//! the Parameters and Secrets extension (a stand-in on loopback) before the
+//! first event, sent with the check, and absent from everything the function
+//! logs or answers. A reference that cannot be used stops the cold start,
+//! naming the header.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use ecs_control::testing::FakeExtension;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const ROLE_TOKEN: &str = "role-token-of-the-sandbox";
+const TOKEN: &str = "t0ken-from-secrets-manager";
+const API_KEY: &str = "k3y-from-parameter-store";
+
+/// How an invocation (or the cold start) ended: `response`, `error` or
+/// `init/error`, and the body the function posted.
+type Outcome = (&'static str, String);
+
+struct RuntimeApi {
+    address: String,
+    outcomes: mpsc::Receiver<Outcome>,
+}
+
+/// Lambda's runtime API for one invocation: hands out `event` once, then
+/// keeps the function waiting for the next.
+async fn runtime_api(event: Value) -> RuntimeApi {
+    #[derive(Clone)]
+    struct Shared {
+        event: Value,
+        handed: Arc<AtomicBool>,
+        outcomes: mpsc::Sender<Outcome>,
+    }
+    async fn next(State(shared): State<Shared>) -> (StatusCode, HeaderMap, String) {
+        if shared.handed.swap(true, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("lambda-runtime-aws-request-id", "request-1".to_string()),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:probe".to_string(),
+            ),
+        ] {
+            headers.insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        (StatusCode::OK, headers, shared.event.to_string())
+    }
+    let (sender, outcomes) = mpsc::channel(4);
+    let shared = Shared {
+        event,
+        handed: Arc::default(),
+        outcomes: sender,
+    };
+    let finish = |kind: &'static str| {
+        move |State(shared): State<Shared>, body: String| async move {
+            let _ = shared.outcomes.send((kind, body)).await;
+            StatusCode::ACCEPTED
+        }
+    };
+    let base = "/2018-06-01/runtime";
+    let app = Router::new()
+        .route(&format!("{base}/invocation/next"), get(next))
+        .route(
+            &format!("{base}/invocation/{{id}}/response"),
+            post(finish("response")),
+        )
+        .route(
+            &format!("{base}/invocation/{{id}}/error"),
+            post(finish("error")),
+        )
+        .route(&format!("{base}/init/error"), post(finish("init/error")))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    RuntimeApi { address, outcomes }
+}
+
+/// A site whose `/orders` answers 200, noting the headers of each request.
+async fn site() -> (u16, Arc<Mutex<Vec<HeaderMap>>>) {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(
+                |State(seen): State<Arc<Mutex<Vec<HeaderMap>>>>, headers: HeaderMap| async move {
+                    seen.lock().unwrap().push(headers);
+                    r#"{"status":"ok"}"#
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+/// Runs the built probe with `document` until its first outcome; returns the
+/// outcome and everything the process wrote (stdout and stderr).
+async fn cold_start(
+    name: &str,
+    document: &Value,
+    extension_port: u16,
+    event: Value,
+) -> (Outcome, String) {
+    let mut api = runtime_api(event).await;
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "probe")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        // Everything the function logs, down to debug, is searched.
+        .env("AWS_LAMBDA_LOG_LEVEL", "debug")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_SESSION_TOKEN", ROLE_TOKEN)
+        .env(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            extension_port.to_string(),
+        )
+        .env("PROBE_SECRETS_PATH", "ecs-control/probe/")
+        .env("PROBE_CONFIG", document.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the probe binary");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), api.outcomes.recv())
+        .await
+        .expect("an outcome within 30 s")
+        .expect("the runtime API is up");
+    // An init error ends the process; a served invocation leaves it waiting.
+    let _ = child.kill();
+    let _ = child.wait();
+    (outcome, std::fs::read_to_string(&log_path).unwrap())
+}
+
+fn check(site_port: u16, headers: Value) -> Value {
+    json!({"checks": [{
+        "name": "orders",
+        "url": format!("http://127.0.0.1:{site_port}/orders"),
+        "body_must_match": ["ok"],
+        "headers": headers
+    }]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_are_resolved_at_cold_start_sent_and_never_written() {
+    let extension = FakeExtension::new(ROLE_TOKEN)
+        .secret(
+            "ecs-control/probe/api",
+            &json!({"token": TOKEN, "user": "probe"}).to_string(),
+        )
+        .parameter("/ecs-control/probe/api-key", API_KEY)
+        .start()
+        .await;
+    let (site_port, seen) = site().await;
+    let document = check(
+        site_port,
+        json!({
+            "Authorization": {"secretsmanager": "ecs-control/probe/api", "json_key": "token", "prefix": "Bearer "},
+            "X-Api-Key": {"ssm": "/ecs-control/probe/api-key"},
+            "X-Trace": "probe-trace-7"
+        }),
+    );
+    let ((kind, record), logged) = cold_start(
+        "references-resolved",
+        &document,
+        extension.port,
+        json!({"command": "run", "publish": false}),
+    )
+    .await;
+    assert_eq!(kind, "response", "{record}\n{logged}");
+
+    // Read once each, before the check, and sent with it.
+    assert_eq!(extension.requests().len(), 2, "{:?}", extension.requests());
+    let sent = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the check reached the site");
+    assert_eq!(sent["authorization"], format!("Bearer {TOKEN}").as_str());
+    assert_eq!(sent["x-api-key"], API_KEY);
+    assert_eq!(sent["x-trace"], "probe-trace-7");
+    let record: Value = serde_json::from_str(&record).expect("the report");
+    assert_eq!(record["checks"][0]["success"], true, "{record:#}");
+
+    // Neither the answer nor anything logged (the decision line included)
+    // carries a value, or the role's token.
+    assert!(
+        logged.contains(r#""message":"decision""#),
+        "the log was read: {logged}"
+    );
+    for text in [record.to_string(), logged] {
+        for value in [TOKEN, API_KEY, ROLE_TOKEN] {
+            assert!(!text.contains(value), "{value} written: {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_that_cannot_be_used_stops_the_cold_start_naming_the_header() {
+    let extension = FakeExtension::new(ROLE_TOKEN)
+        .secret("ecs-control/probe/api", TOKEN)
+        .start()
+        .await;
+    let cases = [
+        // (name, the header's value, what the init error must say)
+        (
+            "outside-the-path",
+            json!({"ssm": "/ecs-control/admin/password"}),
+            vec!["PROBE_SECRETS_PATH", "ecs-control/admin/password"],
+        ),
+        (
+            "missing-secret",
+            json!({"secretsmanager": "ecs-control/probe/gone"}),
+            vec!["ecs-control/probe/gone", "404"],
+        ),
+        (
+            "bad-json-key",
+            json!({"secretsmanager": "ecs-control/probe/api", "json_key": "token"}),
+            vec!["ecs-control/probe/api", "not JSON"],
+        ),
+    ];
+    for (name, value, says) in cases {
+        let document = check(9, json!({ "Authorization": value }));
+        let ((kind, body), logged) =
+            cold_start(name, &document, extension.port, json!({"command": "run"})).await;
+        assert_eq!(kind, "init/error", "{name}: {body}\n{logged}");
+        let error: Value = serde_json::from_str(&body).expect("a diagnostic");
+        let message = error["errorMessage"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("checks[0].headers.Authorization"),
+            "{name}: {message}"
+        );
+        for said in says {
+            assert!(message.contains(said), "{name}: {said}: {message}");
+        }
+        assert!(
+            !message.contains(TOKEN) && !logged.contains(TOKEN),
+            "{name}: {logged}"
+        );
+    }
+    // The reference outside the path was never read.
+    assert!(
+        !extension.requests().iter().any(|r| r.contains("admin")),
+        "{:?}",
+        extension.requests()
+    );
+}
