@@ -5,6 +5,7 @@
 pub use ecs_control_domain as domain;
 
 pub mod aws;
+pub mod batch;
 pub mod config;
 pub mod invocation;
 pub mod logging;

@@ -261,8 +261,18 @@ fn mutated(documents: Vec<Value>) -> impl Strategy<Value = Value> {
 
 type Parser = fn(Value) -> Result<(), String>;
 
-fn event_parsers() -> [(&'static str, Parser); 4] {
+fn event_parsers() -> [(&'static str, Parser); 5] {
     [
+        ("SQS batches", |v| {
+            let records = ecs_control::batch::records(&v).unwrap_or_default();
+            match records.into_iter().find_map(|r| match r {
+                ecs_control::batch::Record::Unreadable { error, .. } => Some(error),
+                ecs_control::batch::Record::Readable(_) => None,
+            }) {
+                Some(error) => Err(error.to_string()),
+                None => Ok(()),
+            }
+        }),
         ("scaler events", |v| {
             scaler::events::parse(v)
                 .map(drop)

@@ -2,6 +2,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
+use ecs_control::batch;
 use ecs_control::domain::registration::{
     cluster_name, service_from_group, task_addresses, TaskAddresses, TaskInfo,
 };
@@ -148,6 +149,9 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
         .get("dry_run")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    if batch::is_sqs_batch(&payload) {
+        return Err(batch::not_one_event());
+    }
     let trigger = if object.contains_key("command") {
         let command: ManualCommand = serde_json::from_value(payload)
             .map_err(|e| MalformedEvent::because("manual command", e))?;
@@ -207,7 +211,8 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
     } else {
         return Err(MalformedEvent::unrecognised(
             object,
-            "an EventBridge ECS Task State Change or Scheduled Event, or a manual command (command)",
+            "an EventBridge ECS Task State Change or Scheduled Event, a manual command (command), \
+             or an SQS batch of them (Records from aws:sqs)",
         ));
     };
     check_lengths(&trigger)?;

@@ -2,6 +2,7 @@
 
 use crate::events::{self, Invocation, Trigger};
 use chrono::{DateTime, TimeDelta, Utc};
+use ecs_control::batch::{self, Answer};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::config::{ConfigError, RegistrarConfig};
 use ecs_control::domain::registration::{
@@ -145,7 +146,27 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         crate::cold_start::verify(&self.config, &self.elb).await
     }
 
-    /// Handles one invocation and logs its decision record as one line.
+    /// Handles one invocation: a payload [`Self::handle`] takes, answered with
+    /// its decision record, or an SQS batch of them, each message handled in
+    /// turn, answered with the partial batch response (the rules are in
+    /// [`ecs_control::batch`]). `clock` is read as each message starts.
+    ///
+    /// # Errors
+    /// A direct payload's [`InvocationError`]; a batch's failures are in its response.
+    pub async fn invoke(
+        &self,
+        payload: serde_json::Value,
+        clock: impl Fn() -> DateTime<Utc>,
+    ) -> Result<Answer<RegistrarRecord>, InvocationError> {
+        let clock = &clock;
+        batch::dispatch(payload, move |body, _message_id| async move {
+            self.handle(body, clock()).await
+        })
+        .await
+    }
+
+    /// Handles one payload (an invocation's, or a queued message's body) and
+    /// logs its decision record as one line.
     ///
     /// # Errors
     /// Malformed events and AWS failures, as [`InvocationError`]; the record is logged even then.

@@ -36,7 +36,7 @@ async fn main() -> Result<(), Error> {
     let (registrar, check) = (&registrar, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         check.passed(|| registrar.verify_configuration()).await?;
-        registrar.handle(event.payload, chrono::Utc::now()).await
+        registrar.invoke(event.payload, chrono::Utc::now).await
     }))
     .await
 }

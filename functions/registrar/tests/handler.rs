@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::batch::{Answer, BatchResponse, Outcome};
 use ecs_control::config::RegistrarConfig;
 use ecs_control::domain::registration::{
     HealthState, RegisteredTarget, ServiceTasks, Target, TaskInfo,
@@ -12,8 +13,8 @@ use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroups};
 use ecs_control::testing::{assert_clear_refusal, changed};
 use lambda_runtime::Diagnostic;
 use registrar::events::{parse, Trigger};
-use registrar::handler::Registrar;
-use serde_json::Value;
+use registrar::handler::{Registrar, RegistrarRecord};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -908,5 +909,220 @@ async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
     assert_eq!(
         Diagnostic::from(err).error_type,
         "NonRetryable.RejectedCommand"
+    );
+}
+
+/// A record as the FIFO queue's event source mapping delivers it, carrying `body`.
+fn queued(message_id: &str, body: &Value) -> Value {
+    let mut record = sample("sqs-batch")["Records"][0].clone();
+    record["messageId"] = message_id.into();
+    record["body"] = body.to_string().into();
+    record
+}
+
+fn sqs_batch(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+fn batch_answer(answer: Answer<RegistrarRecord>) -> BatchResponse {
+    match answer {
+        Answer::Batch(batch) => batch,
+        Answer::Direct(record) => panic!("a decision record, not a batch answer: {record:?}"),
+    }
+}
+
+fn outcomes(answer: &BatchResponse) -> Vec<(Option<&str>, Outcome)> {
+    answer
+        .summary
+        .messages
+        .iter()
+        .map(|m| (m.message_id.as_deref(), m.outcome))
+        .collect()
+}
+
+fn serving_registrar() -> Registrar<FakeEcs, FakeElb> {
+    registrar(
+        FakeEcs::with(vec![running_task(TASK_ARN, "10.0.1.23")]),
+        FakeElb::with_groups(&[TG, TG_PEERED]),
+    )
+}
+
+#[tokio::test]
+async fn an_sqs_batch_is_handled_message_by_message_and_lists_nothing_when_all_is_done() {
+    let r = serving_registrar();
+    let answer = r
+        .invoke(sample("sqs-batch"), now)
+        .await
+        .expect("a batch answers");
+    let json = serde_json::to_value(&answer).expect("serialises");
+    assert_eq!(json["batchItemFailures"], json!([]));
+    assert_eq!(batch_answer(answer).summary.handled, 2);
+    // Registered on RUNNING, then deregistered on STOPPING, in that order.
+    let operations: Vec<String> = elb(&r).writes().into_iter().map(|w| w.0).collect();
+    assert_eq!(
+        operations,
+        ["register", "register", "deregister", "deregister"]
+    );
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Draining)
+    );
+}
+
+#[tokio::test]
+async fn a_payload_sent_directly_is_answered_as_before() {
+    let r = serving_registrar();
+    let answer = r
+        .invoke(sample("task-running"), now)
+        .await
+        .expect("handled");
+    let json = serde_json::to_value(&answer).expect("serialises");
+    assert_eq!(json["trigger"]["kind"], "task_change", "{json:#}");
+    assert!(json.get("batchItemFailures").is_none());
+    let err = r
+        .invoke(json!({"command": "reboot"}), now)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.MalformedEvent"
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_failure_returns_that_message_and_every_later_one_in_order() {
+    let r = serving_registrar();
+    *elb(&r).fail_call.lock().unwrap() = Some(("register", 1, FailureKind::Retryable));
+    let m2 = queued("m2", &sample("task-running"));
+    let m3 = queued("m3", &sample("task-stopping"));
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("task-unconfigured-service")),
+        m2.clone(),
+        m3.clone(),
+    ]);
+    let answer = batch_answer(r.invoke(batch, now).await.expect("answers"));
+    assert_eq!(answer.failed_ids(), ["m2", "m3"]);
+    assert_eq!(
+        outcomes(&answer),
+        [
+            (Some("m1"), Outcome::Handled),
+            (Some("m2"), Outcome::Failed),
+            (Some("m3"), Outcome::Deferred),
+        ]
+    );
+    assert_eq!(
+        answer.summary.messages[1].error_type.as_deref(),
+        Some("Retryable.PartialFailure")
+    );
+    // The stop was not acted on before the start it follows.
+    assert!(elb(&r).writes().iter().all(|w| w.0 == "register"));
+
+    // SQS redelivers the two, in order.
+    let answer = batch_answer(
+        r.invoke(sqs_batch(vec![m2, m3]), now)
+            .await
+            .expect("answers"),
+    );
+    assert!(answer.failed_ids().is_empty());
+    assert_eq!(answer.summary.handled, 2);
+    for arn in [TG, TG_PEERED] {
+        assert_eq!(
+            elb(&r).state(arn, "10.0.1.23", 8080),
+            Some(HealthState::Draining)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_or_rejected_message_is_dropped_and_the_rest_are_handled() {
+    let r = serving_registrar();
+    let unknown =
+        json!({"command": "reconcile", "services": [{"cluster": "demo", "service": "payments"}]});
+    let mut not_json = queued("m4", &json!({}));
+    not_json["body"] = "not json".into();
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("task-running")),
+        queued("m2", &json!({"command": "reboot"})),
+        queued("m3", &unknown),
+        not_json,
+        queued("m5", &sample("task-stopping")),
+    ]);
+    let answer = batch_answer(r.invoke(batch, now).await.expect("answers"));
+    assert!(
+        answer.failed_ids().is_empty(),
+        "a message that fails on every delivery never goes back"
+    );
+    assert_eq!(
+        outcomes(&answer),
+        [
+            (Some("m1"), Outcome::Handled),
+            (Some("m2"), Outcome::Rejected),
+            (Some("m3"), Outcome::Rejected),
+            (Some("m4"), Outcome::Rejected),
+            (Some("m5"), Outcome::Handled),
+        ]
+    );
+    let error_type = |i: usize| answer.summary.messages[i].error_type.as_deref();
+    assert_eq!(error_type(1), Some("NonRetryable.MalformedEvent"));
+    assert_eq!(error_type(2), Some("NonRetryable.RejectedCommand"));
+    assert_eq!(error_type(3), Some("NonRetryable.MalformedEvent"));
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Draining)
+    );
+}
+
+#[tokio::test]
+async fn the_same_sqs_message_delivered_twice_acts_once() {
+    let r = serving_registrar();
+    let batch = sample("sqs-batch");
+    let first = batch_answer(r.invoke(batch.clone(), now).await.expect("first"));
+    assert_eq!(first.summary.handled, 2);
+    let writes = elb(&r).writes();
+    // The world the STOPPING event announced: ECS now says the task is stopping.
+    let mut stopping = running_task(TASK_ARN, "10.0.1.23");
+    stopping.desired_status = "STOPPED".into();
+    stopping.version = Some(4);
+    r.ports().0.put(stopping);
+
+    let later = || now() + TimeDelta::minutes(5);
+    let again = batch_answer(r.invoke(batch, later).await.expect("again"));
+    assert!(again.failed_ids().is_empty());
+    assert_eq!(again.summary.handled, 2);
+    assert_eq!(
+        elb(&r).writes(),
+        writes,
+        "the second delivery changed nothing"
+    );
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Draining)
+    );
+}
+
+#[tokio::test]
+async fn an_envelope_that_is_not_a_readable_batch_fails_the_invocation_without_retry() {
+    let r = serving_registrar();
+    for payload in [
+        json!({"Records": 5}),
+        json!({"Records": []}),
+        // No record says it comes from SQS.
+        json!({"Records": [{"messageId": "m1", "body": "{}"}]}),
+    ] {
+        let err = r.invoke(payload.clone(), now).await.expect_err("refused");
+        assert_eq!(
+            Diagnostic::from(err).error_type,
+            "NonRetryable.MalformedEvent",
+            "{payload}"
+        );
+    }
+}
+
+#[test]
+fn an_sqs_batch_given_to_the_parser_as_one_event_is_refused() {
+    let err = parse(sample("sqs-batch")).expect_err("not one event");
+    assert!(
+        err.to_string().contains("an SQS batch is not one event"),
+        "{err}"
     );
 }

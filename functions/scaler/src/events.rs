@@ -3,6 +3,7 @@
 use aws_lambda_events::cloudwatch_alarms::{CloudWatchAlarm, CloudWatchAlarmData};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
+use ecs_control::batch;
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::policy::AdjustmentType;
 use ecs_control::domain::scaling::trigger_key;
@@ -225,6 +226,9 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
 
+    if batch::is_sqs_batch(&payload) {
+        return Err(batch::not_one_event());
+    }
     let trigger = if object.contains_key("Records") {
         parse_sns(payload)?
     } else if object.contains_key("command") {
@@ -279,7 +283,8 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
         return Err(MalformedEvent::unrecognised(
             object,
             "an EventBridge alarm or scheduled event, an alarm action payload (alarmData), \
-             an SNS alarm notification (Records), or a manual command (command)",
+             an SNS alarm notification (Records), a manual command (command), \
+             or an SQS batch of them (Records from aws:sqs)",
         ));
     };
     let dry_run = dry_run || matches!(&trigger, Trigger::Manual { command } if command.dry_run);

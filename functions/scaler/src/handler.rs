@@ -9,6 +9,7 @@ use crate::events::{self, AlarmNotice, Invocation, Trigger};
 use crate::triggers::metric_reads::MetricReadings;
 use crate::triggers::pace::PaceOutcome;
 use chrono::{DateTime, Utc};
+use ecs_control::batch::{self, Answer};
 use ecs_control::config::{ConfigError, ScalerConfig};
 use ecs_control::domain::alarm::AlarmStatus;
 use ecs_control::domain::budget::{BudgetCeiling, TaskSize};
@@ -174,7 +175,31 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         crate::cold_start::verify(&self.config, &self.alarms, &self.ecs).await
     }
 
-    /// Handles one invocation and logs its decision record as one line.
+    /// Handles one invocation: a payload [`Self::handle`] takes, answered with
+    /// its decision record, or an SQS batch of them, each message handled in
+    /// turn with its message id as the request id (a queued manual command
+    /// redelivered is then the same command), answered with the partial batch
+    /// response (the rules are in [`ecs_control::batch`]). `clock` is read as
+    /// each message starts: a batch's messages are decided at their own time.
+    ///
+    /// # Errors
+    /// A direct payload's [`InvocationError`]; a batch's failures are in its response.
+    pub async fn invoke(
+        &self,
+        payload: serde_json::Value,
+        request_id: &str,
+        clock: impl Fn() -> DateTime<Utc>,
+    ) -> Result<Answer<DecisionRecord>, InvocationError> {
+        let clock = &clock;
+        batch::dispatch(payload, move |body, message_id| async move {
+            let request_id = message_id.as_deref().unwrap_or(request_id);
+            self.handle(body, request_id, clock()).await
+        })
+        .await
+    }
+
+    /// Handles one payload (an invocation's, or a queued message's body) and
+    /// logs its decision record as one line.
     ///
     /// # Errors
     /// Malformed events, rejected commands and AWS failures, as [`InvocationError`];

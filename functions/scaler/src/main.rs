@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         check.passed(|| scaler.verify_configuration()).await?;
         scaler
-            .handle(event.payload, &event.context.request_id, chrono::Utc::now())
+            .invoke(event.payload, &event.context.request_id, chrono::Utc::now)
             .await
     }))
     .await

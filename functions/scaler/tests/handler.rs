@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ecs_control::batch::{Answer, BatchResponse, Outcome};
 use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
@@ -15,7 +16,7 @@ use ecs_control::ports::{AlarmStates, EcsServices, FailureKind, PortError};
 use ecs_control::testing::{assert_clear_refusal, changed};
 use lambda_runtime::Diagnostic;
 use scaler::events::{parse, Trigger};
-use scaler::handler::{Action, Scaler};
+use scaler::handler::{Action, DecisionRecord, Scaler};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -1398,4 +1399,211 @@ async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("no policy resizes"), "{err}");
+}
+
+/// A record as the FIFO queue's event source mapping delivers it, carrying `body`.
+fn queued(message_id: &str, body: &Value) -> Value {
+    let mut record = sample("sqs-batch")["Records"][0].clone();
+    record["messageId"] = message_id.into();
+    record["body"] = body.to_string().into();
+    record
+}
+
+fn sqs_batch(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+fn batch_answer(answer: Answer<DecisionRecord>) -> BatchResponse {
+    match answer {
+        Answer::Batch(batch) => batch,
+        Answer::Direct(record) => panic!("a decision record, not a batch answer: {record:?}"),
+    }
+}
+
+fn outcomes(answer: &BatchResponse) -> Vec<(Option<&str>, Outcome)> {
+    answer
+        .summary
+        .messages
+        .iter()
+        .map(|m| (m.message_id.as_deref(), m.outcome))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_sqs_batch_is_handled_message_by_message_and_lists_nothing_when_all_is_done() {
+    let s = cpu_high_scaler(4);
+    let answer = s
+        .invoke(sample("sqs-batch"), "req-1", now)
+        .await
+        .expect("a batch answers");
+    let json = serde_json::to_value(&answer).expect("serialises");
+    assert_eq!(json["batchItemFailures"], json!([]));
+    let answer = batch_answer(answer);
+    assert_eq!(answer.summary.handled, 2);
+    // The alarm scaled 4 by its +3 step; the tick after it is inside the cooldown.
+    assert_eq!(s_desired(&s), 7);
+}
+
+#[tokio::test]
+async fn a_payload_sent_directly_is_answered_as_before() {
+    let s = cpu_high_scaler(4);
+    let answer = s
+        .invoke(sample("alarm-state-change"), "req-1", now)
+        .await
+        .expect("handled");
+    let json = serde_json::to_value(&answer).expect("serialises");
+    assert_eq!(json["services"][0]["action"], "scaled", "{json:#}");
+    assert_eq!(json["services"][0]["after"], 7);
+    assert!(json.get("batchItemFailures").is_none());
+    let err = s
+        .invoke(sample("unsupported-service-action"), "req-2", now)
+        .await
+        .expect_err("refused");
+    assert_eq!(diagnostic(err).error_type, "NonRetryable.MalformedEvent");
+}
+
+#[tokio::test]
+async fn a_retryable_failure_returns_that_message_and_every_later_one_in_order() {
+    let s = cpu_high_scaler(4);
+    s_ecs(&s).fail_next("ecs:UpdateService", FailureKind::Retryable);
+    let m2 = queued("m2", &sample("alarm-state-change"));
+    let m3 = queued("m3", &tick_event("t1"));
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("alarm-state-change-ok")),
+        m2.clone(),
+        m3.clone(),
+    ]);
+    let answer = batch_answer(s.invoke(batch, "req-1", now).await.expect("answers"));
+    assert_eq!(answer.failed_ids(), ["m2", "m3"]);
+    assert_eq!(
+        outcomes(&answer),
+        [
+            (Some("m1"), Outcome::Handled),
+            (Some("m2"), Outcome::Failed),
+            (Some("m3"), Outcome::Deferred),
+        ]
+    );
+    assert_eq!(
+        answer.summary.messages[1].error_type.as_deref(),
+        Some("Retryable.AwsUnavailable")
+    );
+    assert_eq!(s_desired(&s), 4, "the update failed");
+    // What was not tried made no call: one read of the service, by m2.
+    let reads = s_ecs(&s)
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|c| c.as_str() == "describe demo/web")
+        .count();
+    assert_eq!(reads, 1);
+
+    // SQS redelivers the two, in order: the change recorded is completed once.
+    let answer = batch_answer(
+        s.invoke(sqs_batch(vec![m2, m3]), "req-2", now)
+            .await
+            .expect("answers"),
+    );
+    assert!(answer.failed_ids().is_empty());
+    assert_eq!(answer.summary.handled, 2);
+    assert_eq!(s_desired(&s), 7);
+}
+
+#[tokio::test]
+async fn a_malformed_or_rejected_message_is_dropped_and_the_rest_are_handled() {
+    let s = cpu_high_scaler(4);
+    let mut unmanaged = sample("manual-set-desired-count");
+    unmanaged["service"] = "payments".into();
+    let mut not_json = queued("m5", &json!({}));
+    not_json["body"] = "{\"detail-type\": ".into();
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("alarm-state-change-ok")),
+        queued("m2", &json!({"hello": "world"})),
+        queued("m3", &unmanaged),
+        queued("m4", &sample("alarm-state-change")),
+        not_json,
+    ]);
+    let answer = batch_answer(s.invoke(batch, "req-1", now).await.expect("answers"));
+    assert!(
+        answer.failed_ids().is_empty(),
+        "a message that fails on every delivery never goes back"
+    );
+    assert_eq!(
+        outcomes(&answer),
+        [
+            (Some("m1"), Outcome::Handled),
+            (Some("m2"), Outcome::Rejected),
+            (Some("m3"), Outcome::Rejected),
+            (Some("m4"), Outcome::Handled),
+            (Some("m5"), Outcome::Rejected),
+        ]
+    );
+    let error_type = |i: usize| answer.summary.messages[i].error_type.as_deref();
+    assert_eq!(error_type(1), Some("NonRetryable.MalformedEvent"));
+    assert_eq!(error_type(2), Some("NonRetryable.RejectedCommand"));
+    assert_eq!(error_type(4), Some("NonRetryable.MalformedEvent"));
+    assert_eq!(s_desired(&s), 7, "the alarm after them was acted on");
+}
+
+#[tokio::test]
+async fn the_same_sqs_message_delivered_twice_acts_once() {
+    let s = cpu_high_scaler(4);
+    // A queued command without a request id: its message id stands for one.
+    let mut step = sample("manual-apply-step-dry-run");
+    step["dry_run"] = false.into();
+    step["adjustment"] = 10.into();
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("alarm-state-change")),
+        queued("m2", &step),
+    ]);
+    let first = batch_answer(s.invoke(batch.clone(), "req-1", now).await.expect("first"));
+    assert_eq!(first.summary.handled, 2);
+    // +3 for the alarm, then 10% of 7 (at least 1).
+    assert_eq!(s_desired(&s), 8);
+    let writes = s_ecs(&s).writes();
+
+    let later = || now() + TimeDelta::hours(1);
+    let again = batch_answer(s.invoke(batch, "req-2", later).await.expect("again"));
+    assert!(again.failed_ids().is_empty());
+    assert_eq!(again.summary.handled, 2);
+    assert_eq!(s_desired(&s), 8);
+    assert_eq!(
+        s_ecs(&s).writes(),
+        writes,
+        "the second delivery changed nothing"
+    );
+    // The message id is what names the command: a new message is a new one.
+    let another = sqs_batch(vec![queued("m3", &step)]);
+    s.invoke(another, "req-3", later).await.expect("another");
+    assert_eq!(s_desired(&s), 9);
+}
+
+#[tokio::test]
+async fn an_envelope_that_is_not_a_readable_batch_fails_the_invocation_without_retry() {
+    let s = cpu_high_scaler(4);
+    for payload in [
+        json!({"Records": 5}),
+        json!({"Records": []}),
+        // No record says it comes from SQS.
+        json!({"Records": [{"messageId": "m1", "body": "{}"}]}),
+    ] {
+        let err = s
+            .invoke(payload.clone(), "req", now)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            diagnostic(err).error_type,
+            "NonRetryable.MalformedEvent",
+            "{payload}"
+        );
+    }
+}
+
+#[test]
+fn an_sqs_batch_given_to_the_parser_as_one_event_is_refused() {
+    let err = parse(sample("sqs-batch")).expect_err("not one event");
+    assert!(
+        err.to_string().contains("an SQS batch is not one event"),
+        "{err}"
+    );
 }

@@ -15,6 +15,10 @@ fn scaler_binary() -> PathBuf {
 }
 
 fn start_function(emulator: &Emulator) -> LocalLambda {
+    start_function_with(emulator, &[])
+}
+
+fn start_function_with(emulator: &Emulator, extra: &[(&str, &str)]) -> LocalLambda {
     let mut env = emulator.function_env(REGION);
     env.push((
         "SCALER_POLICIES_FILE".into(),
@@ -23,6 +27,7 @@ fn start_function(emulator: &Emulator) -> LocalLambda {
             .display()
             .to_string(),
     ));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     LocalLambda::start(&scaler_binary(), &env)
 }
 
@@ -57,6 +62,57 @@ async fn the_built_function_scales_through_the_lambda_runtime_api() {
         refused.text.contains("NonRetryable.MalformedEvent"),
         "{}",
         refused.text
+    );
+    assert_eq!(aws.desired_count("demo", "web").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sqs_batch_returns_what_may_succeed_later_through_the_lambda_runtime_api() {
+    let emulator = Emulator::start();
+    let aws = Aws::new(&emulator.sdk_config(REGION));
+    aws.create_service("demo", "web", 2).await;
+    aws.demo_alarms().await;
+    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
+        .await;
+    // One attempt a call: the throttled update fails the message, not a retry inside it.
+    let lambda = start_function_with(&emulator, &[("AWS_MAX_ATTEMPTS", "1")]);
+    // An alarm state change, then a scheduled tick.
+    let batch = sample_event("scaler/sqs-batch.json");
+    let ids: Vec<&str> = batch["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["messageId"].as_str().expect("id"))
+        .collect();
+
+    emulator.fail(REGION, "UpdateService", "throttle", 1);
+    let first = lambda.invoke(&batch);
+    assert!(first.ok, "a batch answers: {}", first.text);
+    let response = first.response.expect("a batch response");
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": ids[0]}, {"itemIdentifier": ids[1]}]),
+        "{response:#}"
+    );
+    let messages = &response["summary"]["messages"];
+    assert_eq!(messages[0]["error_type"], "Retryable.AwsUnavailable");
+    assert_eq!(messages[1]["outcome"], "deferred");
+    assert_eq!(aws.desired_count("demo", "web").await, 2);
+
+    // SQS redelivers both, in order: the scale-out recorded is completed.
+    let second = lambda.invoke(&batch).response.expect("a batch response");
+    assert_eq!(
+        second["batchItemFailures"],
+        serde_json::json!([]),
+        "{second:#}"
+    );
+    assert_eq!(aws.desired_count("demo", "web").await, 5);
+    // Delivered once more, it changes nothing.
+    let third = lambda.invoke(&batch).response.expect("a batch response");
+    assert_eq!(
+        third["batchItemFailures"],
+        serde_json::json!([]),
+        "{third:#}"
     );
     assert_eq!(aws.desired_count("demo", "web").await, 5);
 }
