@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy-parameters release bench
+.PHONY: demo test setup deploy deploy-rehearsal release bench
 
 setup:
 	tests/scripts/setup.sh
@@ -17,11 +17,20 @@ test:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace --no-fail-fast
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
+	.venv/bin/cfn-lint --include-checks I -- infra/template.yaml
 
-# sam deploy's parameter overrides derived from the documents in infra/ (the
-# registrar's target groups come from its document alone).
-deploy-parameters:
-	@python3 infra/deploy_parameters.py
+# Deploys the stack from a folder of documents (see docs/deploy.md): checks
+# them, ships them in a layer, sam build, sam deploy. DEPLOY_ARGS=--yes skips
+# the change-set prompt.
+deploy:
+	@test -n "$(DOCUMENTS)" || { echo "make deploy DOCUMENTS=<folder>: the folder with your four documents and stack.json (start from: mkdir my-fleet && cp infra/*.json my-fleet/)"; exit 2; }
+	tests/scripts/setup.sh --with-sam
+	.venv/bin/python infra/deploy.py deploy "$(DOCUMENTS)" $(DEPLOY_ARGS)
+
+# make deploy, followed literally for a 3-service fleet, against the local
+# emulator (the functions are built as for a real deploy: about 10 minutes).
+deploy-rehearsal:
+	tests/scripts/deploy-rehearsal.sh
 
 # Release zips of the four functions for Lambda (x86_64, and arm64 where the
 # toolchain has it), with their sizes.

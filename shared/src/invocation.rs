@@ -285,6 +285,7 @@ pub fn decision_line(
         "level": "INFO",
         "function": function,
         "message": "decision",
+        "document_version": crate::config::document_version(),
         "decision": record,
     })
 }

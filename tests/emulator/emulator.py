@@ -7,7 +7,8 @@ answer back as CBOR (timestamps as CBOR tag 1, `smithy-protocol` header set).
 Every other request goes to moto untouched.
 
 Where moto is kinder than AWS, strict layers patch it (strict_ecs.py,
-strict_elbv2.py, strict_cloudwatch.py); a fault layer in front of everything makes chosen calls
+strict_elbv2.py, strict_cloudwatch.py); strict_cloudformation.py runs the SAM
+transform, so `sam deploy` can create the stack here; a fault layer in front of everything makes chosen calls
 fail and counts every call (faults.py).
 
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
@@ -35,6 +36,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+import strict_cloudformation
 import strict_cloudwatch
 import strict_ecs
 import strict_elbv2
@@ -221,6 +223,7 @@ def main():
     strict_ecs.install()
     strict_elbv2.install()
     strict_cloudwatch.install()
+    strict_cloudformation.install()
     app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app)))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler

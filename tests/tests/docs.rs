@@ -10,17 +10,6 @@ use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-/// Written alongside these pages and not in the tree yet: a link to one is
-/// accepted while it is absent and checked like any other once it lands.
-const LANDING_PAGES: &[&str] = &["docs/deploy.md"];
-
-/// The same for a `make` target: `make deploy` lands with `docs/deploy.md`.
-const LANDING_TARGETS: &[&str] = &["deploy"];
-
-/// Notes kept word for word for the deploy page to take in, then removed:
-/// not a page of their own, so neither listed in the README nor checked.
-const NOTES: &[&str] = &["docs/deploy-old-notes.md"];
-
 /// Top-level folders whose paths the pages name, checked to exist.
 const CHECKED_ROOTS: &str = "events|infra|functions|shared|tests|docs";
 
@@ -48,7 +37,6 @@ fn pages() -> Vec<Page> {
         .filter_map(|name| name.to_str().map(str::to_string))
         .filter(|name| name.ends_with(".md"))
         .map(|name| format!("docs/{name}"))
-        .filter(|path| !NOTES.contains(&path.as_str()))
         .collect();
     docs.sort();
     paths.extend(docs);
@@ -141,11 +129,8 @@ fn resolve(base: &Path, relative: &str) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
-fn landed_or_landing(relative: &Path) -> bool {
+fn exists_in_tree(relative: &Path) -> bool {
     root().join(relative).exists()
-        || LANDING_PAGES
-            .iter()
-            .any(|landing| Path::new(landing) == relative)
 }
 
 #[test]
@@ -179,7 +164,7 @@ fn every_relative_link_resolves_to_a_file_and_a_heading() {
                 broken.push(format!("{}: {target} leaves the workspace", page.path));
                 continue;
             };
-            if !landed_or_landing(&resolved) {
+            if !exists_in_tree(&resolved) {
                 broken.push(format!("{}: {target}: no such file", page.path));
                 continue;
             }
@@ -218,7 +203,7 @@ fn every_workspace_path_the_pages_name_exists() {
                     None => mentioned,
                 };
                 named.insert(fixed.to_string());
-                if !landed_or_landing(Path::new(fixed)) {
+                if !exists_in_tree(Path::new(fixed)) {
                     missing.push(format!("{}: {mentioned}", page.path));
                 }
             }
@@ -290,14 +275,9 @@ fn every_make_target_the_pages_show_is_in_the_makefile() {
     for page in pages() {
         for target in page.code.iter().flat_map(|code| make_targets(code)) {
             shown.insert(target.clone());
-            if !known.contains(&target) && !LANDING_TARGETS.contains(&target.as_str()) {
+            if !known.contains(&target) {
                 unknown.push(format!("{}: make {target}", page.path));
             }
-        }
-    }
-    for target in LANDING_TARGETS {
-        if !known.contains(*target) {
-            eprintln!("`make {target}` is not in the Makefile yet; accepted while it lands");
         }
     }
     assert!(

@@ -47,14 +47,39 @@ pub fn read_document(inline_env: &str, file_env: &str, what: &str) -> Result<Str
             inline_env,
             format!("set either {inline_env} or {file_env}, not both"),
         )),
-        (Some(json), None) => Ok(json),
+        (Some(json), None) => Ok(remember_version(json)),
         (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(remember_version)
             .map_err(|e| ConfigError::new(file_env, format!("cannot read {path}: {e}"))),
         (None, None) => Err(ConfigError::new(
             inline_env,
             format!("not set: give the {what} as JSON in {inline_env}, or its path in {file_env}"),
         )),
     }
+}
+
+/// The version of the document this process runs: the start of the SHA-256
+/// of its bytes, as read at cold start. Every decision line names it, so an
+/// operator can tell which documents a record was decided under after a
+/// deploy (`sha256sum my-fleet/<document>` gives the same digits).
+pub fn document_version() -> Option<&'static str> {
+    DOCUMENT_VERSION.get().map(String::as_str)
+}
+
+static DOCUMENT_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The digest of `document`, as [`document_version`] reports it.
+pub fn version_of(document: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(document.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn remember_version(document: String) -> String {
+    // One document a process: the first read is the one it runs.
+    let _ = DOCUMENT_VERSION.set(version_of(&document));
+    document
 }
 
 /// Deserialises a document, naming the path of the first field that does not fit.
@@ -85,5 +110,18 @@ pub fn flag_from_env(name: &str) -> Result<bool, ConfigError> {
                 format!("{other:?} is not a boolean: use true or false"),
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_version_is_the_start_of_its_sha256() {
+        // sha256("") and sha256("abc"), as `sha256sum` prints them.
+        assert_eq!(version_of(""), "sha256:e3b0c44298fc");
+        assert_eq!(version_of("abc"), "sha256:ba7816bf8f01");
+        assert_ne!(version_of("{\"a\":1}"), version_of("{\"a\":2}"));
     }
 }
