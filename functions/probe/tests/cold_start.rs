@@ -209,6 +209,12 @@ async fn references_are_resolved_at_cold_start_sent_and_never_written() {
         logged.contains(r#""message":"decision""#),
         "the log was read: {logged}"
     );
+    // It names the document it was decided under, as a deploy shipped it.
+    let version = ecs_control::config::version_of(&document.to_string());
+    assert!(
+        logged.contains(&format!(r#""document_version":"{version}""#)),
+        "{version} not in {logged}"
+    );
     for text in [record.to_string(), logged] {
         for value in [TOKEN, API_KEY, ROLE_TOKEN] {
             assert!(!text.contains(value), "{value} written: {text}");
