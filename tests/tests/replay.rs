@@ -1,6 +1,6 @@
 //! Replay: 1,000 alarm, scheduled and task events for 50 services, shuffled,
 //! with duplicates and late copies (up to the six-hour maximum event age),
-//! delivered one at a time as reserved concurrency 1 does, end in the same
+//! delivered one at a time as the FIFO queue delivers them, end in the same
 //! desired counts and target groups as in-order, exactly-once delivery. And the
 //! same with a fifth of all AWS calls failing (throttled or 500): a failed
 //! invocation is delivered again later, as Lambda's retries and a redrive of
