@@ -191,30 +191,23 @@ async fn refusals_an_abort_and_a_suspended_drill() {
     assert!(matches!(outcome(&refused), Outcome::Refused { why } if why.contains("fewer than 5")));
     assert!(w.drill_tags().await.is_empty());
 
-    // An abort alarm in ALARM stops the drill at its first poll and rolls back,
-    // even with a policy of never.
-    w.aws
-        .service_alarm(
-            "web-5xx",
-            (CLUSTER, SERVICE),
-            "HTTPCode_Target_5XX_Count",
-            ComparisonOperator::GreaterThanThreshold,
-            1.0,
-        )
-        .await;
-    w.aws
-        .set_alarm_state("web-5xx", 1.0, StateValue::Alarm, 40.0)
-        .await;
+    // An abort alarm that goes to ALARM mid-drill stops it at the next poll and
+    // rolls back, even with a policy of never.
+    abort_alarm(&w, StateValue::Ok).await;
     let aborting = w.driller(
         "scale-web",
         json!({"type": "scale", "adjustment": 2, "hold_seconds": 30}),
         json!({"abort_alarms": ["web-5xx"], "rollback": "never",
                "steady_state": {"running_equals_desired": false}}),
     );
-    let aborted = aborting
-        .handle(start("scale-web", "execute"), None)
-        .await
-        .expect("aborted");
+    let fire = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        w.aws
+            .set_alarm_state("web-5xx", 1.0, StateValue::Alarm, 40.0)
+            .await;
+    };
+    let (aborted, ()) = tokio::join!(aborting.handle(start("scale-web", "execute"), None), fire);
+    let aborted = aborted.expect("aborted");
     assert_eq!(
         outcome(&aborted),
         &Outcome::Aborted {
@@ -338,4 +331,86 @@ async fn an_aws_failure_mid_drill_rolls_back_whatever_the_policy() {
     assert!(report.rolled_back, "rolled back despite rollback: never");
     assert_eq!(w.desired().await, 2);
     assert!(w.drill_tags().await.is_empty(), "the lock is released");
+}
+
+/// An abort alarm named `web-5xx` on the world's service, in `state`.
+async fn abort_alarm(w: &e2e::drill_world::World, state: StateValue) {
+    w.aws
+        .service_alarm(
+            "web-5xx",
+            (CLUSTER, SERVICE),
+            "HTTPCode_Target_5XX_Count",
+            ComparisonOperator::GreaterThanThreshold,
+            1.0,
+        )
+        .await;
+    let value = if state == StateValue::Alarm {
+        40.0
+    } else {
+        0.0
+    };
+    w.aws.set_alarm_state("web-5xx", 1.0, state, value).await;
+}
+
+fn acted(report: &DrillReport) -> bool {
+    report.journal.iter().any(|e| {
+        e.step == drill::journal::Step::Action
+            && !e.what.starts_with("locked")
+            && !e.what.starts_with("released")
+    })
+}
+
+#[tokio::test]
+async fn an_abort_alarm_already_in_alarm_refuses_the_drill_before_it_acts() {
+    let w = world("us-east-2").await;
+    abort_alarm(&w, StateValue::Alarm).await;
+    let d = w.driller(
+        "stop-one",
+        json!({"type": "stop_tasks", "count": 1}),
+        json!({"abort_alarms": ["web-5xx"]}),
+    );
+    let before = w.aws.targets(&w.target_group).await.len();
+    for mode in ["plan", "execute"] {
+        let report = d.handle(start("stop-one", mode), None).await.expect(mode);
+        assert!(
+            matches!(outcome(&report), Outcome::Refused { why } if why.contains("web-5xx")),
+            "{mode}: {report:?}"
+        );
+        assert!(!acted(&report), "{mode}: {:?}", report.journal);
+    }
+    assert_eq!(w.desired().await, 2);
+    let running = w
+        .aws
+        .ecs
+        .list_tasks()
+        .cluster(CLUSTER)
+        .service_name(SERVICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(running.task_arns().len(), 2, "no task was stopped");
+    assert_eq!(w.aws.targets(&w.target_group).await.len(), before);
+    assert!(w.drill_tags().await.is_empty(), "no lock was taken");
+}
+
+#[tokio::test]
+async fn a_long_poll_never_sleeps_past_the_invocation_deadline() {
+    let w = world("us-west-1").await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 100}),
+        json!({"steady_state": {"running_equals_desired": false},
+               "max_duration_seconds": 200, "poll_seconds": 60}),
+    );
+    // Lambda stops this invocation in 14 s: the drill must be suspended by then.
+    let end = Utc::now() + TimeDelta::seconds(14);
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(14),
+        d.handle(start("scale-web", "execute"), Some(end)),
+    )
+    .await
+    .expect("returned before Lambda's deadline")
+    .expect("suspended");
+    assert_eq!(outcome(&report), &Outcome::InProgress, "{report:?}");
+    assert!(Utc::now() < end);
 }

@@ -9,8 +9,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::{DrillConfig, ProbeConfig};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::drill::{
-    after_check, after_poll, rolls_back, scaled_count, stop_count, violations, Drill, DrillKind,
-    Lock, LockState, Mode, Next, Observation, Outcome, Poll, SavedState, Snapshot, LOCK_GRACE,
+    after_check, after_poll, pause, rolls_back, scaled_count, stop_count, violations, Drill,
+    DrillKind, Lock, LockState, Mode, Next, Observation, Outcome, Poll, SavedState, Snapshot,
+    LOCK_GRACE,
 };
 use ecs_control::domain::registration::{HealthState, Target};
 use ecs_control::domain::service::ServiceRef;
@@ -249,6 +250,25 @@ where
             });
             return Ok(());
         }
+        // A stop condition already met refuses the drill before it acts.
+        let firing = self.abort_alarms_firing(drill).await?;
+        if !drill.abort_alarms.is_empty() {
+            journal.record(
+                id,
+                Step::Check,
+                format!(
+                    "abort alarms {:?}: in ALARM or missing {firing:?}",
+                    drill.abort_alarms
+                ),
+                firing.is_empty(),
+            );
+        }
+        if let Some(alarm) = firing.first() {
+            report.outcome = Some(Outcome::Refused {
+                why: format!("abort alarm {alarm} is in ALARM or does not exist: the drill could not be stopped by it"),
+            });
+            return Ok(());
+        }
         let snapshot = self.snapshot(drill, &before).await?;
         let (actions, rollback) = describe_plan(drill, &snapshot, before.running);
         report.plan = actions;
@@ -342,9 +362,9 @@ where
         end: Option<DateTime<Utc>>,
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
-        let poll_every = std::time::Duration::from_secs(u64::from(run.drill.poll_seconds));
+        // Polled first, right after acting, then again after each pause; the
+        // time left is judged before sleeping, never after.
         loop {
-            tokio::time::sleep(poll_every).await;
             let poll = match self.poll(run).await {
                 Ok(poll) => poll,
                 Err(e) => {
@@ -353,7 +373,20 @@ where
                 }
             };
             let now = Utc::now();
-            match after_poll(&poll, now, run.deadline, end.unwrap_or(run.deadline)) {
+            let until = end.unwrap_or(run.deadline + LOCK_GRACE);
+            let next = match after_poll(&poll, now, run.deadline, until) {
+                Next::KeepPolling => {
+                    match pause(run.drill.poll_seconds, now, run.deadline, until) {
+                        Some(wait) => {
+                            tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+                            continue;
+                        }
+                        None => Next::Suspend,
+                    }
+                }
+                next => next,
+            };
+            match next {
                 Next::KeepPolling => {}
                 Next::Verify => {
                     let after = match self.observe(run.drill, None).await {
@@ -786,19 +819,29 @@ where
         Ok(())
     }
 
+    /// The drill's abort alarms in ALARM, and those that do not exist (a stop
+    /// condition that cannot fire is no stop condition).
+    async fn abort_alarms_firing(&self, drill: &Drill) -> Result<Vec<String>, PortError> {
+        if drill.abort_alarms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.alarms.describe_alarms(&drill.abort_alarms).await?;
+        Ok(drill
+            .abort_alarms
+            .iter()
+            .filter(|name| {
+                found
+                    .iter()
+                    .find(|a| a.name == **name)
+                    .is_none_or(|a| a.state == AlarmState::Alarm)
+            })
+            .cloned()
+            .collect())
+    }
+
     /// One poll: the abort alarms, and whether what the drill waits for happened.
     async fn poll(&self, run: &mut Run<'_>) -> Result<Poll, PortError> {
-        let alarms_in_alarm: Vec<String> = if run.drill.abort_alarms.is_empty() {
-            Vec::new()
-        } else {
-            self.alarms
-                .describe_alarms(&run.drill.abort_alarms)
-                .await?
-                .into_iter()
-                .filter(|a| a.state == AlarmState::Alarm)
-                .map(|a| a.name)
-                .collect()
-        };
+        let alarms_in_alarm = self.abort_alarms_firing(run.drill).await?;
         let acted_at = run.deadline - TimeDelta::seconds(i64::from(run.drill.max_duration_seconds));
         let held = |hold: u32| Utc::now() >= acted_at + TimeDelta::seconds(i64::from(hold));
         let seen = self.observe(run.drill, None).await?;

@@ -263,6 +263,30 @@ pub fn after_poll(
     Next::KeepPolling
 }
 
+/// Closer than this to the invocation's end, a drill suspends rather than sleeps.
+pub const MIN_PAUSE: TimeDelta = TimeDelta::seconds(1);
+
+/// How long to wait before the next poll, decided before sleeping; `None`
+/// when this invocation should suspend now. Never longer than `poll_seconds`,
+/// than half of what is left of the invocation (the other half is kept for the
+/// poll and a rollback, so a Lambda is never stopped mid-sleep), or than what is
+/// left before the drill's deadline (judged at the deadline, not after it).
+pub fn pause(
+    poll_seconds: u32,
+    now: DateTime<Utc>,
+    drill_deadline: DateTime<Utc>,
+    invocation_end: DateTime<Utc>,
+) -> Option<TimeDelta> {
+    let left = invocation_end - now;
+    if left <= MIN_PAUSE {
+        return None;
+    }
+    let wait = TimeDelta::seconds(i64::from(poll_seconds))
+        .min(left / 2)
+        .min(drill_deadline - now);
+    Some(wait.max(TimeDelta::zero()))
+}
+
 /// The outcome of the after-check.
 pub fn after_check(violations: &[String]) -> Outcome {
     if violations.is_empty() {
@@ -432,6 +456,32 @@ mod tests {
             Next::Stop(Outcome::Failed { why }) => assert!(why.contains("max_duration_seconds")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_pause_never_outlasts_the_invocation_or_the_drill() {
+        let (deadline, end) = (at(600), at(60));
+        let cases = [
+            // Plenty of time: the full poll.
+            (10, at(0), Some(TimeDelta::seconds(10))),
+            // A 60 s poll with 20 s left sleeps 10 s: half of what is left.
+            (60, at(40), Some(TimeDelta::seconds(10))),
+            // Within a second of the end: suspend, do not sleep.
+            (10, at(59), None),
+            (10, at(70), None),
+        ];
+        for (poll, now, expected) in cases {
+            assert_eq!(pause(poll, now, deadline, end), expected, "{poll} at {now}");
+        }
+        // Two seconds before the drill's deadline, the next poll is at the deadline.
+        assert_eq!(
+            pause(10, at(598), deadline, at(900)),
+            Some(TimeDelta::seconds(2))
+        );
+        assert_eq!(
+            pause(10, at(601), deadline, at(900)),
+            Some(TimeDelta::zero())
+        );
     }
 
     #[test]
