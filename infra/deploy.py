@@ -43,6 +43,8 @@ PLACEHOLDER_CLUSTER = "demo"
 PARAMETER_VALUE_LIMIT = 4096
 ENVIRONMENT_LIMIT = 4096
 ROLE_INLINE_POLICIES_LIMIT = 10240
+# sam deploy uploads the template to S3 (--resolve-s3), where CloudFormation
+# takes up to 1 MB; 51,200 bytes is the limit of a template passed inline.
 TEMPLATE_BODY_LIMIT = 51200
 TEMPLATE_S3_LIMIT = 1024 * 1024
 ARCHITECTURES = ("arm64", "x86_64")
@@ -155,6 +157,10 @@ class Fleet:
         for required in ("ManagedClusterName", "AlarmNamePrefix", "TargetGroupNamePrefix", "ProbeAlarmCheckName"):
             if not params.get(required):
                 fail(self.where(SETTINGS), f"parameters.{required} is required")
+        # Paging by default: every alarm of the stack notifies someone.
+        if not params.get("AlertTopicArn") and not params.get("AlertEmail"):
+            fail(self.where(SETTINGS), "set parameters.AlertEmail (an address to page) or "
+                 "parameters.AlertTopicArn (an SNS topic): every alarm of the stack notifies it")
         for key, value in params.items():
             if key not in names:
                 fail(self.where(SETTINGS), f"parameters.{key} is not a template parameter")

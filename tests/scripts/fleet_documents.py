@@ -59,7 +59,8 @@ def documents(services, architecture):
         "stack.json": {
             "stack_name": "prod-ecs-control", "region": REGION, "architecture": architecture,
             "parameters": {"ManagedClusterName": CLUSTER, "AlarmNamePrefix": "prod-",
-                           "TargetGroupNamePrefix": "prod-", "ProbeAlarmCheckName": f"{names[0]}-health"},
+                           "TargetGroupNamePrefix": "prod-", "ProbeAlarmCheckName": f"{names[0]}-health",
+                           "AlertEmail": "oncall@prod.example.net"},
         },
     }
 
