@@ -33,10 +33,21 @@ pub struct World {
 
 /// `web` with two running tasks, each healthy in an `ip` target group.
 pub async fn world(region: &str) -> World {
+    world_of(region, 2).await
+}
+
+/// `web` with `tasks` running tasks, each healthy in an `ip` target group.
+pub async fn world_of(region: &str, tasks: usize) -> World {
     let config = Emulator::shared().sdk_config(region);
     let aws = Aws::new(&config);
-    let (network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
-    for (_, ip) in aws.run_service_tasks(CLUSTER, SERVICE, &network, 2).await {
+    let desired = i32::try_from(tasks).expect("a few tasks");
+    let (network, target_group) = aws
+        .awsvpc_service_with_group(CLUSTER, SERVICE, desired)
+        .await;
+    for (_, ip) in aws
+        .run_service_tasks(CLUSTER, SERVICE, &network, tasks)
+        .await
+    {
         aws.register_target(&target_group, &ip, TASK_PORT).await;
     }
     aws.wait_until_healthy(&target_group).await;
@@ -77,6 +88,21 @@ impl World {
 
     pub async fn desired(&self) -> i32 {
         self.aws.desired_count(CLUSTER, SERVICE).await
+    }
+
+    /// The service's tasks meant to run.
+    pub async fn running_tasks(&self) -> Vec<String> {
+        self.aws
+            .ecs
+            .list_tasks()
+            .cluster(CLUSTER)
+            .service_name(SERVICE)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await
+            .expect("list_tasks")
+            .task_arns()
+            .to_vec()
     }
 
     pub async fn drill_tags(&self) -> Vec<String> {

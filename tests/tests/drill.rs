@@ -12,7 +12,7 @@
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
 use chrono::{TimeDelta, Utc};
 use drill::handler::{DrillReport, LOCK_TAG, STATE_TAG};
-use e2e::drill_world::{start, world, CLUSTER, SERVICE};
+use e2e::drill_world::{start, world, world_of, CLUSTER, SERVICE};
 use e2e::{sample_event, TASK_PORT};
 use ecs_control::domain::drill::{Lock, Outcome, SavedState, Snapshot};
 use serde_json::json;
@@ -413,4 +413,98 @@ async fn a_long_poll_never_sleeps_past_the_invocation_deadline() {
     .expect("suspended");
     assert_eq!(outcome(&report), &Outcome::InProgress, "{report:?}");
     assert!(Utc::now() < end);
+}
+
+#[tokio::test]
+async fn a_drill_never_leaves_fewer_tasks_than_its_floor() {
+    // A one-task service: a third of it, or one task, would stop it all.
+    let one = world_of("sa-east-1", 1).await;
+    for kind in [
+        json!({"type": "stop_tasks", "percent": 33}),
+        json!({"type": "stop_tasks", "count": 1}),
+    ] {
+        let d = one.driller("stop", kind.clone(), json!({}));
+        let report = d
+            .handle(start("stop", "execute"), None)
+            .await
+            .expect("refused");
+        assert!(
+            matches!(outcome(&report), Outcome::Refused { why } if why.contains("floor")),
+            "{kind}: {report:?}"
+        );
+        assert!(!acted(&report), "{kind}: {:?}", report.journal);
+    }
+    assert_eq!(
+        one.running_tasks().await.len(),
+        1,
+        "the only task still runs"
+    );
+
+    // Two tasks: more than there are, or half with a floor of two healthy,
+    // or below or above the scaler's bounds (2 to 10 for web).
+    let w = world_of("ap-northeast-1", 2).await;
+    let scaler =
+        ecs_control::config::ScalerConfig::parse(include_str!("../../infra/scaler-policies.json"))
+            .expect("policies");
+    let service = ecs_control::domain::service::ServiceRef::new(CLUSTER, SERVICE);
+    let bounds = [(
+        service.clone(),
+        scaler.bounds_for_service(&service).expect("web's bounds"),
+    )]
+    .into_iter()
+    .collect::<std::collections::BTreeMap<_, _>>();
+    let two_healthy = json!({"steady_state": {"target_groups": [
+        {"target_group_arn": w.target_group, "min_healthy": 2}]}});
+    for (kind, extra, why) in [
+        (
+            json!({"type": "stop_tasks", "count": 5}),
+            json!({}),
+            "floor of 2",
+        ),
+        (
+            json!({"type": "stop_tasks", "percent": 50}),
+            two_healthy,
+            "floor of 2",
+        ),
+        (
+            json!({"type": "scale", "adjustment": -1, "hold_seconds": 1}),
+            json!({}),
+            "floor of 2",
+        ),
+        (
+            json!({"type": "scale", "desired_count": 11, "hold_seconds": 1}),
+            json!({}),
+            "max_capacity 10",
+        ),
+    ] {
+        let d = w
+            .driller("floored", kind.clone(), extra)
+            .with_capacity_bounds(bounds.clone());
+        let report = d
+            .handle(start("floored", "execute"), None)
+            .await
+            .expect("refused");
+        assert!(
+            matches!(outcome(&report), Outcome::Refused { why: w } if w.contains(why)),
+            "{kind}: {report:?}"
+        );
+        assert!(!acted(&report), "{kind}: {:?}", report.journal);
+    }
+    assert_eq!(w.running_tasks().await.len(), 2);
+    assert_eq!(w.desired().await, 2);
+    assert!(w.drill_tags().await.is_empty());
+
+    // What could never be safe is refused when the document is read.
+    for (kind, field) in [
+        (json!({"type": "stop_tasks", "percent": 100}), "kind.count"),
+        (
+            json!({"type": "scale", "desired_count": 0, "hold_seconds": 1}),
+            "kind.desired_count",
+        ),
+    ] {
+        let document = json!({"drills": [{"name": "x", "cluster": CLUSTER, "service": SERVICE, "kind": kind}]});
+        let err =
+            ecs_control::config::DrillConfig::parse(&document.to_string()).expect_err("refused");
+        assert_eq!(err.field, format!("drills[0].{field}"), "{err}");
+    }
 }

@@ -9,19 +9,21 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::{DrillConfig, ProbeConfig};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::drill::{
-    after_check, after_poll, pause, rolls_back, scaled_count, stop_count, violations, Drill,
-    DrillKind, Lock, LockState, Mode, Next, Observation, Outcome, Poll, SavedState, Snapshot,
-    LOCK_GRACE,
+    after_check, after_poll, pause, rolls_back, scale_plan, scaled_count, stop_count, stop_plan,
+    task_floor, violations, Drill, DrillKind, Lock, LockState, Mode, Next, Observation, Outcome,
+    Poll, SavedState, Snapshot, LOCK_GRACE,
 };
+use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::registration::{HealthState, Target};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
-    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, HttpChecks, MetricsSink,
-    PortError, TaggedService, TargetGroups,
+    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, HttpChecks,
+    MetricsSink, PortError, TaggedService, TargetGroups,
 };
 use probe::handler::Prober;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// The tag holding a service's drill lock.
 pub const LOCK_TAG: &str = "ecs-drill:lock";
@@ -76,6 +78,8 @@ pub struct Driller<E, G, A, H, M> {
     alarms: A,
     /// Runs the steady state's probe checks with the probe's own runner.
     prober: Prober<H, G, M>,
+    /// The scaler's bounds per service, where known: a drill's floor and ceiling.
+    bounds: BTreeMap<ServiceRef, CapacityBounds>,
 }
 
 /// The state a running drill carries between steps.
@@ -113,7 +117,22 @@ where
             ecs,
             groups,
             alarms,
+            bounds: BTreeMap::new(),
         }
+    }
+
+    /// The scaler's capacity bounds per service (see [`DrillConfig::scaler_bounds`]).
+    #[must_use]
+    pub fn with_capacity_bounds(mut self, bounds: BTreeMap<ServiceRef, CapacityBounds>) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// What a drill may change on its service without refusing: the floor
+    /// (and ceiling) of the service's count.
+    fn floor(&self, drill: &Drill) -> (u32, Option<CapacityBounds>) {
+        let scaler = self.bounds.get(&drill.service).copied();
+        (task_floor(&drill.steady_state, scaler), scaler)
     }
 
     /// Handles one invocation; `invocation_end` is when Lambda stops it (none: no limit).
@@ -270,6 +289,28 @@ where
             return Ok(());
         }
         let snapshot = self.snapshot(drill, &before).await?;
+        // The blast radius: the drill refuses rather than cross the service's floor.
+        let (floor, scaler) = self.floor(drill);
+        let radius = match &drill.kind {
+            DrillKind::Scale { to, .. } => {
+                scale_plan(snapshot.desired_count, *to, floor, scaler).map(drop)
+            }
+            DrillKind::StopTasks { count } => stop_plan(before.running, *count, floor).map(drop),
+            DrillKind::DrainTarget { .. } | DrillKind::Alarm { .. } => Ok(()),
+        };
+        journal.record(
+            id,
+            Step::Check,
+            match &radius {
+                Ok(()) => format!("blast radius within the floor of {floor} running tasks"),
+                Err(why) => why.clone(),
+            },
+            radius.is_ok(),
+        );
+        if let Err(why) = radius {
+            report.outcome = Some(Outcome::Refused { why });
+            return Ok(());
+        }
         let (actions, rollback) = describe_plan(drill, &snapshot, before.running);
         report.plan = actions;
         report.rollback_plan = rollback;
@@ -759,7 +800,11 @@ where
         let service = &run.drill.service;
         match &run.drill.kind {
             DrillKind::Scale { to, .. } => {
-                let target = scaled_count(run.snapshot.desired_count, *to);
+                let (floor, scaler) = self.floor(run.drill);
+                let target =
+                    scale_plan(run.snapshot.desired_count, *to, floor, scaler).map_err(|why| {
+                        PortError::new(FailureKind::Rejected, "ecs:UpdateService", why)
+                    })?;
                 self.ecs.set_desired_count(service, target).await?;
                 run.journal.record(
                     &run.id,
@@ -779,7 +824,14 @@ where
                     .map(|t| t.task_arn)
                     .collect();
                 tasks.sort();
-                let n = stop_count(u32::try_from(tasks.len()).unwrap_or(u32::MAX), *count);
+                // Counted again on the tasks running now: the floor holds at the moment of acting.
+                let (floor, _) = self.floor(run.drill);
+                let n = stop_plan(
+                    u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+                    *count,
+                    floor,
+                )
+                .map_err(|why| PortError::new(FailureKind::Rejected, "ecs:StopTask", why))?;
                 for task in tasks.iter().take(n as usize) {
                     self.ecs
                         .stop_task(&service.cluster, task, &format!("drill {}", run.id))
@@ -793,7 +845,7 @@ where
             } => {
                 let Some(target) = run.snapshot.drained.clone() else {
                     return Err(PortError::new(
-                        ecs_control::ports::FailureKind::Rejected,
+                        FailureKind::Rejected,
                         "elasticloadbalancing:DeregisterTargets",
                         "no healthy target on the drill's port to drain",
                     ));

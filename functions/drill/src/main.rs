@@ -17,6 +17,11 @@ async fn main() -> Result<(), Error> {
         Ok(config) => config,
         Err(e) => fail_init(&e).await,
     };
+    // The scaler's bounds give each drilled service its floor and ceiling.
+    let bounds = match config.scaler_bounds() {
+        Ok(bounds) => bounds,
+        Err(e) => fail_init(&e).await,
+    };
     let sdk = match load_sdk_config() {
         Ok(sdk) => sdk,
         Err(e) => fail_init(&e).await,
@@ -28,7 +33,8 @@ async fn main() -> Result<(), Error> {
         CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
         HttpAdapter::new(),
         CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-    );
+    )
+    .with_capacity_bounds(bounds);
     let driller = &driller;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let end = i64::try_from(event.context.deadline)

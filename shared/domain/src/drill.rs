@@ -3,6 +3,7 @@
 //! the snapshot taken before acting, and a lock so one service has one drill
 //! at a time. These are the drill's pure rules; the drill function does the I/O.
 
+use super::policy::CapacityBounds;
 use super::probe::HttpCheck;
 use super::registration::Target;
 use super::service::ServiceRef;
@@ -152,17 +153,73 @@ pub fn scaled_count(desired: u32, to: ScaleTo) -> u32 {
     }
 }
 
-/// How many of `running` tasks a `stop_tasks` drill stops: a percentage
-/// rounds up (a drill that stops nothing proves nothing), never more than run.
+/// How many of `running` tasks a `stop_tasks` drill asks to stop: a
+/// percentage rounds down (the blast radius is never larger than asked), but
+/// at least 1 (a drill that stops nothing proves nothing).
 pub fn stop_count(running: u32, count: StopCount) -> u32 {
-    let wanted = match count {
+    match count {
         StopCount::Tasks(n) => n,
         StopCount::Percent(p) => {
-            let share = u64::from(running) * u64::from(p.min(100));
-            u32::try_from(share.div_ceil(100)).unwrap_or(running)
+            let share = u64::from(running) * u64::from(p.min(100)) / 100;
+            u32::try_from(share).unwrap_or(running).max(1)
         }
-    };
-    wanted.min(running)
+    }
+}
+
+/// The fewest running tasks a drill may leave its service with:
+/// `max(1, the steady state's min_healthy, the scaler's min_capacity if known)`.
+pub fn task_floor(hypothesis: &Hypothesis, scaler: Option<CapacityBounds>) -> u32 {
+    let min_healthy = hypothesis
+        .target_groups
+        .iter()
+        .map(|f| f.min_healthy)
+        .max()
+        .unwrap_or(0);
+    1.max(min_healthy).max(scaler.map_or(0, |b| b.min))
+}
+
+/// The tasks a `stop_tasks` drill stops out of `running`, or why it is refused:
+/// it never leaves fewer than `floor` running.
+///
+/// # Errors
+/// The refusal, in words, when stopping would cross the floor.
+pub fn stop_plan(running: u32, count: StopCount, floor: u32) -> Result<u32, String> {
+    let stop = stop_count(running, count);
+    let spare = running.saturating_sub(floor);
+    if stop > spare {
+        return Err(format!(
+            "stopping {stop} of {running} running tasks would leave {}, below the floor of {floor} \
+             (max of 1, the steady state's min_healthy and the scaler's min_capacity)",
+            running.saturating_sub(stop)
+        ));
+    }
+    Ok(stop)
+}
+
+/// The count a `scale` drill sets from `desired`, or why it is refused: never
+/// below `floor`, never above the scaler's max_capacity when it is known.
+///
+/// # Errors
+/// The refusal, in words, when the count would leave the service's bounds.
+pub fn scale_plan(
+    desired: u32,
+    to: ScaleTo,
+    floor: u32,
+    scaler: Option<CapacityBounds>,
+) -> Result<u32, String> {
+    let target = scaled_count(desired, to);
+    if target < floor {
+        return Err(format!(
+            "a desired count of {target} is below the floor of {floor} \
+             (max of 1, the steady state's min_healthy and the scaler's min_capacity)"
+        ));
+    }
+    if let Some(max) = scaler.map(|b| b.max).filter(|max| target > *max) {
+        return Err(format!(
+            "a desired count of {target} is above the scaler's max_capacity {max}"
+        ));
+    }
+    Ok(target)
 }
 
 /// How a drill ended (or where it stands).
@@ -539,10 +596,41 @@ mod tests {
     }
 
     #[test]
+    fn a_drill_never_crosses_the_floor_it_is_given() {
+        let bounds = Some(CapacityBounds { min: 2, max: 10 });
+        let floor = |min_healthy: u32, scaler| {
+            let hypothesis = Hypothesis {
+                target_groups: vec![HealthyFloor {
+                    target_group_arn: "tg".into(),
+                    min_healthy,
+                }],
+                ..Hypothesis::default()
+            };
+            task_floor(&hypothesis, scaler)
+        };
+        assert_eq!(task_floor(&Hypothesis::default(), None), 1);
+        assert_eq!(floor(3, bounds), 3);
+        assert_eq!(floor(0, bounds), 2);
+        // 33% of one task is no task: at least one, and then nothing is left.
+        assert!(stop_plan(1, StopCount::Percent(33), 1).is_err());
+        assert!(stop_plan(3, StopCount::Tasks(5), 1).is_err());
+        assert_eq!(stop_plan(3, StopCount::Tasks(2), 1), Ok(2));
+        assert_eq!(stop_plan(2, StopCount::Percent(33), 1), Ok(1));
+        assert!(stop_plan(2, StopCount::Percent(33), 2).is_err());
+        // Rounds down: 99% of 10 is 9, and 9 leave 1.
+        assert_eq!(stop_plan(10, StopCount::Percent(99), 1), Ok(9));
+        assert_eq!(scale_plan(2, ScaleTo::Step(3), 1, bounds), Ok(5));
+        assert!(scale_plan(2, ScaleTo::Step(-1), 2, bounds).is_err());
+        assert!(scale_plan(4, ScaleTo::Count(0), 1, None).is_err());
+        assert!(scale_plan(4, ScaleTo::Count(11), 1, bounds).is_err());
+        assert_eq!(scale_plan(4, ScaleTo::Count(11), 1, None), Ok(11));
+    }
+
+    #[test]
     fn counts_and_hypotheses() {
-        assert_eq!(stop_count(5, StopCount::Percent(50)), 3);
+        assert_eq!(stop_count(5, StopCount::Percent(50)), 2);
         assert_eq!(stop_count(1, StopCount::Percent(10)), 1);
-        assert_eq!(stop_count(3, StopCount::Tasks(9)), 3);
+        assert_eq!(stop_count(3, StopCount::Tasks(9)), 9);
         assert_eq!(scaled_count(4, ScaleTo::Step(-9)), 0);
         assert_eq!(scaled_count(4, ScaleTo::Count(6)), 6);
         let hypothesis = Hypothesis {

@@ -4,18 +4,24 @@
 use super::probe::{parse_check, CheckSource};
 use super::scaler::parse_entry;
 use super::{parse_json, read_document, ConfigError};
+use super::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
 use crate::domain::drill::{
     valid_drill_name, Drill, DrillKind, HealthyFloor, Hypothesis, RollbackPolicy, ScaleTo,
     StopCount,
 };
+use crate::domain::policy::CapacityBounds;
 use crate::domain::service::ServiceRef;
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Environment variable holding the drill document as JSON.
 pub const DRILLS_ENV: &str = "DRILLS";
 /// Environment variable naming a file that holds it.
 pub const DRILLS_FILE_ENV: &str = "DRILLS_FILE";
+
+/// Where the documents layer puts the scaler's policies, read for the floors
+/// when no scaler variable is set.
+pub const SCALER_POLICIES_IN_LAYER: &str = "/opt/ecs-control/scaler-policies.json";
 
 /// The longest a drill may run, across invocations: six hours.
 pub const MAX_DRILL_SECONDS: u32 = 6 * 60 * 60;
@@ -162,6 +168,51 @@ impl DrillConfig {
         Ok(Self { drills })
     }
 
+    /// The scaler's capacity bounds for each drilled service it names: a
+    /// drill's floor and ceiling. Read from `SCALER_POLICIES` or
+    /// `SCALER_POLICIES_FILE` when set, else from the documents layer when the
+    /// file is there; none when there is no scaler document.
+    ///
+    /// # Errors
+    /// A scaler document that cannot be read or does not parse, naming the variable.
+    pub fn scaler_bounds(&self) -> Result<BTreeMap<ServiceRef, CapacityBounds>, ConfigError> {
+        let inline = std::env::var(POLICIES_ENV).ok();
+        let file = std::env::var(POLICIES_FILE_ENV).ok();
+        let (source, document) = match (inline, file) {
+            (Some(json), _) => (POLICIES_ENV, json),
+            (None, Some(path)) => (
+                POLICIES_FILE_ENV,
+                std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::new(POLICIES_FILE_ENV, format!("cannot read {path}: {e}"))
+                })?,
+            ),
+            (None, None) => match std::fs::read_to_string(SCALER_POLICIES_IN_LAYER) {
+                Ok(text) => (POLICIES_FILE_ENV, text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+                Err(e) => {
+                    return Err(ConfigError::new(
+                        POLICIES_FILE_ENV,
+                        format!("cannot read {SCALER_POLICIES_IN_LAYER}: {e}"),
+                    ))
+                }
+            },
+        };
+        let scaler = ScalerConfig::parse(&document).map_err(|e| {
+            ConfigError::new(
+                source,
+                format!(
+                    "the scaler document the drill's floors come from: {}: {}",
+                    e.field, e.problem
+                ),
+            )
+        })?;
+        Ok(self
+            .drills
+            .iter()
+            .filter_map(|d| Some((d.service.clone(), scaler.bounds_for_service(&d.service)?)))
+            .collect())
+    }
+
     /// The drill with this name.
     pub fn drill(&self, name: &str) -> Option<&Drill> {
         self.drills.iter().find(|d| d.name == name)
@@ -213,12 +264,13 @@ fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
             hold_seconds,
         } => {
             let to = match (desired_count, adjustment) {
-                (Some(n), None) => ScaleTo::Count(n),
+                // A drill never scales a service to nothing.
+                (Some(n), None) if n > 0 => ScaleTo::Count(n),
                 (None, Some(step)) if step != 0 && step.abs() <= 1_000 => ScaleTo::Step(step),
                 _ => {
                     return Err(ConfigError::new(
                         at("kind.desired_count"),
-                        "give either desired_count or a non-zero adjustment of at most ±1000",
+                        "give either desired_count (at least 1) or a non-zero adjustment of at most ±1000",
                     ))
                 }
             };
@@ -230,11 +282,12 @@ fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
         KindEntry::StopTasks { count, percent } => DrillKind::StopTasks {
             count: match (count, percent) {
                 (Some(n), None) if n > 0 => StopCount::Tasks(n),
-                (None, Some(p)) if (1..=100).contains(&p) => StopCount::Percent(p),
+                // 100% would stop every task: no drill may take a service down.
+                (None, Some(p)) if (1..=99).contains(&p) => StopCount::Percent(p),
                 _ => {
                     return Err(ConfigError::new(
                         at("kind.count"),
-                        "give either count (at least 1) or percent (1 to 100)",
+                        "give either count (at least 1) or percent (1 to 99)",
                     ))
                 }
             },
