@@ -508,3 +508,112 @@ async fn a_drill_never_leaves_fewer_tasks_than_its_floor() {
         assert_eq!(err.field, format!("drills[0].{field}"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn a_drain_takes_only_its_own_services_targets_and_never_the_last() {
+    let w = world("eu-central-1").await;
+    // Another service, `api`, in the same cluster and network: its own group,
+    // and a group it shares with `web`.
+    w.aws
+        .create_awsvpc_service(CLUSTER, "api", &w.network)
+        .await;
+    let api: Vec<String> = w
+        .aws
+        .run_service_tasks(CLUSTER, "api", &w.network, 2)
+        .await
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect();
+    let web: Vec<String> = w
+        .aws
+        .targets(&w.target_group)
+        .await
+        .into_iter()
+        .map(|(ip, _, _)| ip)
+        .collect();
+    let api_group = w.aws.ip_target_group("api", &w.network.vpc_id).await;
+    let shared = w.aws.ip_target_group("shared", &w.network.vpc_id).await;
+    for ip in &api {
+        w.aws.register_target(&api_group, ip, TASK_PORT).await;
+        w.aws.register_target(&shared, ip, TASK_PORT).await;
+    }
+    for ip in &web {
+        w.aws.register_target(&shared, ip, TASK_PORT).await;
+    }
+    w.aws.wait_until_healthy(&api_group).await;
+    w.aws.wait_until_healthy(&shared).await;
+    let drain = |group: &str| {
+        w.driller(
+            "drain",
+            json!({"type": "drain_target", "target_group_arn": group, "port": TASK_PORT, "hold_seconds": 1}),
+            json!({}),
+        )
+    };
+
+    // A group holding only another service's targets: nothing of web's to drain.
+    let report = drain(&api_group)
+        .handle(start("drain", "execute"), None)
+        .await
+        .expect("refused");
+    assert!(
+        matches!(outcome(&report), Outcome::Refused { why } if why.contains("belongs to a running task")),
+        "{report:?}"
+    );
+    assert!(!acted(&report), "{:?}", report.journal);
+    assert_eq!(w.aws.active_targets(&api_group).await.len(), 2);
+
+    // A shared group: every choice is one of web's targets, and is recorded.
+    let d = drain(&shared);
+    for _ in 0..6 {
+        let plan = d.handle(start("drain", "plan"), None).await.expect("plan");
+        let chosen = plan
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.drained.clone())
+            .expect("a target");
+        assert!(
+            web.contains(&chosen.ip),
+            "{} is not web's: {web:?}",
+            chosen.ip
+        );
+        assert!(plan
+            .journal
+            .iter()
+            .any(|e| e.what.starts_with(&format!("chose {}:", chosen.ip))));
+    }
+    let report = d
+        .handle(start("drain", "execute"), None)
+        .await
+        .expect("drained");
+    assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
+    let drained = report
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.drained.clone())
+        .expect("drained");
+    assert!(web.contains(&drained.ip));
+    for ip in &api {
+        assert!(w
+            .aws
+            .active_targets(&shared)
+            .await
+            .contains(&(ip.clone(), TASK_PORT)));
+    }
+
+    // A group with one healthy target: it is never drained.
+    let one = world_of("us-west-2", 1).await;
+    let d = one.driller(
+        "drain",
+        json!({"type": "drain_target", "target_group_arn": one.target_group, "port": TASK_PORT, "hold_seconds": 1}),
+        json!({}),
+    );
+    let report = d
+        .handle(start("drain", "execute"), None)
+        .await
+        .expect("refused");
+    assert!(
+        matches!(outcome(&report), Outcome::Refused { why } if why.contains("last healthy")),
+        "{report:?}"
+    );
+    assert_eq!(one.aws.active_targets(&one.target_group).await.len(), 1);
+}

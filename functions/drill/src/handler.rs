@@ -9,12 +9,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::{DrillConfig, ProbeConfig};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::drill::{
-    after_check, after_poll, pause, rolls_back, scale_plan, scaled_count, stop_count, stop_plan,
-    task_floor, violations, Drill, DrillKind, Lock, LockState, Mode, Next, Observation, Outcome,
-    Poll, SavedState, Snapshot, LOCK_GRACE,
+    after_check, after_poll, drain_candidates, pause, rolls_back, scale_plan, scaled_count,
+    stop_count, stop_plan, task_floor, violations, Drill, DrillKind, Lock, LockState, Mode, Next,
+    Observation, Outcome, Poll, SavedState, Selection, Snapshot, LOCK_GRACE,
 };
 use ecs_control::domain::policy::CapacityBounds;
-use ecs_control::domain::registration::{HealthState, Target};
+use ecs_control::domain::registration::HealthState;
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
@@ -288,7 +288,19 @@ where
             });
             return Ok(());
         }
-        let snapshot = self.snapshot(drill, &before).await?;
+        let snapshot = match self.snapshot(drill, &before).await? {
+            Ok((snapshot, chosen)) => {
+                if let Some(chosen) = chosen {
+                    journal.record(id, Step::Check, chosen, true);
+                }
+                snapshot
+            }
+            Err(why) => {
+                journal.record(id, Step::Check, &why, false);
+                report.outcome = Some(Outcome::Refused { why });
+                return Ok(());
+            }
+        };
         // The blast radius: the drill refuses rather than cross the service's floor.
         let (floor, scaler) = self.floor(drill);
         let radius = match &drill.kind {
@@ -769,31 +781,61 @@ where
         })
     }
 
-    /// What rollback restores: the count, and the target a drain will remove.
-    async fn snapshot(&self, drill: &Drill, seen: &Observation) -> Result<Snapshot, PortError> {
-        let drained = match &drill.kind {
-            DrillKind::DrainTarget {
-                target_group_arn,
-                port,
-                ..
-            } => {
-                let mut healthy: Vec<Target> = self
-                    .groups
-                    .targets(target_group_arn)
-                    .await?
-                    .into_iter()
-                    .filter(|t| t.target.port == *port && t.state == HealthState::Healthy)
-                    .map(|t| t.target)
-                    .collect();
-                healthy.sort_by(|a, b| (&a.ip, a.port).cmp(&(&b.ip, b.port)));
-                healthy.into_iter().next()
-            }
-            _ => None,
-        };
-        Ok(Snapshot {
+    /// What rollback restores: the count, and the target a drain will remove,
+    /// with how it was chosen; or why no target may be drained.
+    async fn snapshot(
+        &self,
+        drill: &Drill,
+        seen: &Observation,
+    ) -> Result<Result<(Snapshot, Option<String>), String>, PortError> {
+        let mut snapshot = Snapshot {
             desired_count: seen.desired,
-            drained,
-        })
+            drained: None,
+        };
+        let DrillKind::DrainTarget {
+            target_group_arn,
+            port,
+            ..
+        } = &drill.kind
+        else {
+            return Ok(Ok((snapshot, None)));
+        };
+        let service_ips: Vec<String> = self
+            .ecs
+            .service_tasks(&drill.service)
+            .await?
+            .tasks
+            .into_iter()
+            .filter(|t| t.last_status == "RUNNING")
+            .flat_map(|t| [t.private_ip, t.private_ipv6])
+            .flatten()
+            .collect();
+        let min_healthy = drill
+            .steady_state
+            .target_groups
+            .iter()
+            .filter(|f| f.target_group_arn == *target_group_arn)
+            .map(|f| f.min_healthy)
+            .max()
+            .unwrap_or(0);
+        let targets = self.groups.targets(target_group_arn).await?;
+        let candidates = match drain_candidates(&targets, *port, &service_ips, min_healthy) {
+            Ok(candidates) => candidates,
+            Err(why) => return Ok(Err(format!("{target_group_arn}: {why}"))),
+        };
+        let at = pick(candidates.len(), drill.selection);
+        let listed: Vec<String> = candidates
+            .iter()
+            .map(|t| format!("{}:{}", t.ip, t.port))
+            .collect();
+        snapshot.drained = candidates.into_iter().nth(at);
+        let chosen = format!(
+            "chose {} to drain ({:?}) of {}'s healthy targets {listed:?}",
+            listed.get(at).map_or("none", String::as_str),
+            drill.selection,
+            drill.service
+        );
+        Ok(Ok((snapshot, Some(chosen))))
     }
 
     async fn act(&self, run: &mut Run<'_>) -> Result<(), PortError> {
@@ -832,7 +874,23 @@ where
                     floor,
                 )
                 .map_err(|why| PortError::new(FailureKind::Rejected, "ecs:StopTask", why))?;
-                for task in tasks.iter().take(n as usize) {
+                let mut chosen = Vec::new();
+                for _ in 0..n {
+                    let at = pick(tasks.len(), run.drill.selection);
+                    chosen.push(tasks.remove(at));
+                }
+                run.journal.record(
+                    &run.id,
+                    Step::Check,
+                    format!(
+                        "chose {n} of {}'s {} running tasks ({:?}): {chosen:?}",
+                        service,
+                        chosen.len() + tasks.len(),
+                        run.drill.selection
+                    ),
+                    true,
+                );
+                for task in &chosen {
                     self.ecs
                         .stop_task(&service.cluster, task, &format!("drill {}", run.id))
                         .await?;
@@ -922,6 +980,19 @@ where
             done,
             failure,
         })
+    }
+}
+
+/// The index of the one of `len` items a drill picks: at random (a fresh
+/// SipHash key per call is the randomness std offers), or the first.
+fn pick(len: usize, selection: Selection) -> usize {
+    use std::hash::BuildHasher;
+    match selection {
+        Selection::First => 0,
+        Selection::Random => {
+            let random = std::collections::hash_map::RandomState::new().hash_one(Utc::now());
+            usize::try_from(random % u64::try_from(len.max(1)).unwrap_or(1)).unwrap_or(0)
+        }
     }
 }
 

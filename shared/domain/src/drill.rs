@@ -5,7 +5,7 @@
 
 use super::policy::CapacityBounds;
 use super::probe::HttpCheck;
-use super::registration::Target;
+use super::registration::{HealthState, RegisteredTarget, Target};
 use super::service::ServiceRef;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -74,6 +74,16 @@ impl DrillKind {
     }
 }
 
+/// How a drill picks the tasks it stops or the target it drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// At random, as FIS does: no task or target is always the one hurt.
+    Random,
+    /// The first in order (task ARN, target address): the same one every time.
+    First,
+}
+
 /// A target group that must keep at least this many healthy targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthyFloor {
@@ -101,6 +111,7 @@ pub struct Drill {
     pub max_duration_seconds: u32,
     pub poll_seconds: u32,
     pub rollback: RollbackPolicy,
+    pub selection: Selection,
 }
 
 /// The service as a hypothesis check sees it.
@@ -220,6 +231,48 @@ pub fn scale_plan(
         ));
     }
     Ok(target)
+}
+
+/// The targets a `drain_target` drill may drain from a group's `targets`:
+/// healthy, on `port`, at the address of one of its own service's running tasks
+/// (`service_ips`: a group shared with another service is never drained of the
+/// other's targets), and only while the rest of the group keeps at least
+/// `max(1, min_healthy)` healthy targets (a group's last healthy target is
+/// never drained). Sorted by address.
+///
+/// # Errors
+/// Why no target may be drained.
+pub fn drain_candidates(
+    targets: &[RegisteredTarget],
+    port: u16,
+    service_ips: &[String],
+    min_healthy: u32,
+) -> Result<Vec<Target>, String> {
+    let healthy = targets
+        .iter()
+        .filter(|t| t.state == HealthState::Healthy)
+        .count();
+    let healthy = u32::try_from(healthy).unwrap_or(u32::MAX);
+    let floor = min_healthy.max(1);
+    if healthy.saturating_sub(1) < floor {
+        return Err(format!(
+            "draining one of the group's {healthy} healthy targets would leave fewer than {floor}: \
+             a group's last healthy targets are never drained"
+        ));
+    }
+    let mut own: Vec<Target> = targets
+        .iter()
+        .filter(|t| t.state == HealthState::Healthy && t.target.port == port)
+        .filter(|t| service_ips.contains(&t.target.ip))
+        .map(|t| t.target.clone())
+        .collect();
+    own.sort_by(|a, b| (&a.ip, a.port).cmp(&(&b.ip, b.port)));
+    if own.is_empty() {
+        return Err(format!(
+            "no healthy target on port {port} belongs to a running task of the drill's service"
+        ));
+    }
+    Ok(own)
 }
 
 /// How a drill ended (or where it stands).
@@ -593,6 +646,34 @@ mod tests {
         assert_eq!(Lock::state(None, at(0)), LockState::Free);
         assert_eq!(Lock::state(Some("garbage"), at(0)), LockState::Free);
         assert_eq!(SavedState::decode("a/b/x/2/-"), None);
+    }
+
+    #[test]
+    fn a_drain_takes_only_its_own_service_and_never_the_last_healthy_target() {
+        let target = |ip: &str, port, state| RegisteredTarget {
+            target: Target::new(ip, port),
+            state,
+            reason: None,
+        };
+        let own = vec!["10.0.0.2".to_string(), "10.0.0.3".to_string()];
+        let shared = [
+            target("10.0.0.1", 8080, HealthState::Healthy), // another service's
+            target("10.0.0.2", 8080, HealthState::Healthy),
+            target("10.0.0.3", 8080, HealthState::Draining),
+            target("10.0.0.3", 9090, HealthState::Healthy), // another port
+        ];
+        assert_eq!(
+            drain_candidates(&shared, 8080, &own, 1),
+            Ok(vec![Target::new("10.0.0.2", 8080)])
+        );
+        // Three healthy in all: draining one leaves two, not three.
+        assert!(drain_candidates(&shared, 8080, &own, 3).is_err());
+        assert!(drain_candidates(&shared[..1], 8080, &own, 0).is_err());
+        let only = [target("10.0.0.2", 8080, HealthState::Healthy)];
+        assert!(
+            drain_candidates(&only, 8080, &own, 0).is_err(),
+            "the last one"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{parse_json, read_document, ConfigError};
 use super::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
 use crate::domain::drill::{
     valid_drill_name, Drill, DrillKind, HealthyFloor, Hypothesis, RollbackPolicy, ScaleTo,
-    StopCount,
+    Selection, StopCount,
 };
 use crate::domain::policy::CapacityBounds;
 use crate::domain::service::ServiceRef;
@@ -55,6 +55,19 @@ struct DrillEntry {
     poll_seconds: u32,
     #[serde(default = "default_rollback")]
     rollback: RollbackEntry,
+    #[serde(default = "default_selection")]
+    selection: SelectionEntry,
+}
+
+fn default_selection() -> SelectionEntry {
+    SelectionEntry::Random
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum SelectionEntry {
+    Random,
+    First,
 }
 
 fn default_max_duration() -> u32 {
@@ -355,6 +368,10 @@ fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
             RollbackEntry::Always => RollbackPolicy::Always,
             RollbackEntry::OnFailure => RollbackPolicy::OnFailure,
             RollbackEntry::Never => RollbackPolicy::Never,
+        },
+        selection: match entry.selection {
+            SelectionEntry::Random => Selection::Random,
+            SelectionEntry::First => Selection::First,
         },
     })
 }
