@@ -361,3 +361,75 @@ async fn an_ipv6_group_gets_the_tasks_ipv6_addresses() {
         "{targets:?}"
     );
 }
+
+#[tokio::test]
+async fn a_running_task_whose_target_drains_is_registered_after_the_deregistration_delay() {
+    let region = "us-west-2";
+    let w = world(region).await;
+    let tasks = w.run_tasks(1).await;
+    let (arn, ip) = &tasks[0];
+    w.aws.register_target(&w.target_group, ip, TASK_PORT).await;
+    w.aws
+        .elbv2
+        .deregister_targets()
+        .target_group_arn(&w.target_group)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(ip)
+                .port(i32::from(TASK_PORT))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("deregister_targets");
+
+    let record = w.handle(task_event("task-running", region, arn, ip)).await;
+    assert!(record.groups[0].calls.is_empty(), "{:?}", record.groups[0]);
+    let record = w
+        .handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert!(record.groups[0].calls.is_empty(), "{:?}", record.groups[0]);
+    assert_eq!(
+        w.aws.targets(&w.target_group).await,
+        [(ip.clone(), TASK_PORT, "draining".to_string())]
+    );
+
+    // Once the delay has passed and the target is gone, a reconcile registers it.
+    tokio::time::sleep(std::time::Duration::from_millis(
+        u64::from(e2e::DEREGISTRATION_DELAY_SECONDS) * 1000 + 300,
+    ))
+    .await;
+    w.handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    assert_eq!(w.active_targets().await, [(ip.clone(), TASK_PORT)]);
+}
+
+#[tokio::test]
+async fn a_stopped_event_deregisters_nothing_while_a_listed_task_is_missing() {
+    let region = "eu-central-1";
+    let w = world(region).await;
+    let tasks = w.run_tasks(2).await;
+    w.handle(sample_event("registrar/reconcile-schedule.json"))
+        .await;
+    // The first task stopped long ago; its late event carries the IP the
+    // second task holds today, and ECS cannot describe that task just now.
+    w.aws.stop_task(CLUSTER, &tasks[0].0).await;
+    let (_, reused_ip) = &tasks[1];
+    Emulator::shared().make_tasks_missing(&[tasks[1].0.clone()], 1);
+    let record = w
+        .handle(task_event("task-stopped", region, &tasks[0].0, reused_ip))
+        .await;
+    assert!(record.groups[0].calls.is_empty(), "{:?}", record.groups[0]);
+    assert!(
+        record.groups[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("missing from DescribeTasks")),
+        "{:?}",
+        record.groups[0].note
+    );
+    assert!(w
+        .active_targets()
+        .await
+        .contains(&(reused_ip.clone(), TASK_PORT)));
+}

@@ -108,6 +108,15 @@ pub struct Registrar<T, G> {
     always_dry_run: bool,
 }
 
+/// Who holds an IP a STOPPED event would deregister.
+#[derive(Debug)]
+enum IpHolder {
+    Running(String),
+    /// Not known: a listed task could not be described.
+    Unknown(String),
+    None,
+}
+
 /// A target group and port fed by one or more services.
 #[derive(Debug)]
 struct GroupPlan {
@@ -295,15 +304,22 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                     .await?;
                 // Only a deregistration still to make is worth the listing.
                 if !decision.diff.deregister.is_empty() {
-                    if let Some(holder) = self
+                    let why = match self
                         .running_holder(group, ip, &task.task_arn, &mut tasks_by_service)
                         .await?
                     {
-                        decision.held_back = std::mem::take(&mut decision.diff.deregister);
-                        decision.note = Some(format!(
+                        IpHolder::Running(holder) => Some(format!(
                             "not deregistered: {ip}:{} now belongs to running task {holder}",
                             group.port
-                        ));
+                        )),
+                        IpHolder::Unknown(why) => Some(format!(
+                            "not deregistered: the running tasks are not fully known ({why})"
+                        )),
+                        IpHolder::None => None,
+                    };
+                    if why.is_some() {
+                        decision.held_back = std::mem::take(&mut decision.diff.deregister);
+                        decision.note = why;
                     }
                 }
                 self.apply(group, record.dry_run, &mut decision).await
@@ -323,13 +339,15 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
 
     /// A running task of a service bound to `group` that now holds `ip` (IPs are
     /// reused: a late STOPPED event must not remove the task that took it over).
+    /// A listed task ECS could not describe might hold it, as in a reconcile.
     async fn running_holder(
         &self,
         group: &TargetGroupBinding,
         ip: &str,
         stopped_task: &str,
         tasks_by_service: &mut BTreeMap<ServiceRef, ServiceTasks>,
-    ) -> Result<Option<String>, PortError> {
+    ) -> Result<IpHolder, PortError> {
+        let mut unknown = Vec::new();
         for bound in self
             .config
             .services_bound_to(&group.target_group_arn, group.port)
@@ -344,10 +362,25 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                     && t.address(group.address_family) == Some(ip)
             });
             if let Some(holder) = holder {
-                return Ok(Some(holder.task_arn.clone()));
+                return Ok(IpHolder::Running(holder.task_arn.clone()));
+            }
+            let missing = tasks_by_service[&bound.service]
+                .missing
+                .iter()
+                .filter(|arn| *arn != stopped_task)
+                .count();
+            if missing > 0 {
+                unknown.push(format!(
+                    "{missing} listed task(s) of {} were missing from DescribeTasks",
+                    bound.service
+                ));
             }
         }
-        Ok(None)
+        Ok(if unknown.is_empty() {
+            IpHolder::None
+        } else {
+            IpHolder::Unknown(unknown.join("; "))
+        })
     }
 
     /// What one task's event changes in a group; a repeat finds nothing to do.
@@ -364,6 +397,15 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         let state = current.iter().find(|r| r.target == target).map(|r| r.state);
         let active = state.is_some_and(|s| s != HealthState::Draining);
         match action {
+            // ELBv2 keeps a deregistered target until its deregistration
+            // delay ends; a reconcile after that registers it.
+            TaskAction::Register if state == Some(HealthState::Draining) => {
+                decision.note = Some(format!(
+                    "not registered: {}:{} is still draining; a reconcile registers it once drained",
+                    target.ip, target.port
+                ));
+                decision.diff.wait_for_drain.push(target);
+            }
             TaskAction::Register if !active => decision.diff.register.push(target),
             TaskAction::Deregister if active => decision.diff.deregister.push(target),
             TaskAction::Register => decision.diff.unchanged = 1,

@@ -1126,3 +1126,78 @@ fn an_sqs_batch_given_to_the_parser_as_one_event_is_refused() {
         "{err}"
     );
 }
+
+/// ELBv2 keeps a deregistered target `draining` for the group's deregistration
+/// delay; a running task on that IP and port waits for it to drain.
+#[tokio::test]
+async fn a_running_ip_whose_target_drains_is_registered_only_once_drained() {
+    let r = serving_registrar();
+    for arn in [TG, TG_PEERED] {
+        elb(&r).set(arn, "10.0.1.23", 8080, HealthState::Draining);
+    }
+    let record = r
+        .handle(sample("task-running"), now())
+        .await
+        .expect("handled");
+    assert!(elb(&r).writes().is_empty(), "{:?}", elb(&r).writes());
+    assert_eq!(
+        record.groups[0].diff.wait_for_drain,
+        [Target::new("10.0.1.23", 8080)]
+    );
+    assert!(record.groups[0]
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("still draining")));
+    let record = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect("reconciled");
+    assert!(elb(&r).writes().is_empty(), "{:?}", elb(&r).writes());
+    assert!(record
+        .groups
+        .iter()
+        .all(|g| g.diff.wait_for_drain.len() == 1));
+
+    // Drained (gone from the group): the next reconcile registers it.
+    for arn in [TG, TG_PEERED] {
+        elb(&r)
+            .groups
+            .lock()
+            .unwrap()
+            .get_mut(arn)
+            .unwrap()
+            .remove(&Target::new("10.0.1.23", 8080));
+    }
+    r.handle(sample("reconcile-schedule"), now())
+        .await
+        .expect("reconciled");
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Initial)
+    );
+}
+
+/// DescribeTasks may report a task ListTasks just returned as `MISSING`; it
+/// may hold the IP, so a STOPPED event deregisters nothing, as a reconcile.
+#[tokio::test]
+async fn a_stopped_event_deregisters_nothing_while_a_listed_task_is_missing() {
+    let ecs = FakeEcs::with(vec![running_task(&task_arn(9), "10.0.1.23")]);
+    ecs.missing.lock().unwrap().push(task_arn(9));
+    let groups = FakeElb::with_groups(&[TG, TG_PEERED]);
+    groups.set(TG, "10.0.1.23", 8080, HealthState::Healthy);
+    let r = registrar(ecs, groups);
+    let record = r
+        .handle(sample("task-stopped"), now())
+        .await
+        .expect("handled");
+    assert!(elb(&r).writes().is_empty(), "{:?}", elb(&r).writes());
+    assert_eq!(record.groups[0].held_back, [Target::new("10.0.1.23", 8080)]);
+    assert!(
+        record.groups[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("missing from DescribeTasks")),
+        "{:?}",
+        record.groups[0].note
+    );
+}

@@ -94,6 +94,11 @@ pub struct TargetDiff {
     pub foreign: usize,
     /// Owned targets draining and not running: left to drain.
     pub draining: usize,
+    /// Running IPs whose target is still draining: registered again only once
+    /// it has drained (ELBv2 keeps a deregistered target for the group's
+    /// deregistration delay), by a later reconcile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wait_for_drain: Vec<Target>,
 }
 
 impl TargetDiff {
@@ -103,7 +108,7 @@ impl TargetDiff {
 }
 
 /// The diff that makes the non-draining targets on `port` equal `running_ips`.
-/// A running IP whose target is draining is registered again.
+/// A running IP whose target is draining waits until it has drained.
 pub fn diff(port: u16, running_ips: &BTreeSet<String>, current: &[RegisteredTarget]) -> TargetDiff {
     let mut result = TargetDiff::default();
     let mut active: BTreeSet<&str> = BTreeSet::new();
@@ -120,6 +125,8 @@ pub fn diff(port: u16, running_ips: &BTreeSet<String>, current: &[RegisteredTarg
     for ip in running_ips {
         if active.contains(ip.as_str()) {
             result.unchanged += 1;
+        } else if draining.contains(ip.as_str()) {
+            result.wait_for_drain.push(Target::new(ip.clone(), port));
         } else {
             result.register.push(Target::new(ip.clone(), port));
         }
@@ -405,11 +412,11 @@ mod tests {
             registered("10.0.0.9", 9090, HealthState::Healthy),
         ];
         let d = diff(8080, &running, &current);
-        assert_eq!(
-            d.register,
-            [Target::new("10.0.0.2", 8080), Target::new("10.0.0.4", 8080)]
-        );
+        assert_eq!(d.register, [Target::new("10.0.0.2", 8080)]);
         assert_eq!(d.deregister, [Target::new("10.0.0.3", 8080)]);
+        // ELBv2: a deregistered target stays draining for the deregistration
+        // delay; a running IP waits for it to drain, then registers.
+        assert_eq!(d.wait_for_drain, [Target::new("10.0.0.4", 8080)]);
         assert_eq!((d.unchanged, d.foreign, d.draining), (1, 1, 1));
     }
 
