@@ -350,3 +350,188 @@ async fn a_tick_reads_every_policy_metric_in_one_batched_call() {
         assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
     }
 }
+
+/// A world whose policy document is `document` as given.
+async fn world_with(region: &str, desired: i32, document: &Value) -> World {
+    let config = Emulator::shared().sdk_config(region);
+    let aws = Aws::new(&config);
+    aws.create_service(CLUSTER, SERVICE, desired).await;
+    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    let scaler = Scaler::new(
+        ScalerConfig::parse(&document.to_string()).expect("policy document"),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+        false,
+    );
+    World { aws, scaler }
+}
+
+/// A window opening at 10:00 UTC that moves the count to 5 once.
+fn morning_desired_count() -> Value {
+    json!({"schedules": [{
+        "name": "morning", "cluster": CLUSTER, "service": SERVICE,
+        "cron": "0 10 * * *", "time_zone": "UTC", "duration_minutes": 120,
+        "desired_count": 5
+    }]})
+}
+
+impl World {
+    async fn operator_sets(&self, desired: i32) {
+        self.aws.set_desired_count(CLUSTER, SERVICE, desired).await;
+    }
+
+    async fn manual_set(&self, request_id: &str, desired: u32, at: DateTime<Utc>) {
+        let mut command = sample_event("scaler/manual-set-desired-count.json");
+        command["request_id"] = request_id.into();
+        command["desired_count"] = desired.into();
+        self.scaler
+            .handle(command, "e2e-request", at)
+            .await
+            .expect("manual command");
+    }
+}
+
+#[tokio::test]
+async fn a_window_opening_moves_the_count_once_however_late_in_its_second_a_tick_runs() {
+    let w = world("eu-south-1", 2, morning_desired_count()).await;
+    // CPU at 55: neither above 60 nor below 54, so tracking wants the count kept.
+    w.cpu_for(55.0, 15, t0() + TimeDelta::minutes(2)).await;
+    let opened = w.tick("late-1", t0() + TimeDelta::milliseconds(200)).await;
+    assert_eq!(
+        opened.services[0].windows[0].opened_at.to_rfc3339(),
+        "2026-11-21T10:00:00+00:00"
+    );
+    assert_eq!(w.desired().await, 5, "{}", opened.services[0].reason);
+    // The operator wants 3 inside the window; a tick later in its second keeps it.
+    w.operator_sets(3).await;
+    let later = w
+        .tick(
+            "late-2",
+            t0() + TimeDelta::minutes(1) + TimeDelta::milliseconds(700),
+        )
+        .await;
+    assert_eq!(
+        later.services[0].windows[0].opened_at.to_rfc3339(),
+        "2026-11-21T10:00:00+00:00"
+    );
+    assert_eq!(w.desired().await, 3, "{}", later.services[0].reason);
+}
+
+#[tokio::test]
+async fn an_opening_is_remembered_when_the_count_was_already_there() {
+    let w = world("eu-south-2", 5, morning_desired_count()).await;
+    w.cpu_for(55.0, 15, t0() + TimeDelta::minutes(10)).await;
+    // Pre-scaled to 5: the opening moves nothing, and is remembered all the same.
+    let first = w.tick("pre-1", t0()).await;
+    assert_eq!(
+        first.services[0].action,
+        Action::Held,
+        "{}",
+        first.services[0].reason
+    );
+    w.operator_sets(3).await;
+    let later = w.tick("pre-2", t0() + TimeDelta::minutes(5)).await;
+    assert_eq!(w.desired().await, 3, "{}", later.services[0].reason);
+}
+
+#[tokio::test]
+async fn a_manual_command_inside_a_window_is_not_undone_by_its_opening() {
+    let w = world("ap-south-2", 2, morning_desired_count()).await;
+    w.cpu_for(55.0, 15, t0() + TimeDelta::minutes(10)).await;
+    // 10:01: an operator sets 3 before any tick saw the 10:00 opening.
+    w.manual_set("inside-the-window", 3, t0() - TimeDelta::minutes(2))
+        .await;
+    assert_eq!(w.desired().await, 3);
+    let tick = w.tick("after-manual", t0()).await;
+    assert_eq!(w.desired().await, 3, "{}", tick.services[0].reason);
+}
+
+#[tokio::test]
+async fn a_window_in_the_repeated_hour_of_a_fall_back_opens_once() {
+    // 02:30 to 02:40 in Berlin; on 2026-10-25 02:30 happens at 00:30 and 01:30 UTC.
+    let night = json!({"schedules": [{
+        "name": "night", "cluster": CLUSTER, "service": SERVICE,
+        "cron": "30 2 * * *", "time_zone": "Europe/Berlin", "duration_minutes": 10,
+        "min_capacity": 5
+    }]});
+    let w = world("me-central-1", 2, night).await;
+    let second_pass = Utc.with_ymd_and_hms(2026, 10, 25, 1, 35, 0).unwrap();
+    w.cpu_for(55.0, 15, second_pass).await;
+    let record = w.tick("second-pass", second_pass).await;
+    let decision = &record.services[0];
+    assert!(decision.windows.is_empty(), "{:?}", decision.windows);
+    assert_eq!(w.desired().await, 2, "{}", decision.reason);
+}
+
+/// CPU with scale-in disabled, and memory at 70, both on demo/web.
+fn cpu_without_scale_in_and_memory() -> Value {
+    json!({"policies": [
+        {"type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+         "metric": "ecs_cpu", "target_value": 60, "disable_scale_in": true,
+         "min_capacity": 1, "max_capacity": 20},
+        {"type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+         "metric": "ecs_memory", "target_value": 70,
+         "min_capacity": 1, "max_capacity": 20}
+    ]})
+}
+
+#[tokio::test]
+async fn a_policy_with_scale_in_disabled_takes_no_part_in_the_scale_in_vote() {
+    let w = world_with("af-south-1", 8, &cpu_without_scale_in_and_memory()).await;
+    for m in 1..=15 {
+        let at = t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30);
+        // CPU 55: between its thresholds, so it would hold the count.
+        w.aws
+            .put_service_metric((CLUSTER, SERVICE), "CPUUtilization", 55.0, at)
+            .await;
+        w.aws
+            .put_service_metric((CLUSTER, SERVICE), "MemoryUtilization", 35.0, at)
+            .await;
+    }
+    let record = w.tick("vote", t0()).await;
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    // ceil(8 × 35 / 70) = 4.
+    assert_eq!(w.desired().await, 4);
+}
+
+#[tokio::test]
+async fn a_policy_with_scale_in_disabled_and_no_data_does_not_block_scale_in() {
+    let w = world_with("il-central-1", 8, &cpu_without_scale_in_and_memory()).await;
+    for m in 1..=15 {
+        let at = t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30);
+        w.aws
+            .put_service_metric((CLUSTER, SERVICE), "MemoryUtilization", 35.0, at)
+            .await;
+    }
+    let record = w.tick("vote-no-data", t0()).await;
+    assert_eq!(w.desired().await, 4, "{}", record.services[0].reason);
+}
+
+#[test]
+fn a_six_field_unix_cron_is_refused_naming_the_field() {
+    // AWS's own form with a year is written cron(…): bare, it would be read seconds-first.
+    let bare = json!({"schedules": [{
+        "cluster": CLUSTER, "service": SERVICE,
+        "cron": "0 8 * * MON-FRI *", "duration_minutes": 60, "min_capacity": 2
+    }]});
+    let err = ScalerConfig::parse(&document(bare)).expect_err("six bare fields");
+    assert_eq!(err.field, "schedules[0].cron", "{err}");
+}
+
+#[tokio::test]
+async fn a_fraction_metric_rounds_like_the_same_ratio_in_percent() {
+    let fraction = json!({"policies": [
+        {"type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+         "metric": {"namespace": "Shop", "metric_name": "Busy", "statistic": "Average"},
+         "target_value": 0.6, "min_capacity": 1, "max_capacity": 20}
+    ]});
+    let w = world_with("ap-southeast-3", 3, &fraction).await;
+    for m in 1..=3 {
+        let at = t0() - TimeDelta::minutes(m) + TimeDelta::seconds(30);
+        w.aws.put_metric(("Shop", "Busy"), &[], 0.8, at).await;
+    }
+    let record = w.tick("fraction", t0()).await;
+    // 3 tasks at 80% busy against 60%: 3 × 80 / 60 = 4 exactly.
+    assert_eq!(w.desired().await, 4, "{}", record.services[0].reason);
+}

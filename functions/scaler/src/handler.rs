@@ -422,7 +422,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         evaluations.extend(self.tracking_evaluations(service, inputs, &state, limits, now));
         let (openings, opening_marks) = self.window_openings(&state, limits, decision, now);
         evaluations.extend(openings);
-        answered.extend(opening_marks);
+        answered.extend(opening_marks.iter().cloned());
         evaluations.extend(self.staged_continuation(&state, limits, decision, now));
         decision.evaluations = evaluations;
 
@@ -436,7 +436,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 limits,
                 outcome.correction_held_by,
             );
-            return Ok(());
+            // An opening is remembered when first seen, even when it moved
+            // nothing (the count was already there): otherwise a later change
+            // inside the window would be taken back to its desired_count.
+            return self
+                .remember_openings(&state, &opening_marks, record.dry_run, decision)
+                .await;
         };
         let chosen = match outcome.choice {
             Choice::Apply { index } => decision.evaluations.get(index).cloned(),
@@ -495,7 +500,8 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 let kept = ScalingMemory {
                     pace: memory.pace,
                     ..state.memory.clone()
-                };
+                }
+                .with_marks(opening_marks.iter().map(|(k, at)| (k.as_str(), *at)));
                 return self
                     .remember_only(&state, &kept, record.dry_run, decision)
                     .await;
@@ -504,6 +510,34 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision.after = Some(target);
         let memory = memory.with_marks(answered.iter().map(|(k, at)| (k.as_str(), *at)));
         self.apply(service, &state, target, &memory, record.dry_run, decision)
+            .await
+    }
+
+    /// Remembers the window openings no change of the service has answered
+    /// yet, when nothing else is written.
+    async fn remember_openings(
+        &self,
+        state: &ServiceState,
+        openings: &[(String, DateTime<Utc>)],
+        dry_run: bool,
+        decision: &mut ServiceDecision,
+    ) -> Result<(), PortError> {
+        let unseen: Vec<(&str, DateTime<Utc>)> = openings
+            .iter()
+            .filter(|(key, at)| !state.memory.answered(key, *at))
+            .map(|(key, at)| (key.as_str(), *at))
+            .collect();
+        if unseen.is_empty() || dry_run {
+            return Ok(());
+        }
+        // The memory as read, not the one adjusted for deciding: only the marks change.
+        let read = decision
+            .seen
+            .as_ref()
+            .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone());
+        decision.calls.push("ecs:TagResource");
+        self.ecs
+            .remember(&state.arn, &read.with_marks(unseen))
             .await
     }
 

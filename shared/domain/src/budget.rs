@@ -1,5 +1,6 @@
 //! The budget ceiling: a service never runs more tasks than its hourly budget pays for.
 
+use super::rounding::floor_count;
 use serde::Serialize;
 
 /// A task's size, as its task definition states it.
@@ -45,9 +46,6 @@ pub struct BudgetCeiling {
     pub arithmetic: String,
 }
 
-/// Rounding slack, so a budget of exactly N tasks' cost allows N.
-const EPSILON: f64 = 1e-9;
-
 impl TaskSize {
     pub fn vcpus(self) -> f64 {
         f64::from(self.cpu_units) / 1024.0
@@ -67,7 +65,8 @@ impl TaskSize {
 pub fn ceiling(budget: Budget, size: TaskSize) -> BudgetCeiling {
     let cost = size.hourly_cost(budget.prices);
     let max_tasks = if cost > 0.0 {
-        let tasks = (budget.max_hourly_cost / cost + EPSILON).floor();
+        // A budget of exactly N tasks' cost allows N.
+        let tasks = floor_count(budget.max_hourly_cost / cost);
         // Bounded: the quotient is clamped before the cast.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let tasks = tasks.clamp(0.0, f64::from(u32::MAX)) as u32;

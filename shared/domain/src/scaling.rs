@@ -403,6 +403,11 @@ pub struct PolicyEvaluation {
     /// The datapoints and arithmetic of a target-tracking policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking: Option<super::target_tracking::TrackingDetail>,
+    /// A target-tracking policy with `disable_scale_in`: it takes no part in
+    /// the scale-in vote (AWS: scale in "only if all of the target tracking
+    /// policies (with the scale-in portion enabled) are ready to scale in").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub scale_in_disabled: bool,
 }
 
 impl PolicyEvaluation {
@@ -422,6 +427,7 @@ impl PolicyEvaluation {
             within_scale_out_cooldown: false,
             breach_note: None,
             tracking: None,
+            scale_in_disabled: false,
         }
     }
 
@@ -694,7 +700,7 @@ pub enum Choice {
 
 /// Scale out if any policy says so (to the highest target); scale in only if no
 /// policy wants out or wants the count as it is, and then by the least (to the
-/// highest target).
+/// highest target). A policy whose scale-in is disabled has no say in a scale-in.
 pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
     let best = |direction: Direction| {
         evaluations
@@ -712,13 +718,17 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
         // A policy that wants out, wants exactly the current count, whose
         // alarm is in ALARM with a breach no step covers, or that cannot see
         // its metric, disagrees.
-        if let Some(out) = evaluations.iter().find(|e| {
-            e.direction == Some(Direction::Out)
-                || matches!(
-                    e.held_by,
-                    Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep | Hold::MissingData)
-                )
-        }) {
+        if let Some(out) = evaluations
+            .iter()
+            .filter(|e| !e.scale_in_disabled)
+            .find(|e| {
+                e.direction == Some(Direction::Out)
+                    || matches!(
+                        e.held_by,
+                        Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep | Hold::MissingData)
+                    )
+            })
+        {
             return Choice::ScaleInVetoed {
                 by_policy: out.policy.clone(),
             };

@@ -7,6 +7,7 @@
 
 use super::alarm::{MetricPoint, MetricQuery, MetricStat};
 use super::policy::{CapacityBounds, Cooldowns, MAGNITUDE_LIMIT};
+use super::rounding::ceil_count;
 use super::scaling::{settle, Breach, BreachSource, Hold, Limits, PolicyEvaluation, ServiceState};
 use super::service::ServiceRef;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -238,7 +239,8 @@ pub fn tracked_count(current: u32, metric: f64, target: f64) -> i64 {
     if current == 0 {
         return i64::from(metric > target);
     }
-    let exact = (f64::from(current) * metric / target).ceil();
+    // Tolerant: a fraction metric must round as the same ratio in percent does.
+    let exact = ceil_count(f64::from(current) * metric / target);
     // The limit keeps absurd metrics from overflowing; bounds clamp it anyway.
     #[allow(clippy::cast_possible_truncation)]
     let count = exact.clamp(0.0, MAGNITUDE_LIMIT as f64) as i64;
@@ -271,6 +273,7 @@ pub fn evaluate_tracking(
                 PolicyEvaluation::new(&policy.name, unknown(why.clone()), service.desired_count);
             return PolicyEvaluation {
                 tracking: Some(detail),
+                scale_in_disabled: policy.disable_scale_in,
                 ..evaluation
             }
             .held(Hold::MissingData, format!("no change: {why}"));
@@ -324,6 +327,7 @@ pub fn evaluate_tracking(
                 );
                 return PolicyEvaluation {
                     tracking: Some(detail),
+                    scale_in_disabled: policy.disable_scale_in,
                     ..evaluation
                 }
                 .held(Hold::AlreadyAtTarget, why);
@@ -343,6 +347,7 @@ pub fn evaluate_tracking(
         service.desired_count,
     );
     evaluation.rule = rule;
+    evaluation.scale_in_disabled = policy.disable_scale_in;
     settle(
         &mut evaluation,
         |base| tracked_count(base, value, target),

@@ -43,6 +43,28 @@ impl Zone {
     fn offset(&self, fixed: FixedOffset) -> ZoneOffset {
         ZoneOffset { zone: *self, fixed }
     }
+
+    /// The one instant a schedule means by the local time `local`: in a
+    /// fall-back overlap, the first of the two; in a spring-forward gap, the
+    /// instant the gap ends (02:30 on a day that skips 02:00–03:00 is 03:00),
+    /// so a start or end in either happens once. `None` beyond jiff's years.
+    pub fn instant(&self, local: &NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+        use jiff::tz::AmbiguousOffset;
+        let at = |offset: jiff::tz::Offset| {
+            local.and_utc() - chrono::TimeDelta::seconds(i64::from(offset.seconds()))
+        };
+        match self.0.to_ambiguous_timestamp(civil(local)?).offset() {
+            AmbiguousOffset::Unambiguous { offset } => Some(at(offset)),
+            AmbiguousOffset::Fold { before, .. } => Some(at(before)),
+            AmbiguousOffset::Gap { before, .. } => {
+                // Read with the offset before the change, `local` lies just past
+                // the change (or on it); the change is the gap's end.
+                let past = jiff::Timestamp::from_second(at(before).timestamp() + 1).ok()?;
+                let change = self.0.preceding(past).next()?.timestamp();
+                chrono::DateTime::from_timestamp(change.as_second(), 0)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Zone {
@@ -192,6 +214,42 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Utc);
         assert_eq!(utc.to_rfc3339(), "2027-03-28T01:30:00+00:00");
+    }
+
+    #[test]
+    fn a_schedule_time_in_the_gap_is_the_gap_end_and_in_the_overlap_the_first_pass() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let utc = |y, m, d, h, min| {
+            chrono::Utc
+                .with_ymd_and_hms(y, m, d, h, min, 0)
+                .single()
+                .unwrap()
+        };
+        // 2027-03-28 skips 02:00-03:00 CET: every time in it means 03:00 CEST, 01:00 UTC.
+        for minute in [0, 30, 59] {
+            assert_eq!(
+                berlin.instant(&local(2027, 3, 28, 2, minute)),
+                Some(utc(2027, 3, 28, 1, 0)),
+                "02:{minute}"
+            );
+        }
+        assert_eq!(
+            berlin.instant(&local(2027, 3, 28, 3, 0)),
+            Some(utc(2027, 3, 28, 1, 0))
+        );
+        // 2026-10-25 passes 02:00-03:00 twice: the first pass, in CEST.
+        assert_eq!(
+            berlin.instant(&local(2026, 10, 25, 2, 30)),
+            Some(utc(2026, 10, 25, 0, 30))
+        );
+        assert_eq!(
+            berlin.instant(&local(2026, 10, 25, 3, 0)),
+            Some(utc(2026, 10, 25, 2, 0))
+        );
+        assert_eq!(
+            berlin.instant(&local(2026, 11, 25, 8, 0)),
+            Some(utc(2026, 11, 25, 7, 0))
+        );
     }
 
     #[test]

@@ -471,3 +471,130 @@ fn the_replaced_count_tells_whether_a_change_landed_without_a_second_write() {
         }
     );
 }
+
+/// A CPU target-tracking policy on prod/web at 60%.
+fn tracking_policy(
+    disable_scale_in: bool,
+) -> ecs_control_domain::target_tracking::TargetTrackingPolicy {
+    ecs_control_domain::target_tracking::TargetTrackingPolicy {
+        name: if disable_scale_in {
+            "cpu, no scale-in"
+        } else {
+            "cpu"
+        }
+        .into(),
+        target: ServiceRef::new("prod", "web"),
+        metric: ecs_control_domain::target_tracking::TrackedMetric::EcsCpu,
+        target_value: 60.0,
+        scale_out_datapoints: 3,
+        scale_in_datapoints: 15,
+        scale_in_ratio: 0.9,
+        disable_scale_in,
+        bounds: CapacityBounds { min: 2, max: 10 },
+        cooldowns: Cooldowns {
+            scale_out_seconds: 60,
+            scale_in_seconds: 300,
+        },
+    }
+}
+
+/// `values` one a minute, the newest a minute before now.
+fn run(values: &[f64]) -> Vec<ecs_control_domain::alarm::MetricPoint> {
+    let n = values.len() as i64;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| ecs_control_domain::alarm::MetricPoint {
+            at: now() - TimeDelta::minutes(n - i as i64),
+            value,
+        })
+        .collect()
+}
+
+/// AWS: scale in "only if all of the target tracking policies (with the
+/// scale-in portion enabled) are ready to scale in". A policy whose scale-in is
+/// disabled has no vote, whether it sits at its target or cannot see its metric;
+/// one with scale-in enabled keeps its veto (see docs/scaler.md: a step
+/// policy's scale-in waits for it).
+#[test]
+fn only_policies_that_may_scale_in_vote_on_a_scale_in() {
+    use ecs_control_domain::target_tracking::evaluate_tracking;
+    let mut old = service(6);
+    old.memory.last_scaled_at = Some(now() - TimeDelta::hours(1));
+    let wants_in = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &old, now());
+    let limits = Limits::new(CapacityBounds { min: 2, max: 10 });
+    let between = run(&[55.0; 15]);
+    let cases = [
+        (
+            tracking_policy(true),
+            between.clone(),
+            Choice::Apply { index: 0 },
+        ),
+        (
+            tracking_policy(true),
+            Vec::new(),
+            Choice::Apply { index: 0 },
+        ),
+        (
+            tracking_policy(false),
+            between,
+            Choice::ScaleInVetoed {
+                by_policy: "cpu".into(),
+            },
+        ),
+        (
+            tracking_policy(false),
+            Vec::new(),
+            Choice::ScaleInVetoed {
+                by_policy: "cpu".into(),
+            },
+        ),
+    ];
+    for (policy, points, expected) in cases {
+        let tracking = evaluate_tracking(&policy, &points, limits, &old, now());
+        assert!(
+            matches!(
+                tracking.held_by,
+                Some(Hold::AlreadyAtTarget | Hold::MissingData)
+            ),
+            "{tracking:?}"
+        );
+        assert_eq!(
+            choose(&[wants_in.clone(), tracking]),
+            expected,
+            "{} with {} datapoints",
+            policy.name,
+            points.len()
+        );
+    }
+    // A policy without scale-in still wins a scale-out.
+    let hot = evaluate_tracking(
+        &tracking_policy(true),
+        &run(&[90.0; 3]),
+        limits,
+        &old,
+        now(),
+    );
+    assert_eq!(choose(&[wants_in, hot]), Choice::Apply { index: 1 });
+}
+
+/// Target tracking sets capacity "in proportion": 3 tasks at 80% of a 60%
+/// target need exactly 4, whether the metric is written 80 or 0.8.
+#[test]
+fn target_tracking_counts_the_same_ratio_the_same_however_it_is_written() {
+    use ecs_control_domain::target_tracking::tracked_count;
+    for (current, metric, target, count) in [
+        (3, 0.8, 0.6, 4),
+        (3, 80.0, 60.0, 4),
+        (7, 0.3, 0.1, 21),
+        (10, 0.7, 0.1, 70),
+        (3, 0.81, 0.6, 5),
+        (4, 84.0, 60.0, 6),
+    ] {
+        assert_eq!(
+            tracked_count(current, metric, target),
+            count,
+            "ceil({current} × {metric} / {target})"
+        );
+    }
+}

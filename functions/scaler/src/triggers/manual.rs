@@ -4,6 +4,7 @@
 use crate::events::{ManualChange, ManualCommand};
 use crate::handler::{Action, DecisionRecord, Scaler, ServiceDecision};
 use crate::triggers::pace::PaceOutcome;
+use crate::triggers::schedules::opening_marks;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::policy::MAGNITUDE_LIMIT;
 use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, TAG_VALUE_LIMIT};
@@ -113,10 +114,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 .push_str("; the desired count already equals it");
             return Ok(());
         }
+        // The command answers the openings of the windows open now: none of them undoes it later.
+        let openings = opening_marks(decision);
         let mut memory = state
             .memory
             .after_manual(state.desired_count, wanted, &record.trigger_key, now)
-            .with_command(request_id);
+            .with_command(request_id)
+            .with_marks(openings.iter().map(|(k, at)| (k.as_str(), *at)));
         let target = match self.paced(&service, &state, wanted, &mut memory, decision, now) {
             PaceOutcome::Step(target) => {
                 memory.last_target = Some(target);

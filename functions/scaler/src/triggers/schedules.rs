@@ -19,6 +19,19 @@ fn opening_key(window: &str) -> String {
     format!("window:{window}")
 }
 
+/// The marks for the openings of the open windows that have a
+/// `desired_count`: whoever changes the count inside such a window (a
+/// policy, a manual command) answers its opening, so the opening never
+/// undoes that change later. Only those windows need their opening remembered.
+pub(crate) fn opening_marks(decision: &ServiceDecision) -> Vec<(String, DateTime<Utc>)> {
+    decision
+        .windows
+        .iter()
+        .filter(|w| w.desired_count.is_some())
+        .map(|w| (opening_key(&w.name), w.opened_at))
+        .collect()
+}
+
 impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// The policy bounds narrowed by the windows open at `now`.
     pub(crate) fn scheduled_bounds(
@@ -45,14 +58,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         now: DateTime<Utc>,
     ) -> (Vec<PolicyEvaluation>, Vec<(String, DateTime<Utc>)>) {
         let mut evaluations = Vec::new();
-        let mut marks = Vec::new();
+        let marks = opening_marks(decision);
         for window in &decision.windows {
-            // Only a window with a count to move to needs its opening remembered.
             let Some(desired) = window.desired_count else {
                 continue;
             };
             let key = opening_key(&window.name);
-            marks.push((key.clone(), window.opened_at));
             if state.memory.answered(&key, window.opened_at) {
                 continue;
             }

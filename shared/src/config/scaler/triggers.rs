@@ -8,6 +8,7 @@ use crate::domain::budget::{Budget, Prices, FARGATE_ARM64, FARGATE_X86_64};
 use crate::domain::pace::Pace;
 use crate::domain::policy::{CapacityBounds, Cooldowns, MAGNITUDE_LIMIT};
 use crate::domain::schedule::{ScheduleWindow, WindowTiming};
+use crate::domain::schedule_expression::{ScheduleExpression, FORMS};
 use crate::domain::service::ServiceRef;
 use crate::domain::target_tracking::{
     target_group_dimension, TargetTrackingPolicy, TrackedMetric, DEFAULT_SCALE_IN_DATAPOINTS,
@@ -17,7 +18,6 @@ use crate::domain::zone::Zone;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// The most one-minute datapoints a run may ask for (a day).
 const MAX_DATAPOINTS: u32 = 1440;
@@ -294,6 +294,14 @@ struct ScheduleEntry {
     desired_count: Option<u32>,
 }
 
+/// At most the first 64 characters of `raw`: an error names the value, never echoes a document.
+fn shortened(raw: &str) -> String {
+    match raw.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &raw[..cut]),
+        None => raw.to_string(),
+    }
+}
+
 fn instant(
     at: &dyn Fn(&str) -> String,
     field: &str,
@@ -350,10 +358,10 @@ fn window(
                     "a cron window ends after duration_minutes",
                 ));
             }
-            let cron = croner::Cron::from_str(pattern).map_err(|e| {
+            let schedule = ScheduleExpression::parse(pattern).map_err(|why| {
                 ConfigError::new(
                     at("cron"),
-                    format!("{pattern:?} is not a cron pattern: {e}"),
+                    format!("{:?} {why}; {FORMS}", shortened(pattern)),
                 )
             })?;
             let zone = entry.time_zone.as_deref().unwrap_or("UTC");
@@ -364,7 +372,7 @@ fn window(
                 )
             })?;
             WindowTiming::Recurring {
-                cron: Box::new(cron),
+                schedule,
                 time_zone,
                 duration: duration(&at, entry.duration_minutes)?,
             }
