@@ -13,6 +13,7 @@ fail and counts every call (faults.py).
 
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
                    [--deployment-seconds 5] [--healthy-seconds 1]
+                   [--rates off|aws] [--latency-ms 0]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
 
@@ -216,6 +217,18 @@ def main():
         default=strict_elbv2.SETTINGS["healthy_seconds"],
         help="how long a newly registered target stays initial before it is healthy",
     )
+    parser.add_argument(
+        "--rates",
+        choices=("off", "aws"),
+        default="off",
+        help="enforce AWS's documented request rates as token buckets (rates.py)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added to every AWS call before it is answered",
+    )
     args = parser.parse_args()
 
     strict_ecs.SETTINGS["deployment_seconds"] = args.deployment_seconds
@@ -225,6 +238,7 @@ def main():
     strict_cloudwatch.install()
     strict_cloudformation.install()
     app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app)))
+    app.rates.configure(args.rates, args.latency_ms)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )

@@ -9,6 +9,11 @@ Tests drive it over HTTP on the emulator's own port:
     DELETE /_emulator/calls   (resets the counts)
     POST   /_emulator/settings {"deployment_seconds": 2, "healthy_seconds": 1}
     POST   /_emulator/missing-tasks {"task_arns": [...], "times": 1}
+    POST   /_emulator/rates {"rates": "aws", "latency_ms": 30}  (rates.py; also
+           {"clock": "manual"} and {"advance_seconds": 1} for the buckets)
+    GET    /_emulator/rates   (the settings, and calls refused per operation)
+    POST   /_emulator/target-changes {"record": true}  (strict_elbv2.py)
+    GET    /_emulator/target-changes  ([[epoch seconds, "register", arn, id, port], ...])
     POST   /_emulator/network {"region": "us-east-1", "ipv6": false}
            (a VPC with DNS hostnames, a subnet and a security group, for
            awsvpc tasks: {"vpc_id", "subnet_id", "security_group_id"})
@@ -41,6 +46,7 @@ import cbor2
 
 import strict_ecs
 import strict_elbv2
+from rates import Rates
 
 CONTROL_PREFIX = "/_emulator/"
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -84,6 +90,7 @@ class FaultLayer:
         self.lock = threading.Lock()
         self.faults = []
         self.calls = {}
+        self.rates = Rates()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -96,6 +103,8 @@ class FaultLayer:
             key = f"{region}/{operation}"
             self.calls[key] = self.calls.get(key, 0) + 1
             fault = next((f for f in self.faults if f.matches(operation, region)), None)
+        if not self.rates.admit(service, operation, region):
+            return self.error(environ, start_response, "throttle", service, operation)
         if fault is None:
             return self.app(environ, start_response)
         if fault.kind == "slow":
@@ -203,6 +212,20 @@ class FaultLayer:
                             request["healthy_seconds"]
                         )
                     answer = {**strict_ecs.SETTINGS, **strict_elbv2.SETTINGS}
+                elif what == "rates" and method == "POST":
+                    answer = self.rates.configure(
+                        request.get("rates"),
+                        request.get("latency_ms"),
+                        request.get("clock"),
+                        request.get("advance_seconds"),
+                    )
+                elif what == "rates" and method == "GET":
+                    answer = self.rates.describe()
+                elif what == "target-changes" and method == "POST":
+                    strict_elbv2.record_changes(request.get("record", True))
+                    answer = {"recording": bool(request.get("record", True))}
+                elif what == "target-changes" and method == "GET":
+                    answer = strict_elbv2.recorded_changes()
                 elif what == "network" and method == "POST":
                     answer = strict_ecs.create_network(
                         request.get("region", "us-east-1"), bool(request.get("ipv6"))

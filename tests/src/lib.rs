@@ -56,6 +56,15 @@ impl Emulator {
     /// # Panics
     /// When the emulator cannot start: the message says how to install it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with more arguments for `emulator.py`, such as
+    /// `--rates aws --latency-ms 30` (`tests/emulator/rates.py`).
+    ///
+    /// # Panics
+    /// When the emulator cannot start: the message says how to install it.
+    pub fn start_with(extra_args: &[&str]) -> Self {
         let python = emulator_python();
         assert!(
             python.exists(),
@@ -66,6 +75,7 @@ impl Emulator {
             .arg(workspace_root().join("tests/emulator/emulator.py"))
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"])
             .args(["--deployment-seconds", &DEPLOYMENT_SECONDS.to_string()])
+            .args(extra_args)
             // The emulator stops when this pipe closes, so it never outlives the tests.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -161,6 +171,15 @@ impl Emulator {
                     .with_initial_backoff(std::time::Duration::from_millis(2))
                     .with_max_backoff(std::time::Duration::from_millis(20)),
             )
+            .build()
+    }
+
+    /// [`Self::sdk_config`] with one attempt a call: what the emulator
+    /// answers is what the caller sees (a throttled call is not retried).
+    pub fn sdk_config_single_attempt(&self, region: &str) -> aws_config::SdkConfig {
+        self.sdk_config(region)
+            .into_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .build()
     }
 

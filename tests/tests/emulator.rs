@@ -538,3 +538,128 @@ async fn a_task_in_a_dual_stack_subnet_has_an_ipv6_address() {
         .expect("an IPv6 address");
     assert!(ipv6.parse::<std::net::Ipv6Addr>().is_ok(), "{ipv6}");
 }
+
+/// How a burst of one operation went: the calls answered, then the first
+/// refused call's error code and HTTP status (`None` when none was refused).
+struct Burst {
+    answered: usize,
+    refused: Option<(String, u16)>,
+}
+
+/// Sends `call` until it is refused or `limit` calls were answered.
+async fn burst<T, E, F, Fut>(limit: usize, call: F) -> Burst
+where
+    E: ProvideErrorMetadata,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, aws_sdk_ecs::error::SdkError<E>>>,
+{
+    let mut answered = 0;
+    while answered < limit {
+        match call().await {
+            Ok(_) => answered += 1,
+            Err(err) => {
+                let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+                return Burst {
+                    answered,
+                    refused: Some((code(&err), status)),
+                };
+            }
+        }
+    }
+    Burst {
+        answered,
+        refused: None,
+    }
+}
+
+/// With `--rates aws`, each API family is a token bucket at AWS's documented
+/// size and refill (`tests/emulator/rates.py` cites each): a burst is refused
+/// exactly where the bucket empties, with the service's throttling code and
+/// HTTP 400, and each second adds exactly the refill's worth, up to the
+/// bucket's size. The buckets' manual clock keeps the counts exact however
+/// fast this machine answers; the real clock refills them too.
+#[tokio::test]
+async fn a_burst_is_throttled_where_the_bucket_empties_and_refills_at_the_documented_rate() {
+    let emulator = Emulator::start_with(&["--rates", "aws"]);
+    let rates = |body: serde_json::Value| emulator.control("POST", "rates", &body);
+    rates(serde_json::json!({"clock": "manual"}));
+    let aws = Aws::new(&emulator.sdk_config_single_attempt("us-east-1"));
+    // ECS cluster reads, ELBv2 Describe* and CloudWatch DescribeAlarms: each
+    // family has its own bucket.
+    let ecs = || aws.ecs.list_clusters().send();
+    let elb = || aws.elbv2.describe_target_groups().send();
+    let alarms = || aws.cloudwatch.describe_alarms().send();
+    let bursts = || async {
+        [
+            burst(1_000, ecs).await,
+            burst(1_000, elb).await,
+            burst(1_000, alarms).await,
+        ]
+    };
+    let codes = ["ThrottlingException", "Throttling", "Throttling"];
+    let answered = |bursts: &[Burst; 3], expected: [usize; 3]| {
+        for ((burst, count), throttle) in bursts.iter().zip(expected).zip(codes) {
+            assert_eq!(burst.answered, count, "{throttle}: {count} answered");
+            assert_eq!(burst.refused, Some((throttle.to_string(), 400)));
+        }
+    };
+    // Full buckets: 50, 40 and 9 tokens.
+    answered(&bursts().await, [50, 40, 9]);
+    // Nothing refills within the second.
+    answered(&bursts().await, [0, 0, 0]);
+    // One second: 20, 10 and 9 tokens are added.
+    rates(serde_json::json!({"advance_seconds": 1}));
+    answered(&bursts().await, [20, 10, 9]);
+    // Ten seconds refill no more than a full bucket.
+    rates(serde_json::json!({"advance_seconds": 10}));
+    answered(&bursts().await, [50, 40, 9]);
+    let seen = emulator.control("GET", "rates", &serde_json::json!({}));
+    assert_eq!(seen["rates"], "aws");
+    assert_eq!(seen["throttled"]["us-east-1/ListClusters"], 4);
+    assert_eq!(seen["throttled"]["us-east-1/DescribeAlarms"], 4);
+
+    // On the real clock, an emptied bucket answers again a second later.
+    rates(serde_json::json!({"clock": "real"}));
+    assert_eq!(burst(1_000, ecs).await.answered, 50);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let refilled = burst(1_000, ecs).await.answered;
+    assert!(
+        (20..=60).contains(&refilled),
+        "{refilled} answered a second later"
+    );
+    // Turned off through the control API, nothing is refused.
+    rates(serde_json::json!({"rates": "off"}));
+    assert_eq!(burst(120, ecs).await.answered, 120);
+}
+
+/// A set latency is added to every call (`--latency-ms`, or the control API);
+/// rates and latency are off by default, so other tests keep their timing.
+#[tokio::test]
+async fn every_call_takes_the_set_latency_and_neither_is_on_by_default() {
+    let shared = Emulator::shared();
+    let rates = shared.control("GET", "rates", &serde_json::json!({}));
+    assert_eq!(rates["rates"], "off");
+    assert_eq!(rates["latency_ms"], 0.0);
+    let aws = Aws::new(&shared.sdk_config_single_attempt("eu-north-1"));
+    let answered = burst(120, || aws.ecs.list_clusters().send()).await;
+    assert_eq!(answered.answered, 120, "no bucket when rates are off");
+
+    let emulator = Emulator::start_with(&["--latency-ms", "30"]);
+    let aws = Aws::new(&emulator.sdk_config_single_attempt("us-east-1"));
+    aws.ecs.list_clusters().send().await.expect("warm");
+    for latency in [30u64, 80] {
+        if latency != 30 {
+            emulator.control("POST", "rates", &serde_json::json!({"latency_ms": latency}));
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            aws.ecs.list_clusters().send().await.expect("answered");
+        }
+        let each = started.elapsed() / 3;
+        assert!(
+            each >= std::time::Duration::from_millis(latency)
+                && each < std::time::Duration::from_millis(latency + 60),
+            "{latency} ms set, {each:?} a call"
+        );
+    }
+}
