@@ -231,11 +231,23 @@ async fn a_one_service_reconcile_keeps_the_other_services_targets_in_a_shared_gr
     assert_eq!(w.active_targets().await, expected);
 }
 
+/// ECS answers ListTasks for a service it does not have with
+/// ServiceNotFoundException: the service is reported deleted, the run is not
+/// retried, and the stale targets in its group leave within the cap.
 #[tokio::test]
-async fn a_deleted_service_among_healthy_ones_is_skipped_and_retried() {
+async fn a_deleted_service_is_reported_not_retried_and_its_targets_leave() {
     let region = "ap-northeast-2";
     let w = world_of(region, &["deleted", SERVICE]).await;
     let tasks = w.run_tasks(2).await;
+    for (_, ip) in &tasks {
+        w.aws.register_target(&w.target_group, ip, TASK_PORT).await;
+    }
+    // Left behind by the deleted service's tasks.
+    for i in 1..=2 {
+        w.aws
+            .register_target(&w.target_group, &format!("10.200.0.{i}"), TASK_PORT)
+            .await;
+    }
     let err = w
         .registrar
         .handle(
@@ -243,12 +255,22 @@ async fn a_deleted_service_among_healthy_ones_is_skipped_and_retried() {
             Utc::now(),
         )
         .await
-        .expect_err("one service could not be read");
-    assert!(err.is_retryable(), "{err}");
-    // web's tasks were still registered...
-    let ips: Vec<String> = w.active_targets().await.into_iter().map(|t| t.0).collect();
-    assert_eq!(ips.len(), 2);
-    assert!(tasks.iter().all(|(_, ip)| ips.contains(ip)));
+        .expect_err("one service is deleted");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("service demo/deleted is deleted"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("ServiceNotFoundException"),
+        "{err}"
+    );
+    let mut expected: Vec<(String, u16)> = tasks
+        .iter()
+        .map(|(_, ip)| (ip.clone(), TASK_PORT))
+        .collect();
+    expected.sort();
+    assert_eq!(w.active_targets().await, expected);
 }
 
 #[tokio::test]

@@ -44,6 +44,33 @@ pub struct Call {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Refused whole, then sent again in two halves.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
+}
+
+/// A target ELBv2 refused on its own (`InvalidTarget`, a target the group
+/// does not take): its peers were registered without it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub target: Target,
+    pub error: String,
+}
+
+/// Calls one group's registration may spend isolating refused targets: two
+/// refused targets in a batch of 200 take about 32.
+const SPLIT_CALLS: usize = 40;
+
+/// RegisterTargets' errors about a target, not the call (RegisterTargets in
+/// the ELBv2 API reference; `ValidationError` for an address it does not take).
+const TARGET_ERRORS: [&str; 3] = [
+    "InvalidTarget",
+    "ValidationError",
+    "TooManyRegistrationsForTargetId",
+];
+
+fn refuses_a_target(e: &PortError) -> bool {
+    e.kind == FailureKind::Rejected && TARGET_ERRORS.iter().any(|code| e.message.contains(code))
 }
 
 /// What was seen, decided and done for one target group and port.
@@ -64,6 +91,9 @@ pub struct GroupDecision {
     pub note: Option<String>,
     pub calls: Vec<Call>,
     pub health_concerns: Vec<HealthConcern>,
+    /// Targets ELBv2 refused, each isolated from its batch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -96,6 +126,10 @@ pub struct RegistrarRecord {
     pub task: Option<TaskDecision>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_services: Vec<SkippedService>,
+    /// Services ECS no longer has: none of their tasks runs, so their
+    /// targets are deregistered (within the cap), and no retry is asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_services: Vec<SkippedService>,
     pub groups: Vec<GroupDecision>,
 }
 
@@ -194,6 +228,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             ignored: None,
             task: None,
             skipped_services: Vec::new(),
+            deleted_services: Vec::new(),
             groups: Vec::new(),
         };
         let result = match trigger {
@@ -415,7 +450,8 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
     }
 
     /// Registers first (capacity before removal), in batches; a failed batch
-    /// does not stop the others and is reported with its targets.
+    /// does not stop the others and is reported with its targets. A target
+    /// ELBv2 refuses is isolated (see [`Self::send`]); its peers register.
     async fn apply(
         &self,
         group: &TargetGroupBinding,
@@ -430,41 +466,101 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             (Change::Register, &decision.diff.register),
             (Change::Deregister, &decision.diff.deregister),
         ] {
-            let arn = &group.target_group_arn;
             // A change's batches go out together, within the bound, and are
             // reported in order; every registration is sent before any removal.
             let results: Vec<_> = stream::iter(targets.chunks(TARGETS_PER_CALL))
-                .map(|batch| async move {
-                    let result = match change {
-                        Change::Register => self.elb.register(arn, batch, group.outside_vpc).await,
-                        Change::Deregister => {
-                            self.elb.deregister(arn, batch, group.outside_vpc).await
-                        }
-                    };
-                    (batch, result)
-                })
+                .map(|batch| self.send(change, group, batch))
                 .buffered(CALLS_IN_FLIGHT)
                 .collect()
                 .await;
-            for (batch, result) in results {
+            for (batch, result, split) in results.into_iter().flatten() {
                 decision.calls.push(Call {
                     operation: change.operation(),
-                    targets: batch.to_vec(),
+                    targets: batch.clone(),
                     ok: result.is_ok(),
                     error: result.as_ref().err().map(ToString::to_string),
+                    split,
                 });
-                if let Err(mut e) = result {
-                    e.message = format!(
-                        "{} targets not changed ({}): {}",
-                        batch.len(),
-                        describe_targets(batch),
-                        e.message
-                    );
-                    first_failure.get_or_insert(e);
+                match result {
+                    Ok(()) => {}
+                    // Its halves were sent on their own.
+                    Err(_) if split => {}
+                    Err(e) if e.kind == FailureKind::Rejected && batch.len() == 1 => {
+                        decision
+                            .refused
+                            .extend(batch.into_iter().map(|target| Refused {
+                                target,
+                                error: e.to_string(),
+                            }));
+                    }
+                    Err(mut e) => {
+                        e.message = format!(
+                            "{} targets not changed ({}): {}",
+                            batch.len(),
+                            describe_targets(&batch),
+                            e.message
+                        );
+                        first_failure.get_or_insert(e);
+                    }
                 }
             }
         }
+        if first_failure.is_none() && !decision.refused.is_empty() {
+            // Refused again on every try: a retry cannot help.
+            first_failure = Some(PortError::new(
+                FailureKind::Rejected,
+                Change::Register.operation(),
+                format!(
+                    "ELBv2 refused {} target(s) ({}), the rest were registered: {}",
+                    decision.refused.len(),
+                    describe_targets(
+                        &decision
+                            .refused
+                            .iter()
+                            .map(|r| r.target.clone())
+                            .collect::<Vec<_>>()
+                    ),
+                    decision.refused[0].error
+                ),
+            ));
+        }
         first_failure.map_or(Ok(()), Err)
+    }
+
+    /// One batch, as one call. A RegisterTargets batch ELBv2 refuses whole
+    /// (one `InvalidTarget` fails every target of the call) is split in two and
+    /// each half sent again, until the refused targets stand alone; at most
+    /// [`SPLIT_CALLS`] calls go to that, the rest is reported as refused whole.
+    /// Returns each call: its targets, its result, and whether it was split.
+    async fn send(
+        &self,
+        change: Change,
+        group: &TargetGroupBinding,
+        batch: &[Target],
+    ) -> Vec<(Vec<Target>, Result<(), PortError>, bool)> {
+        let arn = &group.target_group_arn;
+        let mut calls = Vec::new();
+        let mut splits = 0;
+        let mut pending = vec![batch.to_vec()];
+        while let Some(part) = pending.pop() {
+            let result = match change {
+                Change::Register => self.elb.register(arn, &part, group.outside_vpc).await,
+                Change::Deregister => self.elb.deregister(arn, &part, group.outside_vpc).await,
+            };
+            let refused_whole = matches!(change, Change::Register)
+                && part.len() > 1
+                && splits < SPLIT_CALLS
+                && result.as_ref().is_err_and(refuses_a_target);
+            if refused_whole {
+                splits += 2;
+                let (first, second) = part.split_at(part.len() / 2);
+                // Popped first half first: calls stay in target order.
+                pending.push(second.to_vec());
+                pending.push(first.to_vec());
+            }
+            calls.push((part, result, refused_whole));
+        }
+        calls
     }
 
     async fn reconcile(
@@ -512,6 +608,25 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             match read {
                 Ok(tasks) => {
                     known.insert(service.clone(), tasks);
+                }
+                // ECS says the service is gone (ServiceNotFoundException, or
+                // no longer ACTIVE): no task of it runs, so its targets are
+                // stale and leave, within the cap on deregistrations. A retry
+                // would read the same; the document should drop it.
+                Err(e) if e.kind == FailureKind::NotFound => {
+                    record.deleted_services.push(SkippedService {
+                        service: service.clone(),
+                        error: e.to_string(),
+                    });
+                    known.insert(service.clone(), ServiceTasks::default());
+                    failures.push(PortError {
+                        message: format!(
+                            "service {service} is deleted ({}); its targets are deregistered, \
+                             and it should be removed from the registrar document",
+                            e.message
+                        ),
+                        ..e
+                    });
                 }
                 Err(e) => {
                     record.skipped_services.push(SkippedService {
@@ -636,6 +751,7 @@ impl GroupDecision {
             note: None,
             calls: Vec::new(),
             health_concerns: Vec::new(),
+            refused: Vec::new(),
             error: None,
         }
     }
@@ -695,7 +811,7 @@ pub fn controller_metrics(record: &RegistrarRecord) -> Vec<ControllerMetric> {
         ControllerMetric::new(
             "FailedCalls",
             vec![],
-            count(calls().filter(|c| !c.ok).count()),
+            count(calls().filter(|c| !c.ok && !c.split).count()),
         ),
         ControllerMetric::new(
             "HeldBackTargets",

@@ -133,6 +133,8 @@ struct FakeElb {
     calls: Mutex<Vec<(String, String, usize, bool)>>,
     /// Fail the Nth (1-based) call of an operation, once.
     fail_call: Mutex<Option<(&'static str, usize, FailureKind)>>,
+    /// IPs RegisterTargets refuses: as ELBv2, the whole call fails.
+    refuse: Mutex<Vec<String>>,
 }
 
 impl FakeElb {
@@ -199,6 +201,19 @@ impl FakeElb {
         ));
         if let Some(kind) = failing {
             return Err(PortError::new(kind, operation, "injected"));
+        }
+        let refused = self.refuse.lock().unwrap().clone();
+        if let Some(bad) = targets.iter().find(|t| refused.contains(&t.ip)) {
+            if operation == "register" {
+                return Err(PortError::new(
+                    FailureKind::Rejected,
+                    operation,
+                    format!(
+                        "InvalidTarget: The IP address {} is not a valid target for this group",
+                        bad.ip
+                    ),
+                ));
+            }
         }
         let mut groups = self.groups.lock().unwrap();
         let group = groups.get_mut(arn).ok_or_else(|| {
@@ -383,7 +398,7 @@ async fn one_unreadable_service_does_not_stop_the_others_and_the_run_is_retried(
     let gone_tg =
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
     let ecs = FakeEcs::with(vec![running_task(&task_arn(1), "10.0.0.1")]);
-    ecs.fail(&ServiceRef::new("demo", "gone"), FailureKind::NotFound);
+    ecs.fail(&ServiceRef::new("demo", "gone"), FailureKind::Retryable);
     let groups = FakeElb::with_groups(&[TG, gone_tg]);
     groups.set(gone_tg, "10.0.0.7", 8080, HealthState::Healthy);
     let r = Registrar::new(
@@ -1199,5 +1214,80 @@ async fn a_stopped_event_deregisters_nothing_while_a_listed_task_is_missing() {
             .is_some_and(|n| n.contains("missing from DescribeTasks")),
         "{:?}",
         record.groups[0].note
+    );
+}
+
+/// ELBv2 refuses a RegisterTargets call whole when one target is invalid; the
+/// refused target is isolated and the other 449 register.
+#[tokio::test]
+async fn a_refused_target_is_isolated_and_its_peers_register() {
+    let ip = |i: usize| format!("10.1.{}.{}", i / 250, i % 250);
+    let tasks = (0..450)
+        .map(|i| running_task(&format!("arn:t{i}"), &ip(i)))
+        .collect();
+    let elb_fake = FakeElb::with_groups(&[TG, TG_PEERED]);
+    elb_fake.refuse.lock().unwrap().push(ip(300));
+    let r = registrar(FakeEcs::with(tasks), elb_fake);
+    let err = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect_err("one target refused");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains(&ip(300)), "{err}");
+    for i in (0..450).filter(|i| *i != 300) {
+        assert_eq!(elb(&r).state(TG, &ip(i), 8080), Some(HealthState::Initial));
+    }
+    assert_eq!(elb(&r).state(TG, &ip(300), 8080), None);
+    // Halving 200 targets isolates one in 8 splits of two calls each.
+    let to_main = elb(&r).writes().iter().filter(|w| w.1 == TG).count();
+    assert_eq!(to_main, 3 + 2 * 8, "{:?}", elb(&r).writes());
+}
+
+/// ECS answers ServiceNotFoundException for a deleted service: none of its
+/// tasks runs, so its targets leave (draining first), at most the capped share
+/// a run; the run is not retried, and the record says which service is gone.
+#[tokio::test]
+async fn a_deleted_service_is_reported_not_retried_and_its_targets_leave_within_the_cap() {
+    let gone = ServiceRef::new("demo", "api");
+    let ecs = FakeEcs::with(vec![running_task(&task_arn(1), "10.0.0.1")]);
+    ecs.fail(&gone, FailureKind::NotFound);
+    let groups = FakeElb::with_groups(&[TG]);
+    groups.set(TG, "10.0.0.1", 8080, HealthState::Healthy);
+    for i in 2..=5 {
+        groups.set(TG, &format!("10.0.0.{i}"), 8080, HealthState::Healthy);
+    }
+    let r = shared_registrar(ecs, groups);
+    let draining = |r: &Registrar<FakeEcs, FakeElb>| {
+        (2..=5)
+            .filter(|i| {
+                elb(r).state(TG, &format!("10.0.0.{i}"), 8080) == Some(HealthState::Draining)
+            })
+            .count()
+    };
+    let err = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect_err("a deleted service is reported");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("service demo/api is deleted"),
+        "{err}"
+    );
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "NonRetryable.PartialFailure"
+    );
+    // Five owned targets, four stale: half of five may go in one run.
+    assert_eq!(draining(&r), 2);
+    // Then half of what is left (one of three), then the last (one of two).
+    for expected in [3, 4] {
+        r.handle(sample("reconcile-schedule"), now())
+            .await
+            .expect_err("still deleted");
+        assert_eq!(draining(&r), expected);
+    }
+    assert_eq!(
+        elb(&r).state(TG, "10.0.0.1", 8080),
+        Some(HealthState::Healthy)
     );
 }
