@@ -40,6 +40,8 @@ impl Change {
 #[derive(Debug, Clone, Serialize)]
 pub struct Call {
     pub operation: &'static str,
+    /// How many targets the call carried (a bounded record names fewer).
+    pub count: usize,
     pub targets: Vec<Target>,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,9 @@ pub struct GroupDecision {
     pub refused: Vec<Refused>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How long each list is, in a record bounded for the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<GroupCounts>,
 }
 
 /// A service whose tasks could not be read; its groups were not deregistered from.
@@ -131,6 +136,94 @@ pub struct RegistrarRecord {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_services: Vec<SkippedService>,
     pub groups: Vec<GroupDecision>,
+    /// Targets left out of the lists to keep the record small (see
+    /// [`RegistrarRecord::bounded`]); each group's `counts` has them all.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub targets_not_named: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most targets a logged or returned record names: CloudWatch Logs caps
+/// one event at 256 KB, and a fleet's reconcile touches thousands. Counts
+/// cover everything; names go to refusals and removals first.
+pub const TARGETS_NAMED: usize = 200;
+
+/// How many targets each list of a group holds, whatever the record names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupCounts {
+    pub register: usize,
+    pub deregister: usize,
+    pub wait_for_drain: usize,
+    pub held_back: usize,
+    pub refused: usize,
+    pub health_concerns: usize,
+    pub calls: usize,
+    pub failed_calls: usize,
+}
+
+impl RegistrarRecord {
+    /// The record as logged and returned: every count, and at most
+    /// [`TARGETS_NAMED`] targets named, taken in order of concern (refused,
+    /// held back, deregistered, registered, waiting, unhealthy, then the
+    /// calls' own lists, which repeat the diff).
+    pub fn bounded(&self) -> RegistrarRecord {
+        let mut record = self.clone();
+        let mut left = TARGETS_NAMED;
+        for group in &mut record.groups {
+            group.counts = Some(GroupCounts {
+                register: group.diff.register.len(),
+                deregister: group.diff.deregister.len(),
+                wait_for_drain: group.diff.wait_for_drain.len(),
+                held_back: group.held_back.len(),
+                refused: group.refused.len(),
+                health_concerns: group.health_concerns.len(),
+                calls: group.calls.len(),
+                failed_calls: group.calls.iter().filter(|c| !c.ok && !c.split).count(),
+            });
+        }
+        for pass in 0..7 {
+            for group in &mut record.groups {
+                match pass {
+                    0 => keep_first(&mut group.refused, &mut left),
+                    1 => keep_first(&mut group.held_back, &mut left),
+                    2 => keep_first(&mut group.diff.deregister, &mut left),
+                    3 => keep_first(&mut group.diff.register, &mut left),
+                    4 => keep_first(&mut group.diff.wait_for_drain, &mut left),
+                    5 => keep_first(&mut group.health_concerns, &mut left),
+                    _ => group
+                        .calls
+                        .iter_mut()
+                        .for_each(|c| keep_first(&mut c.targets, &mut left)),
+                }
+            }
+        }
+        let named = |r: &RegistrarRecord| -> usize {
+            r.groups
+                .iter()
+                .map(|g| {
+                    g.refused.len()
+                        + g.held_back.len()
+                        + g.diff.register.len()
+                        + g.diff.deregister.len()
+                        + g.diff.wait_for_drain.len()
+                        + g.health_concerns.len()
+                        + g.calls.iter().map(|c| c.targets.len()).sum::<usize>()
+                })
+                .sum()
+        };
+        record.targets_not_named = named(self) - named(&record);
+        record
+    }
+}
+
+/// Keeps the first `left` of `list`, and counts them off.
+fn keep_first<T>(list: &mut Vec<T>, left: &mut usize) {
+    let keep = list.len().min(*left);
+    *left -= keep;
+    list.truncate(keep);
 }
 
 /// The registrar: configuration and ports, built once per cold start.
@@ -202,10 +295,14 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         clock: impl Fn() -> DateTime<Utc>,
     ) -> Result<Answer<RegistrarRecord>, InvocationError> {
         let clock = &clock;
-        batch::dispatch(payload, move |body, _message_id| async move {
+        let answer = batch::dispatch(payload, move |body, _message_id| async move {
             self.handle(body, clock()).await
         })
-        .await
+        .await?;
+        Ok(match answer {
+            Answer::Direct(record) => Answer::Direct(record.bounded()),
+            batch => batch,
+        })
     }
 
     /// Handles one payload (an invocation's, or a queued message's body) and
@@ -230,6 +327,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             skipped_services: Vec::new(),
             deleted_services: Vec::new(),
             groups: Vec::new(),
+            targets_not_named: 0,
         };
         let result = match trigger {
             Trigger::TaskChange {
@@ -243,7 +341,12 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 services, force, ..
             } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
         };
-        log_decision("registrar", &record, &controller_metrics(&record), now);
+        log_decision(
+            "registrar",
+            &record.bounded(),
+            &controller_metrics(&record),
+            now,
+        );
         result.map(|()| record)
     }
 
@@ -476,6 +579,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             for (batch, result, split) in results.into_iter().flatten() {
                 decision.calls.push(Call {
                     operation: change.operation(),
+                    count: batch.len(),
                     targets: batch.clone(),
                     ok: result.is_ok(),
                     error: result.as_ref().err().map(ToString::to_string),
@@ -753,6 +857,7 @@ impl GroupDecision {
             health_concerns: Vec::new(),
             refused: Vec::new(),
             error: None,
+            counts: None,
         }
     }
 }

@@ -1291,3 +1291,37 @@ async fn a_deleted_service_is_reported_not_retried_and_its_targets_leave_within_
         Some(HealthState::Healthy)
     );
 }
+
+/// CloudWatch Logs caps one log event at 256 KB: the record of a 5,000-task
+/// reconcile keeps every count and names at most a few hundred targets.
+#[tokio::test]
+async fn the_record_of_a_fleet_reconcile_is_bounded_and_keeps_every_count() {
+    let tasks = (0..5_000)
+        .map(|i| {
+            running_task(
+                &format!("arn:t{i}"),
+                &format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256),
+            )
+        })
+        .collect();
+    let r = registrar(FakeEcs::with(tasks), FakeElb::with_groups(&[TG, TG_PEERED]));
+    let answer = r
+        .invoke(sample("reconcile-schedule"), now)
+        .await
+        .expect("reconciled");
+    let text = serde_json::to_string(&answer).expect("serialises");
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+    let json: Value = serde_json::from_str(&text).expect("json");
+    let named = text.matches("\"ip\":").count();
+    assert!(named <= registrar::handler::TARGETS_NAMED, "{named} named");
+    assert_eq!(
+        json["targets_not_named"].as_u64().unwrap() + named as u64,
+        2 * (5_000 + 5_000),
+        "each group: its diff and its calls"
+    );
+    for group in json["groups"].as_array().unwrap() {
+        assert_eq!(group["counts"]["register"], 5_000);
+        assert_eq!(group["counts"]["calls"], 25);
+        assert_eq!(group["calls"][24]["count"], 200);
+    }
+}
