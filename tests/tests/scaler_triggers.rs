@@ -535,3 +535,85 @@ async fn a_fraction_metric_rounds_like_the_same_ratio_in_percent() {
     // 3 tasks at 80% busy against 60%: 3 × 80 / 60 = 4 exactly.
     assert_eq!(w.desired().await, 4, "{}", record.services[0].reason);
 }
+
+/// The stretches of `document` (a sample in `events/scaler/windows/`) with a
+/// window open, over the week the `preview_bounds` sample asks for, from t0
+/// (Saturday 2026-11-21, 10:03 UTC): from, until, min, max.
+async fn open_stretches(document: &str) -> Vec<(String, String, u32, u32)> {
+    // A preview reads nothing: no service is needed.
+    let config = Emulator::shared().sdk_config("eu-central-2");
+    let scaler = Scaler::new(
+        ScalerConfig::parse(&sample_event(document).to_string()).expect(document),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+        false,
+    );
+    let record = scaler
+        .handle(
+            sample_event("scaler/manual-preview-bounds.json"),
+            "e2e-request",
+            t0(),
+        )
+        .await
+        .expect("preview");
+    let hour = |t: DateTime<Utc>| t.format("%a %d %H:%M").to_string();
+    record
+        .preview
+        .expect("preview")
+        .into_iter()
+        .filter(|p| !p.windows.is_empty())
+        .map(|p| (hour(p.from), hour(p.until), p.min_capacity, p.max_capacity))
+        .collect()
+}
+
+fn stretch(from: &str, until: &str, min: u32, max: u32) -> (String, String, u32, u32) {
+    (from.into(), until.into(), min, max)
+}
+
+/// Application Auto Scaling's three schedule forms, one sample each.
+#[tokio::test]
+async fn each_aws_schedule_form_opens_its_window_when_aws_would() {
+    // cron(0 8 ? * MON-FRI *) in Berlin (UTC+1) for 10 hours: 07:00-17:00 UTC on weekdays.
+    assert_eq!(
+        open_stretches("scaler/windows/aws-cron.json").await,
+        ["Mon 23", "Tue 24", "Wed 25", "Thu 26", "Fri 27"].map(|day| stretch(
+            &format!("{day} 07:00"),
+            &format!("{day} 17:00"),
+            6,
+            10
+        ))
+    );
+    // at(2026-11-24T09:00:00) in Berlin for 8 hours: once, 08:00-16:00 UTC.
+    assert_eq!(
+        open_stretches("scaler/windows/at.json").await,
+        [stretch("Tue 24 08:00", "Tue 24 16:00", 8, 10)]
+    );
+    // rate(12 hours) for an hour: at 00:00 and 12:00 UTC, 14 times in the week.
+    let rate = open_stretches("scaler/windows/rate.json").await;
+    assert_eq!(rate.len(), 14, "{rate:?}");
+    assert_eq!(rate[0], stretch("Sat 21 12:00", "Sat 21 13:00", 2, 4));
+    assert_eq!(rate[13], stretch("Sat 28 00:00", "Sat 28 01:00", 2, 4));
+}
+
+/// docs/scaler.md: a window's min beats the budget ceiling, and the record says so.
+#[tokio::test]
+async fn a_window_min_beats_the_budget_and_the_record_says_so() {
+    // 0.05 an hour pays for 4 tasks (see the_budget_holds_a_scale_out); the window asks for 6.
+    let both = json!({
+        "services": [{"cluster": CLUSTER, "service": SERVICE, "max_hourly_cost": 0.05}],
+        "schedules": [{"name": "morning", "cluster": CLUSTER, "service": SERVICE,
+            "cron": "0 10 * * *", "duration_minutes": 120, "min_capacity": 6}]
+    });
+    let w = world("ca-west-1", 2, both).await;
+    w.cpu_for(55.0, 15, t0()).await;
+    let record = w.tick("floor-over-budget", t0()).await;
+    let decision = &record.services[0];
+    assert_eq!(decision.budget.as_ref().map(|b| b.max_tasks), Some(4));
+    assert_eq!(w.desired().await, 6, "{}", decision.reason);
+    assert!(
+        decision.notes.iter().any(|n| n
+            == "the budget pays for 4 tasks, below the min 6 the open window morning sets: the min wins"),
+        "{:?}",
+        decision.notes
+    );
+}

@@ -41,9 +41,21 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let found = ceiling(budget, size);
         let max = found.max_tasks.clamp(bounds.min, bounds.max);
         if found.max_tasks < bounds.min {
+            // A floor someone set on purpose (a window's or the policy's) is kept over the budget.
+            let policy_min = self.config.bounds_for_service(service).map(|b| b.min);
+            let whose = if policy_min.is_some_and(|min| min < bounds.min) {
+                let names: Vec<&str> = decision.windows.iter().map(|w| w.name.as_str()).collect();
+                format!(
+                    "the min {} the open window {} sets",
+                    bounds.min,
+                    names.join(", ")
+                )
+            } else {
+                format!("min_capacity {}", bounds.min)
+            };
             decision.notes.push(format!(
-                "the budget pays for {} tasks, below min_capacity {}: the min wins",
-                found.max_tasks, bounds.min
+                "the budget pays for {} tasks, below {whose}: the min wins",
+                found.max_tasks
             ));
         }
         decision.budget = Some(found);
