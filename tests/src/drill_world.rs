@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub const CLUSTER: &str = "demo";
 pub const SERVICE: &str = "web";
 
+/// The lock's settle against the local emulator.
+pub const LOCAL_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub type RealDriller =
     Driller<EcsAdapter, Elbv2Adapter, CloudWatchAlarms, HttpAdapter, CloudWatchMetrics>;
 
@@ -84,6 +87,8 @@ impl World {
             HttpAdapter::new(),
             CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
         )
+        // The emulator answers in milliseconds: a short settle keeps the tests quick.
+        .with_lock_settle(LOCAL_SETTLE)
     }
 
     pub async fn desired(&self) -> i32 {

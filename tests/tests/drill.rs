@@ -265,6 +265,8 @@ async fn a_crashed_drill_is_found_and_rolled_back() {
     let lock = Lock {
         drill_id: "scale-web-1".into(),
         expires_at: Utc::now() - TimeDelta::minutes(1),
+        holder: "crashed".into(),
+        busy_until: None,
     };
     let saved = SavedState {
         drill_id: "scale-web-1".into(),
@@ -616,4 +618,107 @@ async fn a_drain_takes_only_its_own_services_targets_and_never_the_last() {
         "{report:?}"
     );
     assert_eq!(one.aws.active_targets(&one.target_group).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_drills_started_at_once_never_both_act() {
+    let w = world("eu-south-1").await;
+    let drill = |_| {
+        w.driller(
+            "race",
+            json!({"type": "scale", "adjustment": 1, "hold_seconds": 0}),
+            json!({}),
+        )
+    };
+    let (a, b) = (drill(0), drill(1));
+    let mut won = 0;
+    // Two invocations at the same instant, then with the second a little
+    // later each round, so its check lands inside the first one's steps.
+    for round in 0..8u64 {
+        let later = async {
+            tokio::time::sleep(std::time::Duration::from_millis(round * round * 4)).await;
+            b.handle(start("race", "execute"), None).await
+        };
+        let (first, second) = tokio::join!(a.handle(start("race", "execute"), None), later);
+        let (first, second) = (first.expect("first"), second.expect("second"));
+        assert!(
+            !(acted(&first) && acted(&second)),
+            "round {round}: both acted\n{:?}\n{:?}",
+            first.journal,
+            second.journal
+        );
+        won += usize::from(acted(&first) || acted(&second));
+        assert_eq!(w.desired().await, 2, "round {round}");
+        assert!(w.drill_tags().await.is_empty(), "round {round}");
+    }
+    assert!(won > 0, "some round had a winner");
+}
+
+#[tokio::test]
+async fn a_running_drill_is_not_continued_twice_and_only_its_holder_releases_it() {
+    let w = world("ap-northeast-2").await;
+    let arn = w
+        .aws
+        .service(CLUSTER, SERVICE)
+        .await
+        .service_arn()
+        .unwrap()
+        .to_string();
+    let d = w.driller(
+        "hold",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 3}),
+        json!({"steady_state": {"running_equals_desired": false}}),
+    );
+    let foreign = Lock {
+        drill_id: "other-1".into(),
+        expires_at: Utc::now() + TimeDelta::minutes(10),
+        holder: "other".into(),
+        busy_until: None,
+    };
+    let meddle = async {
+        let lock = loop {
+            if let Some(lock) = w.aws.service_tags(&arn).await.get(LOCK_TAG) {
+                break lock.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // While the first invocation drives the drill, a continue is refused.
+        let id = lock.split('@').next().unwrap().to_string();
+        let second = d
+            .handle(json!({"command": "continue", "drill_id": id}), None)
+            .await
+            .expect("refused");
+        assert!(
+            matches!(outcome(&second), Outcome::Refused { why } if why.contains("is running")),
+            "{second:?}"
+        );
+        assert!(!second
+            .journal
+            .iter()
+            .any(|e| e.step == drill::journal::Step::Rollback));
+        // Another holder's lock replaces it: the drill must not remove it.
+        w.aws
+            .ecs
+            .tag_resource()
+            .resource_arn(&arn)
+            .tags(
+                aws_sdk_ecs::types::Tag::builder()
+                    .key(LOCK_TAG)
+                    .value(foreign.encode())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("tag");
+    };
+    let (first, ()) = tokio::join!(d.handle(start("hold", "execute"), None), meddle);
+    let first = first.expect("finished");
+    assert_eq!(outcome(&first), &Outcome::Passed, "{:?}", first.journal);
+    assert_eq!(w.desired().await, 2, "its own change is still rolled back");
+    assert_eq!(
+        w.aws.service_tags(&arn).await.get(LOCK_TAG),
+        Some(&foreign.encode()),
+        "the other holder's lock stays"
+    );
 }

@@ -3,6 +3,8 @@
 //! roll back as the policy says, verify the restore by reading it back, and
 //! release the lock. Every step goes into the journal.
 
+mod lock;
+
 use crate::events::{self, Command};
 use crate::journal::{Entry, Journal, Step};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,8 +21,10 @@ use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
     AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, HttpChecks,
-    MetricsSink, PortError, TaggedService, TargetGroups,
+    MetricsSink, PortError, TargetGroups,
 };
+pub use lock::LOCK_SETTLE;
+use lock::{lock_of, tag, token};
 use probe::handler::Prober;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -29,6 +33,8 @@ use std::collections::BTreeMap;
 pub const LOCK_TAG: &str = "ecs-drill:lock";
 /// The tag holding the running drill's snapshot and deadline.
 pub const STATE_TAG: &str = "ecs-drill:state";
+/// How long a recovery holds the lock it takes over.
+const RECOVERY_LEASE: TimeDelta = TimeDelta::minutes(5);
 /// Time kept back from the invocation's deadline to save state and return.
 const SUSPEND_MARGIN: TimeDelta = TimeDelta::seconds(10);
 
@@ -80,6 +86,8 @@ pub struct Driller<E, G, A, H, M> {
     prober: Prober<H, G, M>,
     /// The scaler's bounds per service, where known: a drill's floor and ceiling.
     bounds: BTreeMap<ServiceRef, CapacityBounds>,
+    /// See [`LOCK_SETTLE`].
+    settle: std::time::Duration,
 }
 
 /// The state a running drill carries between steps.
@@ -89,6 +97,8 @@ struct Run<'a> {
     arn: String,
     snapshot: Snapshot,
     deadline: DateTime<Utc>,
+    /// The lock this invocation holds (or means to take), with its token.
+    lock: Lock,
     journal: Journal,
 }
 
@@ -118,7 +128,15 @@ where
             groups,
             alarms,
             bounds: BTreeMap::new(),
+            settle: LOCK_SETTLE,
         }
+    }
+
+    /// How long a lock must stay the writer's before it acts (see [`LOCK_SETTLE`]).
+    #[must_use]
+    pub fn with_lock_settle(mut self, settle: std::time::Duration) -> Self {
+        self.settle = settle;
+        self
     }
 
     /// The scaler's capacity bounds per service (see [`DrillConfig::scaler_bounds`]).
@@ -214,17 +232,9 @@ where
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
         let service = self.ecs.tagged_service(&drill.service).await?;
-        let arn = service.arn.as_str();
-        let tag = |key: &str| {
-            service
-                .tags
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
         // The count read with the lock, unless a recovery has since changed it.
         let mut desired = Some(service.desired_count);
-        match Lock::state(tag(LOCK_TAG), Utc::now()) {
+        match lock_of(&service) {
             LockState::Held(lock) if mode == Mode::Execute => {
                 let why = format!(
                     "drill {} holds {} until {}: one drill per service at a time",
@@ -244,9 +254,9 @@ where
                 false,
             ),
             LockState::Expired(lock) => {
-                self.recover(&drill.service, arn, tag(STATE_TAG), journal)
-                    .await?;
-                report.recovered.push(lock.drill_id);
+                if self.recover(&drill.service, &lock, journal).await? {
+                    report.recovered.push(lock.drill_id);
+                }
                 desired = None;
             }
             LockState::Free => {}
@@ -333,12 +343,19 @@ where
             return Ok(());
         }
         let deadline = Utc::now() + TimeDelta::seconds(i64::from(drill.max_duration_seconds));
+        let lock = Lock {
+            drill_id: id.to_string(),
+            expires_at: deadline + LOCK_GRACE,
+            holder: token(),
+            busy_until: Some(end.unwrap_or(deadline + LOCK_GRACE)),
+        };
         let mut run = Run {
             drill,
             id: id.to_string(),
-            arn: arn.to_string(),
+            arn: service.arn.clone(),
             snapshot,
             deadline,
+            lock,
             journal: std::mem::take(journal),
         };
         report.drill_id = Some(run.id.clone());
@@ -354,10 +371,23 @@ where
         end: Option<DateTime<Utc>>,
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
-        let lock = Lock {
-            drill_id: run.id.clone(),
-            expires_at: run.deadline + LOCK_GRACE,
+        // The lock is the last step before acting: every slow check is behind it.
+        let taken = self
+            .acquire(&run.drill.service, &run.lock, |found| {
+                matches!(found, LockState::Free)
+            })
+            .await?;
+        let tagged = match taken {
+            Ok(tagged) => tagged,
+            Err(why) => {
+                run.journal.record(&run.id, Step::Check, &why, false);
+                report.outcome = Some(Outcome::Refused { why });
+                return Ok(());
+            }
         };
+        // The count as read under the lock is the one the drill changes and restores.
+        run.snapshot.desired_count = tagged.desired_count;
+        report.snapshot = Some(run.snapshot.clone());
         let saved = SavedState {
             drill_id: run.id.clone(),
             drill_name: run.drill.name.clone(),
@@ -365,38 +395,14 @@ where
             snapshot: run.snapshot.clone(),
         };
         self.ecs
-            .tag_service(
-                &run.arn,
-                &[
-                    (LOCK_TAG.to_string(), lock.encode()),
-                    (STATE_TAG.to_string(), saved.encode()),
-                ],
-            )
+            .tag_service(&run.arn, &[(STATE_TAG.to_string(), saved.encode())])
             .await?;
-        // TagResource has no condition: two drills starting at once both write.
-        // The lock read back decides; the one that lost acts on nothing.
-        let tags = self.ecs.tagged_service(&run.drill.service).await?.tags;
-        let holder = tags
-            .iter()
-            .find(|(k, _)| k == LOCK_TAG)
-            .and_then(|(_, v)| v.rsplit_once('@'))
-            .map(|(id, _)| id.to_string());
-        if holder.as_deref() != Some(run.id.as_str()) {
-            let why = format!(
-                "drill {} took the lock on {} at the same moment: one drill per service at a time",
-                holder.unwrap_or_default(),
-                run.drill.service
-            );
-            run.journal.record(&run.id, Step::Check, &why, false);
-            report.outcome = Some(Outcome::Refused { why });
-            return Ok(());
-        }
         run.journal.record(
             &run.id,
             Step::Action,
             format!(
                 "locked {} until {} and saved the snapshot",
-                run.drill.service, lock.expires_at
+                run.drill.service, run.lock.expires_at
             ),
             true,
         );
@@ -460,6 +466,15 @@ where
                 }
                 Next::Stop(outcome) => return self.finish(run, outcome, report).await,
                 Next::Suspend => {
+                    // Idle: a continue may take the drill over from here.
+                    let idle = Lock {
+                        busy_until: None,
+                        ..run.lock.clone()
+                    };
+                    if let Err(e) = self.rewrite_if_holder(&run.drill.service, &idle).await {
+                        let why = format!("marking the lock idle failed: {e}");
+                        return self.finish_after_aws_failure(run, why, report).await;
+                    }
                     run.journal.record(
                         &run.id,
                         Step::Verdict,
@@ -494,30 +509,64 @@ where
         report.drill = Some(drill.name.clone());
         report.kind = Some(drill.kind.name());
         report.service = Some(drill.service.clone());
-        let TaggedService { arn, tags, .. } = self.ecs.tagged_service(&drill.service).await?;
-        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        let saved = tag(STATE_TAG).and_then(SavedState::decode);
+        let found = self.ecs.tagged_service(&drill.service).await?;
+        let saved = tag(&found, STATE_TAG).and_then(SavedState::decode);
         let mut journal = Journal::default();
-        let result = match (Lock::state(tag(LOCK_TAG), Utc::now()), saved) {
+        let result = match (lock_of(&found), saved) {
+            (LockState::Held(lock), Some(_))
+                if lock.drill_id == drill_id && lock.busy(Utc::now()) =>
+            {
+                // Two drivers would poll, decide and roll back one drill twice.
+                let why = format!(
+                    "an invocation of drill {drill_id} is running until {}: continue refused",
+                    lock.busy_until.unwrap_or(lock.expires_at)
+                );
+                journal.record(drill_id, Step::Check, &why, false);
+                report.outcome = Some(Outcome::Refused { why });
+                Ok(())
+            }
             (LockState::Held(lock), Some(saved)) if lock.drill_id == drill_id => {
-                report.snapshot = Some(saved.snapshot.clone());
-                let mut run = Run {
-                    drill,
-                    id: drill_id.to_string(),
-                    arn,
-                    snapshot: saved.snapshot,
-                    deadline: saved.deadline,
-                    journal,
+                // Taken over with this invocation's token, as a start takes it.
+                let mine = Lock {
+                    holder: token(),
+                    busy_until: Some(end.unwrap_or(lock.expires_at)),
+                    ..lock.clone()
                 };
-                run.journal.record(drill_id, Step::Check, "resumed", true);
-                let result = self.follow(&mut run, end, report).await;
-                journal = run.journal;
-                result
+                let taken = self
+                    .acquire(
+                        &drill.service,
+                        &mine,
+                        |now| matches!(now, LockState::Held(l) if *l == lock),
+                    )
+                    .await?;
+                match taken {
+                    Err(why) => {
+                        journal.record(drill_id, Step::Check, &why, false);
+                        report.outcome = Some(Outcome::Refused { why });
+                        Ok(())
+                    }
+                    Ok(_) => {
+                        report.snapshot = Some(saved.snapshot.clone());
+                        let mut run = Run {
+                            drill,
+                            id: drill_id.to_string(),
+                            arn: found.arn.clone(),
+                            snapshot: saved.snapshot,
+                            deadline: saved.deadline,
+                            lock: mine,
+                            journal,
+                        };
+                        run.journal.record(drill_id, Step::Check, "resumed", true);
+                        let result = self.follow(&mut run, end, report).await;
+                        journal = run.journal;
+                        result
+                    }
+                }
             }
             (LockState::Expired(lock), _) if lock.drill_id == drill_id => {
-                self.recover(&drill.service, &arn, tag(STATE_TAG), &mut journal)
-                    .await?;
-                report.recovered.push(lock.drill_id);
+                if self.recover(&drill.service, &lock, &mut journal).await? {
+                    report.recovered.push(lock.drill_id);
+                }
                 report.outcome = Some(Outcome::Failed {
                     why: "the drill's lock expired before it was continued: rolled back".into(),
                 });
@@ -540,56 +589,69 @@ where
         services.dedup();
         let mut journal = Journal::default();
         for service in services {
-            let TaggedService { arn, tags, .. } = self.ecs.tagged_service(service).await?;
-            let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-            if let LockState::Expired(lock) = Lock::state(tag(LOCK_TAG), Utc::now()) {
-                self.recover(service, &arn, tag(STATE_TAG), &mut journal)
-                    .await?;
-                report.recovered.push(lock.drill_id);
+            let found = self.ecs.tagged_service(service).await?;
+            if let LockState::Expired(lock) = lock_of(&found) {
+                if self.recover(service, &lock, &mut journal).await? {
+                    report.recovered.push(lock.drill_id);
+                }
             }
         }
         report.journal = journal.entries;
         Ok(())
     }
 
-    /// Rolls back a drill left half-done from its saved state, and frees the service.
+    /// Rolls back a drill left half-done (its lock `expired`) from its saved
+    /// state, and frees the service; whether this invocation did it. The
+    /// recovery takes the lock first, so two sweeps never restore twice.
     async fn recover(
         &self,
         service: &ServiceRef,
-        arn: &str,
-        saved: Option<&str>,
+        expired: &Lock,
         journal: &mut Journal,
-    ) -> Result<(), InvocationError> {
-        let Some(saved) = saved.and_then(SavedState::decode) else {
+    ) -> Result<bool, InvocationError> {
+        let id = expired.drill_id.as_str();
+        let now = Utc::now();
+        let mine = Lock {
+            holder: token(),
+            expires_at: now + RECOVERY_LEASE,
+            busy_until: Some(now + RECOVERY_LEASE),
+            drill_id: expired.drill_id.clone(),
+        };
+        let taken = self
+            .acquire(
+                service,
+                &mine,
+                |found| matches!(found, LockState::Expired(l) if l == expired),
+            )
+            .await?;
+        let found = match taken {
+            Ok(found) => found,
+            Err(why) => {
+                journal.record(id, Step::Rollback, format!("not recovering: {why}"), true);
+                return Ok(false);
+            }
+        };
+        let Some(saved) = tag(&found, STATE_TAG).and_then(SavedState::decode) else {
             journal.record(
-                "-",
+                id,
                 Step::Rollback,
                 "an expired lock without a saved state: released",
                 true,
             );
-            self.release(arn).await?;
-            return Ok(());
+            self.release_if_holder(service, &mine.holder).await?;
+            return Ok(true);
         };
         journal.record(
-            &saved.drill_id,
+            id,
             Step::Rollback,
-            format!(
-                "found drill {} left half-done on {service}: rolling back",
-                saved.drill_id
-            ),
+            format!("found drill {id} left half-done on {service}: rolling back"),
             true,
         );
         let drill = self.config.drill(&saved.drill_name);
-        self.restore(service, drill, &saved.snapshot, &saved.drill_id, journal)
+        self.restore(service, drill, &saved.snapshot, id, journal)
             .await?;
-        self.release(arn).await?;
-        Ok(())
-    }
-
-    async fn release(&self, arn: &str) -> Result<(), PortError> {
-        self.ecs
-            .untag_service(arn, &[LOCK_TAG.to_string(), STATE_TAG.to_string()])
-            .await
+        self.release_if_holder(service, &mine.holder).await?;
+        Ok(true)
     }
 
     /// Ends the drill: rolls back as the policy says (always after an AWS
@@ -661,9 +723,22 @@ where
                 true,
             );
         }
-        self.release(&run.arn).await?;
-        run.journal
-            .record(&run.id, Step::Action, "released the lock", true);
+        if self
+            .release_if_holder(&run.drill.service, &run.lock.holder)
+            .await?
+        {
+            run.journal
+                .record(&run.id, Step::Action, "released the lock", true);
+        } else {
+            self.drop_state_if_drill(&run.drill.service, &run.id)
+                .await?;
+            run.journal.record(
+                &run.id,
+                Step::Action,
+                "the lock is no longer this invocation's: left to its holder",
+                false,
+            );
+        }
         Ok(())
     }
 

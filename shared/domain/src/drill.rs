@@ -416,11 +416,18 @@ pub struct Snapshot {
     pub drained: Option<Target>,
 }
 
-/// The lock on a service: which drill holds it, until when.
+/// The lock on a service: which drill holds it, until when, which invocation
+/// wrote it, and until when that invocation runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lock {
     pub drill_id: String,
     pub expires_at: DateTime<Utc>,
+    /// A token unique to the invocation that wrote the lock: only it acts
+    /// under the lock, and only it releases it.
+    pub holder: String,
+    /// While an invocation drives the drill: when it ends. `continue` is
+    /// refused until then, so one drill never has two drivers.
+    pub busy_until: Option<DateTime<Utc>>,
 }
 
 /// The lock as found.
@@ -433,22 +440,43 @@ pub enum LockState {
 }
 
 impl Lock {
-    /// As a tag value: `<drill id>@<epoch seconds>`.
+    /// As a tag value: `<drill id>@<expiry>@<holder>@<busy until or 0>`, epoch seconds.
     pub fn encode(&self) -> String {
-        format!("{}@{}", self.drill_id, self.expires_at.timestamp())
+        format!(
+            "{}@{}@{}@{}",
+            self.drill_id,
+            self.expires_at.timestamp(),
+            self.holder,
+            self.busy_until.map_or(0, |t| t.timestamp())
+        )
     }
 
-    /// The lock a tag value holds, as of `now`.
+    /// Whether an invocation is driving the drill at `now`.
+    pub fn busy(&self, now: DateTime<Utc>) -> bool {
+        self.busy_until.is_some_and(|until| now < until)
+    }
+
+    /// The lock a tag value holds, as of `now`. A value from before the lock
+    /// had a holder (`<drill id>@<expiry>`) reads as held by nobody in particular.
     pub fn state(raw: Option<&str>, now: DateTime<Utc>) -> LockState {
-        let Some((id, at)) = raw.and_then(|r| r.rsplit_once('@')) else {
+        let mut parts = raw.unwrap_or_default().split('@');
+        let (Some(id), Some(at)) = (parts.next(), parts.next()) else {
             return LockState::Free;
         };
         let Some(expires_at) = at.parse().ok().and_then(|s| DateTime::from_timestamp(s, 0)) else {
             return LockState::Free;
         };
+        let holder = parts.next().unwrap_or_default().to_string();
+        let busy_until = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s > 0)
+            .and_then(|s| DateTime::from_timestamp(s, 0));
         let lock = Lock {
             drill_id: id.to_string(),
             expires_at,
+            holder,
+            busy_until,
         };
         if now < expires_at {
             LockState::Held(lock)
@@ -635,6 +663,8 @@ mod tests {
         let lock = Lock {
             drill_id: saved.drill_id.clone(),
             expires_at: saved.deadline + LOCK_GRACE,
+            holder: "a1b2".into(),
+            busy_until: Some(at(60)),
         };
         let tag = lock.encode();
         assert!(matches!(
@@ -645,6 +675,21 @@ mod tests {
         assert_eq!(Lock::state(Some(&tag), at(721)), LockState::Expired(lock));
         assert_eq!(Lock::state(None, at(0)), LockState::Free);
         assert_eq!(Lock::state(Some("garbage"), at(0)), LockState::Free);
+        match Lock::state(Some(&tag), at(100)) {
+            LockState::Held(held) => {
+                assert!(!held.busy(at(100)), "its invocation ended at 60");
+                assert!(held.busy(at(59)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A lock written before it had a holder still reads.
+        assert!(matches!(
+            Lock::state(Some("scale-web-1@1790000600"), at(100)),
+            LockState::Held(Lock {
+                busy_until: None,
+                ..
+            })
+        ));
         assert_eq!(SavedState::decode("a/b/x/2/-"), None);
     }
 
