@@ -274,25 +274,49 @@ pub fn summed(metrics: impl IntoIterator<Item = ControllerMetric>) -> Vec<Contro
 }
 
 /// The decision line: the record as a JSON object, not a string inside a field,
-/// so Logs Insights filters on its fields (`decision.services.0.action`).
+/// so Logs Insights filters on its fields (`decision.services.0.action`). It
+/// carries the invocation's context (`function_request_id`, `cold_start`,
+/// `xray_trace_id`, `function_version`) to join it to the request, and stays
+/// under CloudWatch Logs' event limit by the rule in [`crate::log_size`]
+/// (`truncated: true` and what was cut, when it applies).
 pub fn decision_line(
     function: &str,
     record: &impl Serialize,
     at: chrono::DateTime<chrono::Utc>,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "level": "INFO",
-        "function": function,
-        "message": "decision",
-        "document_version": crate::config::document_version(),
-        "decision": record,
-    })
+    let mut decision = serde_json::to_value(record)
+        .unwrap_or_else(|e| serde_json::Value::from(format!("the record did not serialize: {e}")));
+    let truncation =
+        crate::log_size::fit(&mut decision, "decision", crate::log_size::DECISION_LIMIT);
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "timestamp".into(),
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    line.insert("level".into(), "INFO".into());
+    line.insert("message".into(), "decision".into());
+    line.insert("function".into(), function.into());
+    line.extend(crate::logging::context_fields());
+    line.insert(
+        "document_version".into(),
+        crate::config::document_version().into(),
+    );
+    if let Some(truncation) = truncation {
+        line.insert("truncated".into(), true.into());
+        line.insert(
+            "truncation".into(),
+            serde_json::to_value(truncation).unwrap_or_default(),
+        );
+    }
+    line.insert("decision".into(), decision);
+    serde_json::Value::Object(line)
 }
 
 /// Writes the decision line, then one Embedded Metric Format line per metric
-/// (each also carrying the `Function` dimension), to stdout, where Lambda's
-/// log pipeline keeps the first for queries and turns the rest into metrics.
+/// (each also carrying the `Function` dimension and the invocation's
+/// context), to stdout, where Lambda's log pipeline keeps the first for
+/// queries and turns the rest into metrics.
 pub fn log_decision(
     function: &str,
     record: &impl Serialize,
@@ -303,14 +327,13 @@ pub fn log_decision(
     for metric in metrics {
         let mut dimensions: Vec<(&str, &str)> = vec![("Function", function)];
         dimensions.extend(metric.dimensions.iter().map(|(k, v)| (*k, v.as_str())));
-        let line = embedded_metric(
+        crate::logging::write_line(embedded_metric(
             CONTROLLER_NAMESPACE,
             &dimensions,
             metric.name,
             metric.value,
             at,
-        );
-        println!("{line}");
+        ));
     }
 }
 
@@ -362,6 +385,40 @@ mod tests {
         ]);
         assert_eq!(metrics.len(), 2);
         assert_eq!(metrics[0].value, 2.0);
+    }
+
+    #[test]
+    fn a_decision_line_stays_under_the_event_limit_whatever_the_fleet() {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let services: Vec<serde_json::Value> = (0..50_000)
+            .map(|i| serde_json::json!({"cluster": "prod", "service": format!("s{i}"), "action": "held"}))
+            .collect();
+        let small = decision_line(
+            "scaler",
+            &serde_json::json!({"services": services[..3]}),
+            at,
+        );
+        assert!(small.get("truncated").is_none(), "{small}");
+        let line = decision_line("scaler", &serde_json::json!({"services": services}), at);
+        let size = line.to_string().len();
+        assert!(size < 256 * 1024, "{size}");
+        assert_eq!(line["truncated"], true);
+        let cut = &line["truncation"]["cut"][0];
+        assert_eq!(cut["path"], "decision.services");
+        let kept = line["decision"]["services"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            (cut["kept"].as_u64(), cut["removed"].as_u64()),
+            (Some(kept as u64), Some(50_000 - kept as u64))
+        );
+        assert_eq!(line["decision"]["services"][0]["service"], "s0");
+        // What joins it to its request and its document is still there.
+        for field in ["message", "function", "cold_start", "document_version"] {
+            assert!(
+                line.get(field).is_some(),
+                "{field}: {}",
+                &line.to_string()[..500]
+            );
+        }
     }
 
     #[test]

@@ -243,3 +243,50 @@ impl FakeExtension {
         }
     }
 }
+
+/// CloudWatch Logs' largest event (256 KB) less the 26 bytes it counts per event.
+pub const LOG_EVENT_LIMIT: usize = 256 * 1024 - 26;
+
+/// Checks every line of `logged` (a function's stdout and stderr, JSON log
+/// format) is one an operator can join and query: a JSON object under the
+/// event limit, with its text at the top-level `message` (a metric line has
+/// none), the function's name and version and `cold_start`; a decision,
+/// journal or metric line also names its request, and a line that names its
+/// request carries `trace` when one was given. Returns the lines.
+///
+/// # Panics
+/// When any of that does not hold: this is a test assertion.
+#[allow(clippy::panic)] // an assertion
+pub fn assert_operable_lines(logged: &str, trace: Option<&str>) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for text in logged.lines().filter(|l| !l.trim().is_empty()) {
+        let shown = crate::invocation::capped(text, 300);
+        assert!(
+            text.len() < LOG_EVENT_LIMIT,
+            "{} bytes: {shown}",
+            text.len()
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("not a JSON line ({e}): {shown}"));
+        assert!(line.is_object(), "not an object: {shown}");
+        assert!(line.get("fields").is_none(), "text under fields: {shown}");
+        let metric = line.get("_aws").is_some();
+        assert!(
+            metric || line["message"].is_string(),
+            "no top-level message: {shown}"
+        );
+        for field in ["function_name", "function_version"] {
+            assert!(line[field].is_string(), "no {field}: {shown}");
+        }
+        assert!(line["cold_start"].is_boolean(), "no cold_start: {shown}");
+        let request = line.get("function_request_id");
+        if metric || line["message"] == "decision" || line["message"] == "journal" {
+            assert!(request.is_some(), "no function_request_id: {shown}");
+        }
+        if let (Some(_), Some(trace)) = (request, trace) {
+            assert_eq!(line["xray_trace_id"], trace, "{shown}");
+        }
+        lines.push(line);
+    }
+    lines
+}

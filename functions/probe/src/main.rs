@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
     );
     let prober = &prober;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
         let deadline = i64::try_from(event.context.deadline)
             .ok()
             .and_then(chrono::DateTime::from_timestamp_millis);

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use ecs_control::testing::FakeExtension;
+use ecs_control::testing::{assert_operable_lines, FakeExtension};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 const ROLE_TOKEN: &str = "role-token-of-the-sandbox";
 const TOKEN: &str = "t0ken-from-secrets-manager";
 const API_KEY: &str = "k3y-from-parameter-store";
+const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
 
 /// How an invocation (or the cold start) ended: `response`, `error` or
 /// `init/error`, and the body the function posted.
@@ -53,6 +54,7 @@ async fn runtime_api(event: Value) -> RuntimeApi {
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:probe".to_string(),
             ),
+            ("lambda-runtime-trace-id", TRACE.to_string()),
         ] {
             headers.insert(name, HeaderValue::from_str(&value).unwrap());
         }
@@ -126,8 +128,10 @@ async fn cold_start(
         .env("AWS_LAMBDA_FUNCTION_NAME", "probe")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        // Everything the function logs, down to debug, is searched.
+        // Everything the function logs, down to debug, is searched, in the
+        // format the stack deploys.
         .env("AWS_LAMBDA_LOG_LEVEL", "debug")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -215,6 +219,18 @@ async fn references_are_resolved_at_cold_start_sent_and_never_written() {
         logged.contains(&format!(r#""document_version":"{version}""#)),
         "{version} not in {logged}"
     );
+    // Every line, the SDK's and the runtime's included, can be joined to its
+    // request and queried.
+    let lines = assert_operable_lines(&logged, Some(TRACE));
+    let decision = lines
+        .iter()
+        .find(|l| l["message"] == "decision")
+        .expect("a decision line");
+    assert_eq!(decision["function_request_id"], "request-1", "{decision}");
+    assert_eq!(
+        (&decision["cold_start"], &decision["function_version"]),
+        (&true.into(), &"$LATEST".into())
+    );
     for text in [record.to_string(), logged] {
         for value in [TOKEN, API_KEY, ROLE_TOKEN] {
             assert!(!text.contains(value), "{value} written: {text}");
@@ -262,6 +278,15 @@ async fn a_reference_that_cannot_be_used_stops_the_cold_start_naming_the_header(
         }
         assert!(
             !message.contains(TOKEN) && !logged.contains(TOKEN),
+            "{name}: {logged}"
+        );
+        // The init error is logged with its text on top, at the cold start.
+        let lines = assert_operable_lines(&logged, None);
+        assert!(
+            lines.iter().any(|l| l["level"] == "ERROR"
+                && l["cold_start"] == true
+                && l.get("function_request_id").is_none()
+                && l["message"] == message),
             "{name}: {logged}"
         );
     }
