@@ -75,8 +75,15 @@ impl World {
             },
             "max_duration_seconds": 60, "poll_seconds": 1, "rollback": "always"
         });
+        // A key given as null is left out, to stand for a document without it.
         if let (Some(d), Some(e)) = (drill.as_object_mut(), extra.as_object()) {
-            d.extend(e.clone());
+            for (key, value) in e {
+                if value.is_null() {
+                    d.remove(key);
+                } else {
+                    d.insert(key.clone(), value.clone());
+                }
+            }
         }
         let document = json!({"drills": [drill]}).to_string();
         Driller::new(

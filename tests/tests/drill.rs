@@ -137,14 +137,14 @@ async fn a_drained_target_goes_unnoticed_and_is_registered_again() {
 async fn an_alarm_drill_drives_the_scaler_and_is_undone() {
     let w = Arc::new(world("eu-north-1").await);
     w.aws.demo_alarms().await;
-    // EventBridge's stand-in: the alarm's state changes reach the scaler.
+    // EventBridge's stand-in: the alarm's state changes reach the scaler; and
+    // ECS's: the new task starts, so running reaches the raised count.
     let bridge = w.bridge("web-cpu-high");
+    let scheduler = w.scheduler();
     let d = w.driller(
         "cpu-alarm",
         json!({"type": "alarm", "alarm": "web-cpu-high"}),
-        // The new tasks never start here: the after-check looks at the targets only.
-        json!({"steady_state": {"running_equals_desired": false,
-            "target_groups": [{"target_group_arn": w.target_group, "min_healthy": 1}]}}),
+        json!({}),
     );
     let plan = d
         .handle(start("cpu-alarm", "plan"), None)
@@ -162,6 +162,7 @@ async fn an_alarm_drill_drives_the_scaler_and_is_undone() {
         .await
         .expect("execute");
     bridge.abort();
+    scheduler.abort();
     assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
     assert!(
         report
@@ -634,9 +635,9 @@ async fn two_drills_started_at_once_never_both_act() {
     let mut won = 0;
     // Two invocations at the same instant, then with the second a little
     // later each round, so its check lands inside the first one's steps.
-    for round in 0..8u64 {
+    for round in 0..6u64 {
         let later = async {
-            tokio::time::sleep(std::time::Duration::from_millis(round * round * 4)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(round * round * 6)).await;
             b.handle(start("race", "execute"), None).await
         };
         let (first, second) = tokio::join!(a.handle(start("race", "execute"), None), later);
@@ -721,4 +722,33 @@ async fn a_running_drill_is_not_continued_twice_and_only_its_holder_releases_it(
         Some(&foreign.encode()),
         "the other holder's lock stays"
     );
+}
+
+#[tokio::test]
+async fn a_drill_without_a_steady_state_still_needs_running_to_equal_desired() {
+    let w = world("me-central-1").await;
+    // Three desired, two running: the service is not steady.
+    w.aws.set_desired_count(CLUSTER, SERVICE, 3).await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+        json!({"steady_state": null}),
+    );
+    let report = d
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("refused");
+    assert!(
+        matches!(outcome(&report), Outcome::Refused { why } if why.contains("running 2 is not the desired 3")),
+        "{report:?}"
+    );
+    assert!(!acted(&report));
+    assert_eq!(w.desired().await, 3);
+    // The shipped alarm drill states its steady state.
+    let shipped =
+        ecs_control::config::DrillConfig::parse(include_str!("../../infra/drills.json")).unwrap();
+    let alarm = shipped.drill("web-cpu-alarm").expect("the alarm drill");
+    assert!(alarm.steady_state.running_equals_desired);
+    assert!(!alarm.steady_state.target_groups.is_empty());
+    assert!(!alarm.steady_state.probe_checks.is_empty());
 }

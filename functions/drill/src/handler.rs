@@ -1039,7 +1039,11 @@ where
                     format!("users would notice: check {check} failed ({why})")
                 }),
             ),
-            DrillKind::Alarm { .. } => (seen.desired > run.snapshot.desired_count, None),
+            // The scaler answered, and the service reached what it asked for.
+            DrillKind::Alarm { .. } => (
+                seen.desired > run.snapshot.desired_count && seen.running == seen.desired,
+                None,
+            ),
         };
         run.journal.record(
             &run.id,

@@ -116,7 +116,7 @@ enum KindEntry {
     },
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SteadyEntry {
     #[serde(default = "default_true")]
@@ -129,6 +129,18 @@ struct SteadyEntry {
 
 fn default_true() -> bool {
     true
+}
+
+// By hand, not derived: a drill with no `steady_state` at all still checks
+// running against desired, as a derived `false` would not.
+impl Default for SteadyEntry {
+    fn default() -> Self {
+        Self {
+            running_equals_desired: true,
+            target_groups: Vec::new(),
+            probe_checks: Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -527,16 +527,17 @@ async fn run_drills() {
             _ => (
                 "cpu-alarm",
                 json!({"type": "alarm", "alarm": "web-cpu-high"}),
-                json!({"steady_state": {"running_equals_desired": false}}),
+                json!({}),
             ),
         };
-        let stand_in = match i {
-            1 => Some(w.scheduler()),
+        let stand_ins = match i {
+            1 => vec![w.scheduler()],
             3 => {
                 w.aws.demo_alarms().await;
-                Some(w.bridge("web-cpu-high"))
+                // The alarm drill waits for running to reach the raised count.
+                vec![w.bridge("web-cpu-high"), w.scheduler()]
             }
-            _ => None,
+            _ => Vec::new(),
         };
         let driller = w.driller(name, kind, extra);
         let plan = driller
@@ -551,7 +552,7 @@ async fn run_drills() {
             .handle(start(name, "execute"), None)
             .await
             .expect("execute");
-        if let Some(stand_in) = stand_in {
+        for stand_in in stand_ins {
             stand_in.abort();
         }
         let outcome = report
