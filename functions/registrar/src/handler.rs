@@ -16,6 +16,8 @@ use ecs_control::ports::{EcsTasks, FailureKind, PortError, TargetGroupCatalog, T
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// How many independent reads or writes of one kind go out at once: ECS and
 /// ELB throttle bursts, and 4 in flight already hides most of each call's wait.
@@ -140,6 +142,9 @@ pub struct RegistrarRecord {
     /// [`RegistrarRecord::bounded`]); each group's `counts` has them all.
     #[serde(skip_serializing_if = "is_zero")]
     pub targets_not_named: usize,
+    /// Why the work stopped before it was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_reached: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -219,6 +224,20 @@ impl RegistrarRecord {
     }
 }
 
+/// How long before the Lambda timeout work stops: enough to log the record
+/// and answer, with calls cut off mid-flight.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// When work must stop for an invocation whose Lambda deadline is `deadline`
+/// (the runtime's `Lambda-Runtime-Deadline-Ms`), read at `now`: the margin
+/// before it, or half the time left when that is shorter. `None` for a
+/// deadline already past, which Lambda never hands out: a local runtime's
+/// stand-in (cargo-lambda sends 600000, ten minutes after the epoch).
+pub fn stop_at(deadline: SystemTime, now: SystemTime) -> Option<Instant> {
+    let left = deadline.duration_since(now).ok()?;
+    Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 2))
+}
+
 /// Keeps the first `left` of `list`, and counts them off.
 fn keep_first<T>(list: &mut Vec<T>, left: &mut usize) {
     let keep = list.len().min(*left);
@@ -294,9 +313,24 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         payload: serde_json::Value,
         clock: impl Fn() -> DateTime<Utc>,
     ) -> Result<Answer<RegistrarRecord>, InvocationError> {
+        self.invoke_before(payload, clock, None).await
+    }
+
+    /// [`Self::invoke`], stopping work at `deadline` (see [`stop_at`]): the
+    /// message at work then fails retryably, so it and the rest of its batch
+    /// come back, and its record is logged.
+    ///
+    /// # Errors
+    /// A direct payload's [`InvocationError`]; a batch's failures are in its response.
+    pub async fn invoke_before(
+        &self,
+        payload: serde_json::Value,
+        clock: impl Fn() -> DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer<RegistrarRecord>, InvocationError> {
         let clock = &clock;
         let answer = batch::dispatch(payload, move |body, _message_id| async move {
-            self.handle(body, clock()).await
+            self.handle_before(body, clock(), deadline).await
         })
         .await?;
         Ok(match answer {
@@ -315,6 +349,20 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         payload: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<RegistrarRecord, InvocationError> {
+        self.handle_before(payload, now, None).await
+    }
+
+    /// [`Self::handle`], stopping work at `deadline`: what was done by then
+    /// is in the record, which is logged, and the rest fails retryably.
+    ///
+    /// # Errors
+    /// As [`Self::handle`], and a retryable failure when the deadline came first.
+    pub async fn handle_before(
+        &self,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) -> Result<RegistrarRecord, InvocationError> {
         let Invocation { trigger, dry_run } = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
         })?;
@@ -328,18 +376,45 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             deleted_services: Vec::new(),
             groups: Vec::new(),
             targets_not_named: 0,
+            deadline_reached: None,
         };
-        let result = match trigger {
-            Trigger::TaskChange {
-                cluster,
-                service,
-                task,
-            } => {
-                Box::pin(self.on_task_change(&cluster, service.as_deref(), task, &mut record)).await
+        let work = async {
+            match trigger {
+                Trigger::TaskChange {
+                    cluster,
+                    service,
+                    task,
+                } => {
+                    Box::pin(self.on_task_change(&cluster, service.as_deref(), task, &mut record))
+                        .await
+                }
+                Trigger::Reconcile {
+                    services, force, ..
+                } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
             }
-            Trigger::Reconcile {
-                services, force, ..
-            } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
+        };
+        let result = match deadline {
+            None => work.await,
+            Some(deadline) => {
+                // Work still in flight at the deadline is dropped; the record
+                // keeps what finished before.
+                let outcome = tokio::time::timeout_at(deadline, work).await;
+                outcome.unwrap_or_else(|_| {
+                    let why = format!(
+                        "stopped {} s before the Lambda timeout with work unfinished; a retry \
+                         reads the targets again and does what is left",
+                        DEADLINE_MARGIN.as_secs()
+                    );
+                    record.deadline_reached = Some(why.clone());
+                    Err(InvocationError::PartialFailure {
+                        failed: 1,
+                        total: 1,
+                        unit: "invocations",
+                        retryable: true,
+                        detail: why,
+                    })
+                })
+            }
         };
         log_decision(
             "registrar",

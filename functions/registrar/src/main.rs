@@ -3,7 +3,7 @@ use ecs_control::config::{flag_from_env, RegistrarConfig};
 use ecs_control::invocation::fail_init;
 use ecs_control::startup::StartupCheck;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use registrar::handler::Registrar;
+use registrar::handler::{stop_at, Registrar};
 use serde_json::Value;
 
 // One thread: Lambda gives a function a share of one vCPU until 1,769 MB, and
@@ -35,8 +35,12 @@ async fn main() -> Result<(), Error> {
     let check = StartupCheck::default();
     let (registrar, check) = (&registrar, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
         check.passed(|| registrar.verify_configuration()).await?;
-        registrar.invoke(event.payload, chrono::Utc::now).await
+        let deadline = stop_at(event.context.deadline(), std::time::SystemTime::now());
+        registrar
+            .invoke_before(event.payload, chrono::Utc::now, deadline)
+            .await
     }))
     .await
 }

@@ -135,6 +135,8 @@ struct FakeElb {
     fail_call: Mutex<Option<(&'static str, usize, FailureKind)>>,
     /// IPs RegisterTargets refuses: as ELBv2, the whole call fails.
     refuse: Mutex<Vec<String>>,
+    /// How long DescribeTargetHealth takes to answer.
+    slow: Mutex<Option<std::time::Duration>>,
 }
 
 impl FakeElb {
@@ -228,6 +230,10 @@ impl FakeElb {
 
 impl TargetGroups for FakeElb {
     async fn targets(&self, arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        let slow = *self.slow.lock().unwrap();
+        if let Some(delay) = slow {
+            tokio::time::sleep(delay).await;
+        }
         let groups = self.groups.lock().unwrap();
         let group = groups.get(arn).ok_or_else(|| {
             PortError::new(
@@ -1324,4 +1330,56 @@ async fn the_record_of_a_fleet_reconcile_is_bounded_and_keeps_every_count() {
         assert_eq!(group["counts"]["calls"], 25);
         assert_eq!(group["calls"][24]["count"], 200);
     }
+}
+
+/// Lambda ends an invocation at its timeout without a word: the registrar stops
+/// first, logs its record, and fails retryably, so the work comes back.
+#[tokio::test]
+async fn work_stops_at_the_deadline_and_comes_back() {
+    use std::time::{Duration, Instant};
+    let r = serving_registrar();
+    *elb(&r).slow.lock().unwrap() = Some(Duration::from_secs(30));
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let err = r
+        .handle_before(sample("task-running"), now(), Some(deadline))
+        .await
+        .expect_err("stopped at the deadline");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("before the Lambda timeout"),
+        "{err}"
+    );
+
+    // In a batch, that message and every later one go back, in order.
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("task-running")),
+        queued("m2", &sample("task-stopping")),
+    ]);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let answer = batch_answer(
+        r.invoke_before(batch, now, Some(deadline))
+            .await
+            .expect("answers"),
+    );
+    assert_eq!(answer.failed_ids(), ["m1", "m2"]);
+    assert!(elb(&r).writes().is_empty());
+}
+
+#[test]
+fn the_deadline_leaves_a_margin_before_the_lambda_timeout() {
+    use registrar::handler::{stop_at, DEADLINE_MARGIN};
+    use std::time::{Duration, SystemTime};
+    let now = SystemTime::now();
+    let before = tokio::time::Instant::now();
+    let at = stop_at(now + Duration::from_secs(120), now).expect("a deadline");
+    let after = tokio::time::Instant::now();
+    assert!(at - after <= Duration::from_secs(120) - DEADLINE_MARGIN);
+    assert!(at - before >= Duration::from_secs(114));
+    // A short invocation keeps half its time for work.
+    let at = stop_at(now + Duration::from_secs(4), now).expect("a deadline");
+    assert!(at - before >= Duration::from_millis(1_900));
+    // Lambda never hands out a deadline already past: a local runtime's stand-in.
+    assert!(stop_at(SystemTime::UNIX_EPOCH + Duration::from_millis(600_000), now).is_none());
 }
