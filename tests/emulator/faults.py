@@ -14,7 +14,8 @@ Tests drive it over HTTP on the emulator's own port:
     GET    /_emulator/rates   (the settings, and calls refused per operation)
     POST   /_emulator/target-changes {"record": true}  (strict_elbv2.py)
     GET    /_emulator/target-changes  ([[epoch seconds, "register", arn, id, port], ...])
-    POST   /_emulator/network {"region": "us-east-1", "ipv6": false}
+    POST   /_emulator/network {"region": "us-east-1", "ipv6": false,
+                               "subnet_cidr": "10.0.0.0/20"}
            (a VPC with DNS hostnames, a subnet and a security group, for
            awsvpc tasks: {"vpc_id", "subnet_id", "security_group_id"})
 
@@ -228,7 +229,9 @@ class FaultLayer:
                     answer = strict_elbv2.recorded_changes()
                 elif what == "network" and method == "POST":
                     answer = strict_ecs.create_network(
-                        request.get("region", "us-east-1"), bool(request.get("ipv6"))
+                        request.get("region", "us-east-1"),
+                        bool(request.get("ipv6")),
+                        request.get("subnet_cidr", "10.0.0.0/20"),
                     )
                 elif what == "missing-tasks" and method == "POST":
                     strict_ecs.mark_missing(request["task_arns"], request.get("times", 1))

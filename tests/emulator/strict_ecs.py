@@ -225,10 +225,11 @@ def _task_json(response, task):
     return value
 
 
-def create_network(region, ipv6):
+def create_network(region, ipv6, subnet_cidr="10.0.0.0/20"):
     """A VPC (DNS hostnames on, as task ENIs' private DNS names need), a subnet
-    and a security group for awsvpc tasks; with `ipv6`, the VPC gets a /56 and
-    the subnet its first /64, so tasks are dual-stack."""
+    (`subnet_cidr`, inside 10.0.0.0/16) and a security group for awsvpc tasks;
+    with `ipv6`, the VPC gets a /56 and the subnet its first /64, so tasks are
+    dual-stack."""
     from moto.core import DEFAULT_ACCOUNT_ID
 
     ec2 = ec2_backends[DEFAULT_ACCOUNT_ID][region]
@@ -238,7 +239,7 @@ def create_network(region, ipv6):
     if ipv6:
         block = vpc.ipv6_cidr_block_association_set[0]["ipv6CidrBlock"]
         ipv6_block = block.replace("/56", "/64")
-    subnet = ec2.create_subnet(vpc.id, "10.0.0.0/20", ipv6_cidr_block=ipv6_block)
+    subnet = ec2.create_subnet(vpc.id, subnet_cidr, ipv6_cidr_block=ipv6_block)
     group = ec2.create_security_group("tasks", "tasks", vpc_id=vpc.id)
     return {"vpc_id": vpc.id, "subnet_id": subnet.id, "security_group_id": group.id}
 
