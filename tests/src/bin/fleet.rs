@@ -769,7 +769,7 @@ async fn main() {
     let tick = scaler_tick(&emulator, &aws, &fleet).await;
 
     println!();
-    println!("make fleet at {commit}: {SERVICES} services, {tasks} tasks, rates enforced, {LATENCY_MS} ms a call");
+    println!("measured at {commit}: {SERVICES} services, {tasks} tasks, rates enforced, {LATENCY_MS} ms a call");
     println!(
         "registrar: rolling deploy of {DEPLOYING} services, {} task events in 60 s, SQS FIFO batches of {BATCH}, one in flight",
         delivery.events
