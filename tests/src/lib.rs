@@ -920,12 +920,14 @@ fn wait_for_port(port: u16) {
 }
 
 /// A function binary served by cargo-lambda's local Lambda runtime API
-/// (`cargo lambda watch --only-lambda-apis`) on a free loopback port.
-/// Both processes are stopped when this is dropped.
+/// (`cargo lambda watch --only-lambda-apis`) on a free loopback port, logging
+/// JSON lines as deployed (the function's stdout and stderr are kept for
+/// [`LocalLambda::logged`]). Both processes are stopped when this is dropped.
 #[derive(Debug)]
 pub struct LocalLambda {
     processes: Vec<Child>,
     port: u16,
+    log: PathBuf,
 }
 
 impl LocalLambda {
@@ -941,12 +943,16 @@ impl LocalLambda {
             .stderr(Stdio::null())
             .spawn()
             .expect("cargo lambda watch");
+        let log = std::env::temp_dir().join(format!("local-lambda-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("a log file");
         let mut lambda = Self {
             processes: vec![runtime],
             port,
+            log,
         };
         wait_for_port(port);
         let function = Command::new(binary)
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
@@ -956,8 +962,8 @@ impl LocalLambda {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file.try_clone().expect("the log file"))
+            .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         lambda.processes.push(function);
@@ -982,6 +988,11 @@ impl LocalLambda {
             .expect("cargo lambda invoke");
         Invocation::from(output)
     }
+
+    /// Everything the function has written so far, stdout and stderr.
+    pub fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for LocalLambda {
@@ -990,6 +1001,7 @@ impl Drop for LocalLambda {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

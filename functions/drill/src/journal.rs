@@ -46,7 +46,7 @@ impl Journal {
             "drill_id": drill_id,
             "entry": entry,
         });
-        println!("{line}");
+        ecs_control::logging::write_line(line);
         self.entries.push(entry);
     }
 }

@@ -37,6 +37,7 @@ async fn main() -> Result<(), Error> {
     .with_capacity_bounds(bounds);
     let driller = &driller;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
         let end = i64::try_from(event.context.deadline)
             .ok()
             .and_then(chrono::DateTime::from_timestamp_millis);

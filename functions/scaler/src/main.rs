@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
     let check = StartupCheck::default();
     let (scaler, check) = (&scaler, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
         check.passed(|| scaler.verify_configuration()).await?;
         scaler
             .invoke(event.payload, &event.context.request_id, chrono::Utc::now)
