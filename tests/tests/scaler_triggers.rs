@@ -617,3 +617,82 @@ async fn a_window_min_beats_the_budget_and_the_record_says_so() {
         decision.notes
     );
 }
+
+impl World {
+    async fn command(&self, command: Value, at: DateTime<Utc>) -> DecisionRecord {
+        let mut full = json!({"cluster": CLUSTER, "service": SERVICE});
+        if let (Some(full), Some(command)) = (full.as_object_mut(), command.as_object()) {
+            full.extend(command.clone());
+        }
+        self.scaler
+            .handle(full, "e2e-request", at)
+            .await
+            .expect("command")
+    }
+}
+
+/// Application Auto Scaling's `SuspendedState`, by a manual command: kept in
+/// the service's tags, shown in every record, undone by resume.
+#[tokio::test]
+async fn a_suspended_scale_out_holds_until_resumed() {
+    let w = world("ap-southeast-4", 4, json!({})).await;
+    w.cpu_for(84.0, 3, t0()).await;
+    let suspend = w
+        .command(
+            json!({"command": "suspend", "dynamic_scale_out": true, "request_id": "s-1"}),
+            t0() - TimeDelta::minutes(1),
+        )
+        .await;
+    assert!(suspend.services[0].suspended.dynamic_scale_out);
+    assert!(!suspend.services[0].suspended.dynamic_scale_in);
+
+    let held = w.tick("while-suspended", t0()).await;
+    let decision = &held.services[0];
+    assert_eq!(decision.action, Action::Held, "{}", decision.reason);
+    assert_eq!(decision.evaluations[0].held_by, Some(Hold::Suspended));
+    assert!(
+        decision.suspended.dynamic_scale_out,
+        "every record shows it"
+    );
+    assert_eq!(w.desired().await, 4);
+
+    // Resume with no part named resumes everything.
+    let resume = w
+        .command(json!({"command": "resume", "request_id": "r-1"}), t0())
+        .await;
+    assert!(
+        resume.services[0].suspended.is_none(),
+        "{}",
+        resume.services[0].reason
+    );
+    let scaled = w.tick("after-resume", t0() + TimeDelta::seconds(20)).await;
+    assert_eq!(w.desired().await, 6, "{}", scaled.services[0].reason);
+}
+
+#[tokio::test]
+async fn suspending_everything_stops_windows_and_policies_alike() {
+    let window = json!({"schedules": [{
+        "name": "morning", "cluster": CLUSTER, "service": SERVICE,
+        "cron": "0 10 * * *", "duration_minutes": 120, "min_capacity": 8
+    }]});
+    let w = world("mx-central-1", 2, window).await;
+    w.cpu_for(84.0, 3, t0()).await;
+    w.command(json!({"command": "suspend", "request_id": "all"}), t0())
+        .await;
+    let record = w.tick("all-suspended", t0()).await;
+    assert_eq!(
+        record.services[0].suspended,
+        ecs_control::domain::suspension::Suspended::ALL
+    );
+    assert_eq!(w.desired().await, 2, "{}", record.services[0].reason);
+    // Scheduled scaling alone resumed: the window's min applies, the policy still waits.
+    w.command(
+        json!({"command": "resume", "scheduled": true, "request_id": "sched"}),
+        t0(),
+    )
+    .await;
+    let record = w
+        .tick("scheduled-back", t0() + TimeDelta::seconds(10))
+        .await;
+    assert_eq!(w.desired().await, 8, "{}", record.services[0].reason);
+}

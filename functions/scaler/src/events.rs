@@ -8,6 +8,7 @@ use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::policy::AdjustmentType;
 use ecs_control::domain::scaling::trigger_key;
 use ecs_control::domain::service::ServiceRef;
+use ecs_control::domain::suspension::Suspended;
 pub use ecs_control::invocation::MalformedEvent;
 use ecs_control::invocation::ECS_NAME_LIMIT;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,17 @@ pub enum ManualChange {
     PreviewBounds {
         #[serde(default = "default_preview_hours")]
         hours: u32,
+    },
+    /// Suspend the parts named (all three when none is), as Application Auto
+    /// Scaling's `SuspendedState`: kept on the service until resumed.
+    Suspend {
+        #[serde(flatten)]
+        parts: Suspended,
+    },
+    /// Resume the parts named (all three when none is).
+    Resume {
+        #[serde(flatten)]
+        parts: Suspended,
     },
 }
 

@@ -21,6 +21,7 @@ use ecs_control::domain::scaling::{
 };
 use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
 use ecs_control::domain::service::ServiceRef;
+use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::{
     log_decision, summed, variant_name, ControllerMetric, InvocationError,
 };
@@ -52,6 +53,9 @@ pub struct ServiceDecision {
     pub seen: Option<ServiceState>,
     /// What the scaler's memory says about the count found.
     pub memory: Option<MemoryStatus>,
+    /// What an operator has suspended on the service.
+    #[serde(skip_serializing_if = "Suspended::is_none")]
+    pub suspended: Suspended,
     pub alarms_in_alarm: Vec<String>,
     /// The bounds this decision kept to: the policy bounds narrowed by open
     /// windows and the budget.
@@ -89,6 +93,7 @@ impl ServiceDecision {
             service,
             seen: None,
             memory: None,
+            suspended: Suspended::default(),
             alarms_in_alarm: Vec::new(),
             limits: None,
             windows: Vec::new(),
@@ -315,6 +320,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision.before = Some(state.desired_count);
         decision.after = Some(state.desired_count);
         decision.seen = Some(state.clone());
+        decision.suspended = state.memory.suspended;
         let status = state.memory.status(state.desired_count);
         decision.memory = Some(status.clone());
         match &status {
@@ -407,6 +413,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         if self.already_answered(service, &state, inputs, record, decision) {
             return Ok(());
         }
+        let suspended = state.memory.suspended;
+        if suspended == Suspended::ALL {
+            decision.reason =
+                "every part of scaling is suspended on this service: nothing changes (resume to undo)"
+                    .into();
+            return Ok(());
+        }
         let limits = self.limits(service, bounds, &state, decision, now).await?;
         decision.limits = Some(limits);
 
@@ -416,10 +429,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .await
             .into_iter()
             .for_each(|(evaluation, mark)| {
-                evaluations.push(evaluation);
+                evaluations.push(suspended.hold(evaluation));
                 answered.extend(mark);
             });
-        evaluations.extend(self.tracking_evaluations(service, inputs, &state, limits, now));
+        evaluations.extend(
+            self.tracking_evaluations(service, inputs, &state, limits, now)
+                .into_iter()
+                .map(|e| suspended.hold(e)),
+        );
         let (openings, opening_marks) = self.window_openings(&state, limits, decision, now);
         evaluations.extend(openings);
         answered.extend(opening_marks.iter().cloned());

@@ -17,5 +17,6 @@ pub mod schedule;
 pub mod schedule_expression;
 pub mod secret;
 pub mod service;
+pub mod suspension;
 pub mod target_tracking;
 pub mod zone;

@@ -67,6 +67,8 @@ pub struct ScalingMemory {
     pub recent_commands: Vec<String>,
     /// Tasks added and removed this minute, and a change still being staged.
     pub pace: Option<PaceMemory>,
+    /// What an operator suspended on the service.
+    pub suspended: super::suspension::Suspended,
 }
 
 /// How many alarms' marks a service keeps (one tag of at most 256 characters).
@@ -319,6 +321,8 @@ pub enum Hold {
     MissingData,
     /// The service's hourly budget allows no more tasks.
     BudgetCeiling,
+    /// An operator suspended this direction of scaling on the service.
+    Suspended,
 }
 
 impl fmt::Display for Hold {
@@ -336,6 +340,7 @@ impl fmt::Display for Hold {
             Hold::ScaleInDisabled => "the policy has disable_scale_in",
             Hold::MissingData => "the metric lacks the datapoints to decide: nothing changes",
             Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
+            Hold::Suspended => "suspended on this service by an operator (resume to undo)",
         })
     }
 }
@@ -809,6 +814,7 @@ impl ScalingMemory {
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),
+            suspended: self.suspended,
         }
     }
 
@@ -832,6 +838,7 @@ impl ScalingMemory {
             alarm_marks: self.alarm_marks.clone(),
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),
+            suspended: self.suspended,
         }
     }
 }

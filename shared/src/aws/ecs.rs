@@ -9,6 +9,7 @@ use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
 use crate::domain::service::ServiceRef;
+use crate::domain::suspension::Suspended;
 use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService};
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
@@ -30,6 +31,7 @@ pub mod tag_keys {
     pub const ALARM_MARKS: &str = "ecs-scaler:alarm-marks";
     pub const COMMANDS: &str = "ecs-scaler:commands";
     pub const PACE: &str = "ecs-scaler:pace";
+    pub const SUSPENDED: &str = "ecs-scaler:suspended";
 }
 
 /// The memory as tag key/value pairs; an unset field is an empty value, so one
@@ -94,6 +96,7 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
                 .map(PaceMemory::encode)
                 .unwrap_or_default(),
         ),
+        (tag_keys::SUSPENDED, memory.suspended.encode()),
     ]
 }
 
@@ -129,6 +132,7 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
                 memory.recent_commands = value.split_whitespace().map(str::to_string).collect();
             }
             tag_keys::PACE => memory.pace = PaceMemory::decode(value),
+            tag_keys::SUSPENDED => memory.suspended = Suspended::decode(value),
             _ => {}
         }
     }

@@ -6,8 +6,11 @@ use crate::handler::{Action, DecisionRecord, Scaler, ServiceDecision};
 use crate::triggers::pace::PaceOutcome;
 use crate::triggers::schedules::opening_marks;
 use chrono::{DateTime, Utc};
+use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::policy::MAGNITUDE_LIMIT;
-use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, TAG_VALUE_LIMIT};
+use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, ScalingMemory, TAG_VALUE_LIMIT};
+use ecs_control::domain::service::ServiceRef;
+use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::InvocationError;
 use ecs_control::ports::{AlarmStates, EcsServices, PortError};
 
@@ -42,15 +45,95 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             }
         }
         let mut decision = ServiceDecision::new(service.clone());
-        let outcome = self
-            .manual_change(command, request_id, bounds, record, &mut decision, now)
-            .await;
+        let outcome = match &command.change {
+            ManualChange::Suspend { parts } | ManualChange::Resume { parts } => {
+                let resume = matches!(command.change, ManualChange::Resume { .. });
+                self.change_suspension(
+                    &service,
+                    *parts,
+                    resume,
+                    request_id,
+                    bounds,
+                    record,
+                    &mut decision,
+                )
+                .await
+            }
+            _ => {
+                self.manual_change(command, request_id, bounds, record, &mut decision, now)
+                    .await
+            }
+        };
         if let Err(e) = &outcome {
             decision.action = Action::Failed;
             decision.error = Some(e.to_string());
         }
         record.services.push(decision);
         outcome.map_err(InvocationError::Aws)
+    }
+
+    /// Suspends or resumes the parts named (all three when none is): one tag
+    /// write, no count changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_suspension(
+        &self,
+        service: &ServiceRef,
+        parts: Suspended,
+        resume: bool,
+        request_id: &str,
+        bounds: CapacityBounds,
+        record: &DecisionRecord,
+        decision: &mut ServiceDecision,
+    ) -> Result<(), PortError> {
+        if self
+            .read_service(service, bounds, record, decision)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        // The memory as read: only the suspension (and the command) change.
+        let Some((arn, read)) = decision
+            .seen
+            .as_ref()
+            .map(|s| (s.arn.clone(), s.memory.clone()))
+        else {
+            return Ok(());
+        };
+        let parts = if parts.is_none() {
+            Suspended::ALL
+        } else {
+            parts
+        };
+        let now_suspended = if resume {
+            read.suspended.without(parts)
+        } else {
+            read.suspended.with(parts)
+        };
+        decision.suspended = now_suspended;
+        let shown = |s: Suspended| {
+            if s.is_none() {
+                "nothing".to_string()
+            } else {
+                s.encode()
+            }
+        };
+        decision.reason = format!(
+            "{} {}: suspended now: {}",
+            if resume { "resume" } else { "suspend" },
+            shown(parts),
+            shown(now_suspended)
+        );
+        if now_suspended == read.suspended || record.dry_run {
+            return Ok(());
+        }
+        let memory = ScalingMemory {
+            suspended: now_suspended,
+            ..read
+        }
+        .with_command(request_id);
+        decision.calls.push("ecs:TagResource");
+        self.ecs.remember(&arn, &memory).await
     }
 
     async fn manual_change(
@@ -89,7 +172,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 *adjustment,
                 *min_adjustment_magnitude,
             ),
-            ManualChange::PreviewBounds { .. } => return Ok(()),
+            ManualChange::PreviewBounds { .. }
+            | ManualChange::Suspend { .. }
+            | ManualChange::Resume { .. } => return Ok(()),
         };
         let (wanted, clamped_by) = limits.clamp(proposed);
         let why = command.reason.as_deref().unwrap_or("no reason given");

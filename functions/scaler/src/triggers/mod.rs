@@ -70,7 +70,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision: &mut ServiceDecision,
         now: DateTime<Utc>,
     ) -> Result<Limits, PortError> {
-        let scheduled = self.scheduled_bounds(service, bounds, decision, now);
+        let scheduled = if state.memory.suspended.scheduled {
+            decision
+                .notes
+                .push("scheduled scaling is suspended: time windows do not apply".into());
+            bounds
+        } else {
+            self.scheduled_bounds(service, bounds, decision, now)
+        };
         self.budget_limits(service, scheduled, state, decision)
             .await
     }
