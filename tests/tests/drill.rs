@@ -14,7 +14,7 @@ use chrono::{TimeDelta, Utc};
 use drill::handler::{DrillReport, LOCK_TAG, STATE_TAG};
 use e2e::drill_world::{start, world, world_of, CLUSTER, SERVICE};
 use e2e::{sample_event, TASK_PORT};
-use ecs_control::domain::drill::{Lock, Outcome, SavedState, Snapshot};
+use ecs_control::domain::drill::{Lock, LockState, Outcome, SavedState, Snapshot};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -277,6 +277,8 @@ async fn a_crashed_drill_is_found_and_rolled_back() {
             desired_count: 2,
             drained: None,
         },
+        alarm: None,
+        target_group_arn: None,
     };
     w.aws
         .ecs
@@ -751,4 +753,126 @@ async fn a_drill_without_a_steady_state_still_needs_running_to_equal_desired() {
     assert!(alarm.steady_state.running_equals_desired);
     assert!(!alarm.steady_state.target_groups.is_empty());
     assert!(!alarm.steady_state.probe_checks.is_empty());
+}
+
+/// Plays time passing for a drill whose invocation died: its lock expires.
+async fn expire_lock(w: &e2e::drill_world::World) {
+    let arn = w
+        .aws
+        .service(CLUSTER, SERVICE)
+        .await
+        .service_arn()
+        .unwrap()
+        .to_string();
+    let raw = w.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
+    let LockState::Held(lock) = Lock::state(raw.as_deref(), Utc::now()) else {
+        panic!("no lock held: {raw:?}");
+    };
+    let expired = Lock {
+        expires_at: Utc::now() - TimeDelta::minutes(1),
+        ..lock
+    };
+    w.aws
+        .ecs
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key(LOCK_TAG)
+                .value(expired.encode())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag");
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_keeps_the_lock_and_the_sweep_finishes_it() {
+    let region = "eu-central-2";
+    let w = world(region).await;
+    let d = w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 2}),
+        json!({"steady_state": {"running_equals_desired": false}}),
+    );
+    // Once the drill has acted, every UpdateService fails: the restore cannot land.
+    let break_restore = async {
+        while w.desired().await != 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        e2e::Emulator::shared().fail(region, "UpdateService", "server_error", 3);
+    };
+    let (report, ()) = tokio::join!(d.handle(start("scale-web", "execute"), None), break_restore);
+    let report = report.expect("reported");
+    assert_eq!(outcome(&report).label(), "rollback_failed", "{report:?}");
+    assert!(!report.rolled_back);
+    assert_eq!(w.desired().await, 3);
+    assert_eq!(
+        w.drill_tags().await.len(),
+        2,
+        "the lock and the state are kept"
+    );
+    // Another drill is refused meanwhile.
+    let other = d
+        .handle(start("scale-web", "execute"), None)
+        .await
+        .expect("refused");
+    assert!(
+        matches!(outcome(&other), Outcome::Refused { .. }),
+        "{other:?}"
+    );
+    expire_lock(&w).await;
+    let swept = d
+        .handle(sample_event("drill/sweep-schedule.json"), None)
+        .await
+        .expect("sweep");
+    assert_eq!(swept.recovered.len(), 1, "{swept:?}");
+    assert_eq!(w.desired().await, 2);
+    assert!(w.drill_tags().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_undoes_a_crashed_drain_and_alarm_without_their_document() {
+    let w = world("ap-southeast-2").await;
+    w.aws.demo_alarms().await;
+    // The sweep runs with a document that no longer names the crashed drills.
+    let sweeper = w.driller(
+        "other",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+        json!({}),
+    );
+    let kinds = [
+        json!({"type": "drain_target", "target_group_arn": w.target_group, "port": TASK_PORT, "hold_seconds": 30}),
+        json!({"type": "alarm", "alarm": "web-cpu-high"}),
+    ];
+    for kind in kinds {
+        let d = w.driller(
+            "crashing",
+            kind.clone(),
+            json!({"steady_state": {"running_equals_desired": false}}),
+        );
+        // The function dies a moment after it acted.
+        let run = d.handle(start("crashing", "execute"), None);
+        let crashed = tokio::time::timeout(std::time::Duration::from_millis(1500), run).await;
+        assert!(crashed.is_err(), "{kind}: still running when it died");
+        let changed = w.aws.alarm_state("web-cpu-high").await.0 == "ALARM"
+            || w.aws.active_targets(&w.target_group).await.len() == 1;
+        assert!(changed, "{kind}: it had acted");
+        expire_lock(&w).await;
+        let swept = sweeper
+            .handle(sample_event("drill/sweep-schedule.json"), None)
+            .await
+            .expect("sweep");
+        assert_eq!(swept.recovered.len(), 1, "{kind}: {swept:?}");
+        assert_ne!(w.aws.alarm_state("web-cpu-high").await.0, "ALARM", "{kind}");
+        assert_eq!(
+            w.aws.active_targets(&w.target_group).await.len(),
+            2,
+            "{kind}"
+        );
+        assert_eq!(w.desired().await, 2, "{kind}");
+        assert!(w.drill_tags().await.is_empty(), "{kind}");
+        w.aws.wait_until_healthy(&w.target_group).await;
+    }
 }

@@ -388,12 +388,7 @@ where
         // The count as read under the lock is the one the drill changes and restores.
         run.snapshot.desired_count = tagged.desired_count;
         report.snapshot = Some(run.snapshot.clone());
-        let saved = SavedState {
-            drill_id: run.id.clone(),
-            drill_name: run.drill.name.clone(),
-            deadline: run.deadline,
-            snapshot: run.snapshot.clone(),
-        };
+        let saved = saved_state(run);
         self.ecs
             .tag_service(&run.arn, &[(STATE_TAG.to_string(), saved.encode())])
             .await?;
@@ -647,9 +642,19 @@ where
             format!("found drill {id} left half-done on {service}: rolling back"),
             true,
         );
-        let drill = self.config.drill(&saved.drill_name);
-        self.restore(service, drill, &saved.snapshot, id, journal)
-            .await?;
+        if !self.restore(service, &saved, id, journal).await? {
+            // Kept: the recovery's own lock expires and the next sweep tries again.
+            journal.record(
+                id,
+                Step::Verdict,
+                format!(
+                    "the restore read back disagrees: {service} stays locked until {}",
+                    mine.expires_at
+                ),
+                false,
+            );
+            return Ok(true);
+        }
         self.release_if_holder(service, &mine.holder).await?;
         Ok(true)
     }
@@ -691,29 +696,28 @@ where
         );
         report.outcome = Some(outcome.clone());
         if aws_failed || rolls_back(run.drill.rollback, &outcome) {
-            if let DrillKind::Alarm { alarm } = &run.drill.kind {
-                self.alarms
-                    .set_alarm_state(
-                        alarm,
-                        AlarmState::Ok,
-                        &format!("drill {} rolled back", run.id),
-                    )
-                    .await?;
-                run.journal.record(
-                    &run.id,
-                    Step::Rollback,
-                    format!("set {alarm} back to OK; it re-evaluates at its next period"),
-                    true,
+            let saved = saved_state(run);
+            let restored = self
+                .restore(&run.drill.service, &saved, &run.id, &mut run.journal)
+                .await;
+            let failure = match restored {
+                Ok(true) => None,
+                Ok(false) => Some("the restore read back disagrees".to_string()),
+                Err(e) => Some(format!("restoring failed: {e}")),
+            };
+            if let Some(why) = failure {
+                // The lock stays: nothing else may drill a service left changed,
+                // and the sweep rolls it back again once the lock expires.
+                let why = format!(
+                    "{} ({outcome:?}), then {why}: the lock on {} is kept until {} for the sweep",
+                    outcome.label(),
+                    run.drill.service,
+                    run.lock.expires_at
                 );
+                run.journal.record(&run.id, Step::Verdict, &why, false);
+                report.outcome = Some(Outcome::RollbackFailed { why });
+                return Ok(());
             }
-            self.restore(
-                &run.drill.service,
-                Some(run.drill),
-                &run.snapshot,
-                &run.id,
-                &mut run.journal,
-            )
-            .await?;
             report.rolled_back = true;
         } else {
             run.journal.record(
@@ -742,15 +746,27 @@ where
         Ok(())
     }
 
-    /// Puts back what the snapshot holds and reads it back to be sure.
+    /// Puts back what the saved state holds (the count, the drained target,
+    /// the forced alarm) and reads it back; whether the read-back agrees.
     async fn restore(
         &self,
         service: &ServiceRef,
-        drill: Option<&Drill>,
-        snapshot: &Snapshot,
+        saved: &SavedState,
         id: &str,
         journal: &mut Journal,
-    ) -> Result<(), PortError> {
+    ) -> Result<bool, PortError> {
+        let snapshot = &saved.snapshot;
+        if let Some(alarm) = &saved.alarm {
+            self.alarms
+                .set_alarm_state(alarm, AlarmState::Ok, &format!("drill {id} rolled back"))
+                .await?;
+            journal.record(
+                id,
+                Step::Rollback,
+                format!("set {alarm} back to OK; it re-evaluates at its next period"),
+                true,
+            );
+        }
         let now = self.ecs.describe_service(service).await?;
         if now.desired_count != snapshot.desired_count {
             self.ecs
@@ -766,26 +782,24 @@ where
                 true,
             );
         }
-        let drained_group = drill.and_then(|d| match &d.kind {
-            DrillKind::DrainTarget {
-                target_group_arn, ..
-            } => Some(target_group_arn.as_str()),
-            _ => None,
-        });
-        if let (Some(target), Some(group)) = (&snapshot.drained, drained_group) {
+        let drained = snapshot
+            .drained
+            .as_ref()
+            .zip(saved.target_group_arn.as_deref());
+        if let Some((target, group)) = drained {
             self.groups
                 .register(group, std::slice::from_ref(target), false)
                 .await?;
             journal.record(
                 id,
                 Step::Rollback,
-                format!("registered {}:{} again", target.ip, target.port),
+                format!("registered {}:{} in {group} again", target.ip, target.port),
                 true,
             );
         }
         let desired = self.ecs.describe_service(service).await?.desired_count;
         let mut verified = desired == snapshot.desired_count;
-        if let (Some(target), Some(group)) = (&snapshot.drained, drained_group) {
+        if let Some((target, group)) = drained {
             verified &= self
                 .groups
                 .targets(group)
@@ -802,7 +816,7 @@ where
             ),
             verified,
         );
-        Ok(())
+        Ok(verified)
     }
 
     /// The service as the hypothesis sees it; `desired` when the desired
@@ -1059,6 +1073,27 @@ where
             done,
             failure,
         })
+    }
+}
+
+/// What a running drill saves on its service: all a rollback needs, without
+/// the drill document.
+fn saved_state(run: &Run<'_>) -> SavedState {
+    SavedState {
+        drill_id: run.id.clone(),
+        drill_name: run.drill.name.clone(),
+        deadline: run.deadline,
+        snapshot: run.snapshot.clone(),
+        alarm: match &run.drill.kind {
+            DrillKind::Alarm { alarm } => Some(alarm.clone()),
+            _ => None,
+        },
+        target_group_arn: match &run.drill.kind {
+            DrillKind::DrainTarget {
+                target_group_arn, ..
+            } => Some(target_group_arn.clone()),
+            _ => None,
+        },
     }
 }
 

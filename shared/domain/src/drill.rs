@@ -291,6 +291,9 @@ pub enum Outcome {
     Failed { why: String },
     /// An abort alarm went to ALARM.
     Aborted { alarm: String },
+    /// The rollback failed or its read-back disagreed: the lock is kept, and
+    /// the sweep tries again once it expires.
+    RollbackFailed { why: String },
 }
 
 impl Outcome {
@@ -302,6 +305,7 @@ impl Outcome {
             Outcome::Passed => "passed",
             Outcome::Failed { .. } => "failed",
             Outcome::Aborted { .. } => "aborted",
+            Outcome::RollbackFailed { .. } => "rollback_failed",
         }
     }
 }
@@ -314,7 +318,10 @@ pub fn rolls_back(policy: RollbackPolicy, outcome: &Outcome) -> bool {
         Outcome::Aborted { .. } => true,
         Outcome::Passed => policy == RollbackPolicy::Always,
         Outcome::Failed { .. } => policy != RollbackPolicy::Never,
-        Outcome::Planned | Outcome::Refused { .. } | Outcome::InProgress => false,
+        Outcome::Planned
+        | Outcome::Refused { .. }
+        | Outcome::InProgress
+        | Outcome::RollbackFailed { .. } => false,
     }
 }
 
@@ -496,10 +503,16 @@ pub struct SavedState {
     pub drill_name: String,
     pub deadline: DateTime<Utc>,
     pub snapshot: Snapshot,
+    /// The alarm an `alarm` drill forced, to set back to OK.
+    pub alarm: Option<String>,
+    /// The group a `drain_target` drill drained, to register the target in
+    /// again: a recovery needs no drill document.
+    pub target_group_arn: Option<String>,
 }
 
 impl SavedState {
-    /// `<id>/<name>/<deadline epoch>/<desired>/<ip>:<port>` (or `-` for no target).
+    /// `<id>/<name>/<deadline epoch>/<desired>/<ip>:<port>/<alarm>/<group ARN>`,
+    /// `-` for what is absent; the ARN last, as it holds `/` itself.
     pub fn encode(&self) -> String {
         let drained = self
             .snapshot
@@ -507,16 +520,19 @@ impl SavedState {
             .as_ref()
             .map_or("-".to_string(), |t| format!("{}:{}", t.ip, t.port));
         format!(
-            "{}/{}/{}/{}/{drained}",
+            "{}/{}/{}/{}/{drained}/{}/{}",
             self.drill_id,
             self.drill_name,
             self.deadline.timestamp(),
-            self.snapshot.desired_count
+            self.snapshot.desired_count,
+            self.alarm.as_deref().unwrap_or("-"),
+            self.target_group_arn.as_deref().unwrap_or("-"),
         )
     }
 
+    /// Reads [`SavedState::encode`]'s form, or the older one without alarm and group.
     pub fn decode(raw: &str) -> Option<Self> {
-        let mut parts = raw.split('/');
+        let mut parts = raw.splitn(7, '/');
         let drill_id = parts.next()?.to_string();
         let drill_name = parts.next()?.to_string();
         let deadline = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
@@ -528,7 +544,13 @@ impl SavedState {
                 Some(Target::new(ip, port.parse().ok()?))
             }
         };
-        parts.next().is_none().then_some(Self {
+        let present = |part: &str| (part != "-").then(|| part.to_string());
+        let (alarm, target_group_arn) = match (parts.next(), parts.next()) {
+            (None, None) => (None, None),
+            (Some(alarm), Some(group)) => (present(alarm), present(group)),
+            _ => return None,
+        };
+        Some(Self {
             drill_id,
             drill_name,
             deadline,
@@ -536,6 +558,8 @@ impl SavedState {
                 desired_count,
                 drained,
             },
+            alarm,
+            target_group_arn,
         })
     }
 }
@@ -658,8 +682,14 @@ mod tests {
                 desired_count: 2,
                 drained: Some(Target::new("10.0.1.5", 8080)),
             },
+            alarm: Some("web-cpu-high".into()),
+            target_group_arn: Some(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123".into(),
+            ),
         };
         assert_eq!(SavedState::decode(&saved.encode()), Some(saved.clone()));
+        let older = SavedState::decode("scale-web-1/scale-web/1790000600/2/-").expect("older");
+        assert_eq!((older.alarm, older.target_group_arn), (None, None));
         let lock = Lock {
             drill_id: saved.drill_id.clone(),
             expires_at: saved.deadline + LOCK_GRACE,

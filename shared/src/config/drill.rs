@@ -338,6 +338,15 @@ fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
             if alarm.trim().is_empty() {
                 return Err(ConfigError::new(at("kind.alarm"), "must not be empty"));
             }
+            // The sweep resets the alarm from the service's state tag.
+            let tag_safe = |c: char| c.is_alphanumeric() || " _.:=+-@".contains(c);
+            if alarm.len() > 96 || !alarm.chars().all(tag_safe) {
+                return Err(ConfigError::new(
+                    at("kind.alarm"),
+                    "at most 96 letters, digits, spaces and _.:=+-@ (it is kept in a service tag \
+                     so the sweep can reset it)",
+                ));
+            }
             DrillKind::Alarm { alarm }
         }
     };
