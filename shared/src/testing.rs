@@ -247,6 +247,30 @@ impl FakeExtension {
 /// CloudWatch Logs' largest event (256 KB) less the 26 bytes it counts per event.
 pub const LOG_EVENT_LIMIT: usize = 256 * 1024 - 26;
 
+/// Of the lines two or more invocations of one process wrote (as
+/// [`assert_operable_lines`] returns them), only the first decision's
+/// invocation is a cold start: every line of a later request says it is not.
+///
+/// # Panics
+/// When there is no decision line, no later request, or a later one claims a cold start.
+#[allow(clippy::expect_used)] // a test helper fails loudly
+pub fn assert_only_the_first_invocation_is_a_cold_start(lines: &[serde_json::Value]) {
+    let first = lines
+        .iter()
+        .find(|l| l["message"] == "decision")
+        .expect("a decision line");
+    assert_eq!(first["cold_start"], true, "{first}");
+    let later: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l.get("function_request_id")
+                .is_some_and(|id| *id != first["function_request_id"])
+        })
+        .collect();
+    assert!(!later.is_empty(), "{lines:#?}");
+    assert!(later.iter().all(|l| l["cold_start"] == false), "{later:#?}");
+}
+
 /// Checks every line of `logged` (a function's stdout and stderr, JSON log
 /// format) is one an operator can join and query: a JSON object under the
 /// event limit, with its text at the top-level `message` (a metric line has

@@ -4,7 +4,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use e2e::{sample_event, workspace_root, Aws, Emulator, LocalLambda};
-use ecs_control::testing::assert_operable_lines;
+use ecs_control::testing::{
+    assert_only_the_first_invocation_is_a_cold_start, assert_operable_lines,
+};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -69,20 +71,7 @@ async fn the_built_function_scales_through_the_lambda_runtime_api() {
     // Every line it wrote can be joined to its request and queried; only the
     // process's first invocation is its cold start.
     let lines = assert_operable_lines(&lambda.logged(), None);
-    let first = lines
-        .iter()
-        .find(|l| l["message"] == "decision")
-        .expect("a decision line");
-    assert_eq!(first["cold_start"], true, "{first}");
-    let later: Vec<&serde_json::Value> = lines
-        .iter()
-        .filter(|l| {
-            l.get("function_request_id")
-                .is_some_and(|id| *id != first["function_request_id"])
-        })
-        .collect();
-    assert!(!later.is_empty(), "{lines:#?}");
-    assert!(later.iter().all(|l| l["cold_start"] == false), "{later:#?}");
+    assert_only_the_first_invocation_is_a_cold_start(&lines);
 }
 
 #[tokio::test(flavor = "multi_thread")]
