@@ -280,45 +280,93 @@ where
     F: FnMut(QueuedMessage) -> Fut,
     Fut: Future<Output = Result<(), InvocationError>>,
 {
+    walk_runs(
+        records,
+        |_| false,
+        |mut run: Vec<QueuedMessage>| {
+            let handled = run.pop().map(&mut handle);
+            async move {
+                match handled {
+                    Some(handled) => vec![handled.await],
+                    None => Vec::new(),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// [`walk`], with consecutive messages `joins` accepts handed to `handle`
+/// together, as one run, so that their work is shared (a run of task events
+/// reads each target group once); every other message is a run of one.
+/// `handle` answers each message of its run, in order. A message's failure
+/// counts as if it had been handled alone: a retryable one lists it, and
+/// every message after it in the batch, for redelivery.
+pub async fn walk_runs<J, F, Fut>(records: Vec<Record>, joins: J, mut handle: F) -> BatchResponse
+where
+    J: Fn(&QueuedMessage) -> bool,
+    F: FnMut(Vec<QueuedMessage>) -> Fut,
+    Fut: Future<Output = Vec<Result<(), InvocationError>>>,
+{
     let mut answer = BatchResponse {
         response: SqsBatchResponse::default(),
         summary: BatchSummary::default(),
     };
-    let mut records = records.into_iter();
+    let mut records = records.into_iter().peekable();
     while let Some(record) = records.next() {
-        let message = match record {
+        let first = match record {
             Record::Readable(message) => message,
             Record::Unreadable { message_id, error } => {
                 answer.reject(message_id.as_deref(), error.into());
                 continue;
             }
         };
-        let id = message.message_id.clone();
-        let span = tracing::info_span!("message", message_id = %id);
-        match handle(message).instrument(span).await {
-            Ok(()) => answer.note(Some(&id), Outcome::Handled, None),
-            Err(error) if error.is_retryable() => {
-                let diagnostic = Diagnostic::from(error);
-                let later: Vec<Record> = records.by_ref().collect();
-                tracing::warn!(
-                    message_id = %id,
-                    error_type = %diagnostic.error_type,
-                    error = %capped(&diagnostic.error_message, ECHO_LIMIT),
-                    later = later.len(),
-                    "message failed and may succeed later: it and the messages after it go back to the queue, in order"
-                );
-                answer.note(Some(&id), Outcome::Failed, Some(diagnostic));
-                for record in later {
-                    match record {
-                        Record::Unreadable {
-                            message_id: None,
-                            error,
-                        } => answer.reject(None, error.into()),
-                        other => answer.note(other.message_id(), Outcome::Deferred, None),
-                    }
+        let mut run = vec![first];
+        if joins(&run[0]) {
+            while let Some(Record::Readable(next)) = records.peek() {
+                if !joins(next) {
+                    break;
+                }
+                if let Some(Record::Readable(next)) = records.next() {
+                    run.push(next);
                 }
             }
-            Err(error) => answer.reject(Some(&id), error),
+        }
+        let ids: Vec<String> = run.iter().map(|m| m.message_id.clone()).collect();
+        let span = tracing::info_span!("message", message_id = %ids[0], run = ids.len());
+        let mut results = handle(run).instrument(span).await.into_iter();
+        let mut ids = ids.into_iter();
+        while let Some(id) = ids.next() {
+            let result = results.next().unwrap_or(Ok(()));
+            match result {
+                Ok(()) => answer.note(Some(&id), Outcome::Handled, None),
+                Err(error) if error.is_retryable() => {
+                    let diagnostic = Diagnostic::from(error);
+                    let later_in_run: Vec<String> = ids.by_ref().collect();
+                    let later: Vec<Record> = records.by_ref().collect();
+                    tracing::warn!(
+                        message_id = %id,
+                        error_type = %diagnostic.error_type,
+                        error = %capped(&diagnostic.error_message, ECHO_LIMIT),
+                        later = later_in_run.len() + later.len(),
+                        "message failed and may succeed later: it and the messages after it go back to the queue, in order"
+                    );
+                    answer.note(Some(&id), Outcome::Failed, Some(diagnostic));
+                    for id in later_in_run {
+                        answer.note(Some(&id), Outcome::Deferred, None);
+                    }
+                    for record in later {
+                        match record {
+                            Record::Unreadable {
+                                message_id: None,
+                                error,
+                            } => answer.reject(None, error.into()),
+                            other => answer.note(other.message_id(), Outcome::Deferred, None),
+                        }
+                    }
+                }
+                Err(error) => answer.reject(Some(&id), error),
+            }
         }
     }
     let summary = &answer.summary;

@@ -53,6 +53,28 @@ pub trait EcsServices: Send + Sync {
         service: &ServiceRef,
     ) -> impl Future<Output = Result<ServiceState, PortError>> + Send;
 
+    /// Each of `services` as [`Self::describe_service`] reads it, for a
+    /// tick over a fleet: the adapter names 10 services a `DescribeServices`
+    /// call, ECS's most. An `Err` for one service (not found, not active)
+    /// leaves the others; the outer `Err` is a failed call.
+    fn describe_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> impl Future<Output = Result<BTreeMap<ServiceRef, Result<ServiceState, PortError>>, PortError>>
+           + Send {
+        async move {
+            let mut states = BTreeMap::new();
+            for service in services {
+                let state = match self.describe_service(service).await {
+                    Err(e) if e.kind == FailureKind::Retryable => return Err(e),
+                    state => state,
+                };
+                states.insert(service.clone(), state);
+            }
+            Ok(states)
+        }
+    }
+
     /// Of `services`, those ECS does not have as active services, each with
     /// ECS's reason (`MISSING`, `its status is DRAINING`): one
     /// `DescribeServices` per cluster and 10 services, read side by side.
@@ -117,6 +139,24 @@ pub trait EcsTasks: Send + Sync {
         cluster: &str,
         task_arn: &str,
     ) -> impl Future<Output = Result<Option<TaskInfo>, PortError>> + Send;
+
+    /// The tasks of `task_arns` ECS still knows, by ARN, as it describes them
+    /// now. The adapter names 100 tasks a `DescribeTasks` call, ECS's most.
+    fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, TaskInfo>, PortError>> + Send {
+        async move {
+            let mut found = BTreeMap::new();
+            for arn in task_arns {
+                if let Some(task) = self.describe_task(cluster, arn).await? {
+                    found.insert(arn.clone(), task);
+                }
+            }
+            Ok(found)
+        }
+    }
 }
 
 /// Reading and changing ELBv2 target groups.
@@ -126,6 +166,23 @@ pub trait TargetGroups: Send + Sync {
         &self,
         target_group_arn: &str,
     ) -> impl Future<Output = Result<Vec<RegisteredTarget>, PortError>> + Send;
+
+    /// Of `targets`, those registered in the group, with their health: one
+    /// `DescribeTargetHealth` naming them, for a change that concerns a few
+    /// targets of a large group. A target not registered is left out.
+    fn targets_among(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+    ) -> impl Future<Output = Result<Vec<RegisteredTarget>, PortError>> + Send {
+        async move {
+            let all = self.targets(target_group_arn).await?;
+            Ok(all
+                .into_iter()
+                .filter(|r| targets.contains(&r.target))
+                .collect())
+        }
+    }
 
     /// Registers targets (one call; callers batch). `outside_vpc` registers them
     /// with `AvailabilityZone=all`.

@@ -116,6 +116,13 @@ pub enum Trigger {
         service: Option<String>,
         task: TaskInfo,
     },
+    /// A queue batch's run of task events, handled together (never parsed:
+    /// each message's body is a `TaskChange`).
+    TaskChanges {
+        /// The events of the run, and the tasks they are about.
+        events: usize,
+        tasks: usize,
+    },
     /// Bring target groups in line with running tasks: every configured service,
     /// or the ones named.
     Reconcile {
@@ -247,6 +254,7 @@ fn check_lengths(trigger: &Trigger) -> Result<(), MalformedEvent> {
                 MalformedEvent::check_length("the stop code", code, ECS_NAME_LIMIT)?;
             }
         }
+        Trigger::TaskChanges { .. } => {}
         Trigger::Reconcile { services, .. } => {
             for service in services.iter().flatten() {
                 MalformedEvent::check_length("a cluster name", &service.cluster, ECS_NAME_LIMIT)?;

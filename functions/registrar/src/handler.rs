@@ -1,14 +1,14 @@
 //! Event → tasks and targets as they are now → diff → calls → decision record.
 
 use crate::events::{self, Invocation, Trigger};
+use crate::task_changes::TaskEvent;
 use chrono::{DateTime, TimeDelta, Utc};
-use ecs_control::batch::{self, Answer};
+use ecs_control::batch::{self, Answer, QueuedMessage};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::config::{ConfigError, RegistrarConfig};
 use ecs_control::domain::registration::{
     action_for, cap_deregistrations, diff, foreign_task, health_concerns, HealthConcern,
-    HealthState, RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo,
-    TARGETS_PER_CALL,
+    RegisteredTarget, ServiceTasks, Target, TargetDiff, TaskAction, TaskInfo, TARGETS_PER_CALL,
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 /// How many independent reads or writes of one kind go out at once: ECS and
 /// ELB throttle bursts, and 4 in flight already hides most of each call's wait.
-const CALLS_IN_FLIGHT: usize = 4;
+pub(crate) const CALLS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -119,6 +119,9 @@ pub struct TaskDecision {
     pub from_event: TaskInfo,
     pub from_ecs: Option<TaskInfo>,
     pub action: TaskAction,
+    /// Why it was not acted on as its event asked, or how its events were merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Everything one invocation saw, decided and did.
@@ -131,6 +134,12 @@ pub struct RegistrarRecord {
     pub ignored: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskDecision>,
+    /// The tasks of a queue batch's run of task events, each at its newest state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskDecision>,
+    /// Tasks left out of `tasks` to keep the record small.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tasks_not_named: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_services: Vec<SkippedService>,
     /// Services ECS no longer has: none of their tasks runs, so their
@@ -156,6 +165,10 @@ fn is_zero(n: &usize) -> bool {
 /// cover everything; names go to refusals and removals first.
 pub const TARGETS_NAMED: usize = 200;
 
+/// The most tasks a record of a run of task events lists (a FIFO batch has
+/// ten; a hand-made batch may have more).
+pub const TASKS_NAMED: usize = 100;
+
 /// How many targets each list of a group holds, whatever the record names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupCounts {
@@ -176,6 +189,8 @@ impl RegistrarRecord {
     /// calls' own lists, which repeat the diff).
     pub fn bounded(&self) -> RegistrarRecord {
         let mut record = self.clone();
+        record.tasks_not_named += record.tasks.len().saturating_sub(TASKS_NAMED);
+        record.tasks.truncate(TASKS_NAMED);
         let mut left = TARGETS_NAMED;
         for group in &mut record.groups {
             group.counts = Some(GroupCounts {
@@ -238,6 +253,26 @@ pub fn stop_at(deadline: SystemTime, now: SystemTime) -> Option<Instant> {
     Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 2))
 }
 
+/// Why work stopped at the deadline.
+fn deadline_note() -> String {
+    format!(
+        "stopped {} s before the Lambda timeout with work unfinished; a retry reads the \
+         targets again and does what is left",
+        DEADLINE_MARGIN.as_secs()
+    )
+}
+
+/// The retryable failure of work stopped at the deadline.
+fn deadline_failure(why: &str) -> InvocationError {
+    InvocationError::PartialFailure {
+        failed: 1,
+        total: 1,
+        unit: "invocations",
+        retryable: true,
+        detail: why.to_string(),
+    }
+}
+
 /// Keeps the first `left` of `list`, and counts them off.
 fn keep_first<T>(list: &mut Vec<T>, left: &mut usize) {
     let keep = list.len().min(*left);
@@ -248,19 +283,10 @@ fn keep_first<T>(list: &mut Vec<T>, left: &mut usize) {
 /// The registrar: configuration and ports, built once per cold start.
 #[derive(Debug)]
 pub struct Registrar<T, G> {
-    config: RegistrarConfig,
-    ecs: T,
-    elb: G,
+    pub(crate) config: RegistrarConfig,
+    pub(crate) ecs: T,
+    pub(crate) elb: G,
     always_dry_run: bool,
-}
-
-/// Who holds an IP a STOPPED event would deregister.
-#[derive(Debug)]
-enum IpHolder {
-    Running(String),
-    /// Not known: a listed task could not be described.
-    Unknown(String),
-    None,
 }
 
 /// A target group and port fed by one or more services.
@@ -329,14 +355,35 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         deadline: Option<Instant>,
     ) -> Result<Answer<RegistrarRecord>, InvocationError> {
         let clock = &clock;
-        let answer = batch::dispatch(payload, move |body, _message_id| async move {
-            self.handle_before(body, clock(), deadline).await
-        })
-        .await?;
-        Ok(match answer {
-            Answer::Direct(record) => Answer::Direct(record.bounded()),
-            batch => batch,
-        })
+        let Some(records) = batch::records(&payload) else {
+            return self
+                .handle_before(payload, clock(), deadline)
+                .await
+                .map(|record| Answer::Direct(record.bounded()));
+        };
+        // Consecutive task events are handled together; anything else alone.
+        let answer = batch::walk_runs(
+            records,
+            |message| self.acting_task_event(&message.body).is_some(),
+            |run: Vec<QueuedMessage>| async move {
+                let events: Vec<TaskEvent> = run
+                    .iter()
+                    .filter_map(|m| self.acting_task_event(&m.body))
+                    .collect();
+                if events.len() == run.len() {
+                    self.handle_task_run(events, clock(), deadline).await
+                } else {
+                    let mut answers = Vec::new();
+                    for message in run {
+                        let handled = self.handle_before(message.body, clock(), deadline).await;
+                        answers.push(handled.map(drop));
+                    }
+                    answers
+                }
+            },
+        )
+        .await;
+        Ok(Answer::Batch(answer))
     }
 
     /// Handles one payload (an invocation's, or a queued message's body) and
@@ -372,6 +419,8 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             decided_at: now,
             ignored: None,
             task: None,
+            tasks: Vec::new(),
+            tasks_not_named: 0,
             skipped_services: Vec::new(),
             deleted_services: Vec::new(),
             groups: Vec::new(),
@@ -391,6 +440,8 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 Trigger::Reconcile {
                     services, force, ..
                 } => Box::pin(self.reconcile(services.as_deref(), force, &mut record, now)).await,
+                // Made only for a batch's run, never parsed from a payload.
+                Trigger::TaskChanges { .. } => Ok(()),
             }
         };
         let result = match deadline {
@@ -400,19 +451,9 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                 // keeps what finished before.
                 let outcome = tokio::time::timeout_at(deadline, work).await;
                 outcome.unwrap_or_else(|_| {
-                    let why = format!(
-                        "stopped {} s before the Lambda timeout with work unfinished; a retry \
-                         reads the targets again and does what is left",
-                        DEADLINE_MARGIN.as_secs()
-                    );
+                    let why = deadline_note();
                     record.deadline_reached = Some(why.clone());
-                    Err(InvocationError::PartialFailure {
-                        failed: 1,
-                        total: 1,
-                        unit: "invocations",
-                        retryable: true,
-                        detail: why,
-                    })
+                    Err(deadline_failure(&why))
                 })
             }
         };
@@ -451,186 +492,85 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             record.ignored = Some(why);
             return Ok(());
         }
-        let mut decision = TaskDecision {
-            service: service.clone(),
-            action: action_for(&task),
-            from_event: task,
-            from_ecs: None,
-        };
-        let task = match decision.action.clone() {
-            TaskAction::Wait(why) => {
-                record.ignored = Some(why);
-                record.task = Some(decision);
-                return Ok(());
-            }
-            TaskAction::Deregister => decision.from_event.clone(),
-            TaskAction::Register => {
-                // Events arrive late and out of order: register only what ECS says runs now.
-                let current = self
-                    .ecs
-                    .describe_task(cluster, &decision.from_event.task_arn)
-                    .await?;
-                let current_action = current.as_ref().map(action_for);
-                decision.from_ecs = current.clone();
-                match current {
-                    Some(now) if current_action == Some(TaskAction::Register) => TaskInfo {
-                        private_ip: now.private_ip.or(decision.from_event.private_ip.clone()),
-                        private_ipv6: now
-                            .private_ipv6
-                            .or(decision.from_event.private_ipv6.clone()),
-                        ..now
-                    },
-                    current => {
-                        record.ignored = Some(match &current {
-                            None => "stale event: ECS no longer knows the task".to_string(),
-                            Some(now) => format!(
-                                "stale event (task version {}): ECS says the task is now {} with desired status {} (version {})",
-                                version(decision.from_event.version),
-                                now.last_status,
-                                now.desired_status,
-                                version(now.version)
-                            ),
-                        });
-                        record.task = Some(decision);
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let action = decision.action.clone();
-        record.task = Some(decision);
-
-        let mut failures = Vec::new();
-        let mut tasks_by_service = BTreeMap::new();
-        let mut unaddressed = Vec::new();
-        for group in &binding.target_groups {
-            let Some(ip) = task.address(group.address_family) else {
-                unaddressed.push(format!(
-                    "{}: the task has no {:?} address",
-                    group.target_group_arn, group.address_family
-                ));
-                continue;
-            };
-            let mut decision = GroupDecision::new(group, vec![service.clone()]);
-            let outcome = async {
-                self.plan_task_change(group, ip, &action, &mut decision)
-                    .await?;
-                // Only a deregistration still to make is worth the listing.
-                if !decision.diff.deregister.is_empty() {
-                    let why = match self
-                        .running_holder(group, ip, &task.task_arn, &mut tasks_by_service)
-                        .await?
-                    {
-                        IpHolder::Running(holder) => Some(format!(
-                            "not deregistered: {ip}:{} now belongs to running task {holder}",
-                            group.port
-                        )),
-                        IpHolder::Unknown(why) => Some(format!(
-                            "not deregistered: the running tasks are not fully known ({why})"
-                        )),
-                        IpHolder::None => None,
-                    };
-                    if why.is_some() {
-                        decision.held_back = std::mem::take(&mut decision.diff.deregister);
-                        decision.note = why;
-                    }
-                }
-                self.apply(group, record.dry_run, &mut decision).await
-            }
-            .await;
-            if let Err(e) = outcome {
-                decision.error = Some(e.to_string());
-                failures.push(e);
-            }
-            record.groups.push(decision);
-        }
-        if !unaddressed.is_empty() {
-            record.ignored = Some(unaddressed.join("; "));
-        }
-        InvocationError::from_failures(failures, binding.target_groups.len(), "target groups")
-    }
-
-    /// A running task of a service bound to `group` that now holds `ip` (IPs are
-    /// reused: a late STOPPED event must not remove the task that took it over).
-    /// A listed task ECS could not describe might hold it, as in a reconcile.
-    async fn running_holder(
-        &self,
-        group: &TargetGroupBinding,
-        ip: &str,
-        stopped_task: &str,
-        tasks_by_service: &mut BTreeMap<ServiceRef, ServiceTasks>,
-    ) -> Result<IpHolder, PortError> {
-        let mut unknown = Vec::new();
-        for bound in self
-            .config
-            .services_bound_to(&group.target_group_arn, group.port)
-        {
-            if !tasks_by_service.contains_key(&bound.service) {
-                let tasks = self.ecs.service_tasks(&bound.service).await?;
-                tasks_by_service.insert(bound.service.clone(), tasks);
-            }
-            let holder = tasks_by_service[&bound.service].tasks.iter().find(|t| {
-                t.task_arn != stopped_task
-                    && action_for(t) == TaskAction::Register
-                    && t.address(group.address_family) == Some(ip)
+        if let TaskAction::Wait(why) = action_for(&task) {
+            record.ignored = Some(why.clone());
+            record.task = Some(TaskDecision {
+                service,
+                from_event: task,
+                from_ecs: None,
+                action: TaskAction::Wait(why),
+                note: None,
             });
-            if let Some(holder) = holder {
-                return Ok(IpHolder::Running(holder.task_arn.clone()));
-            }
-            let missing = tasks_by_service[&bound.service]
-                .missing
-                .iter()
-                .filter(|arn| *arn != stopped_task)
-                .count();
-            if missing > 0 {
-                unknown.push(format!(
-                    "{missing} listed task(s) of {} were missing from DescribeTasks",
-                    bound.service
-                ));
-            }
+            return Ok(());
         }
-        Ok(if unknown.is_empty() {
-            IpHolder::None
-        } else {
-            IpHolder::Unknown(unknown.join("; "))
-        })
+        let event = TaskEvent {
+            cluster: cluster.to_string(),
+            service,
+            task,
+        };
+        let answer = self
+            .on_task_events(std::slice::from_ref(&event), record)
+            .await
+            .pop()
+            .unwrap_or(Ok(()));
+        record.task = record.tasks.pop();
+        if let Some(note) = record.task.as_ref().and_then(|t| t.note.clone()) {
+            record.ignored = Some(note);
+        }
+        answer
     }
 
-    /// What one task's event changes in a group; a repeat finds nothing to do.
-    async fn plan_task_change(
+    /// A queue batch's run of task events (see [`crate::task_changes`]),
+    /// with one record for the run, logged; each event's answer, in order.
+    async fn handle_task_run(
         &self,
-        group: &TargetGroupBinding,
-        ip: &str,
-        action: &TaskAction,
-        decision: &mut GroupDecision,
-    ) -> Result<(), PortError> {
-        let current = self.elb.targets(&group.target_group_arn).await?;
-        decision.seen = count_states(&current, group.port);
-        let target = Target::new(ip, group.port);
-        let state = current.iter().find(|r| r.target == target).map(|r| r.state);
-        let active = state.is_some_and(|s| s != HealthState::Draining);
-        match action {
-            // ELBv2 keeps a deregistered target until its deregistration
-            // delay ends; a reconcile after that registers it.
-            TaskAction::Register if state == Some(HealthState::Draining) => {
-                decision.note = Some(format!(
-                    "not registered: {}:{} is still draining; a reconcile registers it once drained",
-                    target.ip, target.port
-                ));
-                decision.diff.wait_for_drain.push(target);
-            }
-            TaskAction::Register if !active => decision.diff.register.push(target),
-            TaskAction::Deregister if active => decision.diff.deregister.push(target),
-            TaskAction::Register => decision.diff.unchanged = 1,
-            _ => decision.diff.draining = usize::from(state == Some(HealthState::Draining)),
-        }
-        Ok(())
+        run: Vec<TaskEvent>,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) -> Vec<Result<(), InvocationError>> {
+        let tasks: BTreeSet<&str> = run.iter().map(|e| e.task.task_arn.as_str()).collect();
+        let mut record = RegistrarRecord {
+            trigger: Trigger::TaskChanges {
+                events: run.len(),
+                tasks: tasks.len(),
+            },
+            dry_run: self.always_dry_run,
+            decided_at: now,
+            ignored: None,
+            task: None,
+            tasks: Vec::new(),
+            tasks_not_named: 0,
+            skipped_services: Vec::new(),
+            deleted_services: Vec::new(),
+            groups: Vec::new(),
+            targets_not_named: 0,
+            deadline_reached: None,
+        };
+        let work = self.on_task_events(&run, &mut record);
+        let answers = match deadline {
+            None => work.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+                Ok(answers) => answers,
+                Err(_) => {
+                    let why = deadline_note();
+                    record.deadline_reached = Some(why.clone());
+                    run.iter().map(|_| Err(deadline_failure(&why))).collect()
+                }
+            },
+        };
+        log_decision(
+            "registrar",
+            &record.bounded(),
+            &controller_metrics(&record),
+            now,
+        );
+        answers
     }
 
     /// Registers first (capacity before removal), in batches; a failed batch
     /// does not stop the others and is reported with its targets. A target
     /// ELBv2 refuses is isolated (see [`Self::send`]); its peers register.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         group: &TargetGroupBinding,
         dry_run: bool,
@@ -918,7 +858,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
 }
 
 impl GroupDecision {
-    fn new(group: &TargetGroupBinding, services: Vec<ServiceRef>) -> Self {
+    pub(crate) fn new(group: &TargetGroupBinding, services: Vec<ServiceRef>) -> Self {
         Self {
             target_group_arn: group.target_group_arn.clone(),
             port: group.port,
@@ -937,11 +877,10 @@ impl GroupDecision {
     }
 }
 
-fn version(v: Option<i64>) -> String {
-    v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
-}
-
-fn count_states(current: &[RegisteredTarget], port: u16) -> BTreeMap<&'static str, usize> {
+pub(crate) fn count_states(
+    current: &[RegisteredTarget],
+    port: u16,
+) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
     for registered in current {
         let key = if registered.target.port == port {

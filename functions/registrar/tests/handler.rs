@@ -137,6 +137,8 @@ struct FakeElb {
     refuse: Mutex<Vec<String>>,
     /// How long DescribeTargetHealth takes to answer.
     slow: Mutex<Option<std::time::Duration>>,
+    /// DescribeTargetHealth calls, by group.
+    reads: Mutex<BTreeMap<String, usize>>,
 }
 
 impl FakeElb {
@@ -230,6 +232,7 @@ impl FakeElb {
 
 impl TargetGroups for FakeElb {
     async fn targets(&self, arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        *self.reads.lock().unwrap().entry(arn.to_string()).or_default() += 1;
         let slow = *self.slow.lock().unwrap();
         if let Some(delay) = slow {
             tokio::time::sleep(delay).await;
@@ -968,9 +971,25 @@ fn serving_registrar() -> Registrar<FakeEcs, FakeElb> {
     )
 }
 
-#[tokio::test]
-async fn an_sqs_batch_is_handled_message_by_message_and_lists_nothing_when_all_is_done() {
+/// A sample event, changed.
+fn with(name: &str, change: &dyn Fn(&mut Value)) -> Value {
+    changed(sample(name), change)
+}
+
+/// Both groups of web hold the sample task's target, healthy.
+fn serving_registered_registrar() -> Registrar<FakeEcs, FakeElb> {
     let r = serving_registrar();
+    for arn in [TG, TG_PEERED] {
+        elb(&r).set(arn, "10.0.1.23", 8080, HealthState::Healthy);
+    }
+    r
+}
+
+/// The sample batch holds the task's RUNNING event, then its STOPPING one:
+/// handled together, the task is acted on at its newest state only.
+#[tokio::test]
+async fn an_sqs_batch_acts_once_on_each_tasks_newest_state_and_lists_nothing_when_all_is_done() {
+    let r = serving_registered_registrar();
     let answer = r
         .invoke(sample("sqs-batch"), now)
         .await
@@ -978,12 +997,123 @@ async fn an_sqs_batch_is_handled_message_by_message_and_lists_nothing_when_all_i
     let json = serde_json::to_value(&answer).expect("serialises");
     assert_eq!(json["batchItemFailures"], json!([]));
     assert_eq!(batch_answer(answer).summary.handled, 2);
-    // Registered on RUNNING, then deregistered on STOPPING, in that order.
+    // No registration for a task already told to stop: one removal a group.
     let operations: Vec<String> = elb(&r).writes().into_iter().map(|w| w.0).collect();
-    assert_eq!(
-        operations,
-        ["register", "register", "deregister", "deregister"]
-    );
+    assert_eq!(operations, ["deregister", "deregister"]);
+    for arn in [TG, TG_PEERED] {
+        assert_eq!(
+            elb(&r).state(arn, "10.0.1.23", 8080),
+            Some(HealthState::Draining)
+        );
+        assert_eq!(elb(&r).reads.lock().unwrap()[arn], 1, "one read a group");
+    }
+}
+
+/// Ten events of ten tasks in one batch: each group is read once and written
+/// once for each kind of change, whatever the number of events.
+#[tokio::test]
+async fn a_batch_of_task_events_reads_each_group_once_and_writes_each_change_in_one_call() {
+    let ecs = FakeEcs::default();
+    let groups = FakeElb::with_groups(&[TG, TG_PEERED]);
+    let mut records = Vec::new();
+    for i in 1..=10u32 {
+        let ip = format!("10.0.2.{i}");
+        let mut task = running_task(&task_arn(100 + i), &ip);
+        let stopping = i > 5;
+        if stopping {
+            // The old tasks of a deploy: registered, now told to stop.
+            task.desired_status = "STOPPED".into();
+            task.version = Some(4);
+            for arn in [TG, TG_PEERED] {
+                groups.set(arn, &ip, 8080, HealthState::Healthy);
+            }
+        }
+        ecs.put(task);
+        let event = with(if stopping { "task-stopping" } else { "task-running" }, &|e| {
+            e["detail"]["taskArn"] = task_arn(100 + i).into();
+            e["detail"]["attachments"][0]["details"] = json!([
+                {"name": "privateIPv4Address", "value": ip.clone()}
+            ]);
+            e["detail"]["containers"][0]["networkInterfaces"] =
+                json!([{"privateIpv4Address": ip.clone()}]);
+        });
+        records.push(queued(&format!("m{i}"), &event));
+    }
+    let r = registrar(ecs, groups);
+    let answer = batch_answer(r.invoke(sqs_batch(records), now).await.expect("answers"));
+    assert!(answer.failed_ids().is_empty(), "{:?}", answer.summary);
+    assert_eq!(answer.summary.handled, 10);
+    let mut writes: Vec<(String, String, usize)> = elb(&r)
+        .writes()
+        .into_iter()
+        .map(|w| (w.0, w.1, w.2))
+        .collect();
+    writes.sort();
+    let mut expected: Vec<(String, String, usize)> = ["deregister", "register"]
+        .iter()
+        .flat_map(|op| [TG, TG_PEERED].map(|arn| (op.to_string(), arn.to_string(), 5)))
+        .collect();
+    expected.sort();
+    assert_eq!(writes, expected);
+    for arn in [TG, TG_PEERED] {
+        assert_eq!(elb(&r).reads.lock().unwrap()[arn], 1, "one read a group");
+        for i in 1..=10u32 {
+            let expected = if i > 5 {
+                HealthState::Draining
+            } else {
+                HealthState::Initial
+            };
+            assert_eq!(
+                elb(&r).state(arn, &format!("10.0.2.{i}"), 8080),
+                Some(expected)
+            );
+        }
+    }
+}
+
+/// Events of one task out of order across a batch: the highest version wins,
+/// and a stop is final whatever order it came in.
+#[tokio::test]
+async fn events_out_of_order_in_a_batch_end_at_the_tasks_newest_state() {
+    let r = serving_registered_registrar();
+    let mut stopping = running_task(TASK_ARN, "10.0.1.23");
+    stopping.desired_status = "STOPPED".into();
+    stopping.version = Some(4);
+    r.ports().0.put(stopping);
+    // The STOPPING event first, then the older RUNNING one, arriving late.
+    let batch = sqs_batch(vec![
+        queued("m1", &sample("task-stopping")),
+        queued("m2", &sample("task-running")),
+    ]);
+    let answer = batch_answer(r.invoke(batch, now).await.expect("answers"));
+    assert!(answer.failed_ids().is_empty());
+    let operations: Vec<String> = elb(&r).writes().into_iter().map(|w| w.0).collect();
+    assert_eq!(operations, ["deregister", "deregister"]);
+    for arn in [TG, TG_PEERED] {
+        assert_eq!(
+            elb(&r).state(arn, "10.0.1.23", 8080),
+            Some(HealthState::Draining)
+        );
+    }
+}
+
+/// A batch's run and the next batch: the second, carrying a late RUNNING
+/// event of a task the first deregistered, cannot undo it (ECS says the task
+/// is stopping, so it is not registered again).
+#[tokio::test]
+async fn a_later_batch_with_a_stale_running_event_cannot_undo_an_earlier_stop() {
+    let r = serving_registered_registrar();
+    let mut stopping = running_task(TASK_ARN, "10.0.1.23");
+    stopping.desired_status = "STOPPED".into();
+    stopping.version = Some(4);
+    r.ports().0.put(stopping);
+    let first = sqs_batch(vec![queued("m1", &sample("task-stopping"))]);
+    batch_answer(r.invoke(first, now).await.expect("answers"));
+    let writes = elb(&r).writes();
+    let second = sqs_batch(vec![queued("m2", &sample("task-running"))]);
+    let answer = batch_answer(r.invoke(second, now).await.expect("answers"));
+    assert!(answer.failed_ids().is_empty());
+    assert_eq!(elb(&r).writes(), writes, "the stale event changed nothing");
     assert_eq!(
         elb(&r).state(TG, "10.0.1.23", 8080),
         Some(HealthState::Draining)
@@ -1013,9 +1143,19 @@ async fn a_payload_sent_directly_is_answered_as_before() {
 #[tokio::test]
 async fn a_retryable_failure_returns_that_message_and_every_later_one_in_order() {
     let r = serving_registrar();
+    r.ports().0.put(running_task(&task_arn(7), "10.0.1.24"));
     *elb(&r).fail_call.lock().unwrap() = Some(("register", 1, FailureKind::Retryable));
     let m2 = queued("m2", &sample("task-running"));
-    let m3 = queued("m3", &sample("task-stopping"));
+    let m3 = queued(
+        "m3",
+        &with("task-running", &|e| {
+            e["detail"]["taskArn"] = task_arn(7).into();
+            e["detail"]["attachments"][0]["details"] =
+                json!([{"name": "privateIPv4Address", "value": "10.0.1.24"}]);
+            e["detail"]["containers"][0]["networkInterfaces"] =
+                json!([{"privateIpv4Address": "10.0.1.24"}]);
+        }),
+    );
     let batch = sqs_batch(vec![
         queued("m1", &sample("task-unconfigured-service")),
         m2.clone(),
@@ -1035,10 +1175,8 @@ async fn a_retryable_failure_returns_that_message_and_every_later_one_in_order()
         answer.summary.messages[1].error_type.as_deref(),
         Some("Retryable.PartialFailure")
     );
-    // The stop was not acted on before the start it follows.
-    assert!(elb(&r).writes().iter().all(|w| w.0 == "register"));
 
-    // SQS redelivers the two, in order.
+    // SQS redelivers the two, in order: both tasks end registered in both groups.
     let answer = batch_answer(
         r.invoke(sqs_batch(vec![m2, m3]), now)
             .await
@@ -1047,10 +1185,13 @@ async fn a_retryable_failure_returns_that_message_and_every_later_one_in_order()
     assert!(answer.failed_ids().is_empty());
     assert_eq!(answer.summary.handled, 2);
     for arn in [TG, TG_PEERED] {
-        assert_eq!(
-            elb(&r).state(arn, "10.0.1.23", 8080),
-            Some(HealthState::Draining)
-        );
+        for ip in ["10.0.1.23", "10.0.1.24"] {
+            assert_eq!(
+                elb(&r).state(arn, ip, 8080),
+                Some(HealthState::Initial),
+                "{arn} {ip}"
+            );
+        }
     }
 }
 
@@ -1095,7 +1236,7 @@ async fn a_malformed_or_rejected_message_is_dropped_and_the_rest_are_handled() {
 
 #[tokio::test]
 async fn the_same_sqs_message_delivered_twice_acts_once() {
-    let r = serving_registrar();
+    let r = serving_registered_registrar();
     let batch = sample("sqs-batch");
     let first = batch_answer(r.invoke(batch.clone(), now).await.expect("first"));
     assert_eq!(first.summary.handled, 2);

@@ -141,6 +141,9 @@ pub(crate) struct TriggerInputs<'a> {
     pub notices: &'a [AlarmNotice],
     /// The metrics the decisions read, fetched once for every service.
     pub metrics: MetricReadings,
+    /// The services as read together before deciding, 10 a `DescribeServices`
+    /// call, when the trigger concerns more than one.
+    pub states: BTreeMap<ServiceRef, Result<ServiceState, PortError>>,
 }
 
 /// The scaler: configuration and ports, built once per cold start.
@@ -279,6 +282,17 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         inputs.metrics = self
             .read_metrics(&services, &inputs.statuses, record, now)
             .await;
+        if services.len() > 1 {
+            // One read for the fleet; a failed read leaves each service to read its own.
+            let wanted: Vec<ServiceRef> = services
+                .iter()
+                .filter(|s| self.config.bounds_for_service(s).is_some())
+                .cloned()
+                .collect();
+            if let Ok(states) = self.ecs.describe_services(&wanted).await {
+                inputs.states = states;
+            }
+        }
         let inputs = &inputs;
         let total = services.len();
         let mut failures = Vec::new();
@@ -314,9 +328,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         bounds: CapacityBounds,
         record: &DecisionRecord,
         decision: &mut ServiceDecision,
+        read_already: Option<&Result<ServiceState, PortError>>,
     ) -> Result<Option<ServiceState>, PortError> {
         decision.calls.push("ecs:DescribeServices");
-        let state = self.ecs.describe_service(service).await?;
+        let state = match read_already {
+            Some(state) => state.clone()?,
+            None => self.ecs.describe_service(service).await?,
+        };
         decision.before = Some(state.desired_count);
         decision.after = Some(state.desired_count);
         decision.seen = Some(state.clone());
@@ -407,7 +425,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let Some(bounds) = self.config.bounds_for_service(service) else {
             return Ok(());
         };
-        let Some(state) = self.read_service(service, bounds, record, decision).await? else {
+        let read_already = inputs.states.get(service);
+        let Some(state) = self
+            .read_service(service, bounds, record, decision, read_already)
+            .await?
+        else {
             return Ok(());
         };
         if self.already_answered(service, &state, inputs, record, decision) {

@@ -524,3 +524,137 @@ mod tests {
         assert_eq!(concerns[1].task_running_seconds, Some(900));
     }
 }
+
+/// A batch's events for one task, reduced to the one to act on. Events come
+/// late, twice and out of order; ECS's `version` rises with every change of a
+/// task, so the highest wins. A desired status of STOPPED is final (a task
+/// never runs again once told to stop), so it wins over any RUNNING event,
+/// whatever the versions say. Equal versions: the later event. An address
+/// the winner lacks is taken from the others (a STOPPED event may carry none).
+pub fn newest_state(events: &[TaskInfo]) -> Option<TaskInfo> {
+    let stopping = |t: &TaskInfo| t.desired_status == "STOPPED";
+    let mut newest = events.first()?.clone();
+    for event in &events[1..] {
+        let newer = match (stopping(event), stopping(&newest)) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => event.version >= newest.version,
+        };
+        if newer {
+            newest = event.clone();
+        }
+    }
+    for event in events {
+        if newest.private_ip.is_none() {
+            newest.private_ip.clone_from(&event.private_ip);
+        }
+        if newest.private_ipv6.is_none() {
+            newest.private_ipv6.clone_from(&event.private_ipv6);
+        }
+    }
+    Some(newest)
+}
+
+/// Whether ECS's view of a stopping task shows it still holding `ip`: its
+/// network interface stays attached until DEPROVISIONING, and an address
+/// belongs to one interface of a VPC at a time, so no other task can hold it
+/// yet and deregistering it cannot remove another task's target.
+pub fn still_holds_address(task: &TaskInfo, family: AddressFamily, ip: &str) -> bool {
+    const ATTACHED: [&str; 5] = [
+        "PENDING",
+        "ACTIVATING",
+        "RUNNING",
+        "DEACTIVATING",
+        "STOPPING",
+    ];
+    task.desired_status == "STOPPED"
+        && ATTACHED.contains(&task.last_status.as_str())
+        && task.address(family) == Some(ip)
+}
+
+#[cfg(test)]
+mod newest_state_tests {
+    use super::*;
+
+    fn event(version: Option<i64>, last: &str, desired: &str, ip: Option<&str>) -> TaskInfo {
+        TaskInfo {
+            task_arn: "arn:aws:ecs:us-east-1:123456789012:task/demo/a".into(),
+            last_status: last.into(),
+            desired_status: desired.into(),
+            version,
+            private_ip: ip.map(str::to_string),
+            private_ipv6: None,
+            started_at: None,
+            stop_code: None,
+        }
+    }
+
+    #[test]
+    fn the_highest_version_wins_in_any_order() {
+        let pending = event(Some(2), "PENDING", "RUNNING", Some("10.0.0.1"));
+        let running = event(Some(3), "RUNNING", "RUNNING", Some("10.0.0.1"));
+        for events in [
+            vec![pending.clone(), running.clone()],
+            vec![running.clone(), pending.clone()],
+        ] {
+            assert_eq!(newest_state(&events), Some(running.clone()));
+        }
+    }
+
+    #[test]
+    fn desired_stopped_wins_over_any_running_event_whatever_its_version() {
+        let stopping = event(Some(4), "RUNNING", "STOPPED", Some("10.0.0.1"));
+        // A RUNNING event with a higher version than a stop cannot be real
+        // (the stop is final); the stop still wins.
+        let odd = event(Some(9), "RUNNING", "RUNNING", Some("10.0.0.1"));
+        assert_eq!(
+            newest_state(&[stopping.clone(), odd.clone()]),
+            Some(stopping.clone())
+        );
+        assert_eq!(newest_state(&[odd, stopping.clone()]), Some(stopping));
+    }
+
+    #[test]
+    fn a_final_event_without_an_address_keeps_the_address_seen_before() {
+        let stopping = event(Some(4), "RUNNING", "STOPPED", Some("10.0.0.1"));
+        let stopped = event(Some(6), "STOPPED", "STOPPED", None);
+        let newest = newest_state(&[stopping, stopped]).expect("one");
+        assert_eq!(newest.last_status, "STOPPED");
+        assert_eq!(newest.private_ip.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn equal_versions_take_the_later_event_and_no_events_give_none() {
+        let first = event(None, "RUNNING", "RUNNING", Some("10.0.0.1"));
+        let second = event(None, "RUNNING", "RUNNING", Some("10.0.0.2"));
+        assert_eq!(newest_state(&[first, second.clone()]), Some(second));
+        assert_eq!(newest_state(&[]), None);
+    }
+
+    #[test]
+    fn only_a_stopping_task_with_its_interface_attached_holds_its_address() {
+        let v4 = AddressFamily::Ipv4;
+        let ip = "10.0.0.1";
+        assert!(still_holds_address(
+            &event(Some(4), "RUNNING", "STOPPED", Some(ip)),
+            v4,
+            ip
+        ));
+        assert!(still_holds_address(
+            &event(Some(5), "STOPPING", "STOPPED", Some(ip)),
+            v4,
+            ip
+        ));
+        for (last, desired, address) in [
+            ("DEPROVISIONING", "STOPPED", Some(ip)),
+            ("STOPPED", "STOPPED", Some(ip)),
+            ("RUNNING", "STOPPED", Some("10.0.0.2")),
+            ("RUNNING", "RUNNING", Some(ip)),
+        ] {
+            assert!(
+                !still_holds_address(&event(Some(5), last, desired, address), v4, ip),
+                "{last}/{desired}/{address:?}"
+            );
+        }
+    }
+}

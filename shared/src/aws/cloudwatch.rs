@@ -1,6 +1,7 @@
 //! CloudWatch adapter: alarm states, and publishing metrics.
 
 use super::classify;
+use super::request_rate::{self, Family};
 use crate::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
@@ -181,6 +182,7 @@ impl AlarmStates for CloudWatchAlarms {
         for chunk in names.chunks(NAMES_PER_CALL) {
             let mut next_token = None;
             loop {
+                request_rate::take(Family::CloudWatchDescribeAlarms).await;
                 let out = self
                     .client
                     .describe_alarms()
@@ -244,6 +246,7 @@ impl AlarmStates for CloudWatchAlarms {
         let queries: Vec<MetricDataQuery> = queries.iter().map(data_query).collect();
         let mut next_token = None;
         loop {
+            request_rate::take(Family::CloudWatchGetMetricData).await;
             let out = self
                 .client
                 .get_metric_data()
@@ -287,6 +290,7 @@ impl AlarmControls for CloudWatchAlarms {
         state: AlarmState,
         reason: &str,
     ) -> Result<(), PortError> {
+        request_rate::take(Family::CloudWatchSetAlarmState).await;
         self.client
             .set_alarm_state()
             .alarm_name(alarm)
@@ -347,6 +351,7 @@ impl MetricsSink for CloudWatchMetrics {
                     .build()
             })
             .collect();
+        request_rate::take(Family::CloudWatchPutMetricData).await;
         self.client
             .put_metric_data()
             .namespace(namespace)

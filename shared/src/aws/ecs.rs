@@ -2,6 +2,7 @@
 //! and the tasks of a service.
 
 use super::classify;
+use super::request_rate::{self, Family};
 use crate::domain::budget::TaskSize;
 use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
@@ -18,6 +19,7 @@ use aws_sdk_ecs::types::{
 use aws_sdk_ecs::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
 
 /// Tag keys that hold the scaler's memory on each service it resizes.
 pub mod tag_keys {
@@ -159,6 +161,7 @@ impl EcsAdapter {
     /// The service with its tags, when ECS has it and it is active.
     async fn active_service(&self, service: &ServiceRef) -> Result<Service, PortError> {
         const OP: &str = "ecs:DescribeServices";
+        request_rate::take(Family::EcsServiceRead).await;
         let out = self
             .client
             .describe_services()
@@ -195,16 +198,23 @@ impl EcsAdapter {
 /// Services one `DescribeServices` call may name.
 const DESCRIBE_SERVICES_LIMIT: usize = 10;
 
+/// Reads of one kind in flight at once: with ECS's 30 ms or so a call, four
+/// read a 300-service fleet in under half a second, and stay inside the
+/// service-read bucket's burst.
+const READS_IN_FLIGHT: usize = 4;
+
 /// Why ECS did not describe `wanted` as active, from one `DescribeServices`
 /// answer; `None` when it did. A failure names the service by its ARN, whose
 /// last part is the name.
+/// Whether a described service (or a failure's ARN) is `wanted`, which may
+/// be named by its name or its ARN.
+fn names(wanted: &ServiceRef, name: Option<&str>, arn: Option<&str>) -> bool {
+    name == Some(wanted.service.as_str())
+        || arn.is_some_and(|a| a == wanted.service || a.ends_with(&format!("/{}", wanted.service)))
+}
+
 fn inactive_reason(out: &DescribeServicesOutput, wanted: &ServiceRef) -> Option<String> {
-    let is_wanted = |name: Option<&str>, arn: Option<&str>| {
-        name == Some(wanted.service.as_str())
-            || arn.is_some_and(|a| {
-                a == wanted.service || a.ends_with(&format!("/{}", wanted.service))
-            })
-    };
+    let is_wanted = |name: Option<&str>, arn: Option<&str>| names(wanted, name, arn);
     if let Some(found) = out
         .services()
         .iter()
@@ -224,14 +234,50 @@ fn inactive_reason(out: &DescribeServicesOutput, wanted: &ServiceRef) -> Option<
     Some(reason.to_string())
 }
 
+/// What the scaler reads of a service ECS described.
+fn service_state(found: &Service) -> ServiceState {
+    let deployments: Vec<RolloutPart> = found
+        .deployments()
+        .iter()
+        .map(|d| RolloutPart {
+            settling: d.status() == Some("PRIMARY")
+                && d.rollout_state() == Some(&DeploymentRolloutState::InProgress),
+        })
+        .collect();
+    // CODE_DEPLOY and EXTERNAL services deploy through task sets instead.
+    let task_sets: Vec<RolloutPart> = found
+        .task_sets()
+        .iter()
+        .filter(|t| t.status() != Some("DRAINING"))
+        .map(|t| RolloutPart {
+            settling: t.stability_status() == Some(&StabilityStatus::Stabilizing),
+        })
+        .collect();
+    let deployment_in_progress = rollout_in_progress(&deployments, &task_sets);
+    let memory = memory_from_tags(
+        found
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    );
+    ServiceState {
+        arn: found.service_arn().unwrap_or_default().to_string(),
+        desired_count: count(found.desired_count()),
+        running_count: count(found.running_count()),
+        pending_count: count(found.pending_count()),
+        deployment_in_progress,
+        task_definition: found.task_definition().map(str::to_string),
+        memory,
+    }
+}
+
 impl EcsServices for EcsAdapter {
     async fn inactive_services(
         &self,
         services: &[ServiceRef],
     ) -> Result<Vec<(ServiceRef, String)>, PortError> {
         const OP: &str = "ecs:DescribeServices";
-        let mut by_cluster: std::collections::BTreeMap<&str, Vec<&ServiceRef>> =
-            std::collections::BTreeMap::new();
+        let mut by_cluster: BTreeMap<&str, Vec<&ServiceRef>> = BTreeMap::new();
         for service in services {
             by_cluster
                 .entry(&service.cluster)
@@ -246,6 +292,7 @@ impl EcsServices for EcsAdapter {
                     .collect::<Vec<_>>()
             })
             .map(|(cluster, chunk)| async move {
+                request_rate::take(Family::EcsServiceRead).await;
                 let answer = self
                     .client
                     .describe_services()
@@ -280,40 +327,88 @@ impl EcsServices for EcsAdapter {
     }
 
     async fn describe_service(&self, service: &ServiceRef) -> Result<ServiceState, PortError> {
-        let found = self.active_service(service).await?;
-        let deployments: Vec<RolloutPart> = found
-            .deployments()
-            .iter()
-            .map(|d| RolloutPart {
-                settling: d.status() == Some("PRIMARY")
-                    && d.rollout_state() == Some(&DeploymentRolloutState::InProgress),
+        Ok(service_state(&self.active_service(service).await?))
+    }
+
+    async fn describe_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<BTreeMap<ServiceRef, Result<ServiceState, PortError>>, PortError> {
+        const OP: &str = "ecs:DescribeServices";
+        let mut by_cluster: BTreeMap<&str, Vec<&ServiceRef>> = BTreeMap::new();
+        for service in services {
+            by_cluster
+                .entry(&service.cluster)
+                .or_default()
+                .push(service);
+        }
+        // Owned, so that each read's future holds no borrow of this list.
+        let chunks: Vec<(String, Vec<ServiceRef>)> = by_cluster
+            .into_iter()
+            .flat_map(|(cluster, list)| {
+                list.chunks(DESCRIBE_SERVICES_LIMIT)
+                    .map(|chunk| {
+                        (
+                            cluster.to_string(),
+                            chunk.iter().map(|s| (*s).clone()).collect(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
-        // CODE_DEPLOY and EXTERNAL services deploy through task sets instead.
-        let task_sets: Vec<RolloutPart> = found
-            .task_sets()
-            .iter()
-            .filter(|t| t.status() != Some("DRAINING"))
-            .map(|t| RolloutPart {
-                settling: t.stability_status() == Some(&StabilityStatus::Stabilizing),
-            })
-            .collect();
-        let deployment_in_progress = rollout_in_progress(&deployments, &task_sets);
-        let memory = memory_from_tags(
-            found
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
-        );
-        Ok(ServiceState {
-            arn: found.service_arn().unwrap_or_default().to_string(),
-            desired_count: count(found.desired_count()),
-            running_count: count(found.running_count()),
-            pending_count: count(found.pending_count()),
-            deployment_in_progress,
-            task_definition: found.task_definition().map(str::to_string),
-            memory,
-        })
+        let reads = futures::stream::iter(chunks.into_iter().map(|(cluster, chunk)| async move {
+            request_rate::take(Family::EcsServiceRead).await;
+            let out = self
+                .client
+                .describe_services()
+                .cluster(&cluster)
+                .set_services(Some(chunk.iter().map(|s| s.service.clone()).collect()))
+                .include(ServiceField::Tags)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e));
+            let out = match out {
+                Ok(out) => out,
+                // No such cluster: none of its services can be read.
+                Err(e) if e.kind == FailureKind::NotFound => {
+                    return Ok(chunk
+                        .into_iter()
+                        .map(|s| (s, Err(e.clone())))
+                        .collect::<Vec<_>>());
+                }
+                Err(e) => return Err(e),
+            };
+            Ok(chunk
+                .into_iter()
+                .map(|wanted| {
+                    let not_found = |why: &str| {
+                        PortError::new(
+                            FailureKind::NotFound,
+                            OP,
+                            format!("service {wanted}: {why}"),
+                        )
+                    };
+                    let state = match inactive_reason(&out, &wanted) {
+                        Some(why) => Err(not_found(&why)),
+                        None => out
+                            .services()
+                            .iter()
+                            .find(|s| names(&wanted, s.service_name(), s.service_arn()))
+                            .map(service_state)
+                            .ok_or_else(|| not_found("not described")),
+                    };
+                    (wanted, state)
+                })
+                .collect())
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect::<Vec<Result<Vec<_>, PortError>>>()
+        .await;
+        let mut states = BTreeMap::new();
+        for read in reads {
+            states.extend(read?);
+        }
+        Ok(states)
     }
 
     async fn remember(&self, service_arn: &str, memory: &ScalingMemory) -> Result<(), PortError> {
@@ -321,6 +416,7 @@ impl EcsServices for EcsAdapter {
             .into_iter()
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect();
+        request_rate::take(Family::EcsTagModify).await;
         self.client
             .tag_resource()
             .resource_arn(service_arn)
@@ -343,6 +439,7 @@ impl EcsServices for EcsAdapter {
                 format!("desired count {desired_count} is out of range"),
             )
         })?;
+        request_rate::take(Family::EcsServiceModify).await;
         self.client
             .update_service()
             .cluster(&service.cluster)
@@ -356,6 +453,7 @@ impl EcsServices for EcsAdapter {
 
     async fn task_size(&self, task_definition_arn: &str) -> Result<Option<TaskSize>, PortError> {
         const OP: &str = "ecs:DescribeTaskDefinition";
+        request_rate::take(Family::EcsTaskDefinitionRead).await;
         let out = self
             .client
             .describe_task_definition()
@@ -426,6 +524,7 @@ impl EcsAdapter {
         cluster: &str,
         arns: Vec<String>,
     ) -> Result<ServiceTasks, PortError> {
+        request_rate::take(Family::EcsClusterResourceRead).await;
         let out = self
             .client
             .describe_tasks()
@@ -450,6 +549,7 @@ impl EcsAdapter {
         service: &ServiceRef,
         next_token: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), PortError> {
+        request_rate::take(Family::EcsClusterResourceRead).await;
         let out = self
             .client
             .list_tasks()
@@ -501,6 +601,19 @@ impl EcsTasks for EcsAdapter {
         described
     }
 
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<BTreeMap<String, TaskInfo>, PortError> {
+        let mut found = BTreeMap::new();
+        for chunk in task_arns.chunks(TASKS_PER_DESCRIBE) {
+            let page = self.describe_page(cluster, chunk.to_vec()).await?;
+            found.extend(page.tasks.into_iter().map(|t| (t.task_arn.clone(), t)));
+        }
+        Ok(found)
+    }
+
     async fn describe_task(
         &self,
         cluster: &str,
@@ -544,6 +657,7 @@ impl DrillControls for EcsAdapter {
             .iter()
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect();
+        request_rate::take(Family::EcsTagModify).await;
         self.client
             .tag_resource()
             .resource_arn(service_arn)
@@ -555,6 +669,7 @@ impl DrillControls for EcsAdapter {
     }
 
     async fn untag_service(&self, service_arn: &str, keys: &[String]) -> Result<(), PortError> {
+        request_rate::take(Family::EcsTagModify).await;
         self.client
             .untag_resource()
             .resource_arn(service_arn)
@@ -571,6 +686,7 @@ impl DrillControls for EcsAdapter {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), PortError> {
+        request_rate::take(Family::EcsClusterResourceModify).await;
         self.client
             .stop_task()
             .cluster(cluster)

@@ -1,6 +1,7 @@
 //! ELBv2 adapter: target health, registration and deregistration.
 
 use super::classify;
+use super::request_rate::{self, Family};
 use crate::domain::registration::{HealthState, RegisteredTarget, Target, TargetGroupFacts};
 use crate::ports::{FailureKind, PortError, TargetGroupCatalog, TargetGroups};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
@@ -34,18 +35,32 @@ fn descriptions(targets: &[Target], outside_vpc: bool) -> Vec<TargetDescription>
         .collect()
 }
 
-impl TargetGroups for Elbv2Adapter {
-    async fn targets(&self, target_group_arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+impl Elbv2Adapter {
+    /// One `DescribeTargetHealth`: every target of the group, or the ones
+    /// named. A named target that is not registered comes back as `unused`
+    /// with `Target.NotRegistered`; it is left out, as it is not in the group.
+    async fn target_health(
+        &self,
+        target_group_arn: &str,
+        named: Option<Vec<TargetDescription>>,
+    ) -> Result<Vec<RegisteredTarget>, PortError> {
+        request_rate::take(Family::ElbDescribe).await;
         let out = self
             .client
             .describe_target_health()
             .target_group_arn(target_group_arn)
+            .set_targets(named)
             .send()
             .await
             .map_err(|e| classify("elasticloadbalancing:DescribeTargetHealth", e))?;
         Ok(out
             .target_health_descriptions()
             .iter()
+            .filter(|d| {
+                d.target_health()
+                    .and_then(|h| h.reason())
+                    .is_none_or(|r| r.as_str() != NOT_REGISTERED)
+            })
             .filter_map(|d| {
                 let target = d.target()?;
                 let port = u16::try_from(target.port().unwrap_or_default()).ok()?;
@@ -62,6 +77,35 @@ impl TargetGroups for Elbv2Adapter {
             })
             .collect())
     }
+}
+
+/// The reason ELBv2 gives a named target that is not in the group.
+const NOT_REGISTERED: &str = "Target.NotRegistered";
+
+impl TargetGroups for Elbv2Adapter {
+    async fn targets(&self, target_group_arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        self.target_health(target_group_arn, None).await
+    }
+
+    async fn targets_among(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+    ) -> Result<Vec<RegisteredTarget>, PortError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let named = targets
+            .iter()
+            .map(|t| {
+                TargetDescription::builder()
+                    .id(&t.ip)
+                    .port(i32::from(t.port))
+                    .build()
+            })
+            .collect();
+        self.target_health(target_group_arn, Some(named)).await
+    }
 
     async fn register(
         &self,
@@ -69,6 +113,7 @@ impl TargetGroups for Elbv2Adapter {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
+        request_rate::take(Family::ElbTargets).await;
         self.client
             .register_targets()
             .target_group_arn(target_group_arn)
@@ -85,6 +130,7 @@ impl TargetGroups for Elbv2Adapter {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
+        request_rate::take(Family::ElbTargets).await;
         self.client
             .deregister_targets()
             .target_group_arn(target_group_arn)
@@ -108,6 +154,7 @@ impl TargetGroupCatalog for Elbv2Adapter {
         let mut found = Vec::new();
         // One ARN a call when a batch names a missing group: the batch fails whole.
         for batch in arns.chunks(GROUPS_PER_CALL) {
+            request_rate::take(Family::ElbDescribe).await;
             let out = match self
                 .client
                 .describe_target_groups()
@@ -120,6 +167,7 @@ impl TargetGroupCatalog for Elbv2Adapter {
                 Err(e) if e.kind == FailureKind::NotFound => {
                     let mut one_by_one = Vec::new();
                     for arn in batch {
+                        request_rate::take(Family::ElbDescribe).await;
                         match self
                             .client
                             .describe_target_groups()

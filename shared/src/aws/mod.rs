@@ -3,6 +3,7 @@
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
+pub mod request_rate;
 pub mod secrets;
 pub mod settings;
 

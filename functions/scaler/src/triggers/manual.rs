@@ -86,7 +86,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision: &mut ServiceDecision,
     ) -> Result<(), PortError> {
         if self
-            .read_service(service, bounds, record, decision)
+            .read_service(service, bounds, record, decision, None)
             .await?
             .is_none()
         {
@@ -147,7 +147,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     ) -> Result<(), PortError> {
         let service = command.service_ref();
         let Some(state) = self
-            .read_service(&service, bounds, record, decision)
+            .read_service(&service, bounds, record, decision, None)
             .await?
         else {
             return Ok(());

@@ -54,6 +54,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             statuses,
             notices: &[],
             metrics: Default::default(),
+            states: Default::default(),
         };
         self.act_on_services(services, inputs, record, now).await
     }

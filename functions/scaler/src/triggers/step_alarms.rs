@@ -85,6 +85,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             statuses,
             notices: &notices,
             metrics: Default::default(),
+            states: Default::default(),
         };
         self.act_on_services(services, inputs, record, now).await
     }
