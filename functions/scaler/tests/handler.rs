@@ -178,6 +178,35 @@ impl EcsServices for FakeEcs {
             })
     }
 
+    async fn describe_services(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<BTreeMap<ServiceRef, Result<ServiceState, PortError>>, PortError> {
+        self.calls.lock().expect("lock").push(format!(
+            "describe together {}",
+            services
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        self.take_failure("ecs:DescribeServices")?;
+        let known = self.services.lock().expect("lock");
+        Ok(services
+            .iter()
+            .map(|s| {
+                let state = known.get(s).cloned().ok_or_else(|| {
+                    PortError::new(
+                        FailureKind::NotFound,
+                        "ecs:DescribeServices",
+                        format!("service {s}: MISSING"),
+                    )
+                });
+                (s.clone(), state)
+            })
+            .collect())
+    }
+
     async fn remember(&self, service_arn: &str, memory: &ScalingMemory) -> Result<(), PortError> {
         self.calls
             .lock()
@@ -726,7 +755,7 @@ async fn a_retry_after_a_partial_failure_finishes_without_redoing() {
     let api = ServiceRef::new("demo", "api");
     let ecs = FakeEcs::with_service(web(), 4);
     ecs.add(api.clone(), 3);
-    ecs.fail_next("ecs:DescribeServices", FailureKind::Retryable);
+    ecs.fail_next("ecs:UpdateService", FailureKind::Retryable);
     let alarms = FakeAlarms::all_ok();
     alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
     let s = Scaler::new(config, ecs, alarms, false);
@@ -754,6 +783,52 @@ async fn a_retry_after_a_partial_failure_finishes_without_redoing() {
     // ExactCapacity 8 for api, +3 for web.
     assert_eq!(s_ecs(&s).desired(&web()), 7);
     assert_eq!(s_ecs(&s).desired(&api), 8);
+}
+
+/// Services a trigger concerns are read together (the adapter names 10 a
+/// `DescribeServices` call); a failed joint read leaves each to read its own.
+#[tokio::test]
+async fn the_services_a_trigger_concerns_are_read_in_one_call() {
+    let policies = POLICIES.replace(
+        r#""alarm": "web-under-pressure",
+      "cluster": "demo",
+      "service": "web""#,
+        r#""alarm": "web-cpu-high",
+      "cluster": "demo",
+      "service": "api""#,
+    );
+    let api = ServiceRef::new("demo", "api");
+    let run = |fail_joint_read: bool| {
+        let config = ScalerConfig::parse(&policies).expect("policies");
+        let ecs = FakeEcs::with_service(web(), 4);
+        ecs.add(api.clone(), 3);
+        if fail_joint_read {
+            ecs.fail_next("ecs:DescribeServices", FailureKind::Retryable);
+        }
+        let alarms = FakeAlarms::all_ok();
+        alarms.set("web-cpu-high", AlarmState::Alarm, Some(CPU_HIGH_REASON));
+        Scaler::new(config, ecs, alarms, false)
+    };
+    let s = run(false);
+    s.handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("handled");
+    let reads: Vec<String> = s_ecs(&s)
+        .calls
+        .lock()
+        .expect("lock")
+        .clone()
+        .into_iter()
+        .filter(|c| c.starts_with("describe"))
+        .collect();
+    assert_eq!(reads, ["describe together demo/api demo/web"]);
+    assert_eq!((s_ecs(&s).desired(&web()), s_ecs(&s).desired(&api)), (7, 8));
+
+    let s = run(true);
+    s.handle(sample("alarm-state-change"), "r1", now())
+        .await
+        .expect("each service read on its own");
+    assert_eq!((s_ecs(&s).desired(&web()), s_ecs(&s).desired(&api)), (7, 8));
 }
 
 #[tokio::test]
