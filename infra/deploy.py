@@ -200,7 +200,12 @@ class Fleet:
                 fail(self.where(file), f"{path}: target group {m.group(1)!r} does not start with "
                      f"TargetGroupNamePrefix {group_prefix!r}, so IAM would not let the functions change it")
 
+        service_prefix = str(params.get("ManagedServicePrefix", ""))
         for i, s in enumerate(self.docs["registrar-config.json"].get("services", [])):
+            if not str(s.get("service", "")).startswith(service_prefix):
+                fail(self.where("registrar-config.json"), f"services[{i}].service {s.get('service')!r} does "
+                     f"not start with ManagedServicePrefix {service_prefix!r}, so the rule would never "
+                     f"pass its task events on")
             for j, g in enumerate(s.get("target_groups", [])):
                 group_covered("registrar-config.json", f"services[{i}].target_groups[{j}].target_group_arn",
                               g.get("target_group_arn"))

@@ -273,6 +273,13 @@ pub trait DrillControls: Send + Sync {
         keys: &[String],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// The safety lever: the value of the cluster's [`DRILL_HALT_TAG`]
+    /// (why drills are halted), or `None` when the cluster has no such tag.
+    fn drills_halted(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
     /// Stops one task; ECS's service scheduler replaces it.
     fn stop_task(
         &self,
@@ -281,6 +288,10 @@ pub trait DrillControls: Send + Sync {
         reason: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
+
+/// The cluster tag that halts drills (the safety lever): while a cluster has
+/// it, no drill starts on its services, and running drills roll back.
+pub const DRILL_HALT_TAG: &str = "ecs-drill:halt";
 
 /// Forcing an alarm's state (a drill's `alarm` kind).
 pub trait AlarmControls: Send + Sync {

@@ -279,6 +279,27 @@ fn a_custom_metric_and_metric_math_parse() {
 }
 
 #[test]
+fn the_registrar_refuses_a_service_its_rule_does_not_pass_on() {
+    let config = ecs_control::config::RegistrarConfig::parse(include_str!(
+        "../../infra/registrar-config.json"
+    ))
+    .expect("example parses");
+    config.check_service_prefix("we").expect("web is covered");
+    config
+        .check_service_prefix("")
+        .expect("an empty prefix covers all");
+    let err = config
+        .check_service_prefix("api-")
+        .expect_err("web is outside api-");
+    assert_eq!(err.field, "services[0].service");
+    assert!(
+        err.problem.contains("REGISTRAR_SERVICE_NAME_PREFIX"),
+        "{err}"
+    );
+    assert!(err.problem.contains("ManagedServicePrefix"), "{err}");
+}
+
+#[test]
 fn the_registrar_refuses_a_group_outside_its_policy_prefix() {
     let config = ecs_control::config::RegistrarConfig::parse(include_str!(
         "../../infra/registrar-config.json"

@@ -208,6 +208,8 @@ class FaultLayer:
                         strict_ecs.SETTINGS["deployment_seconds"] = float(
                             request["deployment_seconds"]
                         )
+                    if "stop_seconds" in request:
+                        strict_ecs.SETTINGS["stop_seconds"] = float(request["stop_seconds"])
                     if "healthy_seconds" in request:
                         strict_elbv2.SETTINGS["healthy_seconds"] = float(
                             request["healthy_seconds"]

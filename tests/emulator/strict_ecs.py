@@ -8,6 +8,11 @@
   go away. A new task definition (or forceNewDeployment) starts a new
   deployment; a desired-count change alone does not.
 - Tasks stay RUNNING until stopped (moto advances them one state per read).
+- StopTask, with `stop_seconds` set above 0, leaves the task RUNNING with
+  desired status STOPPED for that long, as ECS does while the containers
+  take SIGTERM and the stop timeout (30 s by default) runs out, with its
+  network interface still attached; then it is STOPPED. 0 (the default)
+  stops it at once, as moto does.
 - ListTasks filters by serviceName (a task belongs to service X when its group
   is `service:X`) and pages: at most 100 ARNs (`maxResults`), `nextToken`.
 - DescribeTasks refuses more than 100 tasks and reports every ARN it does not
@@ -37,7 +42,9 @@ TAG_VALUE_LIMIT = 256
 TAGS_PER_RESOURCE = 50
 TAG_PUNCTUATION = set("_.:/=+-@")
 LOCK = threading.RLock()
-SETTINGS = {"deployment_seconds": 5.0}
+SETTINGS = {"deployment_seconds": 5.0, "stop_seconds": 0.0}
+# Task ARN -> when a task told to stop reaches STOPPED.
+STOPS_AT = {}
 # Deployment id -> when its rollout completes.
 COMPLETES_AT = {}
 # Task ARN -> how many more DescribeTasks calls report it MISSING.
@@ -137,6 +144,15 @@ def mark_missing(task_arns, times):
             MISSING_TASKS[arn] = int(times)
 
 
+def _settle_stop(task):
+    """A task told to stop reaches STOPPED once its stop window is over."""
+    with LOCK:
+        at = STOPS_AT.get(task.task_arn)
+        if at is not None and utcnow() >= at:
+            task.last_status = "STOPPED"
+            del STOPS_AT[task.task_arn]
+
+
 def _still_missing(arn):
     with LOCK:
         left = MISSING_TASKS.get(arn, 0)
@@ -191,6 +207,7 @@ def describe_tasks_response(self):
     for task in self.ecs_backend.tasks.get(cluster_name, {}).values():
         if task.task_arn.split("/")[-1] in wanted:
             task.advance()
+            _settle_stop(task)
             found.append(task)
     tasks = [t for t in found if not _still_missing(t.task_arn)]
     described = {t.task_arn for t in tasks} | {t.task_arn.split("/")[-1] for t in tasks}
@@ -318,6 +335,18 @@ def install():
                 settle(service)
             return services, failures
 
+    original_stop = backend.stop_task
+
+    def stop_task(self, cluster_str, task_str, reason):
+        task = original_stop(self, cluster_str, task_str, reason)
+        seconds = SETTINGS["stop_seconds"]
+        if seconds > 0:
+            with LOCK:
+                task.last_status = "RUNNING"
+                STOPS_AT.setdefault(task.task_arn, utcnow() + dt.timedelta(seconds=seconds))
+        return task
+
+    backend.stop_task = stop_task
     backend.tag_resource = tag_resource
     backend.create_service = create_service
     backend.update_service = update_service

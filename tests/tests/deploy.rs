@@ -89,10 +89,14 @@ fn cold_starts_accept(folder: &Path, rendered: &Value) {
     let group_prefix = params["TargetGroupNamePrefix"].as_str().unwrap();
     let scaler = ScalerConfig::parse(&read("scaler-policies.json")).expect("scaler policies");
     verify::alarms_match_prefix(&scaler, alarm_prefix).expect("alarms in the prefix");
-    RegistrarConfig::parse(&read("registrar-config.json"))
-        .expect("registrar document")
+    let registrar =
+        RegistrarConfig::parse(&read("registrar-config.json")).expect("registrar document");
+    registrar
         .check_target_group_prefix(group_prefix)
         .expect("groups in the prefix");
+    registrar
+        .check_service_prefix(params["ManagedServicePrefix"].as_str().unwrap_or_default())
+        .expect("services in the prefix");
     ProbeConfig::parse(&read("probe-config.json")).expect("probe document");
     let drills = DrillConfig::parse(&read("drills.json")).expect("drill document");
     verify::drill_alarms_match_prefix(&drills, alarm_prefix).expect("drill alarms");

@@ -279,6 +279,9 @@ async fn a_crashed_drill_is_found_and_rolled_back() {
         },
         alarm: None,
         target_group_arn: None,
+        // It set 5 from 2.
+        count_delta: Some(3),
+        restore_to: None,
     };
     w.aws
         .ecs

@@ -21,7 +21,7 @@ use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
     AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, HttpChecks,
-    MetricsSink, PortError, TargetGroups,
+    MetricsSink, PortError, TargetGroups, DRILL_HALT_TAG,
 };
 pub use lock::LOCK_SETTLE;
 use lock::{lock_of, tag, token};
@@ -30,9 +30,14 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The tag holding a service's drill lock.
-pub const LOCK_TAG: &str = "ecs-drill:lock";
+pub const LOCK_TAG: &str = ecs_control::domain::drill::DRILL_LOCK_TAG;
 /// The tag holding the running drill's snapshot and deadline.
 pub const STATE_TAG: &str = "ecs-drill:state";
+/// Why the sweep rolls back a drill whose lock expired.
+const CRASHED: &str = "its lock expired: the drill crashed or was abandoned mid-way";
+/// The journal's drill id for the sweep's own entries (about no one drill).
+const SWEEP_ID: &str = "sweep";
+
 /// How long a recovery holds the lock it takes over.
 const RECOVERY_LEASE: TimeDelta = TimeDelta::minutes(5);
 /// Time kept back from the invocation's deadline to save state and return.
@@ -54,7 +59,22 @@ pub struct DrillReport {
     pub rolled_back: bool,
     /// Half-done drills found (expired locks) and rolled back.
     pub recovered: Vec<String>,
+    /// Drills the sweep ended: crashed ones (lock expired), and ones between
+    /// invocations whose stop condition fired or that the safety lever halted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<SweptDrill>,
     pub journal: Vec<Entry>,
+}
+
+/// A drill the sweep ended, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweptDrill {
+    pub drill_id: String,
+    /// The drill's name, as its saved state gives it.
+    pub drill: String,
+    pub service: ServiceRef,
+    pub why: String,
+    pub outcome: Outcome,
 }
 
 impl DrillReport {
@@ -71,6 +91,7 @@ impl DrillReport {
             outcome: None,
             rolled_back: false,
             recovered: Vec::new(),
+            swept: Vec::new(),
             journal: Vec::new(),
         }
     }
@@ -97,6 +118,8 @@ struct Run<'a> {
     arn: String,
     snapshot: Snapshot,
     deadline: DateTime<Utc>,
+    /// What the drill does to the desired count (a `scale` drill's change).
+    count_delta: i64,
     /// The lock this invocation holds (or means to take), with its token.
     lock: Lock,
     journal: Journal,
@@ -178,17 +201,25 @@ where
             Command::Continue { drill_id } => self.resume(drill_id, end, &mut report).await,
             Command::Sweep => self.sweep(&mut report).await,
         };
-        let metrics: Vec<ControllerMetric> = match (&report.drill, &report.outcome) {
-            (Some(drill), Some(outcome)) => vec![ControllerMetric::new(
+        let outcome_metric = |drill: &str, outcome: &Outcome| {
+            ControllerMetric::new(
                 "DrillOutcome",
                 vec![
-                    ("Drill", drill.clone()),
+                    ("Drill", drill.to_string()),
                     ("Outcome", outcome.label().to_string()),
                 ],
                 1.0,
-            )],
-            _ => Vec::new(),
+            )
         };
+        // Every end is counted, a swept drill's too.
+        let metrics: Vec<ControllerMetric> = report
+            .drill
+            .as_deref()
+            .zip(report.outcome.as_ref())
+            .into_iter()
+            .chain(report.swept.iter().map(|s| (s.drill.as_str(), &s.outcome)))
+            .map(|(drill, outcome)| outcome_metric(drill, outcome))
+            .collect();
         log_decision("drill", &report, &metrics, Utc::now());
         result.map(|()| report)
     }
@@ -231,6 +262,11 @@ where
         journal: &mut Journal,
         report: &mut DrillReport,
     ) -> Result<(), InvocationError> {
+        if let Some(why) = self.halted(&drill.service).await? {
+            journal.record(id, Step::Check, &why, false);
+            report.outcome = Some(Outcome::Refused { why });
+            return Ok(());
+        }
         let service = self.ecs.tagged_service(&drill.service).await?;
         // The count read with the lock, unless a recovery has since changed it.
         let mut desired = Some(service.desired_count);
@@ -254,7 +290,11 @@ where
                 false,
             ),
             LockState::Expired(lock) => {
-                if self.recover(&drill.service, &lock, journal).await? {
+                if self
+                    .recover(&drill.service, &lock, CRASHED, journal)
+                    .await?
+                    .is_some()
+                {
                     report.recovered.push(lock.drill_id);
                 }
                 desired = None;
@@ -355,6 +395,7 @@ where
             arn: service.arn.clone(),
             snapshot,
             deadline,
+            count_delta: 0,
             lock,
             journal: std::mem::take(journal),
         };
@@ -385,9 +426,26 @@ where
                 return Ok(());
             }
         };
+        // The stop conditions, read again under the lock: the last look before acting.
+        let mut stop = self.abort_alarms_firing(run.drill).await?;
+        if let Some(why) = self.halted(&run.drill.service).await? {
+            stop.insert(0, why);
+        }
+        if let Some(why) = stop.first() {
+            let why = format!("a stop condition fired before acting: {why}");
+            run.journal.record(&run.id, Step::Check, &why, false);
+            self.release_if_holder(&run.drill.service, &run.lock.holder)
+                .await?;
+            report.outcome = Some(Outcome::Refused { why });
+            return Ok(());
+        }
         // The count as read under the lock is the one the drill changes and restores.
         run.snapshot.desired_count = tagged.desired_count;
         report.snapshot = Some(run.snapshot.clone());
+        // Saved before acting, so a crash at any later step can be undone.
+        if let Ok(target) = self.scale_target(run) {
+            run.count_delta = i64::from(target) - i64::from(run.snapshot.desired_count);
+        }
         let saved = saved_state(run);
         self.ecs
             .tag_service(&run.arn, &[(STATE_TAG.to_string(), saved.encode())])
@@ -548,6 +606,7 @@ where
                             arn: found.arn.clone(),
                             snapshot: saved.snapshot,
                             deadline: saved.deadline,
+                            count_delta: saved.count_delta.unwrap_or(0),
                             lock: mine,
                             journal,
                         };
@@ -559,7 +618,11 @@ where
                 }
             }
             (LockState::Expired(lock), _) if lock.drill_id == drill_id => {
-                if self.recover(&drill.service, &lock, &mut journal).await? {
+                if self
+                    .recover(&drill.service, &lock, CRASHED, &mut journal)
+                    .await?
+                    .is_some()
+                {
                     report.recovered.push(lock.drill_id);
                 }
                 report.outcome = Some(Outcome::Failed {
@@ -576,70 +639,164 @@ where
         result
     }
 
-    /// Finds every half-done drill (lock expired) on a drilled service and rolls it back.
+    /// Finds every half-done drill (lock expired) on a drilled service and
+    /// rolls it back; and, for a drill between invocations, watches its stop
+    /// conditions: an abort alarm in ALARM or the safety lever rolls it back
+    /// at once. One service's failure does not stop the others.
     async fn sweep(&self, report: &mut DrillReport) -> Result<(), InvocationError> {
         let mut services: Vec<&ServiceRef> =
             self.config.drills.iter().map(|d| &d.service).collect();
         services.sort();
         services.dedup();
         let mut journal = Journal::default();
-        for service in services {
-            let found = self.ecs.tagged_service(service).await?;
-            if let LockState::Expired(lock) = lock_of(&found) {
-                if self.recover(service, &lock, &mut journal).await? {
-                    report.recovered.push(lock.drill_id);
-                }
+        let mut failures = Vec::new();
+        for service in &services {
+            if let Err(e) = self.sweep_service(service, &mut journal, report).await {
+                journal.record(
+                    SWEEP_ID,
+                    Step::Check,
+                    format!("sweeping {service} failed: {e}"),
+                    false,
+                );
+                failures.push((service.to_string(), e));
             }
         }
         report.journal = journal.entries;
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(InvocationError::PartialFailure {
+            failed: failures.len(),
+            total: services.len(),
+            unit: "services",
+            retryable: failures.iter().any(|(_, e)| e.is_retryable()),
+            detail: failures
+                .iter()
+                .map(|(service, e)| format!("{service}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+
+    async fn sweep_service(
+        &self,
+        service: &ServiceRef,
+        journal: &mut Journal,
+        report: &mut DrillReport,
+    ) -> Result<(), InvocationError> {
+        let found = self.ecs.tagged_service(service).await?;
+        let saved = tag(&found, STATE_TAG).and_then(SavedState::decode);
+        let (lock, why, outcome_of) = match lock_of(&found) {
+            LockState::Expired(lock) => (
+                lock,
+                CRASHED.to_string(),
+                (|why| Outcome::Failed { why }) as fn(String) -> Outcome,
+            ),
+            LockState::Held(lock) if !lock.busy(Utc::now()) => {
+                // Between invocations nothing else watches the stop conditions.
+                let mut why = self.halted(service).await?;
+                if why.is_none() {
+                    let drill = saved
+                        .as_ref()
+                        .and_then(|s| self.config.drill(&s.drill_name));
+                    if let Some(drill) = drill {
+                        why = self.abort_alarms_firing(drill).await?.first().map(|alarm| {
+                            format!("abort alarm {alarm} is in ALARM or does not exist")
+                        });
+                    }
+                }
+                let Some(why) = why else {
+                    return Ok(());
+                };
+                (
+                    lock,
+                    why,
+                    (|alarm| Outcome::Aborted { alarm }) as fn(String) -> Outcome,
+                )
+            }
+            _ => return Ok(()),
+        };
+        let Some(verified) = self.recover(service, &lock, &why, journal).await? else {
+            return Ok(());
+        };
+        report.recovered.push(lock.drill_id.clone());
+        report.swept.push(SweptDrill {
+            drill: saved.map_or_else(|| lock.drill_id.clone(), |s| s.drill_name),
+            drill_id: lock.drill_id,
+            service: service.clone(),
+            outcome: if verified {
+                outcome_of(why.clone())
+            } else {
+                Outcome::RollbackFailed {
+                    why: format!("{why}; the restore read back disagrees"),
+                }
+            },
+            why,
+        });
         Ok(())
     }
 
-    /// Rolls back a drill left half-done (its lock `expired`) from its saved
-    /// state, and frees the service; whether this invocation did it. The
-    /// recovery takes the lock first, so two sweeps never restore twice.
+    /// Why drills are halted on `service`'s cluster (the safety lever), if they are.
+    async fn halted(&self, service: &ServiceRef) -> Result<Option<String>, PortError> {
+        Ok(self
+            .ecs
+            .drills_halted(&service.cluster)
+            .await?
+            .map(|value| {
+                format!(
+                "the safety lever is on: cluster {} has the tag {DRILL_HALT_TAG}={value:?}; no \
+                 drill starts, and running drills roll back, until it is removed",
+                service.cluster
+            )
+            }))
+    }
+
+    /// Rolls back a drill from its saved state (its lock `expired`, or held
+    /// by no running invocation when a stop condition fired), and frees the
+    /// service. `None` when another invocation took it first; else whether
+    /// the restore's read-back agreed. The recovery takes the lock first, so
+    /// two sweeps never restore twice.
     async fn recover(
         &self,
         service: &ServiceRef,
-        expired: &Lock,
+        found_lock: &Lock,
+        why: &str,
         journal: &mut Journal,
-    ) -> Result<bool, InvocationError> {
-        let id = expired.drill_id.as_str();
+    ) -> Result<Option<bool>, InvocationError> {
+        let id = found_lock.drill_id.as_str();
         let now = Utc::now();
         let mine = Lock {
             holder: token(),
             expires_at: now + RECOVERY_LEASE,
             busy_until: Some(now + RECOVERY_LEASE),
-            drill_id: expired.drill_id.clone(),
+            drill_id: found_lock.drill_id.clone(),
         };
         let taken = self
-            .acquire(
-                service,
-                &mine,
-                |found| matches!(found, LockState::Expired(l) if l == expired),
-            )
+            .acquire(service, &mine, |found| {
+                matches!(found, LockState::Expired(l) | LockState::Held(l) if l == found_lock)
+            })
             .await?;
         let found = match taken {
             Ok(found) => found,
             Err(why) => {
                 journal.record(id, Step::Rollback, format!("not recovering: {why}"), true);
-                return Ok(false);
+                return Ok(None);
             }
         };
         let Some(saved) = tag(&found, STATE_TAG).and_then(SavedState::decode) else {
             journal.record(
                 id,
                 Step::Rollback,
-                "an expired lock without a saved state: released",
+                "a lock without a saved state: released",
                 true,
             );
             self.release_if_holder(service, &mine.holder).await?;
-            return Ok(true);
+            return Ok(Some(true));
         };
         journal.record(
             id,
             Step::Rollback,
-            format!("found drill {id} left half-done on {service}: rolling back"),
+            format!("drill {id} on {service}: {why}: rolling back"),
             true,
         );
         if !self.restore(service, &saved, id, journal).await? {
@@ -653,10 +810,11 @@ where
                 ),
                 false,
             );
-            return Ok(true);
+            return Ok(Some(false));
         }
         self.release_if_holder(service, &mine.holder).await?;
-        Ok(true)
+        journal.record(id, Step::Verdict, "rolled back and released", true);
+        Ok(Some(true))
     }
 
     /// Ends the drill: rolls back as the policy says (always after an AWS
@@ -768,16 +926,30 @@ where
             );
         }
         let now = self.ecs.describe_service(service).await?;
-        if now.desired_count != snapshot.desired_count {
+        let bounds = self.bounds.get(service).copied();
+        let restore_to = saved.restore_count(now.desired_count, bounds);
+        if saved.restore_to.is_none() && saved.count_delta.is_some_and(|d| d != 0) {
+            // Settled before it is set: a rollback run again after a crash
+            // sets this count, instead of taking the delta off twice.
+            let settled = SavedState {
+                restore_to: Some(restore_to),
+                ..saved.clone()
+            };
             self.ecs
-                .set_desired_count(service, snapshot.desired_count)
+                .tag_service(&now.arn, &[(STATE_TAG.to_string(), settled.encode())])
                 .await?;
+        }
+        if now.desired_count != restore_to {
+            self.ecs.set_desired_count(service, restore_to).await?;
             journal.record(
                 id,
                 Step::Rollback,
                 format!(
-                    "desired count {} -> {}",
-                    now.desired_count, snapshot.desired_count
+                    "desired count {} -> {restore_to} (the drill's own change of {} taken off; \
+                     snapshot {})",
+                    now.desired_count,
+                    saved.count_delta.unwrap_or(0),
+                    snapshot.desired_count
                 ),
                 true,
             );
@@ -798,7 +970,7 @@ where
             );
         }
         let desired = self.ecs.describe_service(service).await?.desired_count;
-        let mut verified = desired == snapshot.desired_count;
+        let mut verified = desired == restore_to;
         if let Some((target, group)) = drained {
             verified &= self
                 .groups
@@ -811,7 +983,7 @@ where
             id,
             Step::Rollback,
             format!(
-                "restore read back: desired count {desired} (snapshot {})",
+                "restore read back: desired count {desired} (restored to {restore_to}, snapshot {})",
                 snapshot.desired_count
             ),
             verified,
@@ -930,12 +1102,8 @@ where
     async fn act(&self, run: &mut Run<'_>) -> Result<(), PortError> {
         let service = &run.drill.service;
         match &run.drill.kind {
-            DrillKind::Scale { to, .. } => {
-                let (floor, scaler) = self.floor(run.drill);
-                let target =
-                    scale_plan(run.snapshot.desired_count, *to, floor, scaler).map_err(|why| {
-                        PortError::new(FailureKind::Rejected, "ecs:UpdateService", why)
-                    })?;
+            DrillKind::Scale { .. } => {
+                let target = self.scale_target(run)?;
                 self.ecs.set_desired_count(service, target).await?;
                 run.journal.record(
                     &run.id,
@@ -1018,6 +1186,21 @@ where
         Ok(())
     }
 
+    /// The count a `scale` drill sets, within its floor and the scaler's
+    /// bounds; refused for any other kind.
+    fn scale_target(&self, run: &Run<'_>) -> Result<u32, PortError> {
+        let DrillKind::Scale { to, .. } = &run.drill.kind else {
+            return Err(PortError::new(
+                FailureKind::Rejected,
+                "ecs:UpdateService",
+                "only a scale drill sets the desired count",
+            ));
+        };
+        let (floor, scaler) = self.floor(run.drill);
+        scale_plan(run.snapshot.desired_count, *to, floor, scaler)
+            .map_err(|why| PortError::new(FailureKind::Rejected, "ecs:UpdateService", why))
+    }
+
     /// The drill's abort alarms in ALARM, and those that do not exist (a stop
     /// condition that cannot fire is no stop condition).
     async fn abort_alarms_firing(&self, drill: &Drill) -> Result<Vec<String>, PortError> {
@@ -1040,7 +1223,10 @@ where
 
     /// One poll: the abort alarms, and whether what the drill waits for happened.
     async fn poll(&self, run: &mut Run<'_>) -> Result<Poll, PortError> {
-        let alarms_in_alarm = self.abort_alarms_firing(run.drill).await?;
+        let mut alarms_in_alarm = self.abort_alarms_firing(run.drill).await?;
+        if let Some(why) = self.halted(&run.drill.service).await? {
+            alarms_in_alarm.insert(0, why);
+        }
         let acted_at = run.deadline - TimeDelta::seconds(i64::from(run.drill.max_duration_seconds));
         let held = |hold: u32| Utc::now() >= acted_at + TimeDelta::seconds(i64::from(hold));
         let seen = self.observe(run.drill, None).await?;
@@ -1094,6 +1280,8 @@ fn saved_state(run: &Run<'_>) -> SavedState {
             } => Some(target_group_arn.clone()),
             _ => None,
         },
+        count_delta: Some(run.count_delta),
+        restore_to: None,
     }
 }
 

@@ -232,7 +232,12 @@ impl FakeElb {
 
 impl TargetGroups for FakeElb {
     async fn targets(&self, arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
-        *self.reads.lock().unwrap().entry(arn.to_string()).or_default() += 1;
+        *self
+            .reads
+            .lock()
+            .unwrap()
+            .entry(arn.to_string())
+            .or_default() += 1;
         let slow = *self.slow.lock().unwrap();
         if let Some(delay) = slow {
             tokio::time::sleep(delay).await;
@@ -1029,14 +1034,21 @@ async fn a_batch_of_task_events_reads_each_group_once_and_writes_each_change_in_
             }
         }
         ecs.put(task);
-        let event = with(if stopping { "task-stopping" } else { "task-running" }, &|e| {
-            e["detail"]["taskArn"] = task_arn(100 + i).into();
-            e["detail"]["attachments"][0]["details"] = json!([
-                {"name": "privateIPv4Address", "value": ip.clone()}
-            ]);
-            e["detail"]["containers"][0]["networkInterfaces"] =
-                json!([{"privateIpv4Address": ip.clone()}]);
-        });
+        let event = with(
+            if stopping {
+                "task-stopping"
+            } else {
+                "task-running"
+            },
+            &|e| {
+                e["detail"]["taskArn"] = task_arn(100 + i).into();
+                e["detail"]["attachments"][0]["details"] = json!([
+                    {"name": "privateIPv4Address", "value": ip.clone()}
+                ]);
+                e["detail"]["containers"][0]["networkInterfaces"] =
+                    json!([{"privateIpv4Address": ip.clone()}]);
+            },
+        );
         records.push(queued(&format!("m{i}"), &event));
     }
     let r = registrar(ecs, groups);

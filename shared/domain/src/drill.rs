@@ -446,6 +446,10 @@ pub enum LockState {
     Expired(Lock),
 }
 
+/// The service tag a drill's lock is kept in: the drill function writes it,
+/// the scaler reads it to hold scale-in while a drill holds the service.
+pub const DRILL_LOCK_TAG: &str = "ecs-drill:lock";
+
 impl Lock {
     /// As a tag value: `<drill id>@<expiry>@<holder>@<busy until or 0>`, epoch seconds.
     pub fn encode(&self) -> String {
@@ -508,6 +512,15 @@ pub struct SavedState {
     /// The group a `drain_target` drill drained, to register the target in
     /// again: a recovery needs no drill document.
     pub target_group_arn: Option<String>,
+    /// What the drill itself did to the desired count (a `scale` drill's
+    /// change; 0 for the others, whose count ECS or the scaler moves). The
+    /// rollback takes it back off the count it finds, so a real scale-out
+    /// made during the drill is kept. `None` in a state saved before the
+    /// delta was: the count goes back to the snapshot's.
+    pub count_delta: Option<i64>,
+    /// The count a rollback settled on, saved before it is set: a rollback
+    /// run again sets the same count instead of taking the delta off twice.
+    pub restore_to: Option<u32>,
 }
 
 impl SavedState {
@@ -519,12 +532,16 @@ impl SavedState {
             .drained
             .as_ref()
             .map_or("-".to_string(), |t| format!("{}:{}", t.ip, t.port));
+        let count = match (self.count_delta, self.restore_to) {
+            (None, _) => self.snapshot.desired_count.to_string(),
+            (Some(delta), None) => format!("{}:{delta}", self.snapshot.desired_count),
+            (Some(delta), Some(to)) => format!("{}:{delta}:{to}", self.snapshot.desired_count),
+        };
         format!(
-            "{}/{}/{}/{}/{drained}/{}/{}",
+            "{}/{}/{}/{count}/{drained}/{}/{}",
             self.drill_id,
             self.drill_name,
             self.deadline.timestamp(),
-            self.snapshot.desired_count,
             self.alarm.as_deref().unwrap_or("-"),
             self.target_group_arn.as_deref().unwrap_or("-"),
         )
@@ -536,7 +553,16 @@ impl SavedState {
         let drill_id = parts.next()?.to_string();
         let drill_name = parts.next()?.to_string();
         let deadline = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
-        let desired_count = parts.next()?.parse().ok()?;
+        let mut count = parts.next()?.split(':');
+        let desired_count = count.next()?.parse().ok()?;
+        let count_delta = match count.next() {
+            None => None,
+            Some(delta) => Some(delta.parse().ok()?),
+        };
+        let restore_to = match count.next() {
+            None => None,
+            Some(to) => Some(to.parse().ok()?),
+        };
         let drained = match parts.next()? {
             "-" => None,
             target => {
@@ -560,7 +586,27 @@ impl SavedState {
             },
             alarm,
             target_group_arn,
+            count_delta,
+            restore_to,
         })
+    }
+
+    /// The count a rollback sets, given the count found now: the one already
+    /// settled on; else the drill's own delta taken off today's count, within
+    /// the scaler's bounds when known; else (a state without a delta) the
+    /// snapshot's count.
+    pub fn restore_count(&self, found: u32, bounds: Option<CapacityBounds>) -> u32 {
+        if let Some(to) = self.restore_to {
+            return to;
+        }
+        let Some(delta) = self.count_delta else {
+            return self.snapshot.desired_count;
+        };
+        let undone = (i64::from(found) - delta).max(0);
+        match bounds {
+            Some(bounds) => bounds.clamp(undone),
+            None => u32::try_from(undone).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -673,6 +719,38 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_takes_off_the_drills_own_delta_and_keeps_a_real_scale_out() {
+        let saved = |delta: Option<i64>, restore_to: Option<u32>| SavedState {
+            drill_id: "scale-web-1".into(),
+            drill_name: "scale-web".into(),
+            deadline: at(600),
+            snapshot: Snapshot {
+                desired_count: 6,
+                drained: None,
+            },
+            alarm: None,
+            target_group_arn: None,
+            count_delta: delta,
+            restore_to,
+        };
+        let bounds = CapacityBounds { min: 2, max: 10 };
+        // The drill scaled 6 -> 3 (delta -3); the scaler then added 2 for real load.
+        assert_eq!(saved(Some(-3), None).restore_count(5, None), 8);
+        // Within the scaler's bounds.
+        assert_eq!(saved(Some(-3), None).restore_count(9, Some(bounds)), 10);
+        assert_eq!(saved(Some(4), None).restore_count(3, Some(bounds)), 2);
+        // A drill that did not change the count leaves today's count alone.
+        assert_eq!(saved(Some(0), None).restore_count(7, None), 7);
+        // Settled once: the same count however often the rollback runs.
+        assert_eq!(saved(Some(-3), Some(8)).restore_count(8, None), 8);
+        assert_eq!(saved(Some(-3), Some(8)).restore_count(5, None), 8);
+        // A state saved without a delta goes back to the snapshot.
+        assert_eq!(saved(None, None).restore_count(9, None), 6);
+        // Never below zero.
+        assert_eq!(saved(Some(5), None).restore_count(2, None), 0);
+    }
+
+    #[test]
     fn a_crashed_drill_is_found_by_its_expired_lock_and_its_saved_state() {
         let saved = SavedState {
             drill_id: "scale-web-1790000000".into(),
@@ -686,8 +764,15 @@ mod tests {
             target_group_arn: Some(
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123".into(),
             ),
+            count_delta: Some(-1),
+            restore_to: None,
         };
         assert_eq!(SavedState::decode(&saved.encode()), Some(saved.clone()));
+        let settled = SavedState {
+            restore_to: Some(3),
+            ..saved.clone()
+        };
+        assert_eq!(SavedState::decode(&settled.encode()), Some(settled));
         let older = SavedState::decode("scale-web-1/scale-web/1790000600/2/-").expect("older");
         assert_eq!((older.alarm, older.target_group_arn), (None, None));
         let lock = Lock {

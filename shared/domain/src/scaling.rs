@@ -244,6 +244,11 @@ pub struct ServiceState {
     /// The task definition the service runs, whose size the budget counts.
     pub task_definition: Option<String>,
     pub memory: ScalingMemory,
+    /// The drill that holds the service's drill lock, if one does: no
+    /// scale-in while a drill runs (or waits for its rollback), so the
+    /// scaler never deepens a drill's harm or undoes its rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_in_progress: Option<String>,
 }
 
 /// One deployment (ECS controller) or task set (`CODE_DEPLOY`, `EXTERNAL`)
@@ -323,6 +328,8 @@ pub enum Hold {
     BudgetCeiling,
     /// An operator suspended this direction of scaling on the service.
     Suspended,
+    /// A drill holds the service: scale-in waits until it ends.
+    DrillInProgress,
 }
 
 impl fmt::Display for Hold {
@@ -341,6 +348,7 @@ impl fmt::Display for Hold {
             Hold::MissingData => "the metric lacks the datapoints to decide: nothing changes",
             Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
             Hold::Suspended => "suspended on this service by an operator (resume to undo)",
+            Hold::DrillInProgress => "no scale-in while a drill holds the service",
         })
     }
 }
@@ -655,6 +663,8 @@ pub fn settle(
                 Some(Hold::ScaleInDisabled)
             } else if service.deployment_in_progress {
                 Some(Hold::DeploymentInProgress)
+            } else if service.drill_in_progress.is_some() {
+                Some(Hold::DrillInProgress)
             } else if cooldown_running(memory.last_scaled_at, cooldowns.scale_in_seconds, now) {
                 Some(Hold::ScaleInCooldown)
             } else {
@@ -774,8 +784,16 @@ pub fn decide(
     };
     let correction = bounds.correction(desired);
     let correction_held_by = correction
-        .filter(|&c| c < desired && chosen.is_none() && service.deployment_in_progress)
-        .map(|_| Hold::DeploymentInProgress);
+        .filter(|&c| c < desired && chosen.is_none())
+        .and_then(|_| {
+            if service.deployment_in_progress {
+                Some(Hold::DeploymentInProgress)
+            } else if service.drill_in_progress.is_some() {
+                Some(Hold::DrillInProgress)
+            } else {
+                None
+            }
+        });
     Decision {
         target: chosen.or(correction.filter(|_| correction_held_by.is_none())),
         out_of_bounds: correction.map(|_| desired),

@@ -94,6 +94,7 @@ prop_compose! {
                 scale_out_base: base,
                 ..ScalingMemory::default()
             },
+            drill_in_progress: None,
         }
     }
 }

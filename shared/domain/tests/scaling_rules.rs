@@ -79,6 +79,7 @@ fn service(desired: u32) -> ServiceState {
         deployment_in_progress: false,
         task_definition: None,
         memory: ScalingMemory::default(),
+        drill_in_progress: None,
     }
 }
 

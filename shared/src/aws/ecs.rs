@@ -4,6 +4,7 @@
 use super::classify;
 use super::request_rate::{self, Family};
 use crate::domain::budget::TaskSize;
+use crate::domain::drill::{Lock, LockState, DRILL_LOCK_TAG};
 use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
 use crate::domain::scaling::{
@@ -11,7 +12,9 @@ use crate::domain::scaling::{
 };
 use crate::domain::service::ServiceRef;
 use crate::domain::suspension::Suspended;
-use crate::ports::{DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService};
+use crate::ports::{
+    DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService, DRILL_HALT_TAG,
+};
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
     DeploymentRolloutState, DesiredStatus, Service, ServiceField, StabilityStatus, Tag, Task,
@@ -254,12 +257,23 @@ fn service_state(found: &Service) -> ServiceState {
         })
         .collect();
     let deployment_in_progress = rollout_in_progress(&deployments, &task_sets);
-    let memory = memory_from_tags(
+    let tags = || {
         found
             .tags()
             .iter()
-            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
-    );
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+    };
+    let memory = memory_from_tags(tags());
+    // Held or expired alike: an expired lock is a drill still to roll back.
+    let drill_in_progress =
+        tags()
+            .find(|(key, _)| *key == DRILL_LOCK_TAG)
+            .and_then(
+                |(_, value)| match Lock::state(Some(value), chrono::Utc::now()) {
+                    LockState::Held(lock) | LockState::Expired(lock) => Some(lock.drill_id),
+                    LockState::Free => None,
+                },
+            );
     ServiceState {
         arn: found.service_arn().unwrap_or_default().to_string(),
         desired_count: count(found.desired_count()),
@@ -268,6 +282,7 @@ fn service_state(found: &Service) -> ServiceState {
         deployment_in_progress,
         task_definition: found.task_definition().map(str::to_string),
         memory,
+        drill_in_progress,
     }
 }
 
@@ -666,6 +681,31 @@ impl DrillControls for EcsAdapter {
             .await
             .map_err(|e| classify("ecs:TagResource", e))?;
         Ok(())
+    }
+
+    async fn drills_halted(&self, cluster: &str) -> Result<Option<String>, PortError> {
+        const OP: &str = "ecs:DescribeClusters";
+        request_rate::take(Family::EcsClusterRead).await;
+        let out = self
+            .client
+            .describe_clusters()
+            .clusters(cluster)
+            .include(aws_sdk_ecs::types::ClusterField::Tags)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let Some(found) = out.clusters().first() else {
+            return Err(PortError::new(
+                FailureKind::NotFound,
+                OP,
+                format!("cluster {cluster} not found"),
+            ));
+        };
+        Ok(found
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(DRILL_HALT_TAG))
+            .map(|t| t.value().unwrap_or_default().to_string()))
     }
 
     async fn untag_service(&self, service_arn: &str, keys: &[String]) -> Result<(), PortError> {

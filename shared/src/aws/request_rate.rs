@@ -15,7 +15,7 @@
 //! - ECS, "Request throttling for the Amazon ECS API": service reads
 //!   (`DescribeServices`) 100 burst, 20 a second; cluster resource reads
 //!   (`DescribeTasks`, `ListTasks`) 100, 20; service writes (`UpdateService`)
-//!   50, 5; tag writes 20, 10; tag reads 50, 20; task definition reads 50, 20;
+//!   50, 5; cluster reads (`DescribeClusters`) 50, 20; tag writes 20, 10; tag reads 50, 20; task definition reads 50, 20;
 //!   task writes (`StopTask`) 100, 40.
 //! - ELB, "Request throttling for the Elastic Load Balancing API": the
 //!   non-mutating (`Describe*`) bucket holds 40 and refills 10 a second;
@@ -34,6 +34,7 @@ use std::sync::LazyLock;
 pub enum Family {
     EcsServiceRead,
     EcsServiceModify,
+    EcsClusterRead,
     EcsClusterResourceRead,
     EcsClusterResourceModify,
     EcsTagRead,
@@ -48,9 +49,10 @@ pub enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 13] = [
+    const ALL: [Family; 14] = [
         Family::EcsServiceRead,
         Family::EcsServiceModify,
+        Family::EcsClusterRead,
         Family::EcsClusterResourceRead,
         Family::EcsClusterResourceModify,
         Family::EcsTagRead,
@@ -69,6 +71,7 @@ impl Family {
         match self {
             Family::EcsServiceRead | Family::EcsClusterResourceRead => (100, 20),
             Family::EcsServiceModify => (50, 5),
+            Family::EcsClusterRead => (50, 20),
             Family::EcsClusterResourceModify => (100, 40),
             Family::EcsTagRead | Family::EcsTaskDefinitionRead => (50, 20),
             Family::EcsTagModify => (20, 10),

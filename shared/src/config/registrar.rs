@@ -17,6 +17,10 @@ pub const MAX_DEREGISTER_SHARE_ENV: &str = "REGISTRAR_MAX_DEREGISTER_SHARE";
 /// of the names of the target groups the registrar's IAM policy lets it
 /// change; every group the document names must have it.
 pub const TARGET_GROUP_NAME_PREFIX_ENV: &str = "REGISTRAR_TARGET_GROUP_NAME_PREFIX";
+/// When set (the template sets it from `ManagedServicePrefix`), the prefix of
+/// the names of the services whose task events the queue's rule passes on;
+/// every service the document names must have it, or its events never come.
+pub const SERVICE_NAME_PREFIX_ENV: &str = "REGISTRAR_SERVICE_NAME_PREFIX";
 
 const DEFAULT_INITIAL_GRACE_SECONDS: u32 = 300;
 
@@ -90,7 +94,34 @@ impl RegistrarConfig {
         if let Ok(prefix) = std::env::var(TARGET_GROUP_NAME_PREFIX_ENV) {
             config.check_target_group_prefix(&prefix)?;
         }
+        if let Ok(prefix) = std::env::var(SERVICE_NAME_PREFIX_ENV) {
+            config.check_service_prefix(&prefix)?;
+        }
         Ok(config)
+    }
+
+    /// Every service the document names must be one whose task events the
+    /// rule passes on: it matches `service:<prefix>*` in the event's `group`.
+    ///
+    /// # Errors
+    /// Names the first service whose name does not start with `prefix`.
+    pub fn check_service_prefix(&self, prefix: &str) -> Result<(), ConfigError> {
+        match self
+            .services
+            .iter()
+            .position(|b| !b.service.service.starts_with(prefix))
+        {
+            None => Ok(()),
+            Some(i) => Err(ConfigError::new(
+                format!("services[{i}].service"),
+                format!(
+                    "service {:?} does not start with {prefix:?} ({SERVICE_NAME_PREFIX_ENV}, the \
+                     template's ManagedServicePrefix): the rule never passes its task events on; \
+                     name the service with the prefix or deploy with a prefix that covers it",
+                    self.services[i].service.service
+                ),
+            )),
+        }
     }
 
     /// Every target group the document names must be one the IAM policy lets
