@@ -120,6 +120,8 @@ struct Run<'a> {
     deadline: DateTime<Utc>,
     /// What the drill does to the desired count (a `scale` drill's change).
     count_delta: i64,
+    /// Whether that change is known to have been made.
+    delta_confirmed: bool,
     /// The lock this invocation holds (or means to take), with its token.
     lock: Lock,
     journal: Journal,
@@ -396,6 +398,7 @@ where
             snapshot,
             deadline,
             count_delta: 0,
+            delta_confirmed: false,
             lock,
             journal: std::mem::take(journal),
         };
@@ -463,6 +466,16 @@ where
             return self
                 .finish_after_aws_failure(run, format!("acting failed: {e}"), report)
                 .await;
+        }
+        if run.count_delta != 0 {
+            // The change is made: a rollback now takes all of it off.
+            run.delta_confirmed = true;
+            self.ecs
+                .tag_service(
+                    &run.arn,
+                    &[(STATE_TAG.to_string(), saved_state(run).encode())],
+                )
+                .await?;
         }
         self.follow(run, end, report).await
     }
@@ -607,6 +620,7 @@ where
                             snapshot: saved.snapshot,
                             deadline: saved.deadline,
                             count_delta: saved.count_delta.unwrap_or(0),
+                            delta_confirmed: saved.delta_confirmed,
                             lock: mine,
                             journal,
                         };
@@ -1281,6 +1295,7 @@ fn saved_state(run: &Run<'_>) -> SavedState {
             _ => None,
         },
         count_delta: Some(run.count_delta),
+        delta_confirmed: run.delta_confirmed,
         restore_to: None,
     }
 }

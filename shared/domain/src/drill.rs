@@ -518,6 +518,12 @@ pub struct SavedState {
     /// made during the drill is kept. `None` in a state saved before the
     /// delta was: the count goes back to the snapshot's.
     pub count_delta: Option<i64>,
+    /// Whether the drill's change is known to have been made: the state is
+    /// saved before acting and saved again once the change succeeded. Not
+    /// known (a crash or a failed call between the two), the rollback only
+    /// ever adds back what the drill may have removed, never takes away what
+    /// it may not have added.
+    pub delta_confirmed: bool,
     /// The count a rollback settled on, saved before it is set: a rollback
     /// run again sets the same count instead of taking the delta off twice.
     pub restore_to: Option<u32>,
@@ -532,10 +538,15 @@ impl SavedState {
             .drained
             .as_ref()
             .map_or("-".to_string(), |t| format!("{}:{}", t.ip, t.port));
+        // `u` marks a delta not known to be made (ECS tag values allow letters,
+        // digits, spaces and `_.:/=+-@` only).
+        let mark = if self.delta_confirmed { "" } else { "u" };
         let count = match (self.count_delta, self.restore_to) {
             (None, _) => self.snapshot.desired_count.to_string(),
-            (Some(delta), None) => format!("{}:{delta}", self.snapshot.desired_count),
-            (Some(delta), Some(to)) => format!("{}:{delta}:{to}", self.snapshot.desired_count),
+            (Some(delta), None) => format!("{}:{mark}{delta}", self.snapshot.desired_count),
+            (Some(delta), Some(to)) => {
+                format!("{}:{mark}{delta}:{to}", self.snapshot.desired_count)
+            }
         };
         format!(
             "{}/{}/{}/{count}/{drained}/{}/{}",
@@ -555,9 +566,12 @@ impl SavedState {
         let deadline = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
         let mut count = parts.next()?.split(':');
         let desired_count = count.next()?.parse().ok()?;
-        let count_delta = match count.next() {
-            None => None,
-            Some(delta) => Some(delta.parse().ok()?),
+        let (count_delta, delta_confirmed) = match count.next() {
+            None => (None, false),
+            Some(delta) => match delta.strip_prefix('u') {
+                Some(unconfirmed) => (Some(unconfirmed.parse().ok()?), false),
+                None => (Some(delta.parse().ok()?), true),
+            },
         };
         let restore_to = match count.next() {
             None => None,
@@ -587,6 +601,7 @@ impl SavedState {
             alarm,
             target_group_arn,
             count_delta,
+            delta_confirmed,
             restore_to,
         })
     }
@@ -599,9 +614,12 @@ impl SavedState {
         if let Some(to) = self.restore_to {
             return to;
         }
-        let Some(delta) = self.count_delta else {
+        let Some(mut delta) = self.count_delta else {
             return self.snapshot.desired_count;
         };
+        if !self.delta_confirmed {
+            delta = delta.min(0);
+        }
         let undone = (i64::from(found) - delta).max(0);
         match bounds {
             Some(bounds) => bounds.clamp(undone),
@@ -731,6 +749,7 @@ mod tests {
             alarm: None,
             target_group_arn: None,
             count_delta: delta,
+            delta_confirmed: true,
             restore_to,
         };
         let bounds = CapacityBounds { min: 2, max: 10 };
@@ -748,6 +767,15 @@ mod tests {
         assert_eq!(saved(None, None).restore_count(9, None), 6);
         // Never below zero.
         assert_eq!(saved(Some(5), None).restore_count(2, None), 0);
+        // Not known to have been made: what the drill may have removed is
+        // added back, what it may not have added is not taken away.
+        let unconfirmed = |delta| SavedState {
+            delta_confirmed: false,
+            ..saved(Some(delta), None)
+        };
+        assert_eq!(unconfirmed(-3).restore_count(3, None), 6);
+        assert_eq!(unconfirmed(2).restore_count(2, None), 2);
+        assert_eq!(unconfirmed(2).restore_count(4, None), 4);
     }
 
     #[test]
@@ -765,6 +793,7 @@ mod tests {
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123".into(),
             ),
             count_delta: Some(-1),
+            delta_confirmed: true,
             restore_to: None,
         };
         assert_eq!(SavedState::decode(&saved.encode()), Some(saved.clone()));
@@ -773,6 +802,24 @@ mod tests {
             ..saved.clone()
         };
         assert_eq!(SavedState::decode(&settled.encode()), Some(settled));
+        let unconfirmed = SavedState {
+            delta_confirmed: false,
+            ..saved.clone()
+        };
+        assert_eq!(
+            SavedState::decode(&unconfirmed.encode()),
+            Some(unconfirmed.clone())
+        );
+        // Every form is a valid ECS tag value.
+        for state in [&saved, &unconfirmed] {
+            let value = state.encode();
+            assert!(
+                value
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)),
+                "{value}"
+            );
+        }
         let older = SavedState::decode("scale-web-1/scale-web/1790000600/2/-").expect("older");
         assert_eq!((older.alarm, older.target_group_arn), (None, None));
         let lock = Lock {

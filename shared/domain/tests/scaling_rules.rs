@@ -360,6 +360,33 @@ fn a_breach_no_step_covers_vetoes_scale_in() {
 }
 
 #[test]
+fn a_drill_holding_the_service_holds_scale_in_but_not_scale_out() {
+    let mut svc = service(6);
+    svc.drill_in_progress = Some("scale-web-1790000000000".into());
+    let e = evaluate_above(&scale_in_policy(), breach(10.0, 30.0), &svc, now());
+    assert_eq!(e.held_by, Some(Hold::DrillInProgress));
+    assert_eq!(e.target, None);
+    let e = evaluate_above(&scale_out_policy(), breach(90.0, 70.0), &svc, now());
+    assert!(e.target.is_some_and(|t| t > 6), "{e:?}");
+    // A count above the bounds waits too: the drill may have raised it.
+    let d = decide(
+        &[],
+        &service_held_by_drill(14),
+        CapacityBounds { min: 2, max: 10 },
+    );
+    assert_eq!(
+        (d.target, d.correction_held_by),
+        (None, Some(Hold::DrillInProgress))
+    );
+}
+
+fn service_held_by_drill(desired: u32) -> ServiceState {
+    let mut svc = service(desired);
+    svc.drill_in_progress = Some("scale-web-1790000000000".into());
+    svc
+}
+
+#[test]
 fn a_count_outside_the_bounds_is_brought_back() {
     let bounds = CapacityBounds { min: 2, max: 10 };
     // Policies holding: the bound still applies.

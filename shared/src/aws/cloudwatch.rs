@@ -1,7 +1,7 @@
 //! CloudWatch adapter: alarm states, and publishing metrics.
 
 use super::classify;
-use super::request_rate::{self, Family};
+use super::request_rate::{Family, RequestBudget};
 use crate::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
@@ -23,11 +23,16 @@ const NAMES_PER_CALL: usize = 100;
 #[derive(Debug, Clone)]
 pub struct CloudWatchAlarms {
     client: Client,
+    /// This function's share of AWS's request rates (clones share it).
+    budget: RequestBudget,
 }
 
 impl CloudWatchAlarms {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            budget: RequestBudget::default(),
+        }
     }
 }
 
@@ -182,7 +187,7 @@ impl AlarmStates for CloudWatchAlarms {
         for chunk in names.chunks(NAMES_PER_CALL) {
             let mut next_token = None;
             loop {
-                request_rate::take(Family::CloudWatchDescribeAlarms).await;
+                self.budget.take(Family::CloudWatchDescribeAlarms).await;
                 let out = self
                     .client
                     .describe_alarms()
@@ -246,7 +251,7 @@ impl AlarmStates for CloudWatchAlarms {
         let queries: Vec<MetricDataQuery> = queries.iter().map(data_query).collect();
         let mut next_token = None;
         loop {
-            request_rate::take(Family::CloudWatchGetMetricData).await;
+            self.budget.take(Family::CloudWatchGetMetricData).await;
             let out = self
                 .client
                 .get_metric_data()
@@ -290,7 +295,7 @@ impl AlarmControls for CloudWatchAlarms {
         state: AlarmState,
         reason: &str,
     ) -> Result<(), PortError> {
-        request_rate::take(Family::CloudWatchSetAlarmState).await;
+        self.budget.take(Family::CloudWatchSetAlarmState).await;
         self.client
             .set_alarm_state()
             .alarm_name(alarm)
@@ -307,11 +312,16 @@ impl AlarmControls for CloudWatchAlarms {
 #[derive(Debug, Clone)]
 pub struct CloudWatchMetrics {
     client: Client,
+    /// This function's share of AWS's request rates (clones share it).
+    budget: RequestBudget,
 }
 
 impl CloudWatchMetrics {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            budget: RequestBudget::default(),
+        }
     }
 }
 
@@ -351,7 +361,7 @@ impl MetricsSink for CloudWatchMetrics {
                     .build()
             })
             .collect();
-        request_rate::take(Family::CloudWatchPutMetricData).await;
+        self.budget.take(Family::CloudWatchPutMetricData).await;
         self.client
             .put_metric_data()
             .namespace(namespace)

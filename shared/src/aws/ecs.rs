@@ -2,7 +2,7 @@
 //! and the tasks of a service.
 
 use super::classify;
-use super::request_rate::{self, Family};
+use super::request_rate::{Family, RequestBudget};
 use crate::domain::budget::TaskSize;
 use crate::domain::drill::{Lock, LockState, DRILL_LOCK_TAG};
 use crate::domain::pace::PaceMemory;
@@ -148,11 +148,16 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
 #[derive(Debug, Clone)]
 pub struct EcsAdapter {
     client: Client,
+    /// This function's share of AWS's request rates (clones share it).
+    budget: RequestBudget,
 }
 
 impl EcsAdapter {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            budget: RequestBudget::default(),
+        }
     }
 }
 
@@ -164,7 +169,7 @@ impl EcsAdapter {
     /// The service with its tags, when ECS has it and it is active.
     async fn active_service(&self, service: &ServiceRef) -> Result<Service, PortError> {
         const OP: &str = "ecs:DescribeServices";
-        request_rate::take(Family::EcsServiceRead).await;
+        self.budget.take(Family::EcsServiceRead).await;
         let out = self
             .client
             .describe_services()
@@ -307,7 +312,7 @@ impl EcsServices for EcsAdapter {
                     .collect::<Vec<_>>()
             })
             .map(|(cluster, chunk)| async move {
-                request_rate::take(Family::EcsServiceRead).await;
+                self.budget.take(Family::EcsServiceRead).await;
                 let answer = self
                     .client
                     .describe_services()
@@ -372,7 +377,7 @@ impl EcsServices for EcsAdapter {
             })
             .collect();
         let reads = futures::stream::iter(chunks.into_iter().map(|(cluster, chunk)| async move {
-            request_rate::take(Family::EcsServiceRead).await;
+            self.budget.take(Family::EcsServiceRead).await;
             let out = self
                 .client
                 .describe_services()
@@ -431,7 +436,7 @@ impl EcsServices for EcsAdapter {
             .into_iter()
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect();
-        request_rate::take(Family::EcsTagModify).await;
+        self.budget.take(Family::EcsTagModify).await;
         self.client
             .tag_resource()
             .resource_arn(service_arn)
@@ -454,7 +459,7 @@ impl EcsServices for EcsAdapter {
                 format!("desired count {desired_count} is out of range"),
             )
         })?;
-        request_rate::take(Family::EcsServiceModify).await;
+        self.budget.take(Family::EcsServiceModify).await;
         self.client
             .update_service()
             .cluster(&service.cluster)
@@ -468,7 +473,7 @@ impl EcsServices for EcsAdapter {
 
     async fn task_size(&self, task_definition_arn: &str) -> Result<Option<TaskSize>, PortError> {
         const OP: &str = "ecs:DescribeTaskDefinition";
-        request_rate::take(Family::EcsTaskDefinitionRead).await;
+        self.budget.take(Family::EcsTaskDefinitionRead).await;
         let out = self
             .client
             .describe_task_definition()
@@ -539,7 +544,7 @@ impl EcsAdapter {
         cluster: &str,
         arns: Vec<String>,
     ) -> Result<ServiceTasks, PortError> {
-        request_rate::take(Family::EcsClusterResourceRead).await;
+        self.budget.take(Family::EcsClusterResourceRead).await;
         let out = self
             .client
             .describe_tasks()
@@ -564,7 +569,7 @@ impl EcsAdapter {
         service: &ServiceRef,
         next_token: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), PortError> {
-        request_rate::take(Family::EcsClusterResourceRead).await;
+        self.budget.take(Family::EcsClusterResourceRead).await;
         let out = self
             .client
             .list_tasks()
@@ -672,7 +677,7 @@ impl DrillControls for EcsAdapter {
             .iter()
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect();
-        request_rate::take(Family::EcsTagModify).await;
+        self.budget.take(Family::EcsTagModify).await;
         self.client
             .tag_resource()
             .resource_arn(service_arn)
@@ -685,7 +690,7 @@ impl DrillControls for EcsAdapter {
 
     async fn drills_halted(&self, cluster: &str) -> Result<Option<String>, PortError> {
         const OP: &str = "ecs:DescribeClusters";
-        request_rate::take(Family::EcsClusterRead).await;
+        self.budget.take(Family::EcsClusterRead).await;
         let out = self
             .client
             .describe_clusters()
@@ -709,7 +714,7 @@ impl DrillControls for EcsAdapter {
     }
 
     async fn untag_service(&self, service_arn: &str, keys: &[String]) -> Result<(), PortError> {
-        request_rate::take(Family::EcsTagModify).await;
+        self.budget.take(Family::EcsTagModify).await;
         self.client
             .untag_resource()
             .resource_arn(service_arn)
@@ -726,7 +731,7 @@ impl DrillControls for EcsAdapter {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), PortError> {
-        request_rate::take(Family::EcsClusterResourceModify).await;
+        self.budget.take(Family::EcsClusterResourceModify).await;
         self.client
             .stop_task()
             .cluster(cluster)

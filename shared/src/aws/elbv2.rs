@@ -1,7 +1,7 @@
 //! ELBv2 adapter: target health, registration and deregistration.
 
 use super::classify;
-use super::request_rate::{self, Family};
+use super::request_rate::{Family, RequestBudget};
 use crate::domain::registration::{HealthState, RegisteredTarget, Target, TargetGroupFacts};
 use crate::ports::{FailureKind, PortError, TargetGroupCatalog, TargetGroups};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
@@ -14,11 +14,16 @@ const OUTSIDE_VPC_ZONE: &str = "all";
 #[derive(Debug, Clone)]
 pub struct Elbv2Adapter {
     client: Client,
+    /// This function's share of AWS's request rates (clones share it).
+    budget: RequestBudget,
 }
 
 impl Elbv2Adapter {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            budget: RequestBudget::default(),
+        }
     }
 }
 
@@ -44,7 +49,7 @@ impl Elbv2Adapter {
         target_group_arn: &str,
         named: Option<Vec<TargetDescription>>,
     ) -> Result<Vec<RegisteredTarget>, PortError> {
-        request_rate::take(Family::ElbDescribe).await;
+        self.budget.take(Family::ElbDescribe).await;
         let out = self
             .client
             .describe_target_health()
@@ -113,7 +118,7 @@ impl TargetGroups for Elbv2Adapter {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
-        request_rate::take(Family::ElbTargets).await;
+        self.budget.take(Family::ElbTargets).await;
         self.client
             .register_targets()
             .target_group_arn(target_group_arn)
@@ -130,7 +135,7 @@ impl TargetGroups for Elbv2Adapter {
         targets: &[Target],
         outside_vpc: bool,
     ) -> Result<(), PortError> {
-        request_rate::take(Family::ElbTargets).await;
+        self.budget.take(Family::ElbTargets).await;
         self.client
             .deregister_targets()
             .target_group_arn(target_group_arn)
@@ -154,7 +159,7 @@ impl TargetGroupCatalog for Elbv2Adapter {
         let mut found = Vec::new();
         // One ARN a call when a batch names a missing group: the batch fails whole.
         for batch in arns.chunks(GROUPS_PER_CALL) {
-            request_rate::take(Family::ElbDescribe).await;
+            self.budget.take(Family::ElbDescribe).await;
             let out = match self
                 .client
                 .describe_target_groups()
@@ -167,7 +172,7 @@ impl TargetGroupCatalog for Elbv2Adapter {
                 Err(e) if e.kind == FailureKind::NotFound => {
                     let mut one_by_one = Vec::new();
                     for arn in batch {
-                        request_rate::take(Family::ElbDescribe).await;
+                        self.budget.take(Family::ElbDescribe).await;
                         match self
                             .client
                             .describe_target_groups()

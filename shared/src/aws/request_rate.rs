@@ -1,4 +1,4 @@
-//! A rate budget per AWS API family, shared by every call a process makes.
+//! A rate budget per AWS API family, kept by each function's adapters.
 //!
 //! AWS throttles each account's requests per Region and API family with token
 //! buckets: a burst (the bucket's size) and a sustained rate (tokens added a
@@ -27,7 +27,7 @@ use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::LazyLock;
+use std::sync::Arc;
 
 /// The API families the functions call, as AWS meters them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,22 +105,40 @@ const fn max_one(n: u32) -> u32 {
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
-static LIMITERS: LazyLock<Vec<Limiter>> = LazyLock::new(|| {
-    Family::ALL
-        .iter()
-        .map(|family| {
-            let (burst, rate) = family.budget();
-            let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
-            RateLimiter::direct(quota)
-        })
-        .collect()
-});
+/// One function's budget for every family: each adapter is made with one, so
+/// a process (one cold start, one set of adapters) keeps to it; clones of an
+/// adapter share it.
+#[derive(Clone)]
+pub struct RequestBudget(Arc<Vec<Limiter>>);
 
-/// Waits until `family`'s budget has a token for one call, and takes it.
-pub async fn take(family: Family) {
-    if let Some(limiter) = LIMITERS.get(family.index()) {
-        limiter.until_ready().await;
+impl Default for RequestBudget {
+    fn default() -> Self {
+        Self(Arc::new(
+            Family::ALL
+                .iter()
+                .map(|family| {
+                    let (burst, rate) = family.budget();
+                    let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+                        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+                    RateLimiter::direct(quota)
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for RequestBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestBudget(half of AWS's request rates)")
+    }
+}
+
+impl RequestBudget {
+    /// Waits until `family`'s budget has a token for one call, and takes it.
+    pub async fn take(&self, family: Family) {
+        if let Some(limiter) = self.0.get(family.index()) {
+            limiter.until_ready().await;
+        }
     }
 }
 
