@@ -245,7 +245,8 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                             format!("ELBv2 refused {ip}:{}: {}", group.port, refusal.error),
                         ));
                     } else if let Some(e) = &outcome.failure {
-                        if !(e.kind == FailureKind::Rejected && !decision.refused.is_empty()) {
+                        // A refusal is its own target's failure, not the group's.
+                        if e.kind != FailureKind::Rejected || decision.refused.is_empty() {
                             failures.push(e.clone());
                         }
                     }

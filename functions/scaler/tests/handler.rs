@@ -71,6 +71,7 @@ impl FakeEcs {
             deployment_in_progress: false,
             task_definition: Some(WEB_TASK_DEFINITION.into()),
             memory: ScalingMemory::default(),
+            drill_in_progress: None,
         };
         self.services.lock().expect("lock").insert(service, state);
     }
