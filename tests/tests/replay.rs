@@ -19,6 +19,7 @@ use e2e::{sample_event, Aws, Emulator, TASK_PORT};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::EcsAdapter;
 use ecs_control::aws::elbv2::Elbv2Adapter;
+use ecs_control::aws::request_rate::RequestBudget;
 use ecs_control::config::{RegistrarConfig, ScalerConfig};
 use ecs_control::invocation::InvocationError;
 use registrar::handler::Registrar;
@@ -158,16 +159,21 @@ async fn world(region: &'static str) -> World {
     for service in &services {
         aws.wait_for_deployment(CLUSTER, &service.name).await;
     }
+    // What the functions decide is under test here, not how fast they may
+    // call: a thousand events through one set of adapters would otherwise
+    // wait on the request budget (which its own tests cover).
+    let unmetered = RequestBudget::unmetered;
     let scaler = Scaler::new(
         ScalerConfig::parse(&json!({ "policies": policies }).to_string()).expect("policies"),
-        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
-        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)).with_budget(unmetered()),
+        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)).with_budget(unmetered()),
         false,
     );
     let registrar = Registrar::new(
         RegistrarConfig::parse(&json!({ "services": bindings }).to_string()).expect("config"),
-        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
-        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
+        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)).with_budget(unmetered()),
+        Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config))
+            .with_budget(unmetered()),
         false,
     );
     World {

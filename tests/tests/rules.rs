@@ -29,6 +29,19 @@ fn parameters() -> Vec<String> {
         .collect()
 }
 
+/// `text` with each `${Parameter}` that has a default replaced by it.
+fn with_defaults(text: &str) -> String {
+    let template = template();
+    let mut text = text.to_string();
+    for (name, spec) in template["Parameters"].as_hash().unwrap() {
+        let (Some(name), Some(default)) = (name.as_str(), spec["Default"].as_str()) else {
+            continue;
+        };
+        text = text.replace(&format!("${{{name}}}"), default);
+    }
+    text
+}
+
 /// One allowed value of a pattern's list against the event's value.
 fn value_matches(allowed: &Yaml, actual: &Value) -> bool {
     match allowed {
@@ -44,7 +57,13 @@ fn value_matches(allowed: &Yaml, actual: &Value) -> bool {
             if parameters().iter().any(|p| p == prefix) {
                 return actual.is_string();
             }
-            actual.as_str().is_some_and(|a| a.starts_with(prefix))
+            // `!Sub "service:${ManagedServicePrefix}"`: the parameter's default
+            // stands in, as a deploy that leaves it unset gets.
+            let prefix = with_defaults(prefix);
+            if prefix.contains("${") {
+                return actual.is_string();
+            }
+            actual.as_str().is_some_and(|a| a.starts_with(&prefix))
         }
         other => panic!("unexpected pattern value {other:?}"),
     }

@@ -27,6 +27,10 @@ struct StartEntry {
     drill: String,
     #[serde(default = "plan")]
     mode: ModeEntry,
+    /// Who asked, for the summary (read by [`requested_by`]).
+    #[serde(default)]
+    #[allow(dead_code)]
+    requested_by: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -47,6 +51,19 @@ struct ContinueEntry {
     #[allow(dead_code)]
     command: String,
     drill_id: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    requested_by: Option<String>,
+}
+
+/// The most characters of `requested_by` a summary keeps.
+pub const REQUESTED_BY_LIMIT: usize = 128;
+
+/// Who a manual command says asked for it (`"requested_by": "alice"`), cut
+/// to [`REQUESTED_BY_LIMIT`] characters; a schedule says no one.
+pub fn requested_by(payload: &Value) -> Option<String> {
+    let who = payload.get("requested_by")?.as_str()?.trim();
+    (!who.is_empty()).then(|| who.chars().take(REQUESTED_BY_LIMIT).collect())
 }
 
 /// Tells the payload's kind and parses it.

@@ -7,6 +7,7 @@ mod lock;
 
 use crate::events::{self, Command};
 use crate::journal::{Entry, Journal, Step};
+use crate::summary::{self, DrillSummary, Requester};
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::{DrillConfig, ProbeConfig};
 use ecs_control::domain::alarm::AlarmState;
@@ -64,6 +65,11 @@ pub struct DrillReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub swept: Vec<SweptDrill>,
     pub journal: Vec<Entry>,
+    /// One summary per drill this invocation ran or ended, for a post-mortem.
+    pub summaries: Vec<DrillSummary>,
+    /// The summaries and their timelines as Markdown, to paste into an
+    /// incident document.
+    pub markdown: String,
 }
 
 /// A drill the sweep ended, and how.
@@ -78,7 +84,7 @@ pub struct SweptDrill {
 }
 
 impl DrillReport {
-    fn new(command: Command) -> Self {
+    pub(crate) fn new(command: Command) -> Self {
         Self {
             command,
             drill: None,
@@ -93,6 +99,8 @@ impl DrillReport {
             recovered: Vec::new(),
             swept: Vec::new(),
             journal: Vec::new(),
+            summaries: Vec::new(),
+            markdown: String::new(),
         }
     }
 }
@@ -189,6 +197,23 @@ where
         payload: serde_json::Value,
         invocation_end: Option<DateTime<Utc>>,
     ) -> Result<DrillReport, InvocationError> {
+        self.handle_request(payload, invocation_end, None).await
+    }
+
+    /// [`Self::handle`], with Lambda's request id for the summaries.
+    ///
+    /// # Errors
+    /// As [`Self::handle`].
+    pub async fn handle_request(
+        &self,
+        payload: serde_json::Value,
+        invocation_end: Option<DateTime<Utc>>,
+        request_id: Option<&str>,
+    ) -> Result<DrillReport, InvocationError> {
+        let requester = Requester {
+            requested_by: events::requested_by(&payload),
+            request_id: request_id.map(str::to_string),
+        };
         let command = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
         })?;
@@ -222,7 +247,10 @@ where
             .chain(report.swept.iter().map(|s| (s.drill.as_str(), &s.outcome)))
             .map(|(drill, outcome)| outcome_metric(drill, outcome))
             .collect();
-        log_decision("drill", &report, &metrics, Utc::now());
+        let ended = Utc::now();
+        report.summaries = summary::summaries(&report, &requester, now, ended);
+        report.markdown = summary::markdown(&report.summaries, &report.journal);
+        log_decision("drill", &report, &metrics, ended);
         result.map(|()| report)
     }
 

@@ -18,6 +18,8 @@ pub enum Step {
 /// One step of a drill.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// The drill the step belongs to (`sweep` for the sweep's own steps).
+    pub drill_id: String,
     pub at: DateTime<Utc>,
     pub step: Step,
     pub what: String,
@@ -34,6 +36,7 @@ impl Journal {
     /// Records a step and logs it as one JSON line.
     pub fn record(&mut self, drill_id: &str, step: Step, what: impl Into<String>, ok: bool) {
         let entry = Entry {
+            drill_id: drill_id.to_string(),
             at: Utc::now(),
             step,
             what: what.into(),
@@ -44,7 +47,7 @@ impl Journal {
             "function": "drill",
             "message": "journal",
             "drill_id": drill_id,
-            "entry": entry,
+            "entry": &entry,
         });
         ecs_control::logging::write_line(line);
         self.entries.push(entry);

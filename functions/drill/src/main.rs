@@ -41,7 +41,9 @@ async fn main() -> Result<(), Error> {
         let end = i64::try_from(event.context.deadline)
             .ok()
             .and_then(chrono::DateTime::from_timestamp_millis);
-        driller.handle(event.payload, end).await
+        driller
+            .handle_request(event.payload, end, Some(&event.context.request_id))
+            .await
     }))
     .await
 }

@@ -34,6 +34,13 @@ impl CloudWatchAlarms {
             budget: RequestBudget::default(),
         }
     }
+
+    /// The same adapter, keeping to `budget` instead.
+    #[must_use]
+    pub fn with_budget(mut self, budget: RequestBudget) -> Self {
+        self.budget = budget;
+        self
+    }
 }
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -322,6 +329,13 @@ impl CloudWatchMetrics {
             client,
             budget: RequestBudget::default(),
         }
+    }
+
+    /// The same adapter, keeping to `budget` instead.
+    #[must_use]
+    pub fn with_budget(mut self, budget: RequestBudget) -> Self {
+        self.budget = budget;
+        self
     }
 }
 

@@ -159,6 +159,13 @@ impl EcsAdapter {
             budget: RequestBudget::default(),
         }
     }
+
+    /// The same adapter, keeping to `budget` instead.
+    #[must_use]
+    pub fn with_budget(mut self, budget: RequestBudget) -> Self {
+        self.budget = budget;
+        self
+    }
 }
 
 fn count(value: i32) -> u32 {

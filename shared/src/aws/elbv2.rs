@@ -25,6 +25,13 @@ impl Elbv2Adapter {
             budget: RequestBudget::default(),
         }
     }
+
+    /// The same adapter, keeping to `budget` instead.
+    #[must_use]
+    pub fn with_budget(mut self, budget: RequestBudget) -> Self {
+        self.budget = budget;
+        self
+    }
 }
 
 fn descriptions(targets: &[Target], outside_vpc: bool) -> Vec<TargetDescription> {
