@@ -818,6 +818,36 @@ mod tests {
     }
 
     #[test]
+    fn a_drill_lock_on_the_service_is_read_as_a_drill_in_progress_held_or_expired() {
+        let with_tags = |tags: Vec<(&str, String)>| {
+            let mut service = Service::builder()
+                .service_arn("arn:aws:ecs:us-east-1:123456789012:service/demo/web")
+                .desired_count(3);
+            for (key, value) in tags {
+                service = service.tags(Tag::builder().key(key).value(value).build());
+            }
+            service_state(&service.build())
+        };
+        assert_eq!(with_tags(vec![]).drill_in_progress, None);
+        let lock = |expires_in: i64| Lock {
+            drill_id: "scale-web-1790000000000".into(),
+            expires_at: chrono::Utc::now() + chrono::TimeDelta::seconds(expires_in),
+            holder: "a1b2".into(),
+            busy_until: None,
+        };
+        for expires_in in [600, -600] {
+            let state = with_tags(vec![(DRILL_LOCK_TAG, lock(expires_in).encode())]);
+            assert_eq!(
+                state.drill_in_progress.as_deref(),
+                Some("scale-web-1790000000000"),
+                "expires in {expires_in} s"
+            );
+        }
+        let garbage = with_tags(vec![(DRILL_LOCK_TAG, "not a lock".into())]);
+        assert_eq!(garbage.drill_in_progress, None);
+    }
+
+    #[test]
     fn a_service_is_inactive_when_missing_or_not_active_and_found_by_name_or_arn() {
         use aws_sdk_ecs::types::{Failure, Service};
         let out = DescribeServicesOutput::builder()
