@@ -209,7 +209,11 @@ class Fleet:
             for j, g in enumerate(s.get("target_groups", [])):
                 group_covered("registrar-config.json", f"services[{i}].target_groups[{j}].target_group_arn",
                               g.get("target_group_arn"))
+        drill_service_prefix = str(params.get("DrillServicePrefix", ""))
         for i, d in enumerate(self.docs["drills.json"].get("drills", [])):
+            if not str(d.get("service", "")).startswith(drill_service_prefix):
+                fail(self.where("drills.json"), f"drills[{i}].service {d.get('service')!r} does not start "
+                     f"with DrillServicePrefix {drill_service_prefix!r}, so IAM would not let the drill change it")
             kind = d.get("kind", {})
             if kind.get("type") == "alarm" and not str(kind.get("alarm", "")).startswith(alarm_prefix):
                 fail(self.where("drills.json"), f"drills[{i}].kind.alarm does not start with "

@@ -279,6 +279,22 @@ fn a_custom_metric_and_metric_math_parse() {
 }
 
 #[test]
+fn a_drill_outside_the_drill_service_prefix_fails_the_cold_start_check() {
+    let drills = ecs_control::config::DrillConfig::parse(include_str!("../../infra/drills.json"))
+        .expect("example parses");
+    ecs_control::config::verify::drill_services_match_prefix(&drills, "")
+        .expect("an empty prefix covers all");
+    let first = drills.drills[0].service.service.clone();
+    ecs_control::config::verify::drill_services_match_prefix(&drills, &first[..1])
+        .expect("covered by its first letter");
+    let err = ecs_control::config::verify::drill_services_match_prefix(&drills, "zz-")
+        .expect_err("outside zz-");
+    assert_eq!(err.field, "drills[0].service");
+    assert!(err.problem.contains("DRILL_SERVICE_NAME_PREFIX"), "{err}");
+    assert!(err.problem.contains("DrillServicePrefix"), "{err}");
+}
+
+#[test]
 fn the_registrar_refuses_a_service_its_rule_does_not_pass_on() {
     let config = ecs_control::config::RegistrarConfig::parse(include_str!(
         "../../infra/registrar-config.json"

@@ -101,6 +101,11 @@ fn cold_starts_accept(folder: &Path, rendered: &Value) {
     let drills = DrillConfig::parse(&read("drills.json")).expect("drill document");
     verify::drill_alarms_match_prefix(&drills, alarm_prefix).expect("drill alarms");
     verify::drill_groups_match_prefix(&drills, group_prefix).expect("drill groups");
+    verify::drill_services_match_prefix(
+        &drills,
+        params["DrillServicePrefix"].as_str().unwrap_or_default(),
+    )
+    .expect("drill services");
 }
 
 /// Every limit AWS sets on what the deploy sends and creates.

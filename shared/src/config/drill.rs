@@ -162,12 +162,15 @@ impl DrillConfig {
             DRILLS_FILE_ENV,
             "drill document",
         )?)?;
-        // What the drill's IAM policy covers (the template sets both).
+        // What the drill's IAM policy covers (the template sets all three).
         if let Ok(prefix) = std::env::var(super::verify::DRILL_ALARM_NAME_PREFIX_ENV) {
             super::verify::drill_alarms_match_prefix(&config, &prefix)?;
         }
         if let Ok(prefix) = std::env::var(super::verify::DRILL_TARGET_GROUP_NAME_PREFIX_ENV) {
             super::verify::drill_groups_match_prefix(&config, &prefix)?;
+        }
+        if let Ok(prefix) = std::env::var(super::verify::DRILL_SERVICE_NAME_PREFIX_ENV) {
+            super::verify::drill_services_match_prefix(&config, &prefix)?;
         }
         Ok(config)
     }

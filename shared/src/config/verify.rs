@@ -15,6 +15,8 @@ pub const ALARM_NAME_PREFIX_ENV: &str = "SCALER_ALARM_NAME_PREFIX";
 pub const DRILL_ALARM_NAME_PREFIX_ENV: &str = "DRILL_ALARM_NAME_PREFIX";
 /// The prefix of the names of the target groups drain drills may change.
 pub const DRILL_TARGET_GROUP_NAME_PREFIX_ENV: &str = "DRILL_TARGET_GROUP_NAME_PREFIX";
+/// The prefix of the names of the services drills may change.
+pub const DRILL_SERVICE_NAME_PREFIX_ENV: &str = "DRILL_SERVICE_NAME_PREFIX";
 
 /// Every alarm a step policy names starts with `prefix`.
 ///
@@ -104,6 +106,31 @@ pub fn drill_groups_match_prefix(config: &DrillConfig, prefix: &str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Every service a drill names starts with `prefix` (the template's
+/// `DrillServicePrefix`, which scopes the drill's `UpdateService` and its
+/// lock tags to `service/<cluster>/<prefix>*`).
+///
+/// # Errors
+/// Names the first drill whose service is outside the prefix.
+pub fn drill_services_match_prefix(config: &DrillConfig, prefix: &str) -> Result<(), ConfigError> {
+    match config
+        .drills
+        .iter()
+        .position(|d| !d.service.service.starts_with(prefix))
+    {
+        None => Ok(()),
+        Some(i) => Err(ConfigError::new(
+            format!("drills[{i}].service"),
+            format!(
+                "service {:?} does not start with {prefix:?} ({DRILL_SERVICE_NAME_PREFIX_ENV}, the \
+                 template's DrillServicePrefix): the drill's IAM policy may not change it; name \
+                 the service with the prefix or deploy with a prefix that covers it",
+                config.drills[i].service.service
+            ),
+        )),
+    }
 }
 
 /// Every alarm a step policy names exists (`found`: the names DescribeAlarms returned).
