@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy deploy-rehearsal release bench fleet
+.PHONY: demo test setup deploy deploy-rehearsal release bench fleet crash-matrix
 
 setup:
 	tests/scripts/setup.sh
@@ -48,6 +48,11 @@ bench: release
 # and 30 ms a call: 300 services and 5,000 tasks, a rolling deploy's 2,000
 # task events through SQS FIFO batches to the registrar, and a scaler tick
 # over 300 services. One table, with the goals beside the figures.
+# Kills a drill at every AWS call of every kind and checks the sweep undoes
+# it each time (make test kills it at every other call).
+crash-matrix: setup
+	CRASH_AT_EVERY_CALL=1 cargo test -p e2e --test drill a_drill_killed_at_any_call -- --nocapture
+
 fleet: setup
 	cargo build -p registrar -p scaler --bins
 	cargo build -p e2e --bin fleet

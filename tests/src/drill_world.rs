@@ -4,6 +4,7 @@
 //! (stopped tasks replaced) and EventBridge (an alarm's change reaching the scaler).
 //! The drill end-to-end tests and the demo share it.
 
+use crate::crash_points::{CrashPoint, Crashing};
 use crate::site::TestSite;
 use crate::{sample_event, Aws, Emulator, Network, TASK_PORT};
 use chrono::Utc;
@@ -25,6 +26,14 @@ pub const LOCAL_SETTLE: std::time::Duration = std::time::Duration::from_millis(3
 
 pub type RealDriller =
     Driller<EcsAdapter, Elbv2Adapter, CloudWatchAlarms, HttpAdapter, CloudWatchMetrics>;
+/// A drill function whose AWS calls die at a [`CrashPoint`].
+pub type CrashingDriller = Driller<
+    Crashing<EcsAdapter>,
+    Crashing<Elbv2Adapter>,
+    Crashing<CloudWatchAlarms>,
+    HttpAdapter,
+    CloudWatchMetrics,
+>;
 
 pub struct World {
     pub aws: Aws,
@@ -66,6 +75,48 @@ pub async fn world_of(region: &str, tasks: usize) -> World {
 impl World {
     /// A drill document of one drill named `name` on `web`.
     pub fn driller(&self, name: &str, kind: Value, extra: Value) -> RealDriller {
+        Driller::new(
+            self.document(name, kind, extra),
+            EcsAdapter::new(aws_sdk_ecs::Client::new(&self.config)),
+            Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&self.config)),
+            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+            HttpAdapter::new(),
+            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+        )
+        // The emulator answers in milliseconds: a short settle keeps the tests quick.
+        .with_lock_settle(LOCAL_SETTLE)
+    }
+
+    /// [`Self::driller`], dying at `point`'s AWS call.
+    pub fn crashing_driller(
+        &self,
+        name: &str,
+        kind: Value,
+        extra: Value,
+        point: &CrashPoint,
+    ) -> CrashingDriller {
+        Driller::new(
+            self.document(name, kind, extra),
+            Crashing {
+                inner: EcsAdapter::new(aws_sdk_ecs::Client::new(&self.config)),
+                point: point.clone(),
+            },
+            Crashing {
+                inner: Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&self.config)),
+                point: point.clone(),
+            },
+            Crashing {
+                inner: CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+                point: point.clone(),
+            },
+            HttpAdapter::new(),
+            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
+        )
+        .with_lock_settle(LOCAL_SETTLE)
+    }
+
+    /// A drill document of one drill named `name` on `web`.
+    fn document(&self, name: &str, kind: Value, extra: Value) -> DrillConfig {
         let mut drill = json!({
             "name": name, "cluster": CLUSTER, "service": SERVICE, "kind": kind,
             "steady_state": {
@@ -86,16 +137,7 @@ impl World {
             }
         }
         let document = json!({"drills": [drill]}).to_string();
-        Driller::new(
-            DrillConfig::parse(&document).expect("drill document"),
-            EcsAdapter::new(aws_sdk_ecs::Client::new(&self.config)),
-            Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&self.config)),
-            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&self.config)),
-            HttpAdapter::new(),
-            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&self.config)),
-        )
-        // The emulator answers in milliseconds: a short settle keeps the tests quick.
-        .with_lock_settle(LOCAL_SETTLE)
+        DrillConfig::parse(&document).expect("drill document")
     }
 
     pub async fn desired(&self) -> i32 {
@@ -139,33 +181,38 @@ impl World {
         let world = self.clone();
         tokio::spawn(async move {
             loop {
-                let desired = usize::try_from(world.desired().await).unwrap_or(0);
-                let running = world
-                    .aws
-                    .ecs
-                    .list_tasks()
-                    .cluster(CLUSTER)
-                    .service_name(SERVICE)
-                    .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
-                    .send()
-                    .await
-                    .map(|o| o.task_arns().len())
-                    .unwrap_or(desired);
-                if running < desired {
-                    let started = world
-                        .aws
-                        .run_service_tasks(CLUSTER, SERVICE, &world.network, desired - running)
-                        .await;
-                    for (_, ip) in started {
-                        world
-                            .aws
-                            .register_target(&world.target_group, &ip, TASK_PORT)
-                            .await;
-                    }
-                }
+                world.schedule_once().await;
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             }
         })
+    }
+
+    /// One pass of ECS's service scheduler: starts tasks up to the desired
+    /// count and registers them.
+    pub async fn schedule_once(&self) {
+        let desired = usize::try_from(self.desired().await).unwrap_or(0);
+        let running = self
+            .aws
+            .ecs
+            .list_tasks()
+            .cluster(CLUSTER)
+            .service_name(SERVICE)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await
+            .map(|o| o.task_arns().len())
+            .unwrap_or(desired);
+        if running < desired {
+            let started = self
+                .aws
+                .run_service_tasks(CLUSTER, SERVICE, &self.network, desired - running)
+                .await;
+            for (_, ip) in started {
+                self.aws
+                    .register_target(&self.target_group, &ip, TASK_PORT)
+                    .await;
+            }
+        }
     }
 }
 

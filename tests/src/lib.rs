@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod control_loop;
+pub mod crash_points;
 pub mod drill_world;
 pub mod runtime_api;
 pub mod site;

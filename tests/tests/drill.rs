@@ -12,6 +12,7 @@
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
 use chrono::{TimeDelta, Utc};
 use drill::handler::{DrillReport, LOCK_TAG, STATE_TAG};
+use e2e::crash_points::CrashPoint;
 use e2e::drill_world::{start, world, world_of, CLUSTER, SERVICE};
 use e2e::{sample_event, TASK_PORT};
 use ecs_control::domain::drill::{Lock, LockState, Outcome, SavedState, Snapshot};
@@ -762,6 +763,22 @@ async fn a_drill_without_a_steady_state_still_needs_running_to_equal_desired() {
 }
 
 /// Plays time passing for a drill whose invocation died: its lock expires.
+/// [`expire_lock`], when a lock is held (a run killed before it took the
+/// lock, or after it released it, leaves none).
+async fn expire_lock_if_held(w: &e2e::drill_world::World) {
+    let arn = w
+        .aws
+        .service(CLUSTER, SERVICE)
+        .await
+        .service_arn()
+        .unwrap()
+        .to_string();
+    let raw = w.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
+    if matches!(Lock::state(raw.as_deref(), Utc::now()), LockState::Held(_)) {
+        expire_lock(w).await;
+    }
+}
+
 async fn expire_lock(w: &e2e::drill_world::World) {
     let arn = w
         .aws
@@ -964,6 +981,17 @@ async fn the_sweep_watches_stop_conditions_and_the_safety_lever_between_invocati
     assert!(
         matches!(&swept.swept[0].outcome, Outcome::Aborted { alarm } if alarm.contains("web-5xx"))
     );
+    // The post-mortem: a summary and a report for the swept drill, and its
+    // journal entries under its own id.
+    assert_eq!(swept.summaries.len(), 1, "{:?}", swept.summaries);
+    assert_eq!(swept.summaries[0].status, "aborted");
+    assert_eq!(swept.summaries[0].rollback, "rolled_back");
+    assert!(
+        swept.markdown.contains(&format!("(`{id}`): aborted")),
+        "{}",
+        swept.markdown
+    );
+    assert!(swept.journal.iter().any(|e| e.drill_id == id));
     assert_eq!(w.desired().await, 2);
     assert!(w.drill_tags().await.is_empty());
     w.aws
@@ -1012,4 +1040,91 @@ async fn the_sweep_watches_stop_conditions_and_the_safety_lever_between_invocati
         .send()
         .await
         .expect("untag the cluster");
+}
+
+/// The function killed at AWS calls of each kind of drill, in turn (a
+/// Lambda timeout or a crash at every step: before the lock, under it, after
+/// saving, after acting, mid-poll, mid-rollback, before releasing). Each time,
+/// once the lock has expired, the sweep leaves the service as it was: its
+/// count, its targets, the alarm and no drill tags. Every other call here,
+/// alternating between kinds; `make crash-matrix` kills at every call.
+#[tokio::test]
+async fn a_drill_killed_at_any_call_is_undone_by_the_sweep() {
+    let w = world("af-south-1").await;
+    w.aws.demo_alarms().await;
+    // No race here: a short settle keeps a hundred runs quick.
+    let settle = std::time::Duration::from_millis(50);
+    let sweeper = w
+        .driller(
+            "other",
+            json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+            json!({}),
+        )
+        .with_lock_settle(settle);
+    // Short drills: the scaler is not running, so the alarm drill ends failed
+    // at its deadline and rolls back.
+    let extra = json!({"steady_state": {"running_equals_desired": false},
+                       "max_duration_seconds": 2, "poll_seconds": 1});
+    let kinds = [
+        json!({"type": "scale", "adjustment": 2, "hold_seconds": 1}),
+        json!({"type": "drain_target", "target_group_arn": w.target_group, "port": TASK_PORT, "hold_seconds": 1}),
+        json!({"type": "alarm", "alarm": "web-cpu-high"}),
+        json!({"type": "stop_tasks", "count": 1}),
+    ];
+    let every_call = std::env::var_os("CRASH_AT_EVERY_CALL").is_some();
+    for (k, kind) in kinds.into_iter().enumerate() {
+        let whole = CrashPoint::at(usize::MAX);
+        w.crashing_driller("crashing", kind.clone(), extra.clone(), &whole)
+            .with_lock_settle(settle)
+            .handle(start("crashing", "execute"), None)
+            .await
+            .expect("a whole run");
+        let total = whole.calls();
+        if kind["type"] == "stop_tasks" {
+            // ECS's scheduler replaces the stopped task.
+            w.schedule_once().await;
+        }
+        // A target registered again is healthy after its checks pass.
+        w.aws.wait_until_healthy(&w.target_group).await;
+        for at in (1..=total).filter(|at| every_call || (at + k) % 2 == 0) {
+            let point = CrashPoint::at(at);
+            let d = w
+                .crashing_driller("crashing", kind.clone(), extra.clone(), &point)
+                .with_lock_settle(settle);
+            tokio::select! {
+                ended = d.handle(start("crashing", "execute"), None) => {
+                    panic!("{kind}: call {at} of {total} was never reached: {ended:?}");
+                }
+                () = point.reached() => {}
+            }
+            if !w.drill_tags().await.is_empty() {
+                expire_lock_if_held(&w).await;
+                let swept = sweeper
+                    .handle(sample_event("drill/sweep-schedule.json"), None)
+                    .await
+                    .expect("sweep");
+                assert!(swept.swept.len() <= 1, "{kind} at {at}: {swept:?}");
+            }
+            let at_call = format!("{} killed at call {at} of {total}", kind["type"]);
+            assert!(w.drill_tags().await.is_empty(), "{at_call}: tags left");
+            assert_eq!(w.desired().await, 2, "{at_call}: desired count");
+            assert_ne!(
+                w.aws.alarm_state("web-cpu-high").await.0,
+                "ALARM",
+                "{at_call}: alarm"
+            );
+            if kind["type"] == "stop_tasks" {
+                // The stopped task's target is the registrar's to remove;
+                // the scheduler replaces the task for the next round.
+                w.schedule_once().await;
+            } else {
+                assert_eq!(
+                    w.aws.active_targets(&w.target_group).await.len(),
+                    2,
+                    "{at_call}: targets"
+                );
+            }
+            w.aws.wait_until_healthy(&w.target_group).await;
+        }
+    }
 }

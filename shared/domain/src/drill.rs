@@ -618,7 +618,17 @@ impl SavedState {
             return self.snapshot.desired_count;
         };
         if !self.delta_confirmed {
-            delta = delta.min(0);
+            // The count as the change would leave it says it was made (or,
+            // as the snapshot, that it was not); anything else is ambiguous.
+            let before = i64::from(self.snapshot.desired_count);
+            let found = i64::from(found);
+            delta = if found == before + delta {
+                delta
+            } else if found == before {
+                0
+            } else {
+                delta.min(0)
+            };
         }
         let undone = (i64::from(found) - delta).max(0);
         match bounds {
@@ -773,9 +783,14 @@ mod tests {
             delta_confirmed: false,
             ..saved(Some(delta), None)
         };
+        // The snapshot is 6: a count of 6 + delta says the change was made,
+        // a count of 6 that it was not; any other, only add back.
         assert_eq!(unconfirmed(-3).restore_count(3, None), 6);
-        assert_eq!(unconfirmed(2).restore_count(2, None), 2);
-        assert_eq!(unconfirmed(2).restore_count(4, None), 4);
+        assert_eq!(unconfirmed(2).restore_count(8, None), 6);
+        assert_eq!(unconfirmed(2).restore_count(6, None), 6);
+        assert_eq!(unconfirmed(-3).restore_count(6, None), 6);
+        assert_eq!(unconfirmed(-3).restore_count(4, None), 7);
+        assert_eq!(unconfirmed(2).restore_count(9, None), 9);
     }
 
     #[test]
