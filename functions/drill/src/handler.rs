@@ -1345,20 +1345,31 @@ fn pick(len: usize, selection: Selection) -> usize {
 fn describe_plan(drill: &Drill, snapshot: &Snapshot, running: u32) -> (Vec<String>, Vec<String>) {
     let service = &drill.service;
     let mut actions = Vec::new();
-    let mut rollback = vec![format!(
-        "restore {service}'s desired count to {}",
-        snapshot.desired_count
-    )];
+    let mut rollback = Vec::new();
     match &drill.kind {
-        DrillKind::Scale { to, hold_seconds } => actions.push(format!(
-            "set {service}'s desired count {} -> {} and hold it {hold_seconds} s",
-            snapshot.desired_count,
-            scaled_count(snapshot.desired_count, *to)
-        )),
-        DrillKind::StopTasks { count } => actions.push(format!(
-            "stop {} of {service}'s {running} running tasks (chosen when the drill runs) and wait for running to return to desired",
-            stop_count(running, *count)
-        )),
+        DrillKind::Scale { to, hold_seconds } => {
+            let target = scaled_count(snapshot.desired_count, *to);
+            actions.push(format!(
+                "set {service}'s desired count {} -> {target} and hold it {hold_seconds} s",
+                snapshot.desired_count,
+            ));
+            rollback.push(format!(
+                "take the drill's own change ({:+}) off {service}'s desired count: back to {} \
+                 unless something else (the scaler, a person) moved it meanwhile, whose change is kept",
+                i64::from(target) - i64::from(snapshot.desired_count),
+                snapshot.desired_count
+            ));
+        }
+        DrillKind::StopTasks { count } => {
+            actions.push(format!(
+                "stop {} of {service}'s {running} running tasks (chosen when the drill runs) and wait for running to return to desired",
+                stop_count(running, *count)
+            ));
+            rollback.push(format!(
+                "nothing to put back: ECS replaces the stopped tasks, and {service}'s desired count stays {}",
+                snapshot.desired_count
+            ));
+        }
         DrillKind::DrainTarget {
             target_group_arn,
             hold_seconds,
@@ -1367,7 +1378,9 @@ fn describe_plan(drill: &Drill, snapshot: &Snapshot, running: u32) -> (Vec<Strin
             let target = snapshot
                 .drained
                 .as_ref()
-                .map_or("no healthy target".to_string(), |t| format!("{}:{}", t.ip, t.port));
+                .map_or("no healthy target".to_string(), |t| {
+                    format!("{}:{}", t.ip, t.port)
+                });
             actions.push(format!(
                 "deregister {target} from {target_group_arn} and hold {hold_seconds} s while the probe checks must keep passing"
             ));
@@ -1378,7 +1391,9 @@ fn describe_plan(drill: &Drill, snapshot: &Snapshot, running: u32) -> (Vec<Strin
                 "set {alarm} to ALARM (SetAlarmState) and wait for the scaler to raise {service}'s desired count above {}",
                 snapshot.desired_count
             ));
-            rollback.push(format!("set {alarm} back to OK"));
+            rollback.push(format!(
+                "set {alarm} back to OK; the scaler's answer is the scaler's to scale in, by its own rules"
+            ));
         }
     }
     if !drill.abort_alarms.is_empty() {
