@@ -49,7 +49,7 @@ bench: release
 # task events through SQS FIFO batches to the registrar, and a scaler tick
 # over 300 services. One table, with the goals beside the figures.
 # Kills a drill at every AWS call of every kind and checks the sweep undoes
-# it each time (make test kills it at every other call).
+# it each time (make test kills it at every third call).
 crash-matrix: setup
 	CRASH_AT_EVERY_CALL=1 cargo test -p e2e --test drill a_drill_killed_at_any_call -- --nocapture
 
