@@ -183,6 +183,24 @@ pub struct GroupCounts {
 }
 
 impl RegistrarRecord {
+    /// A record of `trigger` with nothing seen or done yet.
+    fn new(trigger: Trigger, dry_run: bool, decided_at: DateTime<Utc>) -> Self {
+        Self {
+            trigger,
+            dry_run,
+            decided_at,
+            ignored: None,
+            task: None,
+            tasks: Vec::new(),
+            tasks_not_named: 0,
+            skipped_services: Vec::new(),
+            deleted_services: Vec::new(),
+            groups: Vec::new(),
+            targets_not_named: 0,
+            deadline_reached: None,
+        }
+    }
+
     /// The record as logged and returned: every count, and at most
     /// [`TARGETS_NAMED`] targets named, taken in order of concern (refused,
     /// held back, deregistered, registered, waiting, unhealthy, then the
@@ -413,20 +431,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         let Invocation { trigger, dry_run } = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
         })?;
-        let mut record = RegistrarRecord {
-            trigger: trigger.clone(),
-            dry_run: dry_run || self.always_dry_run,
-            decided_at: now,
-            ignored: None,
-            task: None,
-            tasks: Vec::new(),
-            tasks_not_named: 0,
-            skipped_services: Vec::new(),
-            deleted_services: Vec::new(),
-            groups: Vec::new(),
-            targets_not_named: 0,
-            deadline_reached: None,
-        };
+        let mut record = RegistrarRecord::new(trigger.clone(), dry_run || self.always_dry_run, now);
         let work = async {
             match trigger {
                 Trigger::TaskChange {
@@ -529,23 +534,11 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         deadline: Option<Instant>,
     ) -> Vec<Result<(), InvocationError>> {
         let tasks: BTreeSet<&str> = run.iter().map(|e| e.task.task_arn.as_str()).collect();
-        let mut record = RegistrarRecord {
-            trigger: Trigger::TaskChanges {
-                events: run.len(),
-                tasks: tasks.len(),
-            },
-            dry_run: self.always_dry_run,
-            decided_at: now,
-            ignored: None,
-            task: None,
-            tasks: Vec::new(),
-            tasks_not_named: 0,
-            skipped_services: Vec::new(),
-            deleted_services: Vec::new(),
-            groups: Vec::new(),
-            targets_not_named: 0,
-            deadline_reached: None,
+        let trigger = Trigger::TaskChanges {
+            events: run.len(),
+            tasks: tasks.len(),
         };
+        let mut record = RegistrarRecord::new(trigger, self.always_dry_run, now);
         let work = self.on_task_events(&run, &mut record);
         let answers = match deadline {
             None => work.await,
