@@ -78,7 +78,7 @@ async fn verdicts_against_real_servers() {
     let ok = check(&report, "ok");
     assert!(ok.success, "{:?}", ok.reason);
     assert_eq!(ok.measured.status, Some(200));
-    let ttfb = ok.measured.time_to_first_byte_ms.expect("ttfb");
+    let ttfb = ok.measured.phases.time_to_first_byte_ms.expect("ttfb");
     assert!(ttfb > 0.0 && ttfb <= ok.measured.latency_ms);
 
     assert_eq!(check(&report, "slow").reason, Some(FailureReason::Timeout));
@@ -114,11 +114,11 @@ async fn verdicts_against_real_servers() {
     assert!(tls.success, "{:?}", tls.reason);
     // localhost is looked up; 127.0.0.1 needs no lookup.
     assert!(
-        tls.measured.dns_ms.is_some_and(|ms| ms >= 0.0),
+        tls.measured.phases.dns_ms.is_some_and(|ms| ms >= 0.0),
         "{:?}",
         tls.measured
     );
-    assert_eq!(ok.measured.dns_ms, None);
+    assert_eq!(ok.measured.phases.dns_ms, None);
     // The intermediate in the served chain expires before the leaf: it counts.
     let days = tls.measured.certificate_days_remaining.expect("days");
     assert!(

@@ -7,7 +7,7 @@ use ecs_control::config::ProbeConfig;
 use ecs_control::domain::probe::HttpCheck;
 use ecs_control::domain::probe::{
     check_metrics, count_targets, redacted_url, target_metrics, url_host, verdict,
-    CheckMeasurement, FailureReason, MetricDatum, TargetCounts, METRICS_PER_CALL,
+    CheckMeasurement, FailureReason, MetricDatum, Phases, TargetCounts, METRICS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{HttpChecks, MetricsSink, TargetGroups};
@@ -122,9 +122,10 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         now: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<ProbeReport, InvocationError> {
-        let run = events::parse(payload).inspect_err(|e| {
+        let mut run = events::parse(payload).inspect_err(|e| {
             tracing::error!(error = %e, "malformed event");
         })?;
+        self.admit_adhoc(&mut run.adhoc)?;
         let checks = self.select(&run)?;
         let groups: Vec<&WatchedTargetGroup> = if run.target_groups {
             self.config.target_groups.iter().collect()
@@ -234,15 +235,16 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             None if run.adhoc.is_empty() => self.config.checks.iter().collect(),
             None => Vec::new(),
         };
-        self.admit_adhoc(&run.adhoc)?;
         selected.extend(run.adhoc.iter());
         Ok(selected)
     }
 
     /// Ad-hoc checks run only where the deployment allows them, only to
     /// allowlisted hosts, and never under a configured check's name (their
-    /// metrics would pass for that check's).
-    fn admit_adhoc(&self, adhoc: &[HttpCheck]) -> Result<(), InvocationError> {
+    /// metrics would pass for that check's). Each gets the deployment's
+    /// guard: every hop's host on the allowlist, every address it connects
+    /// to outside the private ranges but those allowed.
+    fn admit_adhoc(&self, adhoc: &mut [HttpCheck]) -> Result<(), InvocationError> {
         let refuse = |why: String| Err(InvocationError::RejectedCommand(why));
         if adhoc.is_empty() {
             return Ok(());
@@ -253,7 +255,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                     .into(),
             );
         }
-        for (i, check) in adhoc.iter().enumerate() {
+        for (i, check) in adhoc.iter_mut().enumerate() {
             if self.config.check(&check.name).is_some() {
                 return refuse(format!(
                     "adhoc[{i}].name: {:?} is a configured check's name",
@@ -266,6 +268,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                     "adhoc[{i}].url: host {host:?} is not in the probe document's adhoc.allowed_hosts"
                 ));
             }
+            check.guard = self.config.adhoc.guard();
         }
         Ok(())
     }
@@ -314,6 +317,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 end.saturating_duration_since(Instant::now()) < SHORTEST_ATTEMPT
             });
             if success || attempts > check.retries || out_of_time {
+                let failure_kind = outcome.as_ref().err().map(FailureReason::kind);
                 return CheckReport {
                     name: check.name.clone(),
                     url: redacted_url(&check.url),
@@ -323,10 +327,10 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                     measured: CheckMeasurement {
                         success,
                         latency_ms: observation.latency_ms,
-                        time_to_first_byte_ms: observation.time_to_first_byte_ms,
+                        phases: observation.phases,
                         status,
                         certificate_days_remaining: observation.certificate_days_remaining,
-                        dns_ms: observation.dns_ms,
+                        failure_kind,
                     },
                     body_truncated: truncated,
                 };
@@ -386,10 +390,10 @@ fn unfinished(check: &HttpCheck) -> CheckReport {
         measured: CheckMeasurement {
             success: false,
             latency_ms: check.timeout.as_secs_f64() * 1000.0,
-            time_to_first_byte_ms: None,
+            phases: Phases::default(),
             status: None,
             certificate_days_remaining: None,
-            dns_ms: None,
+            failure_kind: Some(FailureReason::Unfinished.kind()),
         },
         body_truncated: false,
     }

@@ -5,7 +5,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use ecs_control::config::ProbeConfig;
 use ecs_control::domain::probe::HttpCheck;
-use ecs_control::domain::probe::{FailureReason, HttpObservation, HttpResponse, MetricDatum};
+use ecs_control::domain::probe::{
+    FailureReason, HttpObservation, HttpResponse, MetricDatum, Phases,
+};
 use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target};
 use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};
 use ecs_control::testing::{assert_clear_refusal, changed};
@@ -42,9 +44,14 @@ fn ok(body: &str, content_type: &str) -> HttpObservation {
             body_truncated: false,
         }),
         latency_ms: 42.0,
-        time_to_first_byte_ms: Some(30.0),
+        phases: Phases {
+            dns_ms: Some(3.5),
+            connect_ms: Some(1.5),
+            tls_ms: Some(4.0),
+            time_to_first_byte_ms: Some(30.0),
+            transfer_ms: Some(2.0),
+        },
         certificate_days_remaining: Some(61.5),
-        dns_ms: Some(3.5),
     }
 }
 
@@ -52,9 +59,8 @@ fn failed(reason: FailureReason) -> HttpObservation {
     HttpObservation {
         outcome: Err(reason),
         latency_ms: 2000.0,
-        time_to_first_byte_ms: None,
+        phases: Phases::default(),
         certificate_days_remaining: None,
-        dns_ms: None,
     }
 }
 
@@ -260,6 +266,28 @@ async fn a_scheduled_run_checks_everything_and_publishes() {
     );
     assert_eq!(metric(&p, "HttpStatusCode", "web-health"), Some(200.0));
     assert_eq!(metric(&p, "DnsLookupTime", "web-health"), Some(3.5));
+    assert_eq!(metric(&p, "ConnectTime", "web-health"), Some(1.5));
+    assert_eq!(metric(&p, "TlsHandshakeTime", "web-health"), Some(4.0));
+    assert_eq!(metric(&p, "TransferTime", "web-health"), Some(2.0));
+    // The failed check is counted under its reason's kind, the passed one not at all.
+    let failures: Vec<Vec<(&str, String)>> = p
+        .ports()
+        .2
+        .puts
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, data)| data.iter())
+        .filter(|d| d.name == "CheckFailure")
+        .map(|d| d.dimensions.clone())
+        .collect();
+    assert_eq!(
+        failures,
+        [vec![
+            ("Check", "web-home".to_string()),
+            ("FailureReason", "body_forbidden".to_string())
+        ]]
+    );
     assert_eq!(metric(&p, "HealthyTargets", "web"), Some(2.0));
     assert_eq!(metric(&p, "TransitioningTargets", "web"), Some(2.0));
     assert_eq!(metric(&p, "UnhealthyTargets", "web"), Some(1.0));
@@ -410,7 +438,8 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .expect("run");
     assert_eq!(report.checks.len(), 300);
     assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 64);
-    // 300 checks x 6 metrics = 1,800 items: two PutMetricData calls.
+    // 300 checks x 9 metrics (success, latency, five phases, status,
+    // certificate days) = 2,700 items: three PutMetricData calls.
     let sizes: Vec<usize> = p
         .ports()
         .2
@@ -420,10 +449,10 @@ async fn hundreds_of_checks_run_concurrently_within_the_bound_and_publish_in_bat
         .iter()
         .map(|(_, d)| d.len())
         .collect();
-    assert_eq!(sizes, [1000, 800]);
+    assert_eq!(sizes, [1000, 1000, 700]);
     assert_eq!(
         (report.published.metrics, report.published.calls),
-        (1800, 2)
+        (2700, 3)
     );
 }
 

@@ -3,6 +3,7 @@
 //! tables and property tests build and run in seconds:
 //! `cargo test -p ecs-control-domain`.
 
+pub mod address_guard;
 pub mod alarm;
 pub mod budget;
 pub mod drill;

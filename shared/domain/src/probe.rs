@@ -1,6 +1,9 @@
 //! Probe verdicts: whether a check's response met its expectations, and if
 //! not, the reason an operator reads first; and the metrics a run publishes.
 
+pub mod redirect;
+
+use super::address_guard::AddressGuard;
 use super::registration::HealthState;
 use super::secret::Secret;
 use regex_lite::Regex;
@@ -37,6 +40,8 @@ pub struct HttpCheck {
     pub ip_preference: IpPreference,
     /// Extra trusted roots (PEM), read at cold start, for private CAs.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Where its connections may go, checked on every hop.
+    pub guard: AddressGuard,
 }
 
 /// A request header's value: as the document wrote it, or read from a secret
@@ -218,15 +223,40 @@ impl HttpResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpObservation {
     pub outcome: Result<HttpResponse, FailureReason>,
-    /// From sending the request to the end of the body (or the failure).
+    /// From the start of the attempt to the end of the body (or the failure).
     pub latency_ms: f64,
-    /// From sending the request to the response headers.
-    pub time_to_first_byte_ms: Option<f64>,
-    /// Days until the server certificate expires (HTTPS only).
+    /// The attempt's phases, each summed over the redirects it followed.
+    pub phases: Phases,
+    /// Days until the first certificate of the verified chain expires (HTTPS only).
     pub certificate_days_remaining: Option<f64>,
-    /// Resolving the host's name, when this attempt opened a new connection to
-    /// a named host (an IP address, or a pooled connection, resolves nothing).
+}
+
+/// Where an attempt's time went, as blackbox exporter divides it: each phase
+/// the attempt reached, summed over its hops (a redirect is a new connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Phases {
+    /// Resolving the host's name (an address in the URL resolves nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_ms: Option<f64>,
+    /// Opening the TCP connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+    /// The TLS handshake (HTTPS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ms: Option<f64>,
+    /// From sending the request to the response's head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_first_byte_ms: Option<f64>,
+    /// From the head to the end of the body (or as much as was kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer_ms: Option<f64>,
+}
+
+impl Phases {
+    /// Adds `ms` to a phase, which counts from then on.
+    pub fn add(slot: &mut Option<f64>, ms: f64) {
+        *slot = Some(slot.unwrap_or(0.0) + ms);
+    }
 }
 
 /// Why a check failed, as an operator would want it said.
@@ -253,6 +283,15 @@ pub enum FailureReason {
     },
     /// More redirects than allowed.
     TooManyRedirects,
+    /// A redirect the check does not follow: to http from https, to a host
+    /// off the allowlist, or carrying the check's body to another origin.
+    RedirectRefused {
+        detail: String,
+    },
+    /// Every address of the host is one the check may not reach.
+    AddressDenied {
+        detail: String,
+    },
     /// The connection failed or broke some other way.
     Connection {
         detail: String,
@@ -288,6 +327,8 @@ impl fmt::Display for FailureReason {
             FailureReason::Tls { detail } => write!(f, "TLS: {detail}"),
             FailureReason::TlsExpired { detail } => write!(f, "TLS: certificate expired: {detail}"),
             FailureReason::TooManyRedirects => f.write_str("too many redirects"),
+            FailureReason::RedirectRefused { detail } => write!(f, "redirect refused: {detail}"),
+            FailureReason::AddressDenied { detail } => write!(f, "address denied: {detail}"),
             FailureReason::Connection { detail } => write!(f, "connection: {detail}"),
             FailureReason::StatusMismatch { status, expected } => {
                 write!(f, "status {status}, expected {expected}")
@@ -310,6 +351,48 @@ impl fmt::Display for FailureReason {
             FailureReason::Unfinished => {
                 f.write_str("unfinished when the run reached its deadline")
             }
+        }
+    }
+}
+
+impl FailureReason {
+    /// Every [`FailureReason::kind`], the values of the `FailureReason` dimension.
+    pub const KINDS: [&'static str; 14] = [
+        "timeout",
+        "connection_refused",
+        "dns",
+        "tls",
+        "tls_expired",
+        "too_many_redirects",
+        "redirect_refused",
+        "address_denied",
+        "connection",
+        "status_mismatch",
+        "body_missing",
+        "body_forbidden",
+        "header_mismatch",
+        "unfinished",
+    ];
+
+    /// The reason's kind, one of a fixed set ([`FailureReason::KINDS`]): the
+    /// `FailureReason` dimension, so an alarm can tell a TLS failure from a
+    /// timeout without a metric per message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::ConnectionRefused { .. } => "connection_refused",
+            FailureReason::Dns { .. } => "dns",
+            FailureReason::Tls { .. } => "tls",
+            FailureReason::TlsExpired { .. } => "tls_expired",
+            FailureReason::TooManyRedirects => "too_many_redirects",
+            FailureReason::RedirectRefused { .. } => "redirect_refused",
+            FailureReason::AddressDenied { .. } => "address_denied",
+            FailureReason::Connection { .. } => "connection",
+            FailureReason::StatusMismatch { .. } => "status_mismatch",
+            FailureReason::BodyMissing { .. } => "body_missing",
+            FailureReason::BodyForbidden { .. } => "body_forbidden",
+            FailureReason::HeaderMismatch { .. } => "header_mismatch",
+            FailureReason::Unfinished => "unfinished",
         }
     }
 }
@@ -411,8 +494,13 @@ pub mod metric_names {
     pub const TIME_TO_FIRST_BYTE: &str = "TimeToFirstByte";
     pub const HTTP_STATUS_CODE: &str = "HttpStatusCode";
     pub const CERTIFICATE_DAYS_REMAINING: &str = "CertificateDaysRemaining";
-    /// Name resolution of an attempt that opened a new connection.
+    /// The phases of the reported attempt (`Phases`), in milliseconds.
     pub const DNS_LOOKUP_TIME: &str = "DnsLookupTime";
+    pub const CONNECT_TIME: &str = "ConnectTime";
+    pub const TLS_HANDSHAKE_TIME: &str = "TlsHandshakeTime";
+    pub const TRANSFER_TIME: &str = "TransferTime";
+    /// 1 for a failed check, under `Check` and `FailureReason` (its kind).
+    pub const CHECK_FAILURE: &str = "CheckFailure";
     pub const HEALTHY_TARGETS: &str = "HealthyTargets";
     pub const UNHEALTHY_TARGETS: &str = "UnhealthyTargets";
     pub const INITIAL_TARGETS: &str = "InitialTargets";
@@ -428,19 +516,28 @@ pub mod metric_names {
 /// Dimension names.
 pub const CHECK_DIMENSION: &str = "Check";
 pub const TARGET_GROUP_DIMENSION: &str = "TargetGroup";
+/// A failed check's [`FailureReason::kind`].
+pub const FAILURE_REASON_DIMENSION: &str = "FailureReason";
 
 /// What one check measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckMeasurement {
     pub success: bool,
     pub latency_ms: f64,
-    pub time_to_first_byte_ms: Option<f64>,
+    #[serde(flatten)]
+    pub phases: Phases,
     pub status: Option<u16>,
     pub certificate_days_remaining: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns_ms: Option<f64>,
+    /// The failure's [`FailureReason::kind`] (the report says the reason whole).
+    #[serde(skip)]
+    pub failure_kind: Option<&'static str>,
 }
 
+/// A check's metrics: success and latency always; each phase it reached, its
+/// status and its certificate's days when known; and, when it failed, one
+/// `CheckFailure` under the reason's kind. A failure is published only when
+/// it happens, so an alarm on `CheckFailure` treats missing data as not
+/// breaching.
 pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
     use metric_names::*;
     let dims = || vec![(CHECK_DIMENSION, check.to_string())];
@@ -458,14 +555,14 @@ pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
             unit: MetricUnit::Milliseconds,
         },
     ];
+    let ms = MetricUnit::Milliseconds;
     let optional = [
-        (
-            TIME_TO_FIRST_BYTE,
-            m.time_to_first_byte_ms,
-            MetricUnit::Milliseconds,
-        ),
+        (DNS_LOOKUP_TIME, m.phases.dns_ms, ms),
+        (CONNECT_TIME, m.phases.connect_ms, ms),
+        (TLS_HANDSHAKE_TIME, m.phases.tls_ms, ms),
+        (TIME_TO_FIRST_BYTE, m.phases.time_to_first_byte_ms, ms),
+        (TRANSFER_TIME, m.phases.transfer_ms, ms),
         (HTTP_STATUS_CODE, m.status.map(f64::from), MetricUnit::None),
-        (DNS_LOOKUP_TIME, m.dns_ms, MetricUnit::Milliseconds),
         (
             CERTIFICATE_DAYS_REMAINING,
             m.certificate_days_remaining,
@@ -480,6 +577,17 @@ pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
             unit,
         })
     }));
+    if let Some(kind) = m.failure_kind.filter(|_| !m.success) {
+        data.push(MetricDatum {
+            name: CHECK_FAILURE,
+            dimensions: vec![
+                (CHECK_DIMENSION, check.to_string()),
+                (FAILURE_REASON_DIMENSION, kind.to_string()),
+            ],
+            value: 1.0,
+            unit: MetricUnit::Count,
+        });
+    }
     data
 }
 
@@ -662,16 +770,66 @@ mod tests {
         let m = CheckMeasurement {
             success: false,
             latency_ms: 12.5,
-            time_to_first_byte_ms: None,
+            phases: Phases {
+                connect_ms: Some(1.0),
+                time_to_first_byte_ms: Some(10.0),
+                ..Phases::default()
+            },
             status: Some(500),
             certificate_days_remaining: None,
-            dns_ms: None,
+            failure_kind: Some("status_mismatch"),
         };
         let data = check_metrics("home", &m);
         let names: Vec<&str> = data.iter().map(|d| d.name).collect();
-        assert_eq!(names, ["CheckSuccess", "CheckLatency", "HttpStatusCode"]);
+        assert_eq!(
+            names,
+            [
+                "CheckSuccess",
+                "CheckLatency",
+                "ConnectTime",
+                "TimeToFirstByte",
+                "HttpStatusCode",
+                "CheckFailure"
+            ]
+        );
         assert_eq!(data[0].value, 0.0);
         assert_eq!(data[0].dimensions, [("Check", "home".to_string())]);
+        assert_eq!(
+            data[5].dimensions,
+            [
+                ("Check", "home".to_string()),
+                ("FailureReason", "status_mismatch".to_string())
+            ]
+        );
+        let passed = CheckMeasurement { success: true, failure_kind: None, ..m };
+        assert!(check_metrics("home", &passed).iter().all(|d| d.name != "CheckFailure"));
+    }
+
+    #[test]
+    fn every_failure_kind_is_in_the_fixed_set_and_names_the_serialised_kind() {
+        let detail = || "x".to_string();
+        let reasons = [
+            FailureReason::Timeout,
+            FailureReason::ConnectionRefused { detail: detail() },
+            FailureReason::Dns { detail: detail() },
+            FailureReason::Tls { detail: detail() },
+            FailureReason::TlsExpired { detail: detail() },
+            FailureReason::TooManyRedirects,
+            FailureReason::RedirectRefused { detail: detail() },
+            FailureReason::AddressDenied { detail: detail() },
+            FailureReason::Connection { detail: detail() },
+            FailureReason::StatusMismatch { status: 500, expected: detail() },
+            FailureReason::BodyMissing { pattern: detail() },
+            FailureReason::BodyForbidden { pattern: detail() },
+            FailureReason::HeaderMismatch { header: detail(), expected: detail(), present: false },
+            FailureReason::Unfinished,
+        ];
+        let kinds: Vec<&str> = reasons.iter().map(FailureReason::kind).collect();
+        assert_eq!(kinds, FailureReason::KINDS);
+        for reason in &reasons {
+            let json = serde_json::to_value(reason).expect("serialises");
+            assert_eq!(json["kind"], reason.kind());
+        }
     }
 
     #[test]

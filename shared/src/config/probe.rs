@@ -28,6 +28,7 @@ mod references;
 pub use references::{references_outside_path, HeaderReference, SECRETS_PATH_ENV};
 
 use super::{parse_json, read_document, ConfigError};
+use crate::domain::address_guard::{host_allowed, AddressGuard};
 use crate::domain::probe::{
     Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, HttpCheck, IpPreference,
     Pattern, StatusRange,
@@ -44,6 +45,8 @@ pub const PROBE_CONFIG_FILE_ENV: &str = "PROBE_CONFIG_FILE";
 pub const ADHOC_ENABLED_ENV: &str = "PROBE_ADHOC_ENABLED";
 /// When set, the comma-separated hosts ad-hoc checks may reach, instead of the document's.
 pub const ADHOC_ALLOWED_HOSTS_ENV: &str = "PROBE_ADHOC_ALLOWED_HOSTS";
+/// When set, the comma-separated private ranges ad-hoc checks may reach, instead of the document's.
+pub const ADHOC_ALLOWED_RANGES_ENV: &str = "PROBE_ADHOC_ALLOWED_RANGES";
 
 const DEFAULT_NAMESPACE: &str = "EcsControl/Probe";
 /// Every check and target group at once, up to this many: the shipped default
@@ -108,23 +111,41 @@ pub struct AdhocPolicy {
     #[serde(default)]
     pub enabled: bool,
     /// Hosts ad-hoc checks may reach: `api.example.com`, or `*.example.com`
-    /// for any subdomain.
+    /// for any subdomain. Every redirect's host is held to it too.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Special-purpose ranges (loopback, link-local, private, ...) ad-hoc
+    /// checks may still reach, as CIDR blocks (`10.20.0.0/16`). The Lambda
+    /// runtime API is refused whatever this says.
+    #[serde(default, deserialize_with = "ranges")]
+    pub allowed_ranges: Vec<ipnet::IpNet>,
 }
 
 impl AdhocPolicy {
     /// Whether `host` is on the allowlist (case-insensitive).
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.allowed_hosts.iter().any(|allowed| {
-            let allowed = allowed.to_ascii_lowercase();
-            match allowed.strip_prefix("*.") {
-                Some(suffix) => host.ends_with(&format!(".{suffix}")),
-                None => host == allowed,
-            }
-        })
+        host_allowed(&self.allowed_hosts, host)
     }
+
+    /// The guard every ad-hoc check's connections follow.
+    pub fn guard(&self) -> AddressGuard {
+        AddressGuard::for_adhoc(&self.allowed_hosts, &self.allowed_ranges)
+    }
+}
+
+/// CIDR blocks; an address alone is a block of one.
+fn ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| parse_range(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn parse_range(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR block (10.20.0.0/16) or an address"))
 }
 
 /// Where a check comes from: the configuration may name local files (a CA
@@ -168,6 +189,10 @@ struct CheckEntry {
     ip_version: Option<IpPreference>,
     #[serde(default)]
     ca_certificate_file: Option<String>,
+    /// Refuse loopback, link-local, private and other special-purpose
+    /// addresses on every hop (always so for ad-hoc checks).
+    #[serde(default)]
+    deny_private_addresses: Option<bool>,
 }
 
 /// `200`, or `"200-299"`.
@@ -222,6 +247,13 @@ impl ProbeConfig {
                 .filter(|h| !h.is_empty())
                 .map(str::to_string)
                 .collect();
+        }
+        if let Ok(ranges) = std::env::var(ADHOC_ALLOWED_RANGES_ENV) {
+            config.adhoc.allowed_ranges = ranges
+                .split(',')
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| parse_range(r).map_err(|e| ConfigError::new(ADHOC_ALLOWED_RANGES_ENV, e)))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(memory_mb) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             .ok()
@@ -584,6 +616,10 @@ fn check_from_entry(
         retries,
         ip_preference: entry.ip_version.unwrap_or_default(),
         extra_ca_pem,
+        guard: AddressGuard {
+            deny_private: entry.deny_private_addresses.unwrap_or(false),
+            ..AddressGuard::default()
+        },
     };
     Ok((check, references))
 }
