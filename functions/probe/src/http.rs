@@ -60,12 +60,21 @@ impl Default for HttpAdapter {
     }
 }
 
-/// The addresses `AWS_LAMBDA_RUNTIME_API` (`host:port`) stands for.
+/// The addresses `AWS_LAMBDA_RUNTIME_API` stands for: `host:port` in
+/// Lambda, a URL under some local runtimes.
 fn runtime_api_from_env() -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs as _;
-    std::env::var("AWS_LAMBDA_RUNTIME_API")
-        .ok()
-        .and_then(|api| api.to_socket_addrs().ok())
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return Vec::new();
+    };
+    let authority = api
+        .split_once("://")
+        .map_or(api.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    authority
+        .to_socket_addrs()
         .map(Iterator::collect)
         .unwrap_or_default()
 }
