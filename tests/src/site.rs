@@ -27,6 +27,10 @@ pub struct TestSite {
     pub https: String,
     /// HTTPS with a certificate (signed by the same CA) that expired 10 days ago.
     pub https_expired: String,
+    /// HTTPS whose server also sends an expired cross-signed copy of its
+    /// intermediate, which the verified path does not use (its leaf expires
+    /// in 30 days, its intermediate in a year).
+    pub https_cross_signed: String,
     /// PEM file of the CA that signed the HTTPS certificates.
     pub ca_file: PathBuf,
     /// A loopback port where nothing listens.
@@ -91,6 +95,7 @@ impl TestSite {
         let (plain, plain_addr) = bind(loopback).await;
         let (tls, tls_addr) = bind(loopback).await;
         let (expired_tls, expired_addr) = bind(loopback).await;
+        let (cross_tls, cross_addr) = bind(loopback).await;
         let closed_port = std::net::TcpListener::bind(loopback)
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -142,6 +147,48 @@ impl TestSite {
             .signed_by(&expired_key, &issuer)
             .expect("expired cert");
 
+        // Another intermediate, valid for a year, and a copy of it (same name,
+        // same key) cross-signed by an untrusted old root and expired, sent
+        // first, as servers kept sending such copies after an old root expired.
+        let old_root_key = rcgen::KeyPair::generate().expect("old root key");
+        let mut old_root_params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        old_root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        old_root_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ecs-control retired root");
+        let old_root = rcgen::Issuer::new(old_root_params, old_root_key);
+        let current_key = rcgen::KeyPair::generate().expect("intermediate key");
+        let mut current_params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        current_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        current_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ecs-control current intermediate");
+        current_params.not_after = days(365);
+        let current = current_params
+            .clone()
+            .signed_by(&current_key, &issuer)
+            .expect("current intermediate");
+        let mut cross_params = current_params.clone();
+        cross_params.not_before = ymd(chrono::Utc::now() - chrono::TimeDelta::days(400));
+        cross_params.not_after = ymd(chrono::Utc::now() - chrono::TimeDelta::days(EXPIRED_DAYS_AGO));
+        let cross_signed = cross_params
+            .signed_by(&current_key, &old_root)
+            .expect("cross-signed intermediate");
+        let current_issuer = rcgen::Issuer::new(current_params, current_key);
+        let cross_leaf_key = rcgen::KeyPair::generate().expect("key");
+        let mut cross_leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        cross_leaf_params.not_after = days(CERTIFICATE_DAYS);
+        let cross_leaf = cross_leaf_params
+            .signed_by(&cross_leaf_key, &current_issuer)
+            .expect("leaf");
+        let cross_config = RustlsConfig::from_pem(
+            format!("{}{}{}", cross_leaf.pem(), cross_signed.pem(), current.pem()).into_bytes(),
+            cross_leaf_key.serialize_pem().into_bytes(),
+        )
+        .await
+        .expect("tls config");
+
         let ca_file = std::env::temp_dir().join(format!(
             "ecs-control-test-ca-{}-{}.pem",
             std::process::id(),
@@ -164,6 +211,7 @@ impl TestSite {
         let plain_handle = axum_server::Handle::new();
         let tls_handle = axum_server::Handle::new();
         let expired_handle = axum_server::Handle::new();
+        let cross_handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(plain)
             .expect("http server")
             .handle(plain_handle.clone());
@@ -176,14 +224,19 @@ impl TestSite {
             .expect("https server")
             .handle(expired_handle.clone());
         tokio::spawn(server.serve(routes().into_make_service()));
+        let server = axum_server::from_tcp_rustls(cross_tls, cross_config)
+            .expect("https server")
+            .handle(cross_handle.clone());
+        tokio::spawn(server.serve(routes().into_make_service()));
 
         Self {
             http: format!("http://127.0.0.1:{}", plain_addr.port()),
             https: format!("https://localhost:{}", tls_addr.port()),
             https_expired: format!("https://localhost:{}", expired_addr.port()),
+            https_cross_signed: format!("https://localhost:{}", cross_addr.port()),
             ca_file,
             closed_port,
-            handles: vec![plain_handle, tls_handle, expired_handle],
+            handles: vec![plain_handle, tls_handle, expired_handle, cross_handle],
         }
     }
 }

@@ -62,6 +62,7 @@ async fn verdicts_against_real_servers() {
             {"name": "tls", "url": format!("{}/ok", site.https), "ca_certificate_file": ca},
             {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
             {"name": "tls-expired", "url": format!("{}/ok", site.https_expired), "ca_certificate_file": ca},
+            {"name": "tls-cross-signed", "url": format!("{}/ok", site.https_cross_signed), "ca_certificate_file": ca},
             {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]}
         ]
     });
@@ -145,6 +146,21 @@ async fn verdicts_against_real_servers() {
         (days + EXPIRED_DAYS_AGO as f64).abs() < 1.5,
         "certificate days remaining {days}"
     );
+    // An expired copy of the intermediate, sent but not on the verified
+    // path, does not count: the leaf's 30 days do (the intermediate has a year).
+    let cross = check(&report, "tls-cross-signed");
+    assert!(cross.success, "{:?}", cross.reason);
+    let days = cross.measured.certificate_days_remaining.expect("days");
+    assert!(
+        (days - CERTIFICATE_DAYS as f64).abs() < 1.5,
+        "certificate days remaining {days}"
+    );
+    let tls_phases = &tls.measured.phases;
+    assert!(
+        tls_phases.connect_ms.is_some() && tls_phases.tls_ms.is_some() && tls_phases.transfer_ms.is_some(),
+        "{tls_phases:?}"
+    );
+    assert_eq!(ok.measured.phases.tls_ms, None, "plain HTTP has no handshake");
     let big = check(&report, "big-body");
     assert!(big.success && big.body_truncated);
     assert_eq!(report.failed_checks, 8);
