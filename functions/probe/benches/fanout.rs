@@ -1,11 +1,18 @@
 //! How long one invocation takes for many checks, against the slowest check,
 //! and how much memory it needs. Prints a table; asserts nothing.
 //!
-//! `cargo bench -p probe --bench fanout`. The endpoints run in this process on
-//! loopback (each answers after its own delay), so the peak RSS includes the
-//! test server. Delays: "mixed" spreads 10 to 200 ms; "100 ms, one 2 s" has
-//! every endpoint answer in 100 ms but the first, which takes 2 s; "every 50th
-//! 2 s" has four such endpoints among 200.
+//! `cargo bench -p probe --bench fanout`. The endpoints run in a process of
+//! their own (this bench, started again as the server), and each row runs in a
+//! fresh process, so a row's peak RSS is the probe's alone and its own.
+//!
+//! Delays: "mixed" spreads 10 to 200 ms; "100 ms, one 2 s" has every endpoint
+//! answer in 100 ms but the first, which takes 2 s; "every 50th 2 s" has four
+//! such among 200; "hold 1 s" keeps every check in flight for a second, and
+//! its rows say what one check in flight costs: the RSS while all are in
+//! flight, less the RSS before, per check. "256 KiB bodies" answers each
+//! check with a body of the default `max_body_bytes`. "defaults" rows run the
+//! shipped configuration as a 128 MB function would (the concurrency that
+//! memory fits).
 
 use axum::extract::Path;
 use axum::routing::get;
@@ -17,6 +24,8 @@ use ecs_control::domain::registration::{RegisteredTarget, Target};
 use ecs_control::ports::{MetricsSink, PortError, TargetGroups};
 use probe::handler::Prober;
 use probe::http::HttpAdapter;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Never called: the runs below publish nothing and watch no target group.
@@ -40,12 +49,13 @@ impl MetricsSink for Unused {
     }
 }
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` figure in MiB: `VmHWM` (peak) or `VmRSS` (now).
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -53,95 +63,238 @@ fn peak_rss_mib() -> f64 {
 }
 
 const SLOWEST_MS: u64 = 200;
+const BODY_BYTES: usize = 256 * 1024;
 
 /// How long endpoint `i` of a scenario takes to answer, in ms.
 fn delay(scenario: &str, i: usize) -> u64 {
     match scenario {
         "100 ms, one 2 s" if i == 0 => 2_000,
         "every 50th 2 s" if i % 50 == 0 => 2_000,
-        "100 ms, one 2 s" | "every 50th 2 s" => 100,
+        "100 ms, one 2 s" | "every 50th 2 s" | "100 ms" => 100,
+        "hold 1 s" => 1_000,
+        "256 KiB bodies" => 100,
         _ => 10 + (i as u64 * 37) % (SLOWEST_MS - 9),
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let app = Router::new().route(
-        "/delay/{ms}",
-        get(|Path(ms): Path<u64>| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            "ok"
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The endpoints, over HTTP and HTTPS (a test CA's certificate for
+/// localhost); prints `<http port> <https port> <CA file>` and serves until
+/// its parent closes its stdin.
+async fn serve() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = Router::new()
+        .route(
+            "/delay/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "ok"
+            }),
+        )
+        .route(
+            "/body/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "x".repeat(BODY_BYTES)
+            }),
+        );
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let plain_port = plain.local_addr().map(|a| a.port()).unwrap_or_default();
+    let plain_app = app.clone();
+    tokio::spawn(async move { axum::serve(plain, plain_app).await });
 
+    let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap_or_else(|e| panic!("{e}"));
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .and_then(|p| p.signed_by(&key, &issuer))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ca_file = std::env::temp_dir().join(format!("fanout-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, ca.pem()).unwrap_or_else(|e| panic!("{e}"));
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        leaf.pem().into_bytes(),
+        key.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let secure = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let secure_port = secure.local_addr().map(|a| a.port()).unwrap_or_default();
+    let _ = secure.set_nonblocking(true);
+    let server = axum_server::from_tcp_rustls(secure, tls).unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(server.serve(app.into_make_service()));
+
+    println!("{plain_port} {secure_port} {}", ca_file.display());
+    let _ = std::io::stdout().flush();
+    // Serve until the parent goes.
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    })
+    .await;
+    let _ = std::fs::remove_file(ca_file);
+}
+
+/// One row: a scenario's checks run by one invocation, in this process.
+async fn row(spec: &str) {
+    let fields: Vec<&str> = spec.split('|').collect();
+    let [scenario, scheme, checks, concurrency, port, ca_file] = fields[..] else {
+        panic!("bad row {spec}");
+    };
+    let checks: usize = checks.parse().unwrap_or_else(|e| panic!("{e}"));
+    let host = if scheme == "https" { "localhost" } else { "127.0.0.1" };
+    let path = if scenario == "256 KiB bodies" { "body" } else { "delay" };
+    let list: Vec<serde_json::Value> = (0..checks)
+        .map(|i| {
+            let mut check = serde_json::json!({
+                "name": format!("endpoint-{i}"),
+                "url": format!("{scheme}://{host}:{port}/{path}/{}", delay(scenario, i)),
+                "timeout_ms": 5000
+            });
+            if scheme == "https" {
+                check["ca_certificate_file"] = ca_file.into();
+            }
+            check
+        })
+        .collect();
+    let mut document = serde_json::json!({"checks": list});
+    if concurrency != "defaults" {
+        document["concurrency"] = concurrency.parse::<usize>().unwrap_or_else(|e| panic!("{e}")).into();
+    }
+    let mut config = ProbeConfig::parse(&document.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    if concurrency == "defaults" {
+        // As a cold start at 128 MB does.
+        config.concurrency = config.concurrency.min(config.concurrency_fitting(128));
+    }
+    let concurrency = config.concurrency;
+    let prober = Prober::new(config, HttpAdapter::new(), Unused, Unused);
+    let before = status_mib("VmRSS:");
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut most = 0.0_f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(status_mib("VmRSS:"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    let started = Instant::now();
+    let report = prober
+        .handle(
+            serde_json::json!({"command": "run", "publish": false}),
+            Utc::now(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let in_flight = sampler.await.unwrap_or(f64::NAN);
+    let slowest = report
+        .checks
+        .iter()
+        .map(|c| c.measured.latency_ms)
+        .fold(0.0, f64::max);
+    let per_check_kib = (in_flight - before) * 1024.0 / concurrency.min(checks) as f64;
     println!(
-        "{:<17} {:>7} {:>12} {:>13} {:>14} {:>13} {:>15}",
+        "{:<16} {:<6} {:>6} {:>11} {:>12.0} {:>13.0} {:>11.2} {:>14.1} {:>15.1}  {}",
+        scenario,
+        scheme,
+        checks,
+        concurrency,
+        slowest,
+        wall,
+        wall / slowest,
+        status_mib("VmHWM:"),
+        per_check_kib,
+        if report.failed_checks == 0 {
+            String::new()
+        } else {
+            format!("{} failed", report.failed_checks)
+        }
+    );
+}
+
+fn main() {
+    if std::env::var_os("FANOUT_SERVE").is_some() {
+        // The endpoints on every core, so that accepting is not what is measured.
+        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+        return runtime.block_on(serve());
+    }
+    if let Ok(spec) = std::env::var("FANOUT_ROW") {
+        // The probe runs on one thread in Lambda; so does a row.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        return runtime.block_on(row(&spec));
+    }
+    let me = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut server = Command::new(&me)
+        .env("FANOUT_SERVE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ports = String::new();
+    if let Some(out) = server.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut ports);
+    }
+    let ports: Vec<&str> = ports.split_whitespace().collect();
+    let [http_port, https_port, ca_file] = ports[..] else {
+        panic!("the server did not start: {ports:?}");
+    };
+    println!(
+        "{:<16} {:<6} {:>6} {:>11} {:>12} {:>13} {:>11} {:>14} {:>15}",
         "delays",
+        "scheme",
         "checks",
         "concurrency",
         "slowest (ms)",
         "invocation ms",
         "per slowest",
-        "peak RSS (MiB)"
+        "peak RSS (MiB)",
+        "KiB/check held"
     );
-    for (scenario, checks, concurrency) in [
-        ("mixed", 50, 32),
-        ("mixed", 200, 32),
-        ("mixed", 200, 128),
-        ("mixed", 500, 128),
-        ("mixed", 500, 256),
-        ("100 ms, one 2 s", 200, 32),
-        ("every 50th 2 s", 200, 32),
-    ] {
-        let list: Vec<serde_json::Value> = (0..checks)
-            .map(|i| {
-                let delay = delay(scenario, i);
-                serde_json::json!({
-                    "name": format!("endpoint-{i}"),
-                    "url": format!("http://{addr}/delay/{delay}"),
-                    "timeout_ms": 5000
-                })
-            })
-            .collect();
-        let config = serde_json::json!({"concurrency": concurrency, "checks": list});
-        let prober = Prober::new(
-            ProbeConfig::parse(&config.to_string()).unwrap_or_else(|e| panic!("{e}")),
-            HttpAdapter::new(),
-            Unused,
-            Unused,
-        );
-        let started = Instant::now();
-        let report = prober
-            .handle(
-                serde_json::json!({"command": "run", "publish": false}),
-                Utc::now(),
-                None,
+    let rows = [
+        ("mixed", "http", 50, "32"),
+        ("mixed", "http", 200, "32"),
+        ("mixed", "http", 200, "128"),
+        ("mixed", "http", 500, "128"),
+        ("mixed", "http", 500, "256"),
+        ("100 ms, one 2 s", "http", 200, "32"),
+        ("every 50th 2 s", "http", 200, "32"),
+        ("100 ms", "http", 200, "defaults"),
+        ("100 ms", "https", 200, "defaults"),
+        ("100 ms", "https", 1000, "defaults"),
+        ("hold 1 s", "http", 256, "256"),
+        ("hold 1 s", "https", 256, "256"),
+        ("256 KiB bodies", "http", 256, "defaults"),
+    ];
+    for (scenario, scheme, checks, concurrency) in rows {
+        let port = if scheme == "https" { https_port } else { http_port };
+        let output = Command::new(&me)
+            .env(
+                "FANOUT_ROW",
+                format!("{scenario}|{scheme}|{checks}|{concurrency}|{port}|{ca_file}"),
             )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let wall = started.elapsed().as_secs_f64() * 1000.0;
-        let slowest = report
-            .checks
-            .iter()
-            .map(|c| c.measured.latency_ms)
-            .fold(0.0, f64::max);
-        println!(
-            "{:<17} {:>7} {:>12} {:>13.0} {:>14.0} {:>13.2} {:>15.1}",
-            scenario,
-            checks,
-            concurrency,
-            slowest,
-            wall,
-            wall / slowest,
-            peak_rss_mib()
-        );
-        assert_eq!(report.failed_checks, 0, "every endpoint answers");
+            .stderr(Stdio::inherit())
+            .output();
+        match output {
+            // The row's line, without the probe's log lines (JSON).
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|line| !line.starts_with('{'))
+                .for_each(|line| println!("{line}")),
+            other => println!("{scenario} {scheme} {checks}: the row failed ({other:?})"),
+        }
     }
+    drop(server.stdin.take());
+    let _ = server.wait();
 }

@@ -613,8 +613,15 @@ fn bodies_in_flight_must_fit_the_function_memory() {
     assert_eq!(err.field, "max_body_bytes");
     assert!(err.to_string().contains("concurrency"), "{err}");
     assert!(config.fits_in_memory(1024).is_ok());
-    ProbeConfig::parse(CONFIG)
-        .expect("shipped")
+    // The shipped document sets no concurrency: a cold start lowers the
+    // default to what fits, counting each check's head and connection too
+    // (64 MiB / (256 + 64) KiB = 204 at 128 MB).
+    let mut shipped = ProbeConfig::parse(CONFIG).expect("shipped");
+    assert_eq!(shipped.concurrency_fitting(128), 204);
+    assert_eq!(shipped.concurrency_fitting(256), 256);
+    assert!(shipped.fits_in_memory(128).is_err(), "256 in flight is 80 MiB");
+    shipped.concurrency = shipped.concurrency_fitting(128);
+    shipped
         .fits_in_memory(128)
         .expect("the shipped document fits the template's 128 MB");
 }
