@@ -6,11 +6,12 @@ use ecs_control::config::probe::WatchedTargetGroup;
 use ecs_control::config::ProbeConfig;
 use ecs_control::domain::probe::HttpCheck;
 use ecs_control::domain::probe::{
-    check_metrics, count_targets, redacted_url, target_metrics, url_host, verdict,
+    check_metrics, count_targets, degraded, redacted_url, retry_pause, target_metrics, url_host,
+    verdict,
     CheckMeasurement, FailureReason, MetricDatum, Phases, TargetCounts, METRICS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
-use ecs_control::ports::{HttpChecks, MetricsSink, TargetGroups};
+use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::time::Duration;
@@ -57,12 +58,14 @@ const PUBLISH_RESERVE: Duration = Duration::from_secs(2);
 /// An attempt is not started with less time than this left.
 const SHORTEST_ATTEMPT: Duration = Duration::from_millis(100);
 
-/// One piece of a run: a check, or a target group to count.
-enum Work<'a> {
-    Check(&'a HttpCheck),
-    Group(&'a WatchedTargetGroup),
-}
+/// Target groups read at once: each read waits on the ELB Describe budget
+/// the adapter keeps (half of AWS's 40 burst and 10 a second), so more at
+/// once would only wait, and the registrar shares the account's bucket.
+const GROUP_READS_AT_ONCE: usize = 4;
+/// Time kept back from the invocation's deadline to answer once published.
+const ANSWER_RESERVE: Duration = Duration::from_millis(250);
 
+/// A finished piece of a run.
 enum Done {
     Check(CheckReport),
     Group(TargetGroupReport),
@@ -136,28 +139,25 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         // (some local runtimes send a relative figure) cannot be honoured, so
         // the checks' own timeouts bound the run instead.
         let deadline = deadline.filter(|d| *d > now);
+        let started = Instant::now();
         let checks_deadline =
             deadline.map(|d| d - chrono::TimeDelta::from_std(PUBLISH_RESERVE).unwrap_or_default());
         let budget_end =
-            checks_deadline.map(|d| Instant::now() + (d - now).to_std().unwrap_or(Duration::ZERO));
+            checks_deadline.map(|d| started + (d - now).to_std().unwrap_or(Duration::ZERO));
 
-        // One bound for all the work, taken in completion order: a slow check
-        // holds one slot, not the start of every check behind it.
-        let work: Vec<Work> = checks
-            .iter()
-            .map(|c| Work::Check(c))
-            .chain(groups.iter().map(|g| Work::Group(g)))
-            .collect();
-        let mut done: Vec<Option<Done>> = work.iter().map(|_| None).collect();
-        let mut running = stream::iter(work.iter().enumerate())
-            .map(|(i, item)| async move {
-                let outcome = match item {
-                    Work::Check(check) => Done::Check(self.run_check(check, budget_end).await),
-                    Work::Group(group) => Done::Group(self.count_group(group).await),
-                };
-                (i, outcome)
-            })
+        // Checks and target-group reads run in lanes of their own, each
+        // taken in completion order: a slow check holds one slot, not the
+        // start of every check behind it, and group reads, which wait on
+        // ELB's Describe budget, never hold a check's slot.
+        let check_lane = stream::iter(checks.iter().enumerate())
+            .map(|(i, check)| async move { (i, Done::Check(self.run_check(check, budget_end).await)) })
             .buffer_unordered(self.config.concurrency);
+        let group_lane = stream::iter(groups.iter().enumerate())
+            .map(|(i, group)| async move { (i, Done::Group(self.count_group(group).await)) })
+            .buffer_unordered(GROUP_READS_AT_ONCE);
+        let mut running = stream::select(check_lane, group_lane);
+        let mut check_reports: Vec<Option<CheckReport>> = checks.iter().map(|_| None).collect();
+        let mut group_reports: Vec<Option<TargetGroupReport>> = groups.iter().map(|_| None).collect();
         loop {
             let next = match budget_end {
                 Some(end) => match tokio::time::timeout_at(end, running.next()).await {
@@ -166,26 +166,30 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 },
                 None => running.next().await,
             };
-            let Some((i, outcome)) = next else { break };
-            done[i] = Some(outcome);
+            match next {
+                Some((i, Done::Check(report))) => check_reports[i] = Some(report),
+                Some((i, Done::Group(report))) => group_reports[i] = Some(report),
+                None => break,
+            }
         }
         drop(running);
-
-        let mut check_reports = Vec::new();
-        let mut group_reports = Vec::new();
-        for (item, outcome) in work.iter().zip(done) {
-            match (item, outcome) {
-                (_, Some(Done::Check(report))) => check_reports.push(report),
-                (_, Some(Done::Group(report))) => group_reports.push(report),
-                (Work::Check(check), None) => check_reports.push(unfinished(check)),
-                (Work::Group(group), None) => group_reports.push(TargetGroupReport {
+        let check_reports: Vec<CheckReport> = check_reports
+            .into_iter()
+            .zip(&checks)
+            .map(|(report, check)| report.unwrap_or_else(|| unfinished(check)))
+            .collect();
+        let group_reports: Vec<TargetGroupReport> = group_reports
+            .into_iter()
+            .zip(&groups)
+            .map(|(report, group)| {
+                report.unwrap_or_else(|| TargetGroupReport {
                     name: group.name.clone(),
                     target_group_arn: group.target_group_arn.clone(),
                     counts: None,
                     error: Some(FailureReason::Unfinished.to_string()),
-                }),
-            }
-        }
+                })
+            })
+            .collect();
 
         let mut report = ProbeReport {
             manual: run.manual,
@@ -204,8 +208,12 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 ..Publication::default()
             },
         };
+        let publish_end = deadline.map(|d| {
+            let left = (d - now).to_std().unwrap_or(Duration::ZERO);
+            started + left.saturating_sub(ANSWER_RESERVE)
+        });
         let result = if run.publish {
-            self.publish(&mut report, now).await
+            self.publish(&mut report, now, publish_end).await
         } else {
             Ok(())
         };
@@ -285,7 +293,9 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     }
 
     /// Attempts a check up to `1 + retries` times, each within the check's
-    /// timeout and the run's budget; the last attempt is reported.
+    /// timeout and the run's budget, pausing between them ([`retry_pause`]);
+    /// the last attempt is reported. A retry whose pause would leave no time
+    /// for an attempt is not made.
     async fn run_check(&self, check: &HttpCheck, budget_end: Option<Instant>) -> CheckReport {
         let mut attempts = 0;
         loop {
@@ -313,8 +323,9 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 Err(reason) => (None, false, Err(reason.clone())),
             };
             let success = outcome.is_ok();
+            let pause = retry_pause(attempts, check.retry_backoff);
             let out_of_time = budget_end.is_some_and(|end| {
-                end.saturating_duration_since(Instant::now()) < SHORTEST_ATTEMPT
+                end.saturating_duration_since(Instant::now()) < pause + SHORTEST_ATTEMPT
             });
             if success || attempts > check.retries || out_of_time {
                 let failure_kind = outcome.as_ref().err().map(FailureReason::kind);
@@ -326,6 +337,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                     attempts,
                     measured: CheckMeasurement {
                         success,
+                        degraded: degraded(success, observation.latency_ms, check.degraded_after),
                         latency_ms: observation.latency_ms,
                         phases: observation.phases,
                         status,
@@ -335,6 +347,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                     body_truncated: truncated,
                 };
             }
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -353,10 +366,15 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         report
     }
 
+    /// Publishes the run's metrics, each call within `publish_end` (the
+    /// invocation's deadline, less the time to answer): a call that would
+    /// outlast it is abandoned and the run fails retryably, saying how much
+    /// was published.
     async fn publish(
         &self,
         report: &mut ProbeReport,
         now: DateTime<Utc>,
+        publish_end: Option<Instant>,
     ) -> Result<(), InvocationError> {
         let data: Vec<MetricDatum> = report
             .checks
@@ -370,7 +388,21 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             }))
             .collect();
         for batch in data.chunks(METRICS_PER_CALL) {
-            self.metrics.put(&self.config.namespace, batch, now).await?;
+            let put = self.metrics.put(&self.config.namespace, batch, now);
+            match publish_end {
+                Some(end) => tokio::time::timeout_at(end, put).await.map_err(|_| {
+                    PortError::new(
+                        FailureKind::Retryable,
+                        "cloudwatch:PutMetricData",
+                        format!(
+                            "not finished before the invocation's deadline ({} of {} metrics published)",
+                            report.published.metrics,
+                            data.len()
+                        ),
+                    )
+                })??,
+                None => put.await?,
+            }
             report.published.calls += 1;
             report.published.metrics += batch.len();
         }
@@ -389,6 +421,7 @@ fn unfinished(check: &HttpCheck) -> CheckReport {
         attempts: 0,
         measured: CheckMeasurement {
             success: false,
+            degraded: check.degraded_after.map(|_| false),
             latency_ms: check.timeout.as_secs_f64() * 1000.0,
             phases: Phases::default(),
             status: None,

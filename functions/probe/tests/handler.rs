@@ -133,10 +133,18 @@ impl HttpChecks for FakeHttp {
 #[derive(Default)]
 struct FakeElb {
     missing: bool,
+    /// How long a read takes (none unless set).
+    delay: Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl TargetGroups for FakeElb {
     async fn targets(&self, arn: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self.missing {
             return Err(PortError::new(
                 FailureKind::NotFound,
@@ -174,6 +182,8 @@ impl TargetGroups for FakeElb {
 struct FakeMetrics {
     puts: Mutex<Vec<(String, Vec<MetricDatum>)>>,
     fail: Mutex<Option<FailureKind>>,
+    /// How long a call takes (none unless set).
+    delay: Duration,
 }
 
 impl MetricsSink for FakeMetrics {
@@ -183,6 +193,7 @@ impl MetricsSink for FakeMetrics {
         data: &[MetricDatum],
         _at: DateTime<Utc>,
     ) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
         if let Some(kind) = *self.fail.lock().unwrap() {
             return Err(PortError::new(
                 kind,
@@ -323,6 +334,128 @@ async fn retries_happen_before_a_failure_counts() {
     assert_eq!(p.ports().0.attempts("web-home"), 1);
 }
 
+/// One check that always fails after 10 ms, with `retries` and `backoff_ms`.
+fn failing_check_config(retries: u32, backoff_ms: u64) -> String {
+    serde_json::json!({"checks": [{
+        "name": "flaky", "url": "http://flaky.internal/health",
+        "retries": retries, "retry_backoff_ms": backoff_ms
+    }]})
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_pause_doubling_and_are_not_made_without_time_for_them() {
+    let p = prober_with(&failing_check_config(2, 200));
+    p.ports()
+        .0
+        .answer("flaky", vec![failed(FailureReason::ConnectionRefused { detail: "no".into() })]);
+    let started = tokio::time::Instant::now();
+    let report = p
+        .handle(serde_json::json!({"command": "run", "publish": false}), now(), None)
+        .await
+        .expect("run");
+    // Three attempts of 10 ms, with 200 then 400 ms between them.
+    assert_eq!(report.checks[0].attempts, 3);
+    assert_eq!(started.elapsed(), Duration::from_millis(630));
+
+    // With 1.5 s left for checks (3.5 s to the deadline, less the 2 s kept
+    // to publish), a 2 s pause leaves no time for a second attempt.
+    let p = prober_with(&failing_check_config(5, 2_000));
+    p.ports()
+        .0
+        .answer("flaky", vec![failed(FailureReason::ConnectionRefused { detail: "no".into() })]);
+    let deadline = now() + chrono::TimeDelta::milliseconds(3_500);
+    let report = p
+        .handle(serde_json::json!({"command": "run", "publish": false}), now(), Some(deadline))
+        .await
+        .expect("run");
+    assert_eq!(report.checks[0].attempts, 1, "a 2 s pause does not fit in 1.5 s");
+    assert!(!report.checks[0].success);
+}
+
+#[tokio::test]
+async fn a_passed_check_over_its_threshold_is_degraded_not_failed() {
+    // Every fake answer takes 42 ms.
+    let config = serde_json::json!({"checks": [
+        {"name": "slow", "url": "http://a.internal/", "degraded_after_ms": 30},
+        {"name": "quick", "url": "http://b.internal/", "degraded_after_ms": 100},
+        {"name": "plain", "url": "http://c.internal/"}
+    ]})
+    .to_string();
+    let p = prober_with(&config);
+    for name in ["slow", "quick", "plain"] {
+        p.ports().0.answer(name, vec![ok("ok", "text/plain")]);
+    }
+    let report = p.handle(sample("scheduled-tick"), now(), None).await.expect("run");
+    let by_name = |n: &str| report.checks.iter().find(|c| c.name == n).expect(n);
+    assert!(by_name("slow").success);
+    assert_eq!(by_name("slow").measured.degraded, Some(true));
+    assert_eq!(by_name("quick").measured.degraded, Some(false));
+    assert_eq!(by_name("plain").measured.degraded, None);
+    assert_eq!(metric(&p, "CheckSuccess", "slow"), Some(1.0));
+    assert_eq!(metric(&p, "CheckDegraded", "slow"), Some(1.0));
+    assert_eq!(metric(&p, "CheckDegraded", "quick"), Some(0.0));
+    assert_eq!(metric(&p, "CheckDegraded", "plain"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn target_group_reads_keep_to_their_own_lane_and_the_deadline() {
+    let groups: Vec<Value> = (0..60)
+        .map(|i| serde_json::json!({"name": format!("g{i}"),
+            "target_group_arn": format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/g{i}/0123456789abcdef")}))
+        .collect();
+    let checks: Vec<Value> = (0..8)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "url": format!("http://s{i}.internal/")}))
+        .collect();
+    let config = serde_json::json!({"concurrency": 8, "checks": checks, "target_groups": groups});
+    let p = Prober::new(
+        ProbeConfig::parse(&config.to_string()).expect("config"),
+        FakeHttp::default(),
+        FakeElb {
+            delay: Duration::from_secs(1),
+            ..FakeElb::default()
+        },
+        FakeMetrics::default(),
+    );
+    // 12 s to the deadline: 10 s for the work, 15 s of group reads at 4 at once.
+    let deadline = now() + chrono::TimeDelta::seconds(12);
+    let report = p.handle(sample("scheduled-tick"), now(), Some(deadline)).await.expect("run");
+    assert_eq!(p.ports().1.max_in_flight.load(Ordering::SeqCst), 4);
+    // Every check ran at once beside them, none waiting on a group's slot.
+    assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 8);
+    assert!(report.checks.iter().all(|c| c.success));
+    let read = report.target_groups.iter().filter(|g| g.counts.is_some()).count();
+    assert_eq!(read, 40, "4 at once for 10 s");
+    assert!(report
+        .target_groups
+        .iter()
+        .filter(|g| g.counts.is_none())
+        .all(|g| g.error.as_deref().is_some_and(|e| e.contains("unfinished"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishing_that_would_outlast_the_deadline_fails_retryably_in_time() {
+    let p = Prober::new(
+        ProbeConfig::parse(CONFIG).expect("config"),
+        FakeHttp::default(),
+        FakeElb::default(),
+        FakeMetrics {
+            delay: Duration::from_secs(30),
+            ..FakeMetrics::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let deadline = now() + chrono::TimeDelta::seconds(10);
+    let err = p
+        .handle(sample("scheduled-tick"), now(), Some(deadline))
+        .await
+        .expect_err("not published in time");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let diagnostic: Diagnostic = err.into();
+    assert!(diagnostic.error_type.starts_with("Retryable"), "{diagnostic:?}");
+    assert!(diagnostic.error_message.contains("deadline"), "{diagnostic:?}");
+}
+
 #[tokio::test]
 async fn a_manual_run_of_one_check_publishes_nothing() {
     let p = prober_with(CONFIG);
@@ -409,7 +542,10 @@ async fn an_unreadable_target_group_is_reported_not_fatal() {
     let p = Prober::new(
         ProbeConfig::parse(CONFIG).expect("config"),
         FakeHttp::default(),
-        FakeElb { missing: true },
+        FakeElb {
+            missing: true,
+            ..FakeElb::default()
+        },
         FakeMetrics::default(),
     );
     let report = p

@@ -38,6 +38,11 @@ pub struct HttpCheck {
     /// Further attempts before a failure counts.
     pub retries: u32,
     pub ip_preference: IpPreference,
+    /// The pause before the first retry; each further one doubles it
+    /// ([`retry_pause`]).
+    pub retry_backoff: Duration,
+    /// A passed check slower than this is degraded (`CheckDegraded`).
+    pub degraded_after: Option<Duration>,
     /// Extra trusted roots (PEM), read at cold start, for private CAs.
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Where its connections may go, checked on every hop.
@@ -499,6 +504,10 @@ pub mod metric_names {
     pub const CONNECT_TIME: &str = "ConnectTime";
     pub const TLS_HANDSHAKE_TIME: &str = "TlsHandshakeTime";
     pub const TRANSFER_TIME: &str = "TransferTime";
+    /// 1 for a passed check slower than its `degraded_after_ms`, else 0
+    /// (published only for checks with a threshold); `CheckSuccess` stays
+    /// pass or fail.
+    pub const CHECK_DEGRADED: &str = "CheckDegraded";
     /// 1 for a failed check, under `Check` and `FailureReason` (its kind).
     pub const CHECK_FAILURE: &str = "CheckFailure";
     pub const HEALTHY_TARGETS: &str = "HealthyTargets";
@@ -519,10 +528,30 @@ pub const TARGET_GROUP_DIMENSION: &str = "TargetGroup";
 /// A failed check's [`FailureReason::kind`].
 pub const FAILURE_REASON_DIMENSION: &str = "FailureReason";
 
+/// The longest pause between a check's attempts.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// The pause before retry `retry` (1 for the first): `base`, doubling with
+/// each retry, at most [`MAX_RETRY_PAUSE`]. An endpoint that failed once is
+/// given time to recover, not hit again at once.
+pub fn retry_pause(retry: u32, base: Duration) -> Duration {
+    let doublings = retry.saturating_sub(1).min(16);
+    base.saturating_mul(1 << doublings).min(MAX_RETRY_PAUSE)
+}
+
+/// Whether a check is degraded: passed, but slower than its threshold.
+/// `None` for a check without one (nothing to publish).
+pub fn degraded(success: bool, latency_ms: f64, threshold: Option<Duration>) -> Option<bool> {
+    threshold.map(|t| success && latency_ms > t.as_secs_f64() * 1000.0)
+}
+
 /// What one check measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckMeasurement {
     pub success: bool,
+    /// Passed but slower than `degraded_after_ms`; absent without a threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
     pub latency_ms: f64,
     #[serde(flatten)]
     pub phases: Phases,
@@ -577,6 +606,14 @@ pub fn check_metrics(check: &str, m: &CheckMeasurement) -> Vec<MetricDatum> {
             unit,
         })
     }));
+    if let Some(degraded) = m.degraded {
+        data.push(MetricDatum {
+            name: CHECK_DEGRADED,
+            dimensions: dims(),
+            value: if degraded { 1.0 } else { 0.0 },
+            unit: MetricUnit::None,
+        });
+    }
     if let Some(kind) = m.failure_kind.filter(|_| !m.success) {
         data.push(MetricDatum {
             name: CHECK_FAILURE,
@@ -769,6 +806,7 @@ mod tests {
     fn checks_publish_what_they_measured() {
         let m = CheckMeasurement {
             success: false,
+            degraded: None,
             latency_ms: 12.5,
             phases: Phases {
                 connect_ms: Some(1.0),
@@ -801,8 +839,34 @@ mod tests {
                 ("FailureReason", "status_mismatch".to_string())
             ]
         );
-        let passed = CheckMeasurement { success: true, failure_kind: None, ..m };
-        assert!(check_metrics("home", &passed).iter().all(|d| d.name != "CheckFailure"));
+        let passed = CheckMeasurement {
+            success: true,
+            failure_kind: None,
+            degraded: Some(true),
+            ..m
+        };
+        let data = check_metrics("home", &passed);
+        assert!(data.iter().all(|d| d.name != "CheckFailure"));
+        let degraded = data.iter().find(|d| d.name == "CheckDegraded").map(|d| d.value);
+        assert_eq!(degraded, Some(1.0));
+    }
+
+    #[test]
+    fn retries_back_off_doubling_up_to_a_ceiling() {
+        let base = Duration::from_millis(200);
+        let pauses: Vec<u128> = (1..=7).map(|n| retry_pause(n, base).as_millis()).collect();
+        assert_eq!(pauses, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(retry_pause(u32::MAX, base), MAX_RETRY_PAUSE);
+        assert_eq!(retry_pause(1, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_a_passed_check_over_its_threshold_is_degraded() {
+        let threshold = Some(Duration::from_millis(500));
+        assert_eq!(degraded(true, 800.0, threshold), Some(true));
+        assert_eq!(degraded(true, 200.0, threshold), Some(false));
+        assert_eq!(degraded(false, 800.0, threshold), Some(false));
+        assert_eq!(degraded(true, 800.0, None), None);
     }
 
     #[test]

@@ -57,6 +57,9 @@ const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_RETRIES: u32 = 5;
 const MAX_TIMEOUT_MS: u64 = 60_000;
+/// The pause before a check's first retry; each further one doubles it.
+const DEFAULT_RETRY_BACKOFF_MS: u64 = 200;
+const MAX_RETRY_BACKOFF_MS: u64 = 5_000;
 
 /// A target group whose health the probe counts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -194,6 +197,10 @@ struct CheckEntry {
     ip_version: Option<IpPreference>,
     #[serde(default)]
     ca_certificate_file: Option<String>,
+    #[serde(default)]
+    retry_backoff_ms: Option<u64>,
+    #[serde(default)]
+    degraded_after_ms: Option<u64>,
     /// Refuse loopback, link-local, private and other special-purpose
     /// addresses on every hop (always so for ad-hoc checks).
     #[serde(default)]
@@ -597,6 +604,21 @@ fn check_from_entry(
             format!("at most {MAX_RETRIES}"),
         ));
     }
+    let retry_backoff_ms = entry.retry_backoff_ms.unwrap_or(DEFAULT_RETRY_BACKOFF_MS);
+    if retry_backoff_ms > MAX_RETRY_BACKOFF_MS {
+        return Err(ConfigError::new(
+            field("retry_backoff_ms"),
+            format!("at most {MAX_RETRY_BACKOFF_MS}"),
+        ));
+    }
+    if let Some(degraded_after_ms) = entry.degraded_after_ms {
+        if !(1..timeout_ms).contains(&degraded_after_ms) {
+            return Err(ConfigError::new(
+                field("degraded_after_ms"),
+                format!("must be between 1 and the check's timeout_ms ({timeout_ms}), exclusive"),
+            ));
+        }
+    }
     let extra_ca_pem = match entry.ca_certificate_file {
         None => None,
         Some(_) if source == CheckSource::Invocation => {
@@ -627,6 +649,8 @@ fn check_from_entry(
         timeout: Duration::from_millis(timeout_ms),
         follow_redirects: entry.follow_redirects.unwrap_or(true),
         retries,
+        retry_backoff: Duration::from_millis(retry_backoff_ms),
+        degraded_after: entry.degraded_after_ms.map(Duration::from_millis),
         ip_preference: entry.ip_version.unwrap_or_default(),
         extra_ca_pem,
         guard: AddressGuard {
