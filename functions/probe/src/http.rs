@@ -29,10 +29,12 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use url::{Host, Position, Url};
 
-/// hyper's read buffer for a connection, and so the most a response's status
-/// line and headers may take (hyper's floor is 8 KiB). Counted in the memory
-/// a check in flight needs (`ProbeConfig::fits_in_memory`).
+/// The most a response's status line and headers may take, and so the most
+/// hyper's read buffer grows to for them. Counted in the memory a check in
+/// flight needs (`ProbeConfig::fits_in_memory`).
 pub const HEAD_BYTES: usize = 16 * 1024;
+/// What one read of the connection asks for: a health page's head fits.
+const READ_BYTES: usize = 4 * 1024;
 /// The most headers a response may have.
 const MAX_HEADERS: usize = 100;
 const USER_AGENT: &str = concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION"));
@@ -260,8 +262,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request = request(hop)?;
+    // Reads of 4 KiB at a time (a body is taken a read at a time, up to its
+    // limit), and a head of at most HEAD_BYTES.
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(HEAD_BYTES)
+        .read_buf_exact_size(Some(READ_BYTES))
+        .max_header_size(HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
         .await
