@@ -63,7 +63,11 @@ async fn verdicts_against_real_servers() {
             {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
             {"name": "tls-expired", "url": format!("{}/ok", site.https_expired), "ca_certificate_file": ca},
             {"name": "tls-cross-signed", "url": format!("{}/ok", site.https_cross_signed), "ca_certificate_file": ca},
-            {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]}
+            {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]},
+            {"name": "json-wrong", "url": format!("{}/ok", site.http),
+             "json_assertions": [{"path": "$.status", "equals": "degraded"}]},
+            {"name": "json-not-json", "url": format!("{}/maintenance", site.http),
+             "json_assertions": [{"path": "$.status", "exists": true}]}
         ]
     });
     let p = prober("us-east-1", &config);
@@ -163,11 +167,68 @@ async fn verdicts_against_real_servers() {
     assert_eq!(ok.measured.phases.tls_ms, None, "plain HTTP has no handshake");
     let big = check(&report, "big-body");
     assert!(big.success && big.body_truncated);
-    assert_eq!(report.failed_checks, 8);
+    for name in ["json-wrong", "json-not-json"] {
+        let reason = check(&report, name).reason.clone().expect("failed");
+        assert_eq!(reason.kind(), "json_mismatch", "{name}: {reason}");
+    }
+    assert_eq!(report.failed_checks, 10);
     // Neither the report nor a failure's detail repeats a URL's credentials.
     let text = serde_json::to_string(&report).expect("json");
     assert!(!text.contains("s3cret"), "{text}");
     assert!(text.contains("REDACTED@localhost"), "{text}");
+}
+
+#[tokio::test]
+async fn the_json_check_sample_runs_against_a_real_server_and_publishes_its_kind() {
+    let site = TestSite::start().await;
+    let region = "eu-west-1";
+    // The sample, pointed at the site; the deployment lets ad-hoc checks
+    // reach it (loopback, so its range is allowed).
+    let mut event = e2e::sample_event("probe/adhoc-json-check.json");
+    event["adhoc"][0]["url"] = format!("{}/ok", site.http).into();
+    event["publish"] = true.into();
+    let config = json!({
+        "namespace": "EcsControl/ProbeJson",
+        "checks": [{"name": "home", "url": format!("{}/ok", site.http)}],
+        "adhoc": {"enabled": true, "allowed_hosts": ["127.0.0.1"], "allowed_ranges": ["127.0.0.1/32"]}
+    });
+    let p = prober(region, &config);
+    let report = p.handle(event, Utc::now(), None).await.expect("run");
+    let json = check(&report, "orders-api-health");
+    assert!(json.success, "{:?}", json.reason);
+    assert_eq!(json.measured.degraded, Some(false));
+    // A failing JSON assertion is published under its kind.
+    let mut failing = e2e::sample_event("probe/adhoc-json-check.json");
+    failing["adhoc"][0]["url"] = format!("{}/ok", site.http).into();
+    failing["adhoc"][0]["json_assertions"][0]["equals"] = "down".into();
+    failing["adhoc"][0]["retries"] = 0.into();
+    failing["publish"] = true.into();
+    let report = p.handle(failing, Utc::now(), None).await.expect("run");
+    assert!(!report.checks[0].success);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&Emulator::shared().sdk_config(region));
+    let listed = cloudwatch
+        .list_metrics()
+        .namespace("EcsControl/ProbeJson")
+        .metric_name("CheckFailure")
+        .send()
+        .await
+        .expect("list metrics");
+    let reasons: Vec<String> = listed
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .filter(|d| d.name() == Some("FailureReason"))
+        .filter_map(|d| d.value().map(str::to_string))
+        .collect();
+    assert_eq!(reasons, ["json_mismatch"]);
+    let degraded = cloudwatch
+        .list_metrics()
+        .namespace("EcsControl/ProbeJson")
+        .metric_name("CheckDegraded")
+        .send()
+        .await
+        .expect("list metrics");
+    assert_eq!(degraded.metrics().len(), 1, "{degraded:?}");
 }
 
 #[tokio::test]

@@ -216,23 +216,31 @@ async fn row(spec: &str) {
 /// on loopback now and then loses a SYN to the kernel's backlog, and a
 /// retransmitted SYN costs a second that is the bench machine's, not the
 /// probe's.
-fn run_row(me: &std::path::Path, spec: &str) {
+fn run_row(me: &std::path::Path, scenario: &str, scheme: &str, checks: usize, concurrency: &str) {
     const RUNS: usize = 3;
     let mut runs: Vec<Vec<String>> = Vec::new();
     for _ in 0..RUNS {
+        // A server of its own: a run that reached the last one's port from
+        // a client port still in that server's TIME_WAIT would wait a second
+        // for its SYN to be sent again.
+        let (mut server, http_port, https_port, ca_file) = start_server(me);
+        let port = if scheme == "https" { https_port } else { http_port };
+        let spec = format!("{scenario}|{scheme}|{checks}|{concurrency}|{port}|{ca_file}");
         let output = Command::new(me)
-            .env("FANOUT_ROW", spec)
+            .env("FANOUT_ROW", &spec)
             .stderr(Stdio::inherit())
             .output();
         let Ok(out) = output else {
-            println!("{spec}: the row did not run ({output:?})");
+            println!("{scenario} {scheme} {checks}: the row did not run ({output:?})");
             return;
         };
+        drop(server.stdin.take());
+        let _ = server.wait();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         match text.lines().find_map(|l| l.strip_prefix("ROW\t")) {
             Some(row) => runs.push(row.split('\t').map(str::to_string).collect()),
             None => {
-                println!("{spec}: the row failed ({})", out.status);
+                println!("{scenario} {scheme} {checks}: the row failed ({})", out.status);
                 return;
             }
         }
@@ -275,20 +283,6 @@ fn main() {
         return runtime.block_on(row(&spec));
     }
     let me = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
-    let mut server = Command::new(&me)
-        .env("FANOUT_SERVE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut ports = String::new();
-    if let Some(out) = server.stdout.take() {
-        let _ = std::io::BufReader::new(out).read_line(&mut ports);
-    }
-    let ports: Vec<&str> = ports.split_whitespace().collect();
-    let [http_port, https_port, ca_file] = ports[..] else {
-        panic!("the server did not start: {ports:?}");
-    };
     println!(
         "{:<16} {:<6} {:>6} {:>11} {:>12} {:>13} {:>11} {:>14} {:>15}",
         "delays",
@@ -317,12 +311,25 @@ fn main() {
         ("256 KiB bodies", "http", 256, "defaults"),
     ];
     for (scenario, scheme, checks, concurrency) in rows {
-        let port = if scheme == "https" { https_port } else { http_port };
-        run_row(
-            &me,
-            &format!("{scenario}|{scheme}|{checks}|{concurrency}|{port}|{ca_file}"),
-        );
+        run_row(&me, scenario, scheme, checks, concurrency);
     }
-    drop(server.stdin.take());
-    let _ = server.wait();
+}
+
+/// Starts the endpoints' process: it, its HTTP and HTTPS ports, its CA file.
+fn start_server(me: &std::path::Path) -> (std::process::Child, String, String, String) {
+    let mut server = Command::new(me)
+        .env("FANOUT_SERVE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    if let Some(out) = server.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let parts: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let [http_port, https_port, ca_file] = &parts[..] else {
+        panic!("the server did not start: {line:?}");
+    };
+    (server, http_port.clone(), https_port.clone(), ca_file.clone())
 }

@@ -196,6 +196,55 @@ pub struct HeaderCheck {
     pub rule: HeaderRule,
 }
 
+/// What the values a JSONPath selects must be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonRule {
+    /// The path selects something.
+    Exists,
+    /// Every value it selects equals this one.
+    Equals(serde_json::Value),
+    /// Every value it selects matches: a string as itself, anything else as
+    /// its JSON text (`42`, `true`).
+    Matches(Pattern),
+}
+
+/// An assertion on the response's body, read as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonAssertion {
+    /// An RFC 9535 JSONPath (`$.status`, `$.items[*].healthy`).
+    pub path: serde_json_path::JsonPath,
+    pub rule: JsonRule,
+}
+
+impl JsonAssertion {
+    /// Whether `body` meets the assertion. A path that selects nothing fails
+    /// every rule: `$.status` equal to "ok" is not met by a body without one.
+    fn holds_for(&self, body: &serde_json::Value) -> bool {
+        let selected = self.path.query(body);
+        if selected.is_empty() {
+            return false;
+        }
+        selected.iter().all(|value| match &self.rule {
+            JsonRule::Exists => true,
+            JsonRule::Equals(expected) => *value == expected,
+            JsonRule::Matches(pattern) => match value {
+                serde_json::Value::String(text) => pattern.is_found_in(text),
+                other => pattern.is_found_in(&other.to_string()),
+            },
+        })
+    }
+
+    /// What was expected, for the failure's reason (never the value found:
+    /// a body may carry a token).
+    fn expected(&self) -> String {
+        match &self.rule {
+            JsonRule::Exists => "to exist".to_string(),
+            JsonRule::Equals(value) => format!("to equal {value}"),
+            JsonRule::Matches(pattern) => format!("to match {pattern}"),
+        }
+    }
+}
+
 /// Everything a response must satisfy to count as a success.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Expectations {
@@ -203,6 +252,8 @@ pub struct Expectations {
     pub body_must_match: Vec<Pattern>,
     pub body_must_not_match: Vec<Pattern>,
     pub headers: Vec<HeaderCheck>,
+    /// Assertions on the body as JSON; any makes a body that is not JSON a failure.
+    pub json: Vec<JsonAssertion>,
 }
 
 /// A response as received (the body possibly cut at the configured limit).
@@ -311,6 +362,12 @@ pub enum FailureReason {
     BodyForbidden {
         pattern: String,
     },
+    /// A JSON assertion failed, or the body is not JSON. The value found is
+    /// never echoed.
+    JsonMismatch {
+        path: String,
+        expected: String,
+    },
     /// The header's value is never echoed: it may carry a session or a secret.
     HeaderMismatch {
         header: String,
@@ -340,6 +397,9 @@ impl fmt::Display for FailureReason {
             }
             FailureReason::BodyMissing { pattern } => write!(f, "body lacks {pattern}"),
             FailureReason::BodyForbidden { pattern } => write!(f, "body contains {pattern}"),
+            FailureReason::JsonMismatch { path, expected } => {
+                write!(f, "JSON body: {path} expected {expected}")
+            }
             FailureReason::HeaderMismatch {
                 header,
                 expected,
@@ -362,7 +422,7 @@ impl fmt::Display for FailureReason {
 
 impl FailureReason {
     /// Every [`FailureReason::kind`], the values of the `FailureReason` dimension.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "timeout",
         "connection_refused",
         "dns",
@@ -375,6 +435,7 @@ impl FailureReason {
         "status_mismatch",
         "body_missing",
         "body_forbidden",
+        "json_mismatch",
         "header_mismatch",
         "unfinished",
     ];
@@ -396,6 +457,7 @@ impl FailureReason {
             FailureReason::StatusMismatch { .. } => "status_mismatch",
             FailureReason::BodyMissing { .. } => "body_missing",
             FailureReason::BodyForbidden { .. } => "body_forbidden",
+            FailureReason::JsonMismatch { .. } => "json_mismatch",
             FailureReason::HeaderMismatch { .. } => "header_mismatch",
             FailureReason::Unfinished => "unfinished",
         }
@@ -450,6 +512,25 @@ pub fn verdict(expect: &Expectations, response: &HttpResponse) -> Result<(), Fai
         return Err(FailureReason::BodyForbidden {
             pattern: p.to_string(),
         });
+    }
+    if let Some(first) = expect.json.first() {
+        let Ok(body) = serde_json::from_str::<serde_json::Value>(&response.body) else {
+            let why = if response.body_truncated {
+                "a JSON body (it was cut at max_body_bytes)"
+            } else {
+                "a JSON body"
+            };
+            return Err(FailureReason::JsonMismatch {
+                path: first.path.to_string(),
+                expected: why.to_string(),
+            });
+        };
+        if let Some(failed) = expect.json.iter().find(|a| !a.holds_for(&body)) {
+            return Err(FailureReason::JsonMismatch {
+                path: failed.path.to_string(),
+                expected: failed.expected(),
+            });
+        }
     }
     for check in &expect.headers {
         let found = response.header(&check.name);
@@ -761,6 +842,7 @@ mod tests {
                     rule: HeaderRule::Absent,
                 },
             ],
+            json: Vec::new(),
         };
         let json = [("content-type", "application/json")];
         let cases: Vec<(HttpResponse, Result<(), &str>)> = vec![
@@ -852,6 +934,45 @@ mod tests {
     }
 
     #[test]
+    fn json_assertions_hold_for_every_selected_value_and_never_echo_it() {
+        let assertion = |path: &str, rule: JsonRule| JsonAssertion {
+            path: serde_json_path::JsonPath::parse(path).expect("path"),
+            rule,
+        };
+        let body = r#"{"status":"ok","version":"7","items":[{"healthy":true},{"healthy":true}],"token":"s3cret"}"#;
+        let cases = [
+            (assertion("$.status", JsonRule::Equals("ok".into())), true),
+            (assertion("$.items[*].healthy", JsonRule::Equals(true.into())), true),
+            (assertion("$.version", JsonRule::Matches(Pattern::Regex(Regex::new(r"^\d+$").expect("re")))), true),
+            (assertion("$.items", JsonRule::Exists), true),
+            (assertion("$.missing", JsonRule::Exists), false),
+            (assertion("$.missing", JsonRule::Equals(serde_json::Value::Null)), false),
+            (assertion("$.token", JsonRule::Equals("other".into())), false),
+            (assertion("$.items[0]", JsonRule::Matches(Pattern::Substring("true".into()))), true),
+        ];
+        for (a, holds) in cases {
+            let expect = Expectations {
+                json: vec![a.clone()],
+                ..Expectations::default()
+            };
+            let got = verdict(&expect, &response(200, body, &[]));
+            assert_eq!(got.is_ok(), holds, "{} {:?}: {got:?}", a.path, a.rule);
+            if let Err(reason) = got {
+                assert_eq!(reason.kind(), "json_mismatch");
+                assert!(!reason.to_string().contains("s3cret"), "{reason}");
+            }
+        }
+        let expect = Expectations {
+            json: vec![assertion("$.status", JsonRule::Exists)],
+            ..Expectations::default()
+        };
+        let mut cut = response(200, r#"{"status":"o"#, &[]);
+        cut.body_truncated = true;
+        let reason = verdict(&expect, &cut).expect_err("not JSON");
+        assert!(reason.to_string().contains("max_body_bytes"), "{reason}");
+    }
+
+    #[test]
     fn retries_back_off_doubling_up_to_a_ceiling() {
         let base = Duration::from_millis(200);
         let pauses: Vec<u128> = (1..=7).map(|n| retry_pause(n, base).as_millis()).collect();
@@ -885,6 +1006,7 @@ mod tests {
             FailureReason::StatusMismatch { status: 500, expected: detail() },
             FailureReason::BodyMissing { pattern: detail() },
             FailureReason::BodyForbidden { pattern: detail() },
+            FailureReason::JsonMismatch { path: detail(), expected: detail() },
             FailureReason::HeaderMismatch { header: detail(), expected: detail(), present: false },
             FailureReason::Unfinished,
         ];

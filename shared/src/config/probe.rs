@@ -31,7 +31,7 @@ use super::{parse_json, read_document, ConfigError};
 use crate::domain::address_guard::{host_allowed, AddressGuard};
 use crate::domain::probe::{
     Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, HttpCheck, IpPreference,
-    Pattern, StatusRange,
+    JsonAssertion, JsonRule, Pattern, StatusRange,
 };
 use crate::domain::secret::SecretRef;
 use serde::Deserialize;
@@ -188,6 +188,8 @@ struct CheckEntry {
     #[serde(default)]
     header_checks: Vec<HeaderEntry>,
     #[serde(default)]
+    json_assertions: Vec<JsonEntry>,
+    #[serde(default)]
     timeout_ms: Option<u64>,
     #[serde(default)]
     follow_redirects: Option<bool>,
@@ -205,6 +207,20 @@ struct CheckEntry {
     /// addresses on every hop (always so for ad-hoc checks).
     #[serde(default)]
     deny_private_addresses: Option<bool>,
+}
+
+/// `{"path": "$.status", "equals": "ok"}`, or with `matches` (a pattern) or
+/// `exists: true`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEntry {
+    path: String,
+    #[serde(default)]
+    equals: Option<Value>,
+    #[serde(default)]
+    matches: Option<PatternEntry>,
+    #[serde(default)]
+    exists: Option<bool>,
 }
 
 /// `200`, or `"200-299"`.
@@ -590,6 +606,25 @@ fn check_from_entry(
             rule,
         });
     }
+    let mut json = Vec::with_capacity(entry.json_assertions.len());
+    for (j, a) in entry.json_assertions.into_iter().enumerate() {
+        let at = field(&format!("json_assertions[{j}]"));
+        let path = serde_json_path::JsonPath::parse(&a.path).map_err(|e| {
+            ConfigError::new(format!("{at}.path"), format!("{:?} is not a JSONPath: {e}", a.path))
+        })?;
+        let rule = match (a.equals, a.matches, a.exists) {
+            (Some(value), None, None) => JsonRule::Equals(value),
+            (None, Some(p), None) => JsonRule::Matches(pattern(p, &format!("{at}.matches"))?),
+            (None, None, Some(true)) => JsonRule::Exists,
+            _ => {
+                return Err(ConfigError::new(
+                    at,
+                    "give exactly one of equals, matches, exists: true",
+                ))
+            }
+        };
+        json.push(JsonAssertion { path, rule });
+    }
     let timeout_ms = entry.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ConfigError::new(
@@ -645,6 +680,7 @@ fn check_from_entry(
             body_must_match,
             body_must_not_match,
             headers,
+            json,
         },
         timeout: Duration::from_millis(timeout_ms),
         follow_redirects: entry.follow_redirects.unwrap_or(true),
@@ -944,5 +980,57 @@ mod tests {
             )]
         );
         assert!(format!("{check:?}").contains("\"Bearer plain\""));
+    }
+
+    #[test]
+    fn new_check_fields_are_checked_naming_the_field() {
+        let cases = [
+            (
+                serde_json::json!({"json_assertions": [{"path": "status", "equals": "ok"}]}),
+                "c.json_assertions[0].path",
+            ),
+            (
+                serde_json::json!({"json_assertions": [{"path": "$.a", "equals": 1, "exists": true}]}),
+                "c.json_assertions[0]",
+            ),
+            (
+                serde_json::json!({"json_assertions": [{"path": "$.a", "matches": {"regex": "("}}]}),
+                "c.json_assertions[0].matches",
+            ),
+            (serde_json::json!({"degraded_after_ms": 9000}), "c.degraded_after_ms"),
+            (serde_json::json!({"retry_backoff_ms": 60000}), "c.retry_backoff_ms"),
+        ];
+        for (extra, field) in cases {
+            let mut check = serde_json::json!({"name": "a", "url": "http://x"});
+            for (k, v) in extra.as_object().expect("object") {
+                check[k] = v.clone();
+            }
+            let err = parse_check(check, "c", CheckSource::Configuration).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+        let ok = serde_json::json!({"name": "a", "url": "http://x", "degraded_after_ms": 500,
+            "json_assertions": [{"path": "$.items[*].healthy", "equals": true}],
+            "deny_private_addresses": true});
+        let check = parse_check(ok, "c", CheckSource::Configuration).expect("valid");
+        assert_eq!(check.expect.json.len(), 1);
+        assert!(check.guard.deny_private);
+        assert_eq!(check.degraded_after, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn adhoc_ranges_are_cidr_blocks_or_addresses() {
+        let config = ProbeConfig::parse(
+            r#"{"checks": [{"name": "a", "url": "http://x"}],
+                "adhoc": {"enabled": true, "allowed_hosts": ["x"], "allowed_ranges": ["10.20.0.0/16", "127.0.0.1"]}}"#,
+        )
+        .expect("valid");
+        let guard = config.adhoc.guard();
+        assert!(guard.deny_private);
+        assert_eq!(guard.allowed_ranges.len(), 2);
+        let err = ProbeConfig::parse(
+            r#"{"checks": [{"name": "a", "url": "http://x"}], "adhoc": {"allowed_ranges": ["10.0.0.0/33"]}}"#,
+        )
+        .expect_err("not a block");
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
     }
 }
