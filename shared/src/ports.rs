@@ -4,7 +4,7 @@
 
 use crate::domain::alarm::{AlarmStatus, MetricPoint, MetricQuery};
 use crate::domain::budget::TaskSize;
-use crate::domain::probe::{HttpCheck, HttpObservation, MetricDatum};
+use crate::domain::probe::{ProbeCheck, HttpObservation, MetricDatum};
 use crate::domain::registration::{
     RegisteredTarget, ServiceTasks, Target, TargetGroupFacts, TaskInfo,
 };
@@ -324,12 +324,12 @@ pub trait MetricsSink: Send + Sync {
 }
 
 /// Making one HTTP(S) check attempt.
-pub trait HttpChecks: Send + Sync {
+pub trait CheckAttempts: Send + Sync {
     /// One attempt, given up after `timeout`; every failure is reported in the
     /// observation, never as an error.
     fn attempt(
         &self,
-        check: &HttpCheck,
+        check: &ProbeCheck,
         max_body_bytes: usize,
         timeout: std::time::Duration,
     ) -> impl Future<Output = HttpObservation> + Send;

@@ -21,7 +21,7 @@ use ecs_control::domain::registration::HealthState;
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
-    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, HttpChecks,
+    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, CheckAttempts,
     MetricsSink, PortError, TargetGroups, DRILL_HALT_TAG,
 };
 pub use lock::LOCK_SETTLE;
@@ -140,7 +140,7 @@ where
     E: EcsServices + EcsTasks + DrillControls,
     G: TargetGroups + Clone,
     A: AlarmStates + AlarmControls,
-    H: HttpChecks,
+    H: CheckAttempts,
     M: MetricsSink,
 {
     pub fn new(config: DrillConfig, ecs: E, groups: G, alarms: A, http: H, metrics: M) -> Self {

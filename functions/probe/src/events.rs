@@ -1,7 +1,7 @@
 //! The payloads the probe accepts: the schedule's tick, or an operator's run.
 
 use ecs_control::config::probe::{parse_check, CheckSource};
-use ecs_control::domain::probe::HttpCheck;
+use ecs_control::domain::probe::ProbeCheck;
 pub use ecs_control::invocation::MalformedEvent;
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,7 +13,7 @@ pub struct Run {
     /// Configured checks by name; `None` runs them all.
     pub checks: Option<Vec<String>>,
     /// Checks given in the invocation itself.
-    pub adhoc: Vec<HttpCheck>,
+    pub adhoc: Vec<ProbeCheck>,
     /// Whether target groups are counted (all of them, on a full run).
     pub target_groups: bool,
     pub publish: bool,

@@ -4,14 +4,15 @@ use crate::events::{self, Run};
 use chrono::{DateTime, Utc};
 use ecs_control::config::probe::WatchedTargetGroup;
 use ecs_control::config::ProbeConfig;
-use ecs_control::domain::probe::HttpCheck;
+use ecs_control::domain::probe::ProbeCheck;
 use ecs_control::domain::probe::{
     check_metrics, count_targets, degraded, redacted_url, retry_pause, target_metrics, url_host,
     verdict,
-    CheckMeasurement, FailureReason, MetricDatum, Phases, TargetCounts, METRICS_PER_CALL,
+    Answer, CheckMeasurement, FailureReason, MetricDatum, Phases, StepOutcome, TargetCounts,
+    METRICS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
-use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};
+use ecs_control::ports::{FailureKind, CheckAttempts, MetricsSink, PortError, TargetGroups};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub struct CheckReport {
     pub measured: CheckMeasurement,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
+    /// A multi-step check's steps, as far as the reported attempt went.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepOutcome>,
 }
 
 /// One target group's counts.
@@ -96,7 +100,7 @@ pub struct Prober<H, G, M> {
     metrics: M,
 }
 
-impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
+impl<H: CheckAttempts, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     pub fn new(config: ProbeConfig, http: H, elb: G, metrics: M) -> Self {
         Self {
             config,
@@ -230,8 +234,8 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         result.map(|()| report)
     }
 
-    fn select<'a>(&'a self, run: &'a Run) -> Result<Vec<&'a HttpCheck>, InvocationError> {
-        let mut selected: Vec<&HttpCheck> = match &run.checks {
+    fn select<'a>(&'a self, run: &'a Run) -> Result<Vec<&'a ProbeCheck>, InvocationError> {
+        let mut selected: Vec<&ProbeCheck> = match &run.checks {
             Some(names) => names
                 .iter()
                 .map(|name| {
@@ -252,7 +256,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     /// metrics would pass for that check's). Each gets the deployment's
     /// guard: every hop's host on the allowlist, every address it connects
     /// to outside the private ranges but those allowed.
-    fn admit_adhoc(&self, adhoc: &mut [HttpCheck]) -> Result<(), InvocationError> {
+    fn admit_adhoc(&self, adhoc: &mut [ProbeCheck]) -> Result<(), InvocationError> {
         let refuse = |why: String| Err(InvocationError::RejectedCommand(why));
         if adhoc.is_empty() {
             return Ok(());
@@ -284,7 +288,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     /// Runs each check once (with its retries), publishing and logging
     /// nothing: for a caller that judges the results itself, such as a
     /// drill's steady-state hypothesis.
-    pub async fn check_once(&self, checks: &[HttpCheck]) -> Vec<CheckReport> {
+    pub async fn check_once(&self, checks: &[ProbeCheck]) -> Vec<CheckReport> {
         let mut reports = Vec::with_capacity(checks.len());
         for check in checks {
             reports.push(self.run_check(check, None).await);
@@ -296,7 +300,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
     /// timeout and the run's budget, pausing between them ([`retry_pause`]);
     /// the last attempt is reported. A retry whose pause would leave no time
     /// for an attempt is not made.
-    async fn run_check(&self, check: &HttpCheck, budget_end: Option<Instant>) -> CheckReport {
+    async fn run_check(&self, check: &ProbeCheck, budget_end: Option<Instant>) -> CheckReport {
         let mut attempts = 0;
         loop {
             let timeout = match budget_end {
@@ -315,12 +319,18 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                 .attempt(check, self.config.max_body_bytes, timeout)
                 .await;
             let (status, truncated, outcome) = match &observation.outcome {
-                Ok(response) => (
+                Ok(Answer::Response(response)) => (
                     Some(response.status),
                     response.body_truncated,
                     verdict(&check.expect, response),
                 ),
-                Err(reason) => (None, false, Err(reason.clone())),
+                // Judged step by step as it went: steps, a dialogue, a lookup.
+                Ok(Answer::Passed { status }) => (*status, false, Ok(())),
+                Err(reason) => (
+                    observation.steps.last().and_then(|s| s.status),
+                    false,
+                    Err(reason.clone()),
+                ),
             };
             let success = outcome.is_ok();
             let pause = retry_pause(attempts, check.retry_backoff);
@@ -345,6 +355,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
                         failure_kind,
                     },
                     body_truncated: truncated,
+                    steps: observation.steps,
                 };
             }
             tokio::time::sleep(pause).await;
@@ -412,7 +423,7 @@ impl<H: HttpChecks, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
 
 /// The report of a check the deadline cut short: a failure, so the success
 /// alarm sees it.
-fn unfinished(check: &HttpCheck) -> CheckReport {
+fn unfinished(check: &ProbeCheck) -> CheckReport {
     CheckReport {
         name: check.name.clone(),
         url: redacted_url(&check.url),
@@ -429,6 +440,7 @@ fn unfinished(check: &HttpCheck) -> CheckReport {
             failure_kind: Some(FailureReason::Unfinished.kind()),
         },
         body_truncated: false,
+        steps: Vec::new(),
     }
 }
 

@@ -10,6 +10,8 @@
 //! whatever its framing; what is past it is never read.
 
 mod connect;
+mod steps;
+mod tcp;
 mod tls;
 
 pub use connect::{Resolve, SystemResolver};
@@ -18,8 +20,11 @@ use hyper::body::Bytes;
 use chrono::Utc;
 use connect::millis;
 use ecs_control::domain::probe::redirect::{follow, Hop, Next, MAX_REDIRECTS};
-use ecs_control::domain::probe::{FailureReason, HttpCheck, HttpObservation, HttpResponse, Phases};
-use ecs_control::ports::HttpChecks;
+use ecs_control::domain::probe::kinds::CheckKind;
+use ecs_control::domain::probe::{
+    Answer, FailureReason, HttpObservation, HttpResponse, Phases, ProbeCheck, StepOutcome,
+};
+use ecs_control::ports::CheckAttempts;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
@@ -39,7 +44,7 @@ const READ_BYTES: usize = 4 * 1024;
 const MAX_HEADERS: usize = 100;
 const USER_AGENT: &str = concat!("ecs-control-probe/", env!("CARGO_PKG_VERSION"));
 
-/// [`HttpChecks`] over a connection per hop.
+/// [`CheckAttempts`] over a connection per hop.
 #[derive(Debug)]
 pub struct HttpAdapter<R = SystemResolver> {
     tls: tls::TlsConfigs,
@@ -104,6 +109,8 @@ struct Notes {
     phases: Phases,
     /// When the last TLS hop's verified chain first expires (Unix seconds).
     chain_expires: Option<i64>,
+    /// The steps of a multi-step attempt, as each ended.
+    steps: Vec<StepOutcome>,
 }
 
 /// How one hop ended.
@@ -254,7 +261,7 @@ fn server_name(url: &Url) -> Result<ServerName<'static>, FailureReason> {
 async fn exchange_on<S>(
     stream: S,
     hop: &Hop,
-    check: &HttpCheck,
+    check: &ProbeCheck,
     max_body_bytes: usize,
     phases: &mut Phases,
 ) -> Result<HopEnd, FailureReason>
@@ -327,7 +334,7 @@ impl<R: Resolve> HttpAdapter<R> {
     async fn hop(
         &self,
         hop: &Hop,
-        check: &HttpCheck,
+        check: &ProbeCheck,
         max_body_bytes: usize,
         notes: &mut Notes,
     ) -> Result<HopEnd, FailureReason> {
@@ -352,22 +359,15 @@ impl<R: Resolve> HttpAdapter<R> {
         exchange_on(shaken?, hop, check, max_body_bytes, &mut notes.phases).await
     }
 
-    /// One attempt: the request, the redirects it leads to when followed
-    /// (each judged by [`follow`] and the guard), and the final answer.
+    /// One request: it, the redirects it leads to when followed (each
+    /// judged by [`follow`] and the guard), and the final answer.
     async fn exchange(
         &self,
-        check: &HttpCheck,
+        mut hop: Hop,
+        check: &ProbeCheck,
         max_body_bytes: usize,
         notes: &mut Notes,
     ) -> Result<HttpResponse, FailureReason> {
-        let url =
-            Url::parse(&check.url).map_err(|e| connection_error(format!("invalid URL: {e}")))?;
-        let mut hop = Hop {
-            url,
-            method: check.method.clone(),
-            headers: check.headers.clone(),
-            body: check.body.clone(),
-        };
         let mut redirects = 0;
         loop {
             match self.hop(&hop, check, max_body_bytes, notes).await? {
@@ -390,17 +390,47 @@ fn days_until(expires: i64) -> f64 {
     (expires - Utc::now().timestamp()) as f64 / 86_400.0
 }
 
-impl<R: Resolve> HttpChecks for HttpAdapter<R> {
+impl<R: Resolve> CheckAttempts for HttpAdapter<R> {
     async fn attempt(
         &self,
-        check: &HttpCheck,
+        check: &ProbeCheck,
         max_body_bytes: usize,
         timeout: std::time::Duration,
     ) -> HttpObservation {
         let started = Instant::now();
         let mut notes = Notes::default();
-        let exchanged =
-            tokio::time::timeout(timeout, self.exchange(check, max_body_bytes, &mut notes)).await;
+        let attempt = async {
+            match &check.kind {
+                CheckKind::Http => {
+                    let url = Url::parse(&check.url)
+                        .map_err(|e| connection_error(format!("invalid URL: {e}")))?;
+                    let hop = Hop {
+                        url,
+                        method: check.method.clone(),
+                        headers: check.headers.clone(),
+                        body: check.body.clone(),
+                    };
+                    let response = self.exchange(hop, check, max_body_bytes, &mut notes).await?;
+                    Ok(Answer::Response(response))
+                }
+                CheckKind::Steps(steps) => {
+                    steps::run(self, check, steps, max_body_bytes, &mut notes).await
+                }
+                CheckKind::Tcp(tcp) => tcp::run(self, check, tcp, &mut notes).await,
+                CheckKind::Dns(dns) => {
+                    let lookup = Instant::now();
+                    let answers = self.resolver.lookup(&dns.name, 0).await;
+                    Phases::add(&mut notes.phases.dns_ms, millis(lookup));
+                    let answers = answers.map_err(|e| FailureReason::Dns {
+                        detail: format!("{}: {e}", dns.name),
+                    })?;
+                    let ips: Vec<std::net::IpAddr> = answers.iter().map(SocketAddr::ip).collect();
+                    dns.verdict(&ips)?;
+                    Ok(Answer::Passed { status: None })
+                }
+            }
+        };
+        let exchanged = tokio::time::timeout(timeout, attempt).await;
         let outcome = exchanged.unwrap_or(Err(FailureReason::Timeout));
         let mut certificate_days_remaining = notes.chain_expires.map(days_until);
         if matches!(outcome, Err(FailureReason::TlsExpired { .. })) {
@@ -414,6 +444,7 @@ impl<R: Resolve> HttpChecks for HttpAdapter<R> {
             // Kept when the body then fails: the phases reached are still news.
             phases: notes.phases,
             certificate_days_remaining,
+            steps: notes.steps,
             outcome,
         }
     }

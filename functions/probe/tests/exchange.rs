@@ -6,8 +6,8 @@
 
 use ecs_control::config::probe::{parse_check, CheckSource};
 use ecs_control::domain::address_guard::AddressGuard;
-use ecs_control::domain::probe::{HttpCheck, HttpResponse};
-use ecs_control::ports::HttpChecks;
+use ecs_control::domain::probe::{Answer, HttpResponse, ProbeCheck};
+use ecs_control::ports::CheckAttempts;
 use probe::http::{HttpAdapter, Resolve, HEAD_BYTES};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -62,7 +62,7 @@ async fn raw_server(
     (addr, served)
 }
 
-fn check(url: &str) -> HttpCheck {
+fn check(url: &str) -> ProbeCheck {
     parse_check(
         json!({"name": "raw", "url": url}),
         "checks[0]",
@@ -71,12 +71,15 @@ fn check(url: &str) -> HttpCheck {
     .expect("a check")
 }
 
-async fn answer(adapter: &impl HttpChecks, check: &HttpCheck, limit: usize) -> HttpResponse {
-    adapter
+async fn answer(adapter: &impl CheckAttempts, check: &ProbeCheck, limit: usize) -> HttpResponse {
+    match adapter
         .attempt(check, limit, Duration::from_secs(20))
         .await
         .outcome
-        .expect("an answer")
+    {
+        Ok(Answer::Response(response)) => response,
+        other => panic!("not a response: {other:?}"),
+    }
 }
 
 const TEN_MB: usize = 10 * 1024 * 1024;

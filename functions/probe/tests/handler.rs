@@ -4,12 +4,12 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use ecs_control::config::ProbeConfig;
-use ecs_control::domain::probe::HttpCheck;
+use ecs_control::domain::probe::ProbeCheck;
 use ecs_control::domain::probe::{
-    FailureReason, HttpObservation, HttpResponse, MetricDatum, Phases,
+    Answer, FailureReason, HttpObservation, HttpResponse, MetricDatum, Phases,
 };
 use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target};
-use ecs_control::ports::{FailureKind, HttpChecks, MetricsSink, PortError, TargetGroups};
+use ecs_control::ports::{FailureKind, CheckAttempts, MetricsSink, PortError, TargetGroups};
 use ecs_control::testing::{assert_clear_refusal, changed};
 use lambda_runtime::Diagnostic;
 use probe::handler::Prober;
@@ -37,12 +37,13 @@ fn now() -> DateTime<Utc> {
 
 fn ok(body: &str, content_type: &str) -> HttpObservation {
     HttpObservation {
-        outcome: Ok(HttpResponse {
+        outcome: Ok(Answer::Response(HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
             body_truncated: false,
-        }),
+        })),
+        steps: Vec::new(),
         latency_ms: 42.0,
         phases: Phases {
             dns_ms: Some(3.5),
@@ -58,6 +59,7 @@ fn ok(body: &str, content_type: &str) -> HttpObservation {
 fn failed(reason: FailureReason) -> HttpObservation {
     HttpObservation {
         outcome: Err(reason),
+        steps: Vec::new(),
         latency_ms: 2000.0,
         phases: Phases::default(),
         certificate_days_remaining: None,
@@ -97,8 +99,8 @@ impl FakeHttp {
     }
 }
 
-impl HttpChecks for FakeHttp {
-    async fn attempt(&self, check: &HttpCheck, _max: usize, timeout: Duration) -> HttpObservation {
+impl CheckAttempts for FakeHttp {
+    async fn attempt(&self, check: &ProbeCheck, _max: usize, timeout: Duration) -> HttpObservation {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let delay = self

@@ -4,7 +4,7 @@
 //! at a time. These are the drill's pure rules; the drill function does the I/O.
 
 use super::policy::CapacityBounds;
-use super::probe::HttpCheck;
+use super::probe::ProbeCheck;
 use super::registration::{HealthState, RegisteredTarget, Target};
 use super::service::ServiceRef;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -97,7 +97,7 @@ pub struct Hypothesis {
     pub running_equals_desired: bool,
     pub target_groups: Vec<HealthyFloor>,
     /// Probe checks that must pass.
-    pub probe_checks: Vec<HttpCheck>,
+    pub probe_checks: Vec<ProbeCheck>,
 }
 
 /// A validated drill; built only by the configuration loader.

@@ -1,6 +1,7 @@
 //! Probe verdicts: whether a check's response met its expectations, and if
 //! not, the reason an operator reads first; and the metrics a run publishes.
 
+pub mod kinds;
 pub mod redirect;
 
 use super::address_guard::AddressGuard;
@@ -24,9 +25,11 @@ pub enum IpPreference {
     Ipv6Only,
 }
 
-/// One HTTP(S) check, validated.
+/// One check, validated: one HTTP(S) request (`url`, `method`, `headers`,
+/// `body`, judged by `expect`), or the steps, TCP dialogue or lookup its
+/// `kind` says. Timeout, retries, degradation and the guard apply to every kind.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
+pub struct ProbeCheck {
     pub name: String,
     pub url: String,
     pub method: String,
@@ -47,6 +50,8 @@ pub struct HttpCheck {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Where its connections may go, checked on every hop.
     pub guard: AddressGuard,
+    /// What an attempt does: one request (the fields above), steps, TCP or DNS.
+    pub kind: kinds::CheckKind,
 }
 
 /// A request header's value: as the document wrote it, or read from a secret
@@ -275,10 +280,34 @@ impl HttpResponse {
     }
 }
 
+/// How an attempt ended when it did not fail on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A response for the handler to judge against the check's `expect`.
+    Response(HttpResponse),
+    /// The adapter judged the attempt as it went (every step, the TCP
+    /// dialogue, the lookup's answers) and it passed; the last status, if any.
+    Passed { status: Option<u16> },
+}
+
+/// One step of a multi-step attempt, as reported (extracted values never are).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepOutcome {
+    pub name: String,
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+}
+
 /// What one attempt at a check saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpObservation {
-    pub outcome: Result<HttpResponse, FailureReason>,
+    pub outcome: Result<Answer, FailureReason>,
+    /// Each step a multi-step attempt reached, in order (empty otherwise).
+    pub steps: Vec<StepOutcome>,
     /// From the start of the attempt to the end of the body (or the failure).
     pub latency_ms: f64,
     /// The attempt's phases, each summed over the redirects it followed.

@@ -23,14 +23,16 @@
 //! log line, a report or an error. Ad-hoc checks and drills' checks take
 //! strings only.
 
+mod kinds;
 mod references;
 
 pub use references::{references_outside_path, HeaderReference, SECRETS_PATH_ENV};
 
 use super::{parse_json, read_document, ConfigError};
 use crate::domain::address_guard::{host_allowed, AddressGuard};
+use crate::domain::probe::kinds::CheckKind;
 use crate::domain::probe::{
-    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, HttpCheck, IpPreference,
+    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, ProbeCheck, IpPreference,
     JsonAssertion, JsonRule, Pattern, StatusRange,
 };
 use crate::domain::secret::SecretRef;
@@ -78,7 +80,7 @@ pub struct ProbeConfig {
     /// Whether the document set `concurrency` (a default may be lowered to fit).
     pub concurrency_set: bool,
     pub max_body_bytes: usize,
-    pub checks: Vec<HttpCheck>,
+    pub checks: Vec<ProbeCheck>,
     pub target_groups: Vec<WatchedTargetGroup>,
     pub adhoc: AdhocPolicy,
     /// Header values the document takes from a secret store: not in `checks`
@@ -171,7 +173,15 @@ pub const IN_FLIGHT_BYTES_PER_CHECK: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 struct CheckEntry {
     name: String,
-    url: String,
+    /// One request; or one of `steps`, `tcp`, `dns` ([`kinds`]).
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    steps: Option<Vec<kinds::StepEntry>>,
+    #[serde(default)]
+    tcp: Option<kinds::TcpEntry>,
+    #[serde(default)]
+    dns: Option<kinds::DnsEntry>,
     #[serde(default)]
     method: Option<String>,
     /// A string, or a reference object (read by [`header_value`]).
@@ -408,7 +418,7 @@ impl ProbeConfig {
         })
     }
 
-    pub fn check(&self, name: &str) -> Option<&HttpCheck> {
+    pub fn check(&self, name: &str) -> Option<&ProbeCheck> {
         self.checks.iter().find(|c| c.name == name)
     }
 }
@@ -478,7 +488,7 @@ fn status_range(entry: StatusEntry, field: &str) -> Result<StatusRange, ConfigEr
 ///
 /// # Errors
 /// A [`ConfigError`] naming the first offending field.
-pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<HttpCheck, ConfigError> {
+pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<ProbeCheck, ConfigError> {
     let entry: CheckEntry = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
         let name = if path == "." {
@@ -503,17 +513,29 @@ fn check_from_entry(
     entry: CheckEntry,
     at: &str,
     source: CheckSource,
-) -> Result<(HttpCheck, Vec<HeaderReference>), ConfigError> {
+) -> Result<(ProbeCheck, Vec<HeaderReference>), ConfigError> {
     let field = |name: &str| format!("{at}.{name}");
     validate_dimension(&entry.name).map_err(|p| ConfigError::new(field("name"), p))?;
-    let url = url::Url::parse(&entry.url)
-        .map_err(|e| ConfigError::new(field("url"), format!("{:?}: {e}", entry.url)))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::new(
-            field("url"),
-            "must be an http:// or https:// URL with a host",
-        ));
-    }
+    let others = kinds::KindEntries {
+        steps: entry.steps,
+        tcp: entry.tcp,
+        dns: entry.dns,
+    };
+    let (kind, url) = match entry.url {
+        Some(raw) if others.steps.is_none() && others.tcp.is_none() && others.dns.is_none() => {
+            let url = url::Url::parse(&raw)
+                .map_err(|e| ConfigError::new(field("url"), format!("{raw:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::new(
+                    field("url"),
+                    "must be an http:// or https:// URL with a host",
+                ));
+            }
+            (CheckKind::Http, url.to_string())
+        }
+        Some(_) => return Err(ConfigError::new(at, "give exactly one of url, steps, tcp, dns")),
+        None => kinds::kind_of(others, at)?,
+    };
     let method = entry.method.unwrap_or_else(|| "GET".to_string());
     if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(ConfigError::new(
@@ -552,79 +574,16 @@ fn check_from_entry(
             }),
         }
     }
-    let status = match entry.expected_status {
-        None => ExpectedStatus::default(),
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(
-                field("expected_status"),
-                "list at least one status",
-            ))
-        }
-        Some(list) => ExpectedStatus(
-            list.into_iter()
-                .enumerate()
-                .map(|(j, s)| status_range(s, &field(&format!("expected_status[{j}]"))))
-                .collect::<Result<_, _>>()?,
-        ),
-    };
-    let patterns = |list: Vec<PatternEntry>, name: &str| -> Result<Vec<Pattern>, ConfigError> {
-        list.into_iter()
-            .enumerate()
-            .map(|(j, p)| pattern(p, &field(&format!("{name}[{j}]"))))
-            .collect()
-    };
-    let body_must_match = patterns(entry.body_must_match, "body_must_match")?;
-    let body_must_not_match = patterns(entry.body_must_not_match, "body_must_not_match")?;
-    let mut headers = Vec::with_capacity(entry.header_checks.len());
-    for (j, h) in entry.header_checks.into_iter().enumerate() {
-        let at = field(&format!("header_checks[{j}]"));
-        let rules = [
-            h.present == Some(true),
-            h.absent == Some(true),
-            h.equals.is_some(),
-            h.matches.is_some(),
-        ];
-        if rules.iter().filter(|r| **r).count() != 1 {
-            return Err(ConfigError::new(
-                at,
-                "give exactly one of present: true, absent: true, equals, matches",
-            ));
-        }
-        let rule = if h.present == Some(true) {
-            HeaderRule::Present
-        } else if h.absent == Some(true) {
-            HeaderRule::Absent
-        } else if let Some(v) = h.equals {
-            HeaderRule::Equals(v)
-        } else if let Some(p) = h.matches {
-            HeaderRule::Matches(pattern(p, &format!("{at}.matches"))?)
-        } else {
-            HeaderRule::Present
-        };
-        headers.push(HeaderCheck {
-            name: h.name.to_ascii_lowercase(),
-            rule,
-        });
-    }
-    let mut json = Vec::with_capacity(entry.json_assertions.len());
-    for (j, a) in entry.json_assertions.into_iter().enumerate() {
-        let at = field(&format!("json_assertions[{j}]"));
-        let path = serde_json_path::JsonPath::parse(&a.path).map_err(|e| {
-            ConfigError::new(format!("{at}.path"), format!("{:?} is not a JSONPath: {e}", a.path))
-        })?;
-        let rule = match (a.equals, a.matches, a.exists) {
-            (Some(value), None, None) => JsonRule::Equals(value),
-            (None, Some(p), None) => JsonRule::Matches(pattern(p, &format!("{at}.matches"))?),
-            (None, None, Some(true)) => JsonRule::Exists,
-            _ => {
-                return Err(ConfigError::new(
-                    at,
-                    "give exactly one of equals, matches, exists: true",
-                ))
-            }
-        };
-        json.push(JsonAssertion { path, rule });
-    }
+    let expect = expectations(
+        ExpectationEntries {
+            expected_status: entry.expected_status,
+            body_must_match: entry.body_must_match,
+            body_must_not_match: entry.body_must_not_match,
+            header_checks: entry.header_checks,
+            json_assertions: entry.json_assertions,
+        },
+        at,
+    )?;
     let timeout_ms = entry.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ConfigError::new(
@@ -669,19 +628,13 @@ fn check_from_entry(
             )
         })?),
     };
-    let check = HttpCheck {
+    let check = ProbeCheck {
         name: entry.name,
-        url: url.into(),
+        url,
         method,
         headers: request_headers,
         body: entry.body,
-        expect: Expectations {
-            status,
-            body_must_match,
-            body_must_not_match,
-            headers,
-            json,
-        },
+        expect,
         timeout: Duration::from_millis(timeout_ms),
         follow_redirects: entry.follow_redirects.unwrap_or(true),
         retries,
@@ -693,8 +646,103 @@ fn check_from_entry(
             deny_private: entry.deny_private_addresses.unwrap_or(false),
             ..AddressGuard::default()
         },
+        kind,
     };
     Ok((check, references))
+}
+
+/// The expectation fields of a check or a step, as written.
+struct ExpectationEntries {
+    expected_status: Option<Vec<StatusEntry>>,
+    body_must_match: Vec<PatternEntry>,
+    body_must_not_match: Vec<PatternEntry>,
+    header_checks: Vec<HeaderEntry>,
+    json_assertions: Vec<JsonEntry>,
+}
+
+/// What a response must satisfy; errors name fields under `at`.
+fn expectations(parts: ExpectationEntries, at: &str) -> Result<Expectations, ConfigError> {
+    let field = |name: &str| format!("{at}.{name}");
+    let status = match parts.expected_status {
+        None => ExpectedStatus::default(),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                field("expected_status"),
+                "list at least one status",
+            ))
+        }
+        Some(list) => ExpectedStatus(
+            list.into_iter()
+                .enumerate()
+                .map(|(j, s)| status_range(s, &field(&format!("expected_status[{j}]"))))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let patterns = |list: Vec<PatternEntry>, name: &str| -> Result<Vec<Pattern>, ConfigError> {
+        list.into_iter()
+            .enumerate()
+            .map(|(j, p)| pattern(p, &field(&format!("{name}[{j}]"))))
+            .collect()
+    };
+    let body_must_match = patterns(parts.body_must_match, "body_must_match")?;
+    let body_must_not_match = patterns(parts.body_must_not_match, "body_must_not_match")?;
+    let mut headers = Vec::with_capacity(parts.header_checks.len());
+    for (j, h) in parts.header_checks.into_iter().enumerate() {
+        let at = field(&format!("header_checks[{j}]"));
+        let rules = [
+            h.present == Some(true),
+            h.absent == Some(true),
+            h.equals.is_some(),
+            h.matches.is_some(),
+        ];
+        if rules.iter().filter(|r| **r).count() != 1 {
+            return Err(ConfigError::new(
+                at,
+                "give exactly one of present: true, absent: true, equals, matches",
+            ));
+        }
+        let rule = if h.present == Some(true) {
+            HeaderRule::Present
+        } else if h.absent == Some(true) {
+            HeaderRule::Absent
+        } else if let Some(v) = h.equals {
+            HeaderRule::Equals(v)
+        } else if let Some(p) = h.matches {
+            HeaderRule::Matches(pattern(p, &format!("{at}.matches"))?)
+        } else {
+            HeaderRule::Present
+        };
+        headers.push(HeaderCheck {
+            name: h.name.to_ascii_lowercase(),
+            rule,
+        });
+    }
+    let mut json = Vec::with_capacity(parts.json_assertions.len());
+    for (j, a) in parts.json_assertions.into_iter().enumerate() {
+        let at = field(&format!("json_assertions[{j}]"));
+        let path = serde_json_path::JsonPath::parse(&a.path).map_err(|e| {
+            ConfigError::new(format!("{at}.path"), format!("{:?} is not a JSONPath: {e}", a.path))
+        })?;
+        let rule = match (a.equals, a.matches, a.exists) {
+            (Some(value), None, None) => JsonRule::Equals(value),
+            (None, Some(p), None) => JsonRule::Matches(pattern(p, &format!("{at}.matches"))?),
+            (None, None, Some(true)) => JsonRule::Exists,
+            _ => {
+                return Err(ConfigError::new(
+                    at,
+                    "give exactly one of equals, matches, exists: true",
+                ))
+            }
+        };
+        json.push(JsonAssertion { path, rule });
+    }
+    Ok(Expectations {
+        status,
+        body_must_match,
+        body_must_not_match,
+        headers,
+        json,
+    })
 }
 
 /// A header's value as the document gives it.

@@ -8,7 +8,7 @@ use chrono::Utc;
 use ecs_control::domain::drill::{Lock, LockState, SavedState, LOCK_GRACE};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{
-    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, HttpChecks, MetricsSink,
+    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, CheckAttempts, MetricsSink,
     PortError, TaggedService, TargetGroups,
 };
 use std::hash::BuildHasher;
@@ -66,7 +66,7 @@ where
     E: EcsServices + EcsTasks + DrillControls,
     G: TargetGroups + Clone,
     A: AlarmStates + AlarmControls,
-    H: HttpChecks,
+    H: CheckAttempts,
     M: MetricsSink,
 {
     /// Takes `wanted` on `service` when `may_take` accepts the lock found;
