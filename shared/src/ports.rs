@@ -4,7 +4,7 @@
 
 use crate::domain::alarm::{AlarmStatus, MetricPoint, MetricQuery};
 use crate::domain::budget::TaskSize;
-use crate::domain::probe::{ProbeCheck, HttpObservation, MetricDatum};
+use crate::domain::probe::{HttpObservation, MetricDatum, ProbeCheck};
 use crate::domain::registration::{
     RegisteredTarget, ServiceTasks, Target, TargetGroupFacts, TaskInfo,
 };

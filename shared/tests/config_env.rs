@@ -41,7 +41,10 @@ fn environment_switches_override_the_documents_and_are_checked() {
         r#"{"max_body_bytes": 4194304, "checks": [{"name": "a", "url": "http://x"}]}"#,
     );
     let fitted = ProbeConfig::from_env().expect("the default concurrency fits");
-    assert_eq!(fitted.concurrency, 32, "128 MiB of bodies / 4 MiB each");
+    assert_eq!(
+        fitted.concurrency, 31,
+        "128 MiB / (4 MiB of body + 64 KiB of head and connection) each"
+    );
 
     std::env::set_var("PROBE_ADHOC_ENABLED", "yes please");
     let err = ProbeConfig::from_env().expect_err("not a boolean");

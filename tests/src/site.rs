@@ -160,9 +160,10 @@ impl TestSite {
         let current_key = rcgen::KeyPair::generate().expect("intermediate key");
         let mut current_params = rcgen::CertificateParams::new(Vec::new()).expect("params");
         current_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        current_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ecs-control current intermediate");
+        current_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "ecs-control current intermediate",
+        );
         current_params.not_after = days(365);
         let current = current_params
             .clone()
@@ -170,7 +171,8 @@ impl TestSite {
             .expect("current intermediate");
         let mut cross_params = current_params.clone();
         cross_params.not_before = ymd(chrono::Utc::now() - chrono::TimeDelta::days(400));
-        cross_params.not_after = ymd(chrono::Utc::now() - chrono::TimeDelta::days(EXPIRED_DAYS_AGO));
+        cross_params.not_after =
+            ymd(chrono::Utc::now() - chrono::TimeDelta::days(EXPIRED_DAYS_AGO));
         let cross_signed = cross_params
             .signed_by(&current_key, &old_root)
             .expect("cross-signed intermediate");
@@ -183,7 +185,13 @@ impl TestSite {
             .signed_by(&cross_leaf_key, &current_issuer)
             .expect("leaf");
         let cross_config = RustlsConfig::from_pem(
-            format!("{}{}{}", cross_leaf.pem(), cross_signed.pem(), current.pem()).into_bytes(),
+            format!(
+                "{}{}{}",
+                cross_leaf.pem(),
+                cross_signed.pem(),
+                current.pem()
+            )
+            .into_bytes(),
             cross_leaf_key.serialize_pem().into_bytes(),
         )
         .await

@@ -161,10 +161,15 @@ async fn verdicts_against_real_servers() {
     );
     let tls_phases = &tls.measured.phases;
     assert!(
-        tls_phases.connect_ms.is_some() && tls_phases.tls_ms.is_some() && tls_phases.transfer_ms.is_some(),
+        tls_phases.connect_ms.is_some()
+            && tls_phases.tls_ms.is_some()
+            && tls_phases.transfer_ms.is_some(),
         "{tls_phases:?}"
     );
-    assert_eq!(ok.measured.phases.tls_ms, None, "plain HTTP has no handshake");
+    assert_eq!(
+        ok.measured.phases.tls_ms, None,
+        "plain HTTP has no handshake"
+    );
     let big = check(&report, "big-body");
     assert!(big.success && big.body_truncated);
     for name in ["json-wrong", "json-not-json"] {

@@ -21,7 +21,7 @@ use ecs_control::domain::registration::HealthState;
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
-    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, FailureKind, CheckAttempts,
+    AlarmControls, AlarmStates, CheckAttempts, DrillControls, EcsServices, EcsTasks, FailureKind,
     MetricsSink, PortError, TargetGroups, DRILL_HALT_TAG,
 };
 pub use lock::LOCK_SETTLE;

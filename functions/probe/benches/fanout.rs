@@ -108,7 +108,9 @@ async fn serve() {
     let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
     let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap_or_else(|e| panic!("{e}"));
+    let ca = ca_params
+        .self_signed(&ca_key)
+        .unwrap_or_else(|e| panic!("{e}"));
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
     let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
@@ -146,8 +148,16 @@ async fn row(spec: &str) {
         panic!("bad row {spec}");
     };
     let checks: usize = checks.parse().unwrap_or_else(|e| panic!("{e}"));
-    let host = if scheme == "https" { "localhost" } else { "127.0.0.1" };
-    let path = if scenario == "256 KiB bodies" { "body" } else { "delay" };
+    let host = if scheme == "https" {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    let path = if scenario == "256 KiB bodies" {
+        "body"
+    } else {
+        "delay"
+    };
     let list: Vec<serde_json::Value> = (0..checks)
         .map(|i| {
             let mut check = serde_json::json!({
@@ -163,7 +173,10 @@ async fn row(spec: &str) {
         .collect();
     let mut document = serde_json::json!({"checks": list});
     if concurrency != "defaults" {
-        document["concurrency"] = concurrency.parse::<usize>().unwrap_or_else(|e| panic!("{e}")).into();
+        document["concurrency"] = concurrency
+            .parse::<usize>()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into();
     }
     let mut config = ProbeConfig::parse(&document.to_string()).unwrap_or_else(|e| panic!("{e}"));
     if concurrency == "defaults" {
@@ -224,7 +237,11 @@ fn run_row(me: &std::path::Path, scenario: &str, scheme: &str, checks: usize, co
         // a client port still in that server's TIME_WAIT would wait a second
         // for its SYN to be sent again.
         let (mut server, http_port, https_port, ca_file) = start_server(me);
-        let port = if scheme == "https" { https_port } else { http_port };
+        let port = if scheme == "https" {
+            https_port
+        } else {
+            http_port
+        };
         let spec = format!("{scenario}|{scheme}|{checks}|{concurrency}|{port}|{ca_file}");
         let output = Command::new(me)
             .env("FANOUT_ROW", &spec)
@@ -240,7 +257,10 @@ fn run_row(me: &std::path::Path, scenario: &str, scheme: &str, checks: usize, co
         match text.lines().find_map(|l| l.strip_prefix("ROW\t")) {
             Some(row) => runs.push(row.split('\t').map(str::to_string).collect()),
             None => {
-                println!("{scenario} {scheme} {checks}: the row failed ({})", out.status);
+                println!(
+                    "{scenario} {scheme} {checks}: the row failed ({})",
+                    out.status
+                );
                 return;
             }
         }
@@ -331,5 +351,10 @@ fn start_server(me: &std::path::Path) -> (std::process::Child, String, String, S
     let [http_port, https_port, ca_file] = &parts[..] else {
         panic!("the server did not start: {line:?}");
     };
-    (server, http_port.clone(), https_port.clone(), ca_file.clone())
+    (
+        server,
+        http_port.clone(),
+        https_port.clone(),
+        ca_file.clone(),
+    )
 }

@@ -7,12 +7,11 @@ use ecs_control::config::ProbeConfig;
 use ecs_control::domain::probe::ProbeCheck;
 use ecs_control::domain::probe::{
     check_metrics, count_targets, degraded, redacted_url, retry_pause, target_metrics, url_host,
-    verdict,
-    Answer, CheckMeasurement, FailureReason, MetricDatum, Phases, StepOutcome, TargetCounts,
-    METRICS_PER_CALL,
+    verdict, Answer, CheckMeasurement, FailureReason, MetricDatum, Phases, StepOutcome,
+    TargetCounts, METRICS_PER_CALL,
 };
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
-use ecs_control::ports::{FailureKind, CheckAttempts, MetricsSink, PortError, TargetGroups};
+use ecs_control::ports::{CheckAttempts, FailureKind, MetricsSink, PortError, TargetGroups};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::time::Duration;
@@ -153,15 +152,19 @@ impl<H: CheckAttempts, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
         // taken in completion order: a slow check holds one slot, not the
         // start of every check behind it, and group reads, which wait on
         // ELB's Describe budget, never hold a check's slot.
-        let check_lane = stream::iter(checks.iter().enumerate())
-            .map(|(i, check)| async move { (i, Done::Check(self.run_check(check, budget_end).await)) })
-            .buffer_unordered(self.config.concurrency);
+        let check_lane =
+            stream::iter(checks.iter().enumerate())
+                .map(|(i, check)| async move {
+                    (i, Done::Check(self.run_check(check, budget_end).await))
+                })
+                .buffer_unordered(self.config.concurrency);
         let group_lane = stream::iter(groups.iter().enumerate())
             .map(|(i, group)| async move { (i, Done::Group(self.count_group(group).await)) })
             .buffer_unordered(GROUP_READS_AT_ONCE);
         let mut running = stream::select(check_lane, group_lane);
         let mut check_reports: Vec<Option<CheckReport>> = checks.iter().map(|_| None).collect();
-        let mut group_reports: Vec<Option<TargetGroupReport>> = groups.iter().map(|_| None).collect();
+        let mut group_reports: Vec<Option<TargetGroupReport>> =
+            groups.iter().map(|_| None).collect();
         loop {
             let next = match budget_end {
                 Some(end) => match tokio::time::timeout_at(end, running.next()).await {

@@ -16,17 +16,17 @@ mod tls;
 
 pub use connect::{Resolve, SystemResolver};
 
-use hyper::body::Bytes;
 use chrono::Utc;
 use connect::millis;
-use ecs_control::domain::probe::redirect::{follow, Hop, Next, MAX_REDIRECTS};
 use ecs_control::domain::probe::kinds::CheckKind;
+use ecs_control::domain::probe::redirect::{follow, Hop, Next, MAX_REDIRECTS};
 use ecs_control::domain::probe::{
     Answer, FailureReason, HttpObservation, HttpResponse, Phases, ProbeCheck, StepOutcome,
 };
 use ecs_control::ports::CheckAttempts;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
+use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
@@ -174,7 +174,11 @@ fn request(hop: &Hop) -> Result<http::Request<Full<Bytes>>, FailureReason> {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    let has = |name: &str| hop.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let has = |name: &str| {
+        hop.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
     let mut builder = http::Request::builder()
         .method(hop.method.as_str())
         .uri(&url[Position::BeforePath..Position::AfterQuery]);
@@ -228,7 +232,10 @@ async fn read_capped<B>(mut body: B, limit: usize) -> Result<(Vec<u8>, bool), Fa
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
 {
-    let expected = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    let expected = body
+        .size_hint()
+        .exact()
+        .and_then(|n| usize::try_from(n).ok());
     let mut kept = Vec::with_capacity(expected.unwrap_or(0).min(limit));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| hyper_failure(&e))?;
@@ -245,11 +252,11 @@ where
 /// The name a TLS hop presents and verifies.
 fn server_name(url: &Url) -> Result<ServerName<'static>, FailureReason> {
     match url.host() {
-        Some(Host::Domain(name)) => ServerName::try_from(name.to_string()).map_err(|e| {
-            FailureReason::Tls {
+        Some(Host::Domain(name)) => {
+            ServerName::try_from(name.to_string()).map_err(|e| FailureReason::Tls {
                 detail: format!("{name} is not a TLS server name: {e}"),
-            }
-        }),
+            })
+        }
         Some(Host::Ipv4(ip)) => Ok(ServerName::IpAddress(std::net::IpAddr::V4(ip).into())),
         Some(Host::Ipv6(ip)) => Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into())),
         None => Err(connection_error("the URL has no host")),
@@ -354,7 +361,13 @@ impl<R: Resolve> HttpAdapter<R> {
         }
         let config = self.tls.get(check.extra_ca_pem.as_deref())?;
         let started = Instant::now();
-        let shaken = tls::handshake(config, server_name(&hop.url)?, tcp, &mut notes.chain_expires).await;
+        let shaken = tls::handshake(
+            config,
+            server_name(&hop.url)?,
+            tcp,
+            &mut notes.chain_expires,
+        )
+        .await;
         Phases::add(&mut notes.phases.tls_ms, millis(started));
         exchange_on(shaken?, hop, check, max_body_bytes, &mut notes.phases).await
     }
@@ -410,7 +423,9 @@ impl<R: Resolve> CheckAttempts for HttpAdapter<R> {
                         headers: check.headers.clone(),
                         body: check.body.clone(),
                     };
-                    let response = self.exchange(hop, check, max_body_bytes, &mut notes).await?;
+                    let response = self
+                        .exchange(hop, check, max_body_bytes, &mut notes)
+                        .await?;
                     Ok(Answer::Response(response))
                 }
                 CheckKind::Steps(steps) => {
@@ -488,7 +503,11 @@ mod tests {
             headers: Vec::new(),
             body: None,
         };
-        assert!(request(&get).expect("request").headers().get("content-length").is_none());
+        assert!(request(&get)
+            .expect("request")
+            .headers()
+            .get("content-length")
+            .is_none());
     }
 
     #[test]
@@ -507,7 +526,10 @@ mod tests {
         assert!(body.capacity() <= limit, "capacity {}", body.capacity());
         let mut exact = Vec::new();
         assert!(!append_capped(&mut exact, &[b'x'; 10], 10));
-        assert!(append_capped(&mut exact, b"y", 10), "a byte past the limit is a cut");
+        assert!(
+            append_capped(&mut exact, b"y", 10),
+            "a byte past the limit is a cut"
+        );
         assert_eq!(exact.len(), 10);
     }
 }

@@ -23,7 +23,11 @@ struct Rebinding(Mutex<Vec<SocketAddr>>);
 impl Resolve for Rebinding {
     async fn lookup(&self, _host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
         let mut answers = self.0.lock().unwrap();
-        let next = if answers.len() > 1 { answers.remove(0) } else { answers[0] };
+        let next = if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0]
+        };
         Ok(vec![next])
     }
 }
@@ -101,7 +105,9 @@ async fn a_name_that_rebinds_between_hops_is_refused_on_the_hop_that_rebinds() {
         &["rebind.test".to_string()],
         &["127.0.0.2/32".parse().unwrap()],
     );
-    let observation = adapter.attempt(&rebinding, LIMIT, Duration::from_secs(5)).await;
+    let observation = adapter
+        .attempt(&rebinding, LIMIT, Duration::from_secs(5))
+        .await;
     let reason = observation.outcome.expect_err("refused");
     assert_eq!(reason.kind(), "address_denied", "{reason}");
     assert!(reason.to_string().contains("127.0.0.1"), "{reason}");
@@ -116,7 +122,9 @@ async fn bodies_of_ten_megabytes_hold_at_most_max_body_bytes_whatever_their_fram
         let body = vec![b'x'; TEN_MB];
         let mut wire = match path {
             "/close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(),
-            "/length" => format!("HTTP/1.1 200 OK\r\nContent-Length: {TEN_MB}\r\n\r\n").into_bytes(),
+            "/length" => {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {TEN_MB}\r\n\r\n").into_bytes()
+            }
             _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
         };
         if path == "/chunked" {
@@ -136,7 +144,11 @@ async fn bodies_of_ten_megabytes_hold_at_most_max_body_bytes_whatever_their_fram
     for path in ["/close", "/length", "/chunked"] {
         let response = answer(&adapter, &check(&format!("http://{site}{path}")), LIMIT).await;
         assert_eq!(response.body.len(), LIMIT, "{path}");
-        assert!(response.body.capacity() <= LIMIT, "{path}: {}", response.body.capacity());
+        assert!(
+            response.body.capacity() <= LIMIT,
+            "{path}: {}",
+            response.body.capacity()
+        );
         assert!(response.body_truncated, "{path}");
     }
     // A body that ends at the limit exactly is whole.
@@ -147,7 +159,10 @@ async fn bodies_of_ten_megabytes_hold_at_most_max_body_bytes_whatever_their_fram
     })
     .await;
     let response = answer(&adapter, &check(&format!("http://{exact}/")), LIMIT).await;
-    assert_eq!((response.body.len(), response.body_truncated), (LIMIT, false));
+    assert_eq!(
+        (response.body.len(), response.body_truncated),
+        (LIMIT, false)
+    );
 }
 
 #[tokio::test]
@@ -158,7 +173,11 @@ async fn a_head_larger_than_its_buffer_is_a_failure_not_an_allocation() {
     })
     .await;
     let reason = HttpAdapter::new()
-        .attempt(&check(&format!("http://{site}/")), LIMIT, Duration::from_secs(5))
+        .attempt(
+            &check(&format!("http://{site}/")),
+            LIMIT,
+            Duration::from_secs(5),
+        )
         .await
         .outcome
         .expect_err("too large");

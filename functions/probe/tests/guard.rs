@@ -21,24 +21,26 @@ use support::run_probe;
 /// Counts the requests it serves.
 async fn site() -> (u16, Arc<AtomicUsize>) {
     let served = Arc::new(AtomicUsize::new(0));
-    let app = Router::new()
-        .route(
-            "/ok",
-            get(|State(n): State<Arc<AtomicUsize>>| async move {
-                n.fetch_add(1, Ordering::SeqCst);
-                "ok"
-            }),
-        )
-        .route(
-            "/to",
-            get(
-                |State(n): State<Arc<AtomicUsize>>, Query(q): Query<HashMap<String, String>>| async move {
+    let app =
+        Router::new()
+            .route(
+                "/ok",
+                get(|State(n): State<Arc<AtomicUsize>>| async move {
                     n.fetch_add(1, Ordering::SeqCst);
-                    Redirect::to(&q["url"])
-                },
-            ),
-        )
-        .with_state(served.clone());
+                    "ok"
+                }),
+            )
+            .route(
+                "/to",
+                get(
+                    |State(n): State<Arc<AtomicUsize>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        Redirect::to(&q["url"])
+                    },
+                ),
+            )
+            .with_state(served.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -95,11 +97,20 @@ async fn redirects_to_the_runtime_api_the_metadata_endpoint_or_another_host_are_
     let (ok, _, _) = &verdicts["direct"];
     assert!(ok, "{record}");
     let (ok, reason, detail) = &verdicts["to-runtime-api"];
-    assert!(!ok && reason == "address_denied" && detail.contains("runtime API"), "{record}");
+    assert!(
+        !ok && reason == "address_denied" && detail.contains("runtime API"),
+        "{record}"
+    );
     let (ok, reason, detail) = &verdicts["to-metadata"];
-    assert!(!ok && reason == "address_denied" && detail.contains("link-local"), "{record}");
+    assert!(
+        !ok && reason == "address_denied" && detail.contains("link-local"),
+        "{record}"
+    );
     let (ok, reason, detail) = &verdicts["to-another-host"];
-    assert!(!ok && reason == "redirect_refused" && detail.contains("elsewhere.invalid"), "{record}");
+    assert!(
+        !ok && reason == "redirect_refused" && detail.contains("elsewhere.invalid"),
+        "{record}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +131,14 @@ async fn a_name_on_the_allowlist_that_resolves_to_loopback_is_refused_before_con
     let verdicts = verdicts(&record);
     for name in ["rebinding", "guarded"] {
         let (ok, reason, detail) = &verdicts[name];
-        assert!(!ok && reason == "address_denied" && detail.contains("loopback"), "{name}: {record}");
+        assert!(
+            !ok && reason == "address_denied" && detail.contains("loopback"),
+            "{name}: {record}"
+        );
     }
-    assert_eq!(served.load(Ordering::SeqCst), 0, "no request reached the site");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "no request reached the site"
+    );
 }

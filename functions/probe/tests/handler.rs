@@ -9,7 +9,7 @@ use ecs_control::domain::probe::{
     Answer, FailureReason, HttpObservation, HttpResponse, MetricDatum, Phases,
 };
 use ecs_control::domain::registration::{HealthState, RegisteredTarget, Target};
-use ecs_control::ports::{FailureKind, CheckAttempts, MetricsSink, PortError, TargetGroups};
+use ecs_control::ports::{CheckAttempts, FailureKind, MetricsSink, PortError, TargetGroups};
 use ecs_control::testing::{assert_clear_refusal, changed};
 use lambda_runtime::Diagnostic;
 use probe::handler::Prober;
@@ -348,12 +348,19 @@ fn failing_check_config(retries: u32, backoff_ms: u64) -> String {
 #[tokio::test(start_paused = true)]
 async fn retries_pause_doubling_and_are_not_made_without_time_for_them() {
     let p = prober_with(&failing_check_config(2, 200));
-    p.ports()
-        .0
-        .answer("flaky", vec![failed(FailureReason::ConnectionRefused { detail: "no".into() })]);
+    p.ports().0.answer(
+        "flaky",
+        vec![failed(FailureReason::ConnectionRefused {
+            detail: "no".into(),
+        })],
+    );
     let started = tokio::time::Instant::now();
     let report = p
-        .handle(serde_json::json!({"command": "run", "publish": false}), now(), None)
+        .handle(
+            serde_json::json!({"command": "run", "publish": false}),
+            now(),
+            None,
+        )
         .await
         .expect("run");
     // Three attempts of 10 ms, with 200 then 400 ms between them.
@@ -363,15 +370,25 @@ async fn retries_pause_doubling_and_are_not_made_without_time_for_them() {
     // With 1.5 s left for checks (3.5 s to the deadline, less the 2 s kept
     // to publish), a 2 s pause leaves no time for a second attempt.
     let p = prober_with(&failing_check_config(5, 2_000));
-    p.ports()
-        .0
-        .answer("flaky", vec![failed(FailureReason::ConnectionRefused { detail: "no".into() })]);
+    p.ports().0.answer(
+        "flaky",
+        vec![failed(FailureReason::ConnectionRefused {
+            detail: "no".into(),
+        })],
+    );
     let deadline = now() + chrono::TimeDelta::milliseconds(3_500);
     let report = p
-        .handle(serde_json::json!({"command": "run", "publish": false}), now(), Some(deadline))
+        .handle(
+            serde_json::json!({"command": "run", "publish": false}),
+            now(),
+            Some(deadline),
+        )
         .await
         .expect("run");
-    assert_eq!(report.checks[0].attempts, 1, "a 2 s pause does not fit in 1.5 s");
+    assert_eq!(
+        report.checks[0].attempts, 1,
+        "a 2 s pause does not fit in 1.5 s"
+    );
     assert!(!report.checks[0].success);
 }
 
@@ -388,7 +405,10 @@ async fn a_passed_check_over_its_threshold_is_degraded_not_failed() {
     for name in ["slow", "quick", "plain"] {
         p.ports().0.answer(name, vec![ok("ok", "text/plain")]);
     }
-    let report = p.handle(sample("scheduled-tick"), now(), None).await.expect("run");
+    let report = p
+        .handle(sample("scheduled-tick"), now(), None)
+        .await
+        .expect("run");
     let by_name = |n: &str| report.checks.iter().find(|c| c.name == n).expect(n);
     assert!(by_name("slow").success);
     assert_eq!(by_name("slow").measured.degraded, Some(true));
@@ -421,12 +441,19 @@ async fn target_group_reads_keep_to_their_own_lane_and_the_deadline() {
     );
     // 12 s to the deadline: 10 s for the work, 15 s of group reads at 4 at once.
     let deadline = now() + chrono::TimeDelta::seconds(12);
-    let report = p.handle(sample("scheduled-tick"), now(), Some(deadline)).await.expect("run");
+    let report = p
+        .handle(sample("scheduled-tick"), now(), Some(deadline))
+        .await
+        .expect("run");
     assert_eq!(p.ports().1.max_in_flight.load(Ordering::SeqCst), 4);
     // Every check ran at once beside them, none waiting on a group's slot.
     assert_eq!(p.ports().0.max_in_flight.load(Ordering::SeqCst), 8);
     assert!(report.checks.iter().all(|c| c.success));
-    let read = report.target_groups.iter().filter(|g| g.counts.is_some()).count();
+    let read = report
+        .target_groups
+        .iter()
+        .filter(|g| g.counts.is_some())
+        .count();
     assert_eq!(read, 40, "4 at once for 10 s");
     assert!(report
         .target_groups
@@ -452,10 +479,20 @@ async fn publishing_that_would_outlast_the_deadline_fails_retryably_in_time() {
         .handle(sample("scheduled-tick"), now(), Some(deadline))
         .await
         .expect_err("not published in time");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let diagnostic: Diagnostic = err.into();
-    assert!(diagnostic.error_type.starts_with("Retryable"), "{diagnostic:?}");
-    assert!(diagnostic.error_message.contains("deadline"), "{diagnostic:?}");
+    assert!(
+        diagnostic.error_type.starts_with("Retryable"),
+        "{diagnostic:?}"
+    );
+    assert!(
+        diagnostic.error_message.contains("deadline"),
+        "{diagnostic:?}"
+    );
 }
 
 #[tokio::test]
@@ -757,7 +794,10 @@ fn bodies_in_flight_must_fit_the_function_memory() {
     let mut shipped = ProbeConfig::parse(CONFIG).expect("shipped");
     assert_eq!(shipped.concurrency_fitting(128), 204);
     assert_eq!(shipped.concurrency_fitting(256), 256);
-    assert!(shipped.fits_in_memory(128).is_err(), "256 in flight is 80 MiB");
+    assert!(
+        shipped.fits_in_memory(128).is_err(),
+        "256 in flight is 80 MiB"
+    );
     shipped.concurrency = shipped.concurrency_fitting(128);
     shipped
         .fits_in_memory(128)

@@ -100,12 +100,7 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
 /// that looked at the IPv6 form only would let `::ffff:127.0.0.1` through.
 fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let low32 = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low32 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
@@ -241,12 +236,25 @@ mod tests {
 
     #[test]
     fn hosts_match_exactly_or_as_subdomains() {
-        let allowed = vec!["api.example.com".to_string(), "*.internal.example".to_string()];
+        let allowed = vec![
+            "api.example.com".to_string(),
+            "*.internal.example".to_string(),
+        ];
         let guard = AddressGuard::for_adhoc(&allowed, &[]);
-        for ok in ["api.example.com", "API.example.com.", "a.internal.example", "b.a.internal.example"] {
+        for ok in [
+            "api.example.com",
+            "API.example.com.",
+            "a.internal.example",
+            "b.a.internal.example",
+        ] {
             assert_eq!(guard.admits_host(ok), Ok(()), "{ok}");
         }
-        for refused in ["example.com", "internal.example", "evilinternal.example", "api.example.com.evil"] {
+        for refused in [
+            "example.com",
+            "internal.example",
+            "evilinternal.example",
+            "api.example.com.evil",
+        ] {
             assert!(guard.admits_host(refused).is_err(), "{refused}");
         }
         assert_eq!(AddressGuard::default().admits_host("anything"), Ok(()));

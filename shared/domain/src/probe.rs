@@ -958,7 +958,10 @@ mod tests {
         };
         let data = check_metrics("home", &passed);
         assert!(data.iter().all(|d| d.name != "CheckFailure"));
-        let degraded = data.iter().find(|d| d.name == "CheckDegraded").map(|d| d.value);
+        let degraded = data
+            .iter()
+            .find(|d| d.name == "CheckDegraded")
+            .map(|d| d.value);
         assert_eq!(degraded, Some(1.0));
     }
 
@@ -971,13 +974,34 @@ mod tests {
         let body = r#"{"status":"ok","version":"7","items":[{"healthy":true},{"healthy":true}],"token":"s3cret"}"#;
         let cases = [
             (assertion("$.status", JsonRule::Equals("ok".into())), true),
-            (assertion("$.items[*].healthy", JsonRule::Equals(true.into())), true),
-            (assertion("$.version", JsonRule::Matches(Pattern::Regex(Regex::new(r"^\d+$").expect("re")))), true),
+            (
+                assertion("$.items[*].healthy", JsonRule::Equals(true.into())),
+                true,
+            ),
+            (
+                assertion(
+                    "$.version",
+                    JsonRule::Matches(Pattern::Regex(Regex::new(r"^\d+$").expect("re"))),
+                ),
+                true,
+            ),
             (assertion("$.items", JsonRule::Exists), true),
             (assertion("$.missing", JsonRule::Exists), false),
-            (assertion("$.missing", JsonRule::Equals(serde_json::Value::Null)), false),
-            (assertion("$.token", JsonRule::Equals("other".into())), false),
-            (assertion("$.items[0]", JsonRule::Matches(Pattern::Substring("true".into()))), true),
+            (
+                assertion("$.missing", JsonRule::Equals(serde_json::Value::Null)),
+                false,
+            ),
+            (
+                assertion("$.token", JsonRule::Equals("other".into())),
+                false,
+            ),
+            (
+                assertion(
+                    "$.items[0]",
+                    JsonRule::Matches(Pattern::Substring("true".into())),
+                ),
+                true,
+            ),
         ];
         for (a, holds) in cases {
             let expect = Expectations {
@@ -1032,11 +1056,21 @@ mod tests {
             FailureReason::RedirectRefused { detail: detail() },
             FailureReason::AddressDenied { detail: detail() },
             FailureReason::Connection { detail: detail() },
-            FailureReason::StatusMismatch { status: 500, expected: detail() },
+            FailureReason::StatusMismatch {
+                status: 500,
+                expected: detail(),
+            },
             FailureReason::BodyMissing { pattern: detail() },
             FailureReason::BodyForbidden { pattern: detail() },
-            FailureReason::JsonMismatch { path: detail(), expected: detail() },
-            FailureReason::HeaderMismatch { header: detail(), expected: detail(), present: false },
+            FailureReason::JsonMismatch {
+                path: detail(),
+                expected: detail(),
+            },
+            FailureReason::HeaderMismatch {
+                header: detail(),
+                expected: detail(),
+                present: false,
+            },
             FailureReason::Unfinished,
         ];
         let kinds: Vec<&str> = reasons.iter().map(FailureReason::kind).collect();

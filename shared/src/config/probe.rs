@@ -32,8 +32,8 @@ use super::{parse_json, read_document, ConfigError};
 use crate::domain::address_guard::{host_allowed, AddressGuard};
 use crate::domain::probe::kinds::CheckKind;
 use crate::domain::probe::{
-    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, ProbeCheck, IpPreference,
-    JsonAssertion, JsonRule, Pattern, StatusRange,
+    Expectations, ExpectedStatus, HeaderCheck, HeaderRule, HeaderValue, IpPreference,
+    JsonAssertion, JsonRule, Pattern, ProbeCheck, StatusRange,
 };
 use crate::domain::secret::SecretRef;
 use serde::Deserialize;
@@ -310,7 +310,8 @@ impl ProbeConfig {
     /// What one check in flight may hold: its body, and the head and
     /// connection state around it.
     fn bytes_per_check(&self) -> usize {
-        self.max_body_bytes.saturating_add(IN_FLIGHT_BYTES_PER_CHECK)
+        self.max_body_bytes
+            .saturating_add(IN_FLIGHT_BYTES_PER_CHECK)
     }
 
     /// How many checks in flight fit in the share of `memory_mb` they may take.
@@ -533,7 +534,12 @@ fn check_from_entry(
             }
             (CheckKind::Http, url.to_string())
         }
-        Some(_) => return Err(ConfigError::new(at, "give exactly one of url, steps, tcp, dns")),
+        Some(_) => {
+            return Err(ConfigError::new(
+                at,
+                "give exactly one of url, steps, tcp, dns",
+            ))
+        }
         None => kinds::kind_of(others, at)?,
     };
     let method = entry.method.unwrap_or_else(|| "GET".to_string());
@@ -721,7 +727,10 @@ fn expectations(parts: ExpectationEntries, at: &str) -> Result<Expectations, Con
     for (j, a) in parts.json_assertions.into_iter().enumerate() {
         let at = field(&format!("json_assertions[{j}]"));
         let path = serde_json_path::JsonPath::parse(&a.path).map_err(|e| {
-            ConfigError::new(format!("{at}.path"), format!("{:?} is not a JSONPath: {e}", a.path))
+            ConfigError::new(
+                format!("{at}.path"),
+                format!("{:?} is not a JSONPath: {e}", a.path),
+            )
         })?;
         let rule = match (a.equals, a.matches, a.exists) {
             (Some(value), None, None) => JsonRule::Equals(value),
@@ -1045,8 +1054,14 @@ mod tests {
                 serde_json::json!({"json_assertions": [{"path": "$.a", "matches": {"regex": "("}}]}),
                 "c.json_assertions[0].matches",
             ),
-            (serde_json::json!({"degraded_after_ms": 9000}), "c.degraded_after_ms"),
-            (serde_json::json!({"retry_backoff_ms": 60000}), "c.retry_backoff_ms"),
+            (
+                serde_json::json!({"degraded_after_ms": 9000}),
+                "c.degraded_after_ms",
+            ),
+            (
+                serde_json::json!({"retry_backoff_ms": 60000}),
+                "c.retry_backoff_ms",
+            ),
         ];
         for (extra, field) in cases {
             let mut check = serde_json::json!({"name": "a", "url": "http://x"});

@@ -8,7 +8,7 @@ use chrono::Utc;
 use ecs_control::domain::drill::{Lock, LockState, SavedState, LOCK_GRACE};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{
-    AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, CheckAttempts, MetricsSink,
+    AlarmControls, AlarmStates, CheckAttempts, DrillControls, EcsServices, EcsTasks, MetricsSink,
     PortError, TaggedService, TargetGroups,
 };
 use std::hash::BuildHasher;

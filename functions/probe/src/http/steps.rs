@@ -15,7 +15,11 @@ use url::Url;
 
 /// What a value placed in a URL is escaped from: everything but RFC 3986's
 /// unreserved characters, so that a value is one path segment or query value.
-const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub(super) async fn run<R: Resolve>(
     adapter: &HttpAdapter<R>,
@@ -63,7 +67,12 @@ async fn one<R: Resolve>(
     let url = Url::parse(&substitute(&step.url, values, |v| {
         utf8_percent_encode(v, URL_VALUE).to_string()
     }))
-    .map_err(|e| (None, connection_error(format!("step {}: invalid URL: {e}", step.name))))?;
+    .map_err(|e| {
+        (
+            None,
+            connection_error(format!("step {}: invalid URL: {e}", step.name)),
+        )
+    })?;
     // Each step's host is held to the guard's allowlist, as a redirect's is.
     check
         .guard

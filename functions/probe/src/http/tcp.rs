@@ -38,8 +38,18 @@ impl Conn {
     async fn line(&mut self, limit: u64) -> std::io::Result<Vec<u8>> {
         let mut line = Vec::new();
         match self {
-            Conn::Plain(stream) => (&mut *stream).take(limit).read_until(b'\n', &mut line).await?,
-            Conn::Tls(stream) => (&mut **stream).take(limit).read_until(b'\n', &mut line).await?,
+            Conn::Plain(stream) => {
+                (&mut *stream)
+                    .take(limit)
+                    .read_until(b'\n', &mut line)
+                    .await?
+            }
+            Conn::Tls(stream) => {
+                (&mut **stream)
+                    .take(limit)
+                    .read_until(b'\n', &mut line)
+                    .await?
+            }
         };
         Ok(line)
     }
@@ -49,7 +59,10 @@ impl Conn {
 async fn expect(conn: &mut Conn, pattern: &Pattern) -> Result<(), FailureReason> {
     let mut read = 0;
     while read < EXPECT_BYTES {
-        let line = conn.line(EXPECT_BYTES - read).await.map_err(|e| io_failure(&e))?;
+        let line = conn
+            .line(EXPECT_BYTES - read)
+            .await
+            .map_err(|e| io_failure(&e))?;
         if line.is_empty() {
             return Err(connection_error(format!(
                 "the server closed the connection before a line matching {pattern}"
@@ -72,7 +85,8 @@ pub(super) async fn run<R: Resolve>(
     tcp: &TcpCheck,
     notes: &mut Notes,
 ) -> Result<Answer, FailureReason> {
-    let url = Url::parse(&check.url).map_err(|e| connection_error(format!("invalid target: {e}")))?;
+    let url =
+        Url::parse(&check.url).map_err(|e| connection_error(format!("invalid target: {e}")))?;
     let addrs = connect::addresses(
         &adapter.resolver,
         &url,

@@ -53,12 +53,18 @@ impl VerifiedChainExpiry {
                         .map_err(|e| format!("ca_certificate_file: {e}"))?;
                 }
                 if store.is_empty() {
-                    return Err("no trusted roots: the system has none and no ca_certificate_file is given".into());
+                    return Err(
+                        "no trusted roots: the system has none and no ca_certificate_file is given"
+                            .into(),
+                    );
                 }
                 let store = Arc::new(store);
-                let verifier = WebPkiServerVerifier::builder_with_provider(store.clone(), self.provider.clone())
-                    .build()
-                    .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+                let verifier = WebPkiServerVerifier::builder_with_provider(
+                    store.clone(),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
                 Ok(Roots { store, verifier })
             })
             .as_ref()
@@ -85,7 +91,8 @@ impl VerifiedChainExpiry {
                 None,
             )
             .ok()?;
-        let used: Vec<CertificateDer<'_>> = path.intermediate_certificates().map(|c| c.der()).collect();
+        let used: Vec<CertificateDer<'_>> =
+            path.intermediate_certificates().map(|c| c.der()).collect();
         earliest_expiry(std::iter::once(end_entity).chain(used.iter()))
     }
 }
@@ -110,10 +117,13 @@ impl ServerCertVerifier for VerifiedChainExpiry {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let roots = self.roots()?;
-        let verified =
-            roots
-                .verifier
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let verified = roots.verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
         let expires = match &verified {
             // The same inputs give webpki the same path rustls just accepted.
             Ok(_) => self.verified_path_expiry(&roots.store, end_entity, intermediates, now),
@@ -122,7 +132,9 @@ impl ServerCertVerifier for VerifiedChainExpiry {
             Err(_) => earliest_expiry(std::iter::once(end_entity).chain(intermediates)),
         };
         let _ = CHAIN_EXPIRES.try_with(|slot| {
-            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = expires;
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = expires;
         });
         verified
     }
@@ -236,7 +248,9 @@ pub(super) async fn handshake(
     let slot = Arc::new(Mutex::new(None));
     let connecting = tokio_rustls::TlsConnector::from(config).connect(server_name, tcp);
     let shaken = CHAIN_EXPIRES.scope(slot.clone(), connecting).await;
-    *chain_expires = *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    *chain_expires = *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     shaken.map_err(|e| handshake_failure(&e))
 }
 

@@ -181,9 +181,15 @@ impl DnsCheck {
         if self.answers_in.is_empty() {
             return Ok(());
         }
-        match wanted.iter().find(|ip| !self.answers_in.iter().any(|r| r.contains(**ip))) {
+        match wanted
+            .iter()
+            .find(|ip| !self.answers_in.iter().any(|r| r.contains(**ip)))
+        {
             Some(outside) => Err(FailureReason::Dns {
-                detail: format!("{} answered {outside}, outside the expected ranges", self.name),
+                detail: format!(
+                    "{} answered {outside}, outside the expected ranges",
+                    self.name
+                ),
             }),
             None => Ok(()),
         }
@@ -202,8 +208,14 @@ mod tests {
             substitute("https://x/orders/${token}?q=${token}", &values, upper),
             "https://x/orders/a%20b%2Fc?q=a%20b%2Fc"
         );
-        assert_eq!(substitute("Bearer ${token}", &values, str::to_string), "Bearer a b/c");
-        assert_eq!(substitute("${other} and ${", &values, str::to_string), "${other} and ${");
+        assert_eq!(
+            substitute("Bearer ${token}", &values, str::to_string),
+            "Bearer a b/c"
+        );
+        assert_eq!(
+            substitute("${other} and ${", &values, str::to_string),
+            "${other} and ${"
+        );
         assert_eq!(referenced_names("a ${x} b ${y}z ${"), ["x", "y"]);
     }
 
@@ -213,16 +225,28 @@ mod tests {
             name: "id".into(),
             from: ExtractFrom::Json(serde_json_path::JsonPath::parse("$.order.id").expect("path")),
         };
-        assert_eq!(json.take(r#"{"order":{"id":42}}"#, &[]), Ok("42".to_string()));
-        assert_eq!(json.take(r#"{"order":{"id":"x1"}}"#, &[]), Ok("x1".to_string()));
-        assert_eq!(json.take("{}", &[]).map_err(|e| e.kind()), Err("json_mismatch"));
+        assert_eq!(
+            json.take(r#"{"order":{"id":42}}"#, &[]),
+            Ok("42".to_string())
+        );
+        assert_eq!(
+            json.take(r#"{"order":{"id":"x1"}}"#, &[]),
+            Ok("x1".to_string())
+        );
+        assert_eq!(
+            json.take("{}", &[]).map_err(|e| e.kind()),
+            Err("json_mismatch")
+        );
         let header = Extraction {
             name: "session".into(),
             from: ExtractFrom::Header("x-session".into()),
         };
         let headers = [("x-session".to_string(), "s1".to_string())];
         assert_eq!(header.take("", &headers), Ok("s1".to_string()));
-        assert_eq!(header.take("", &[]).map_err(|e| e.kind()), Err("header_mismatch"));
+        assert_eq!(
+            header.take("", &[]).map_err(|e| e.kind()),
+            Err("header_mismatch")
+        );
     }
 
     #[test]
@@ -236,9 +260,15 @@ mod tests {
         let v6: IpAddr = "fd00::1".parse().expect("ip");
         assert!(check(RecordType::A, &[]).verdict(&[v4]).is_ok());
         assert!(check(RecordType::Aaaa, &[]).verdict(&[v4]).is_err());
-        assert!(check(RecordType::Any, &["10.0.0.0/8"]).verdict(&[v4]).is_ok());
-        assert!(check(RecordType::Any, &["10.0.0.0/8"]).verdict(&[v4, v6]).is_err());
-        assert!(check(RecordType::A, &["10.0.0.0/8"]).verdict(&[v4, v6]).is_ok());
+        assert!(check(RecordType::Any, &["10.0.0.0/8"])
+            .verdict(&[v4])
+            .is_ok());
+        assert!(check(RecordType::Any, &["10.0.0.0/8"])
+            .verdict(&[v4, v6])
+            .is_err());
+        assert!(check(RecordType::A, &["10.0.0.0/8"])
+            .verdict(&[v4, v6])
+            .is_ok());
         assert!(check(RecordType::A, &[]).verdict(&[]).is_err());
     }
 }

@@ -50,7 +50,12 @@ pub fn redirect_target(url: &Url, status: u16, location: Option<&str>) -> Option
 ///
 /// # Errors
 /// [`FailureReason::RedirectRefused`] saying why.
-pub fn follow(hop: &Hop, status: u16, location: Option<&str>, guard: &AddressGuard) -> Result<Next, FailureReason> {
+pub fn follow(
+    hop: &Hop,
+    status: u16,
+    location: Option<&str>,
+    guard: &AddressGuard,
+) -> Result<Next, FailureReason> {
     let Some(url) = redirect_target(&hop.url, status, location) else {
         return Ok(Next::Final);
     };
@@ -77,8 +82,16 @@ pub fn follow(hop: &Hop, status: u16, location: Option<&str>, guard: &AddressGua
     }
     Ok(Next::Follow(Hop {
         url,
-        method: if becomes_get { "GET".to_string() } else { hop.method.clone() },
-        headers: if same_origin { hop.headers.clone() } else { Vec::new() },
+        method: if becomes_get {
+            "GET".to_string()
+        } else {
+            hop.method.clone()
+        },
+        headers: if same_origin {
+            hop.headers.clone()
+        } else {
+            Vec::new()
+        },
         body,
     }))
 }
@@ -111,7 +124,10 @@ mod tests {
         let open = AddressGuard::default();
         let post = hop("https://a.example/form", "POST", Some("data"));
         let kept = followed(follow(&post, 307, Some("/next"), &open));
-        assert_eq!((kept.method.as_str(), kept.body.as_deref()), ("POST", Some("data")));
+        assert_eq!(
+            (kept.method.as_str(), kept.body.as_deref()),
+            ("POST", Some("data"))
+        );
         assert_eq!(kept.headers.len(), 2);
         let got = followed(follow(&post, 302, Some("/next"), &open));
         assert_eq!((got.method.as_str(), got.body), ("GET", None));
@@ -119,10 +135,16 @@ mod tests {
         assert_eq!((seen.method.as_str(), seen.headers.len()), ("GET", 0));
         // A body is never resent to another origin.
         let away = follow(&post, 308, Some("https://b.example/"), &open);
-        assert!(matches!(away, Err(FailureReason::RedirectRefused { .. })), "{away:?}");
+        assert!(
+            matches!(away, Err(FailureReason::RedirectRefused { .. })),
+            "{away:?}"
+        );
         let get = hop("https://a.example/", "GET", None);
         let elsewhere = followed(follow(&get, 301, Some("https://a.example:8443/"), &open));
-        assert!(elsewhere.headers.is_empty(), "another port is another origin");
+        assert!(
+            elsewhere.headers.is_empty(),
+            "another port is another origin"
+        );
     }
 
     #[test]
@@ -130,13 +152,29 @@ mod tests {
         let open = AddressGuard::default();
         let get = hop("https://a.example/", "GET", None);
         let down = follow(&get, 302, Some("http://a.example/"), &open);
-        assert!(matches!(down, Err(FailureReason::RedirectRefused { .. })), "{down:?}");
-        let up = followed(follow(&hop("http://a.example/", "GET", None), 301, Some("https://a.example/"), &open));
+        assert!(
+            matches!(down, Err(FailureReason::RedirectRefused { .. })),
+            "{down:?}"
+        );
+        let up = followed(follow(
+            &hop("http://a.example/", "GET", None),
+            301,
+            Some("https://a.example/"),
+            &open,
+        ));
         assert_eq!(up.url.as_str(), "https://a.example/");
         let guard = AddressGuard::for_adhoc(&["a.example".into()], &[]);
         assert!(follow(&get, 302, Some("/ok"), &guard).is_ok());
-        let off = follow(&get, 302, Some("https://127.0.0.1:9001/2018-06-01/runtime/invocation/next"), &guard);
-        assert!(matches!(off, Err(FailureReason::RedirectRefused { .. })), "{off:?}");
+        let off = follow(
+            &get,
+            302,
+            Some("https://127.0.0.1:9001/2018-06-01/runtime/invocation/next"),
+            &guard,
+        );
+        assert!(
+            matches!(off, Err(FailureReason::RedirectRefused { .. })),
+            "{off:?}"
+        );
     }
 
     #[test]
@@ -144,7 +182,10 @@ mod tests {
         let open = AddressGuard::default();
         let get = hop("http://a.example/x/y", "GET", None);
         let to = |status, location: Option<&str>| follow(&get, status, location, &open);
-        assert_eq!(followed(to(301, Some("z"))).url.as_str(), "http://a.example/x/z");
+        assert_eq!(
+            followed(to(301, Some("z"))).url.as_str(),
+            "http://a.example/x/z"
+        );
         assert_eq!(to(302, Some("ftp://b.example/")), Ok(Next::Final));
         assert_eq!(to(200, Some("/z")), Ok(Next::Final));
         assert_eq!(to(302, None), Ok(Next::Final));

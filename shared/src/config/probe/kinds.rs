@@ -3,7 +3,9 @@
 //! and `dns` (a lookup that must answer). A check gives exactly one of
 //! `url`, `steps`, `tcp` and `dns`.
 
-use super::{expectations, pattern, ExpectationEntries, HeaderEntry, JsonEntry, PatternEntry, StatusEntry};
+use super::{
+    expectations, pattern, ExpectationEntries, HeaderEntry, JsonEntry, PatternEntry, StatusEntry,
+};
 use crate::config::ConfigError;
 use crate::domain::probe::kinds::{
     referenced_names, CheckKind, DnsCheck, ExtractFrom, Extraction, HttpStep, RecordType, TcpCheck,
@@ -90,7 +92,9 @@ pub(super) struct KindEntries {
 
 /// A value's name: what `${name}` refers to.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The URL a template stands for once its values are in (each taken as `x`).
@@ -118,10 +122,21 @@ fn url_of_template(template: &str) -> Result<url::Url, String> {
 pub(super) fn kind_of(entries: KindEntries, at: &str) -> Result<(CheckKind, String), ConfigError> {
     let field = |name: &str| format!("{at}.{name}");
     match entries {
-        KindEntries { steps: Some(steps), tcp: None, dns: None } => steps_kind(steps, at),
-        KindEntries { steps: None, tcp: Some(tcp), dns: None } => {
+        KindEntries {
+            steps: Some(steps),
+            tcp: None,
+            dns: None,
+        } => steps_kind(steps, at),
+        KindEntries {
+            steps: None,
+            tcp: Some(tcp),
+            dns: None,
+        } => {
             if tcp.host.trim().is_empty() || tcp.port == 0 {
-                return Err(ConfigError::new(field("tcp"), "give a host and a port (1-65535)"));
+                return Err(ConfigError::new(
+                    field("tcp"),
+                    "give a host and a port (1-65535)",
+                ));
             }
             let mut dialogue = Vec::with_capacity(tcp.dialogue.len());
             for (i, step) in tcp.dialogue.into_iter().enumerate() {
@@ -131,51 +146,96 @@ pub(super) fn kind_of(entries: KindEntries, at: &str) -> Result<(CheckKind, Stri
                     (None, Some(p), None) => TcpStep::Expect(pattern(p, &format!("{at}.expect"))?),
                     (None, None, Some(true)) if !tcp.tls => TcpStep::StartTls,
                     (None, None, Some(true)) => {
-                        return Err(ConfigError::new(at, "starttls on a connection that is TLS from the start"))
+                        return Err(ConfigError::new(
+                            at,
+                            "starttls on a connection that is TLS from the start",
+                        ))
                     }
-                    _ => return Err(ConfigError::new(at, "give exactly one of send, expect, starttls: true")),
+                    _ => {
+                        return Err(ConfigError::new(
+                            at,
+                            "give exactly one of send, expect, starttls: true",
+                        ))
+                    }
                 });
             }
             let url = format!("tcp://{}:{}", tcp.host, tcp.port);
-            url::Url::parse(&url).map_err(|e| ConfigError::new(field("tcp.host"), format!("{:?}: {e}", tcp.host)))?;
+            url::Url::parse(&url)
+                .map_err(|e| ConfigError::new(field("tcp.host"), format!("{:?}: {e}", tcp.host)))?;
             Ok((
-                CheckKind::Tcp(TcpCheck { host: tcp.host, port: tcp.port, tls: tcp.tls, dialogue }),
+                CheckKind::Tcp(TcpCheck {
+                    host: tcp.host,
+                    port: tcp.port,
+                    tls: tcp.tls,
+                    dialogue,
+                }),
                 url,
             ))
         }
-        KindEntries { steps: None, tcp: None, dns: Some(dns) } => {
-            let record_type = match dns.record_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                None | Some("ANY") => RecordType::Any,
-                Some("A") => RecordType::A,
-                Some("AAAA") => RecordType::Aaaa,
-                Some(other) => {
-                    return Err(ConfigError::new(
+        KindEntries {
+            steps: None,
+            tcp: None,
+            dns: Some(dns),
+        } => {
+            let record_type =
+                match dns
+                    .record_type
+                    .as_deref()
+                    .map(str::to_ascii_uppercase)
+                    .as_deref()
+                {
+                    None | Some("ANY") => RecordType::Any,
+                    Some("A") => RecordType::A,
+                    Some("AAAA") => RecordType::Aaaa,
+                    Some(other) => return Err(ConfigError::new(
                         field("dns.record_type"),
-                        format!("{other:?}: the function's resolver answers A and AAAA (or ANY, both)"),
-                    ))
-                }
-            };
+                        format!(
+                            "{other:?}: the function's resolver answers A and AAAA (or ANY, both)"
+                        ),
+                    )),
+                };
             let answers_in = dns
                 .answers_in
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    super::parse_range(r).map_err(|e| ConfigError::new(field(&format!("dns.answers_in[{i}]")), e))
+                    super::parse_range(r)
+                        .map_err(|e| ConfigError::new(field(&format!("dns.answers_in[{i}]")), e))
                 })
                 .collect::<Result<_, _>>()?;
             let url = format!("dns://{}", dns.name.trim_end_matches('.'));
-            if url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).is_none() {
-                return Err(ConfigError::new(field("dns.name"), format!("{:?} is not a host name", dns.name)));
+            if url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .is_none()
+            {
+                return Err(ConfigError::new(
+                    field("dns.name"),
+                    format!("{:?} is not a host name", dns.name),
+                ));
             }
-            Ok((CheckKind::Dns(DnsCheck { name: dns.name, record_type, answers_in }), url))
+            Ok((
+                CheckKind::Dns(DnsCheck {
+                    name: dns.name,
+                    record_type,
+                    answers_in,
+                }),
+                url,
+            ))
         }
-        _ => Err(ConfigError::new(at, "give exactly one of url, steps, tcp, dns")),
+        _ => Err(ConfigError::new(
+            at,
+            "give exactly one of url, steps, tcp, dns",
+        )),
     }
 }
 
 fn steps_kind(entries: Vec<StepEntry>, at: &str) -> Result<(CheckKind, String), ConfigError> {
     if !(1..=MAX_STEPS).contains(&entries.len()) {
-        return Err(ConfigError::new(format!("{at}.steps"), format!("give 1 to {MAX_STEPS} steps")));
+        return Err(ConfigError::new(
+            format!("{at}.steps"),
+            format!("give 1 to {MAX_STEPS} steps"),
+        ));
     }
     let mut extracted: BTreeSet<String> = BTreeSet::new();
     let mut names = BTreeSet::new();
@@ -189,12 +249,20 @@ fn steps_kind(entries: Vec<StepEntry>, at: &str) -> Result<(CheckKind, String), 
         }
         // Every value used is one an earlier step extracts.
         let mut templates = vec![(field("url"), entry.url.as_str())];
-        templates.extend(entry.headers.iter().map(|(n, v)| (field(&format!("headers.{n}")), v.as_str())));
+        templates.extend(
+            entry
+                .headers
+                .iter()
+                .map(|(n, v)| (field(&format!("headers.{n}")), v.as_str())),
+        );
         if let Some(body) = &entry.body {
             templates.push((field("body"), body));
         }
         for (place, template) in templates {
-            if let Some(unknown) = referenced_names(template).into_iter().find(|n| !extracted.contains(*n)) {
+            if let Some(unknown) = referenced_names(template)
+                .into_iter()
+                .find(|n| !extracted.contains(*n))
+            {
                 return Err(ConfigError::new(
                     place,
                     format!("${{{unknown}}} is not extracted by an earlier step"),
@@ -204,12 +272,18 @@ fn steps_kind(entries: Vec<StepEntry>, at: &str) -> Result<(CheckKind, String), 
         url_of_template(&entry.url).map_err(|e| ConfigError::new(field("url"), e))?;
         let method = entry.method.unwrap_or_else(|| "GET".to_string());
         if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(ConfigError::new(field("method"), format!("{method:?} is not an HTTP method")));
+            return Err(ConfigError::new(
+                field("method"),
+                format!("{method:?} is not an HTTP method"),
+            ));
         }
         let mut headers = Vec::with_capacity(entry.headers.len());
         for (name, value) in entry.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::new(field(&format!("headers.{name}")), "is not an HTTP header name"));
+                return Err(ConfigError::new(
+                    field(&format!("headers.{name}")),
+                    "is not an HTTP header name",
+                ));
             }
             headers.push((name, HeaderValue::Plain(value)));
         }
@@ -227,13 +301,17 @@ fn steps_kind(entries: Vec<StepEntry>, at: &str) -> Result<(CheckKind, String), 
         for (name, from) in entry.extract {
             let place = field(&format!("extract.{name}"));
             if !valid_name(&name) {
-                return Err(ConfigError::new(place, "a value's name is letters, digits and _"));
+                return Err(ConfigError::new(
+                    place,
+                    "a value's name is letters, digits and _",
+                ));
             }
             let from = match from {
-                ExtractEntry::Json(path) => ExtractFrom::Json(
-                    serde_json_path::JsonPath::parse(&path)
-                        .map_err(|e| ConfigError::new(&place, format!("{path:?} is not a JSONPath: {e}")))?,
-                ),
+                ExtractEntry::Json(path) => {
+                    ExtractFrom::Json(serde_json_path::JsonPath::parse(&path).map_err(|e| {
+                        ConfigError::new(&place, format!("{path:?} is not a JSONPath: {e}"))
+                    })?)
+                }
                 ExtractEntry::Header(header) => ExtractFrom::Header(header.to_ascii_lowercase()),
             };
             extracted.insert(name.clone());
