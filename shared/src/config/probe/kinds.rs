@@ -177,23 +177,24 @@ pub(super) fn kind_of(entries: KindEntries, at: &str) -> Result<(CheckKind, Stri
             tcp: None,
             dns: Some(dns),
         } => {
-            let record_type =
-                match dns
-                    .record_type
-                    .as_deref()
-                    .map(str::to_ascii_uppercase)
-                    .as_deref()
-                {
-                    None | Some("ANY") => RecordType::Any,
-                    Some("A") => RecordType::A,
-                    Some("AAAA") => RecordType::Aaaa,
-                    Some(other) => return Err(ConfigError::new(
+            let record_type = match dns
+                .record_type
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
+                None | Some("ANY") => RecordType::Any,
+                Some("A") => RecordType::A,
+                Some("AAAA") => RecordType::Aaaa,
+                Some(other) => {
+                    return Err(ConfigError::new(
                         field("dns.record_type"),
                         format!(
                             "{other:?}: the function's resolver answers A and AAAA (or ANY, both)"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let answers_in = dns
                 .answers_in
                 .iter()
