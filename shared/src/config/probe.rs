@@ -509,6 +509,18 @@ pub fn parse_check(raw: Value, at: &str, source: CheckSource) -> Result<ProbeChe
     }
 }
 
+/// A request's method: `GET` unless given, upper-case letters.
+fn http_method(given: Option<String>, field: &str) -> Result<String, ConfigError> {
+    let method = given.unwrap_or_else(|| "GET".to_string());
+    if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(ConfigError::new(
+            field,
+            format!("{method:?} is not an HTTP method (GET, HEAD, POST, ...)"),
+        ));
+    }
+    Ok(method)
+}
+
 /// A check, and the header values it takes by reference (not in the check yet).
 fn check_from_entry(
     entry: CheckEntry,
@@ -542,13 +554,7 @@ fn check_from_entry(
         }
         None => kinds::kind_of(others, at)?,
     };
-    let method = entry.method.unwrap_or_else(|| "GET".to_string());
-    if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err(ConfigError::new(
-            field("method"),
-            format!("{method:?} is not an HTTP method (GET, HEAD, POST, ...)"),
-        ));
-    }
+    let method = http_method(entry.method, &field("method"))?;
     // A plain value is sent as written (a name must be a token and a value one
     // line); a reference waits for the cold start to read it.
     let mut request_headers = Vec::with_capacity(entry.headers.len());

@@ -271,13 +271,7 @@ fn steps_kind(entries: Vec<StepEntry>, at: &str) -> Result<(CheckKind, String), 
             }
         }
         url_of_template(&entry.url).map_err(|e| ConfigError::new(field("url"), e))?;
-        let method = entry.method.unwrap_or_else(|| "GET".to_string());
-        if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(ConfigError::new(
-                field("method"),
-                format!("{method:?} is not an HTTP method"),
-            ));
-        }
+        let method = super::http_method(entry.method, &field("method"))?;
         let mut headers = Vec::with_capacity(entry.headers.len());
         for (name, value) in entry.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
