@@ -1,10 +1,12 @@
 //! A small web site on loopback for the probe's tests and demo: healthy, slow,
-//! failing, wrong-body and redirecting pages, over HTTP and over HTTPS with a
-//! certificate from a test CA that expires in 30 days.
+//! failing, wrong-body and redirecting pages, a log-in and the page it opens,
+//! over HTTP and over HTTPS with a certificate from a test CA that expires in
+//! 30 days; and a mail-server-like TCP dialogue with STARTTLS.
 
-use axum::http::{header, StatusCode};
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use std::net::SocketAddr;
@@ -19,6 +21,12 @@ pub const INTERMEDIATE_DAYS: i64 = 20;
 pub const EXPIRED_DAYS_AGO: i64 = 10;
 /// How long `/slow` takes to answer.
 pub const SLOW_MS: u64 = 1_500;
+/// The token `POST /login` hands out, in its JSON body.
+pub const LOGIN_TOKEN: &str = "t-7f3a9c";
+/// The session `POST /login` hands out, in its `x-session` header.
+pub const LOGIN_SESSION: &str = "s-42";
+/// The order `POST /login` names; `GET /orders/{id}` opens only this one.
+pub const LOGIN_ORDER: &str = "17";
 
 /// The running site; its servers stop when the test's runtime ends.
 #[derive(Debug)]
@@ -35,7 +43,12 @@ pub struct TestSite {
     pub ca_file: PathBuf,
     /// A loopback port where nothing listens.
     pub closed_port: u16,
+    /// A loopback port speaking a mail server's opening: a `220` greeting,
+    /// `EHLO` answered with `250` lines that offer `STARTTLS`, then TLS (the
+    /// HTTPS site's certificate, for `localhost`) and `EHLO` again.
+    pub smtp_port: u16,
     handles: Vec<axum_server::Handle<SocketAddr>>,
+    smtp: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for TestSite {
@@ -43,6 +56,7 @@ impl Drop for TestSite {
         for handle in &self.handles {
             handle.shutdown();
         }
+        self.smtp.abort();
         let _ = std::fs::remove_file(&self.ca_file);
     }
 }
@@ -76,6 +90,78 @@ fn routes() -> Router {
         .route("/moved", get(|| async { Redirect::to("/ok") }))
         .route("/loop", get(|| async { Redirect::to("/loop") }))
         .route("/big", get(|| async { "x".repeat(4 * 1024 * 1024) }))
+        .route("/login", post(login))
+        .route("/orders/{id}", get(order))
+}
+
+async fn login() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-session"), LOGIN_SESSION),
+        ],
+        format!(r#"{{"token":"{LOGIN_TOKEN}","order":{{"id":"{LOGIN_ORDER}"}}}}"#),
+    )
+}
+
+/// The order page: only with the log-in's token and session.
+async fn order(Path(id): Path<String>, headers: HeaderMap) -> axum::response::Response {
+    let header_is =
+        |name: &str, want: &str| headers.get(name).and_then(|v| v.to_str().ok()) == Some(want);
+    if !header_is("authorization", &format!("Bearer {LOGIN_TOKEN}"))
+        || !header_is("x-session", LOGIN_SESSION)
+    {
+        return (StatusCode::UNAUTHORIZED, "log in first").into_response();
+    }
+    if id != LOGIN_ORDER {
+        return (StatusCode::NOT_FOUND, "no such order").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"id":"{id}","state":"shipped"}}"#),
+    )
+        .into_response()
+}
+
+/// Serves one mail-server-like dialogue; any unexpected line ends it.
+async fn smtp_dialogue(
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut plain = BufReader::new(stream);
+    plain.write_all(b"220 localhost ESMTP test\r\n").await?;
+    let mut line = String::new();
+    plain.read_line(&mut line).await?;
+    if !line.starts_with("EHLO") {
+        return plain.write_all(b"500 say EHLO\r\n").await;
+    }
+    plain
+        .write_all(b"250-localhost\r\n250-SIZE 1000000\r\n250 STARTTLS\r\n")
+        .await?;
+    line.clear();
+    plain.read_line(&mut line).await?;
+    if line.trim_end() != "STARTTLS" {
+        return plain.write_all(b"221 bye\r\n").await;
+    }
+    plain.write_all(b"220 ready for TLS\r\n").await?;
+    let mut secure = BufReader::new(acceptor.accept(plain.into_inner()).await?);
+    loop {
+        line.clear();
+        if secure.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let answer: &[u8] = if line.starts_with("EHLO") {
+            b"250-localhost\r\n250 AUTH PLAIN\r\n"
+        } else if line.starts_with("QUIT") {
+            secure.write_all(b"221 bye\r\n").await?;
+            return secure.flush().await;
+        } else {
+            b"500 unknown\r\n"
+        };
+        secure.write_all(answer).await?;
+        secure.flush().await?;
+    }
 }
 
 async fn bind(addr: SocketAddr) -> (std::net::TcpListener, SocketAddr) {
@@ -224,7 +310,7 @@ impl TestSite {
             .expect("http server")
             .handle(plain_handle.clone());
         tokio::spawn(server.serve(routes().into_make_service()));
-        let server = axum_server::from_tcp_rustls(tls, tls_config)
+        let server = axum_server::from_tcp_rustls(tls, tls_config.clone())
             .expect("https server")
             .handle(tls_handle.clone());
         tokio::spawn(server.serve(routes().into_make_service()));
@@ -236,6 +322,16 @@ impl TestSite {
             .expect("https server")
             .handle(cross_handle.clone());
         tokio::spawn(server.serve(routes().into_make_service()));
+        let smtp_listener = tokio::net::TcpListener::bind(loopback)
+            .await
+            .expect("bind loopback");
+        let smtp_port = smtp_listener.local_addr().expect("local addr").port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.get_inner());
+        let smtp = tokio::spawn(async move {
+            while let Ok((stream, _)) = smtp_listener.accept().await {
+                tokio::spawn(smtp_dialogue(stream, acceptor.clone()));
+            }
+        });
 
         Self {
             http: format!("http://127.0.0.1:{}", plain_addr.port()),
@@ -244,7 +340,9 @@ impl TestSite {
             https_cross_signed: format!("https://localhost:{}", cross_addr.port()),
             ca_file,
             closed_port,
+            smtp_port,
             handles: vec![plain_handle, tls_handle, expired_handle, cross_handle],
+            smtp,
         }
     }
 }

@@ -341,3 +341,272 @@ async fn a_batch_over_ten_kilobytes_is_sent_gzipped_and_lands() {
     let names = aws.metric_names("EcsControl/ProbeGzip").await;
     assert!(names.iter().any(|n| n == "CheckSuccess"), "{names:?}");
 }
+
+/// An ad-hoc sample pointed at loopback, with the deployment's guard letting
+/// 127.0.0.1 (and only it) through.
+fn loopback_adhoc_config(site: &TestSite, hosts: &[&str]) -> Value {
+    json!({
+        "checks": [{"name": "home", "url": format!("{}/ok", site.http)}],
+        "adhoc": {"enabled": true, "allowed_hosts": hosts, "allowed_ranges": ["127.0.0.1/32"]}
+    })
+}
+
+#[tokio::test]
+async fn the_steps_sample_carries_a_token_and_a_session_from_one_step_to_the_next() {
+    let site = TestSite::start().await;
+    let p = prober("us-east-1", &loopback_adhoc_config(&site, &["127.0.0.1"]));
+    let sample = e2e::sample_event("probe/adhoc-steps-check.json");
+    let pointed = |mut event: Value| {
+        for step in event["adhoc"][0]["steps"].as_array_mut().expect("steps") {
+            let url = step["url"]
+                .as_str()
+                .expect("url")
+                .replace("https://shop.example.com", &site.http);
+            step["url"] = url.into();
+        }
+        event
+    };
+
+    let report = p
+        .handle(pointed(sample.clone()), Utc::now(), None)
+        .await
+        .expect("run");
+    let journey = check(&report, "checkout-journey");
+    // The order page answers 200 only with the log-in's token (from its JSON
+    // body) and session (from its header), at the order id (from its body).
+    assert!(journey.success, "{:?} {:?}", journey.reason, journey.steps);
+    let steps: Vec<(&str, bool, Option<u16>)> = journey
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.success, s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        [("log-in", true, Some(200)), ("open-order", true, Some(200))]
+    );
+    assert_eq!(journey.measured.status, Some(200));
+
+    // A value taken from the wrong place: the second step goes out without
+    // the session, is refused, and the check fails there, saying so.
+    let mut wrong = pointed(sample.clone());
+    wrong["adhoc"][0]["steps"][0]["extract"]["session"] = json!({"header": "x-request-id"});
+    wrong["adhoc"][0]["retries"] = 0.into();
+    let report = p.handle(wrong, Utc::now(), None).await.expect("run");
+    let journey = &report.checks[0];
+    assert!(!journey.success);
+    assert_eq!(journey.steps.len(), 1, "{:?}", journey.steps);
+    assert!(!journey.steps[0].success);
+    let reason = format!("{:?}", journey.reason);
+    assert!(reason.contains("x-request-id"), "{reason}");
+
+    // The last step's expectation fails: both steps reported, the first passed.
+    let mut cancelled = pointed(sample.clone());
+    cancelled["adhoc"][0]["steps"][1]["json_assertions"][0]["equals"] = "cancelled".into();
+    cancelled["adhoc"][0]["retries"] = 0.into();
+    let report = p.handle(cancelled, Utc::now(), None).await.expect("run");
+    let journey = &report.checks[0];
+    assert!(
+        matches!(journey.reason, Some(FailureReason::JsonMismatch { .. })),
+        "{:?}",
+        journey.reason
+    );
+    let passed: Vec<bool> = journey.steps.iter().map(|s| s.success).collect();
+    assert_eq!(passed, [true, false]);
+
+    // A later step on a host the deployment does not allow is refused before
+    // any connection, though the first step's host was allowed.
+    let mut elsewhere = pointed(sample);
+    let url = elsewhere["adhoc"][0]["steps"][1]["url"]
+        .as_str()
+        .expect("url")
+        .replace("127.0.0.1", "localhost");
+    elsewhere["adhoc"][0]["steps"][1]["url"] = url.into();
+    elsewhere["adhoc"][0]["retries"] = 0.into();
+    let report = p.handle(elsewhere, Utc::now(), None).await.expect("run");
+    let journey = &report.checks[0];
+    assert!(
+        matches!(journey.reason, Some(FailureReason::AddressDenied { .. })),
+        "{:?}",
+        journey.reason
+    );
+    assert_eq!(journey.steps.iter().filter(|s| s.success).count(), 1);
+}
+
+/// The TCP sample, aimed at the site's mail-like server on `localhost`.
+fn tcp_sample_at(site: &TestSite) -> Value {
+    let mut check = e2e::sample_event("probe/adhoc-tcp-check.json")["adhoc"][0].clone();
+    check["tcp"]["host"] = "localhost".into();
+    check["tcp"]["port"] = site.smtp_port.into();
+    check
+}
+
+#[tokio::test]
+async fn the_tcp_sample_holds_a_dialogue_and_upgrades_it_with_starttls() {
+    let site = TestSite::start().await;
+    // STARTTLS verifies the server as HTTPS does: configured with the test
+    // CA, the whole dialogue passes, and the certificate's days are reported.
+    let mut configured = tcp_sample_at(&site);
+    configured["ca_certificate_file"] = site.ca_file.display().to_string().into();
+    let mut expects_more = configured.clone();
+    expects_more["name"] = "expects-pipelining".into();
+    expects_more["tcp"]["dialogue"][2] = json!({"expect": {"regex": "^250[ -]PIPELINING"}});
+    expects_more["timeout_ms"] = 1_000.into();
+    let mut untrusted = tcp_sample_at(&site);
+    untrusted["name"] = "untrusted".into();
+    let config = json!({"checks": [configured, expects_more, untrusted]});
+    let report = prober("us-east-1", &config)
+        .handle(tick(), Utc::now(), None)
+        .await
+        .expect("run");
+
+    let relay = check(&report, "mail-relay-starttls");
+    assert!(relay.success, "{:?}", relay.reason);
+    assert_eq!(relay.url, format!("tcp://localhost:{}", site.smtp_port));
+    let days = relay.measured.certificate_days_remaining.expect("days");
+    // The leaf (30 days) is signed by an intermediate that ends first (20).
+    assert!((days - INTERMEDIATE_DAYS as f64).abs() <= 1.0, "{days}");
+    assert!(
+        relay.measured.phases.tls_ms.is_some(),
+        "{:?}",
+        relay.measured.phases
+    );
+
+    // Each move of the dialogue is reported.
+    let moves: Vec<&str> = relay.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        moves,
+        [
+            "expect /^220 /",
+            "send \"EHLO probe.example.com\\r\\n\"",
+            "expect /^250[ -]STARTTLS/",
+            "send \"STARTTLS\\r\\n\"",
+            "expect /^220 /",
+            "starttls",
+            "send \"EHLO probe.example.com\\r\\n\"",
+            "expect /^250 /",
+            "send \"QUIT\\r\\n\""
+        ]
+    );
+    assert!(relay.steps.iter().all(|s| s.success));
+
+    // The server never offers PIPELINING and then waits for a command: the
+    // check times out, and its report says in which move.
+    let pipelining = check(&report, "expects-pipelining");
+    assert_eq!(pipelining.reason, Some(FailureReason::Timeout));
+    let waited = pipelining.steps.last().expect("a move");
+    assert_eq!(waited.name, "expect /^250[ -]PIPELINING/");
+    assert_eq!(waited.reason, Some(FailureReason::Timeout));
+    assert_eq!(pipelining.steps.len(), 3, "{:?}", pipelining.steps);
+
+    // Without the CA, the upgrade fails as TLS, after the plaintext part.
+    let untrusted = check(&report, "untrusted");
+    assert!(
+        matches!(untrusted.reason, Some(FailureReason::Tls { .. })),
+        "{:?}",
+        untrusted.reason
+    );
+}
+
+#[tokio::test]
+async fn an_adhoc_tcp_check_is_held_to_the_guard() {
+    let site = TestSite::start().await;
+    // Loopback by name: allowed as a host, but 127.0.0.1 is not in the ranges.
+    let config = json!({
+        "checks": [{"name": "home", "url": format!("{}/ok", site.http)}],
+        "adhoc": {"enabled": true, "allowed_hosts": ["localhost"]}
+    });
+    let mut plain = tcp_sample_at(&site);
+    plain["tcp"]["dialogue"] = json!([{"expect": {"regex": "^220 "}}]);
+    let event = json!({"command": "run", "adhoc": [plain.clone()], "publish": false});
+    let report = prober("us-east-1", &config)
+        .handle(event, Utc::now(), None)
+        .await
+        .expect("run");
+    assert!(
+        matches!(
+            report.checks[0].reason,
+            Some(FailureReason::AddressDenied { .. })
+        ),
+        "{:?}",
+        report.checks[0].reason
+    );
+    // With the range allowed, the same check reads the greeting.
+    let event = json!({"command": "run", "adhoc": [plain], "publish": false});
+    let report = prober("us-east-1", &loopback_adhoc_config(&site, &["localhost"]))
+        .handle(event, Utc::now(), None)
+        .await
+        .expect("run");
+    assert!(report.checks[0].success, "{:?}", report.checks[0].reason);
+}
+
+#[tokio::test]
+async fn the_dns_sample_judges_what_the_resolver_answers() {
+    let site = TestSite::start().await;
+    let region = "ap-southeast-2";
+    let mut config = loopback_adhoc_config(&site, &["localhost"]);
+    config["namespace"] = "EcsControl/ProbeDns".into();
+    let p = prober(region, &config);
+    let mut event = e2e::sample_event("probe/adhoc-dns-check.json");
+    event["adhoc"][0]["dns"]["name"] = "localhost".into();
+    event["publish"] = true.into();
+
+    // The sample wants its answers inside the VPC's range: localhost is not.
+    let report = p
+        .handle(event.clone(), Utc::now(), None)
+        .await
+        .expect("run");
+    let outside = &report.checks[0];
+    assert!(
+        matches!(outside.reason, Some(FailureReason::Dns { .. })),
+        "{:?}",
+        outside.reason
+    );
+    let reason = format!("{:?}", outside.reason);
+    assert!(
+        reason.contains("127.0.0.1") && reason.contains("10.20.0.0/16"),
+        "{reason}"
+    );
+
+    event["adhoc"][0]["dns"]["answers_in"] = json!(["127.0.0.0/8"]);
+    let report = p
+        .handle(event.clone(), Utc::now(), None)
+        .await
+        .expect("run");
+    let inside = &report.checks[0];
+    assert!(inside.success, "{:?}", inside.reason);
+    assert_eq!(inside.url, "dns://localhost");
+    assert!(inside.measured.phases.dns_ms.is_some());
+
+    // A name that does not resolve fails as DNS (`.invalid` never does).
+    event["adhoc"][0]["dns"]["name"] = "no-such-host.invalid".into();
+    event["adhoc"][0]["retries"] = 0.into();
+    let mut config = loopback_adhoc_config(&site, &["no-such-host.invalid"]);
+    config["namespace"] = "EcsControl/ProbeDns".into();
+    let report = prober(region, &config)
+        .handle(event, Utc::now(), None)
+        .await
+        .expect("run");
+    assert!(
+        matches!(report.checks[0].reason, Some(FailureReason::Dns { .. })),
+        "{:?}",
+        report.checks[0].reason
+    );
+
+    // Both failures are published under the `dns` reason.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&Emulator::shared().sdk_config(region));
+    let listed = cloudwatch
+        .list_metrics()
+        .namespace("EcsControl/ProbeDns")
+        .metric_name("CheckFailure")
+        .send()
+        .await
+        .expect("list metrics");
+    let reasons: std::collections::BTreeSet<String> = listed
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .filter(|d| d.name() == Some("FailureReason"))
+        .filter_map(|d| d.value().map(str::to_string))
+        .collect();
+    assert_eq!(reasons.into_iter().collect::<Vec<_>>(), ["dns"]);
+}

@@ -4,6 +4,7 @@ use crate::events::{self, Run};
 use chrono::{DateTime, Utc};
 use ecs_control::config::probe::WatchedTargetGroup;
 use ecs_control::config::ProbeConfig;
+use ecs_control::domain::probe::kinds::CheckKind;
 use ecs_control::domain::probe::ProbeCheck;
 use ecs_control::domain::probe::{
     check_metrics, count_targets, degraded, redacted_url, retry_pause, target_metrics, url_host,
@@ -279,8 +280,14 @@ impl<H: CheckAttempts, G: TargetGroups, M: MetricsSink> Prober<H, G, M> {
             }
             let host = url_host(&check.url).unwrap_or_default();
             if !self.config.adhoc.allows(&host) {
+                let field = match check.kind {
+                    CheckKind::Http => "url",
+                    CheckKind::Steps(_) => "steps[0].url",
+                    CheckKind::Tcp(_) => "tcp.host",
+                    CheckKind::Dns(_) => "dns.name",
+                };
                 return refuse(format!(
-                    "adhoc[{i}].url: host {host:?} is not in the probe document's adhoc.allowed_hosts"
+                    "adhoc[{i}].{field}: host {host:?} is not in the probe document's adhoc.allowed_hosts"
                 ));
             }
             check.guard = self.config.adhoc.guard();

@@ -109,8 +109,31 @@ struct Notes {
     phases: Phases,
     /// When the last TLS hop's verified chain first expires (Unix seconds).
     chain_expires: Option<i64>,
-    /// The steps of a multi-step attempt, as each ended.
+    /// The steps of a multi-step attempt (or a TCP dialogue's moves), as
+    /// each ended.
     steps: Vec<StepOutcome>,
+    /// The step under way and when it began: reported as timed out if the
+    /// attempt's time runs out inside it.
+    in_step: Option<(String, Instant)>,
+}
+
+impl Notes {
+    fn begin_step(&mut self, name: String) {
+        self.in_step = Some((name, Instant::now()));
+    }
+
+    /// Ends the step under way with its outcome.
+    fn end_step(&mut self, status: Option<u16>, reason: Option<FailureReason>) {
+        if let Some((name, started)) = self.in_step.take() {
+            self.steps.push(StepOutcome {
+                name,
+                success: reason.is_none(),
+                status,
+                latency_ms: connect::millis(started),
+                reason,
+            });
+        }
+    }
 }
 
 /// How one hop ended.
@@ -446,6 +469,9 @@ impl<R: Resolve> CheckAttempts for HttpAdapter<R> {
             }
         };
         let exchanged = tokio::time::timeout(timeout, attempt).await;
+        if exchanged.is_err() {
+            notes.end_step(None, Some(FailureReason::Timeout));
+        }
         let outcome = exchanged.unwrap_or(Err(FailureReason::Timeout));
         let mut certificate_days_remaining = notes.chain_expires.map(days_until);
         if matches!(outcome, Err(FailureReason::TlsExpired { .. })) {

@@ -2,15 +2,11 @@
 //! values earlier steps extracted, sent as any request is (guard, redirects,
 //! TLS), and judged as it ends. The first failing step ends the attempt.
 
-use super::connect::millis;
 use super::{connection_error, HttpAdapter, Notes, Resolve};
 use ecs_control::domain::probe::kinds::{substitute, HttpStep, StepValues};
 use ecs_control::domain::probe::redirect::Hop;
-use ecs_control::domain::probe::{
-    verdict, Answer, FailureReason, HeaderValue, ProbeCheck, StepOutcome,
-};
+use ecs_control::domain::probe::{verdict, Answer, FailureReason, HeaderValue, ProbeCheck};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use std::time::Instant;
 use url::Url;
 
 /// What a value placed in a URL is escaped from: everything but RFC 3986's
@@ -31,19 +27,13 @@ pub(super) async fn run<R: Resolve>(
     let mut values = StepValues::new();
     let mut last_status = None;
     for step in steps {
-        let started = Instant::now();
+        notes.begin_step(step.name.clone());
         let ended = one(adapter, check, step, &mut values, max_body_bytes, notes).await;
         let (status, reason) = match &ended {
             Ok(status) => (Some(*status), None),
             Err((status, reason)) => (*status, Some(reason.clone())),
         };
-        notes.steps.push(StepOutcome {
-            name: step.name.clone(),
-            success: reason.is_none(),
-            status,
-            latency_ms: millis(started),
-            reason,
-        });
+        notes.end_step(status, reason);
         match ended {
             Ok(status) => last_status = Some(status),
             Err((_, reason)) => return Err(reason),

@@ -107,29 +107,37 @@ pub(super) async fn run<R: Resolve>(
     let opened = Instant::now();
     let mut first_read = true;
     for step in &tcp.dialogue {
-        match step {
-            TcpStep::Send(text) => conn.send(text).await.map_err(|e| io_failure(&e))?,
-            TcpStep::Expect(pattern) => {
-                expect(&mut conn, pattern).await?;
+        notes.begin_step(step.to_string());
+        let moved = match step {
+            TcpStep::Send(text) => conn.send(text).await.map_err(|e| io_failure(&e)),
+            TcpStep::Expect(pattern) => expect(&mut conn, pattern).await.map(|()| {
                 if std::mem::take(&mut first_read) {
                     Phases::add(&mut notes.phases.time_to_first_byte_ms, millis(opened));
                 }
-            }
-            TcpStep::StartTls => {
-                let Conn::Plain(reader) = conn else {
-                    return Err(connection_error("STARTTLS on a connection already in TLS"));
-                };
+            }),
+            TcpStep::StartTls => match conn {
+                Conn::Tls(_) => Err(connection_error("STARTTLS on a connection already in TLS")),
                 // Bytes read past the last expected line would be plaintext
                 // injected ahead of the handshake.
-                if !reader.buffer().is_empty() {
-                    return Err(connection_error("the server sent more before STARTTLS"));
+                Conn::Plain(ref reader) if !reader.buffer().is_empty() => {
+                    Err(connection_error("the server sent more before STARTTLS"))
                 }
-                let stream = reader.into_inner();
-                conn = Conn::Tls(Box::new(BufReader::new(
-                    start_tls(adapter, check, &url, stream, notes).await?,
-                )));
-            }
-        }
+                Conn::Plain(reader) => {
+                    match start_tls(adapter, check, &url, reader.into_inner(), notes).await {
+                        Ok(stream) => {
+                            conn = Conn::Tls(Box::new(BufReader::new(stream)));
+                            Ok(())
+                        }
+                        Err(reason) => {
+                            notes.end_step(None, Some(reason.clone()));
+                            return Err(reason);
+                        }
+                    }
+                }
+            },
+        };
+        notes.end_step(None, moved.as_ref().err().cloned());
+        moved?;
     }
     Ok(Answer::Passed { status: None })
 }

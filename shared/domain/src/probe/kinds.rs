@@ -141,6 +141,17 @@ pub enum TcpStep {
     StartTls,
 }
 
+/// How a report names a move: `send "EHLO x\r\n"`, `expect ^250 `, `starttls`.
+impl std::fmt::Display for TcpStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TcpStep::Send(text) => write!(f, "send {text:?}"),
+            TcpStep::Expect(pattern) => write!(f, "expect {pattern}"),
+            TcpStep::StartTls => f.write_str("starttls"),
+        }
+    }
+}
+
 /// Which addresses a DNS check asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordType {
@@ -148,6 +159,16 @@ pub enum RecordType {
     Aaaa,
     /// A and AAAA.
     Any,
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Any => "A or AAAA",
+        })
+    }
 }
 
 /// A name lookup through the function's resolver: it must answer, with
@@ -175,7 +196,7 @@ impl DnsCheck {
             .collect();
         if wanted.is_empty() {
             return Err(FailureReason::Dns {
-                detail: format!("{} has no {:?} record", self.name, self.record_type),
+                detail: format!("{} has no {} record", self.name, self.record_type),
             });
         }
         if self.answers_in.is_empty() {
@@ -187,8 +208,13 @@ impl DnsCheck {
         {
             Some(outside) => Err(FailureReason::Dns {
                 detail: format!(
-                    "{} answered {outside}, outside the expected ranges",
-                    self.name
+                    "{} answered {outside}, outside {}",
+                    self.name,
+                    self.answers_in
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
             None => Ok(()),
