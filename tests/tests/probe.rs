@@ -61,6 +61,8 @@ async fn verdicts_against_real_servers() {
              "url": format!("{}/ok", site.https.replace("https://", "https://probe:s3cret@"))},
             {"name": "tls", "url": format!("{}/ok", site.https), "ca_certificate_file": ca},
             {"name": "tls-untrusted", "url": format!("{}/ok", site.https)},
+            {"name": "tls-wrong-name", "url": format!("{}/ok", site.https.replace("localhost", "127.0.0.1")),
+             "ca_certificate_file": ca},
             {"name": "tls-expired", "url": format!("{}/ok", site.https_expired), "ca_certificate_file": ca},
             {"name": "tls-cross-signed", "url": format!("{}/ok", site.https_cross_signed), "ca_certificate_file": ca},
             {"name": "big-body", "url": format!("{}/big", site.http), "body_must_not_match": ["y"]},
@@ -117,6 +119,14 @@ async fn verdicts_against_real_servers() {
 
     let tls = check(&report, "tls");
     assert!(tls.success, "{:?}", tls.reason);
+    // A trusted chain for another name is refused, and says so.
+    let wrong_name = check(&report, "tls-wrong-name");
+    assert!(
+        matches!(&wrong_name.reason, Some(FailureReason::Tls { detail }) if detail.contains("not valid for name")),
+        "{:?}",
+        wrong_name.reason
+    );
+    assert_eq!(wrong_name.measured.certificate_days_remaining, None);
     // localhost is looked up; 127.0.0.1 needs no lookup.
     assert!(
         tls.measured.phases.dns_ms.is_some_and(|ms| ms >= 0.0),
@@ -176,7 +186,7 @@ async fn verdicts_against_real_servers() {
         let reason = check(&report, name).reason.clone().expect("failed");
         assert_eq!(reason.kind(), "json_mismatch", "{name}: {reason}");
     }
-    assert_eq!(report.failed_checks, 10);
+    assert_eq!(report.failed_checks, 11);
     // Neither the report nor a failure's detail repeats a URL's credentials.
     let text = serde_json::to_string(&report).expect("json");
     assert!(!text.contains("s3cret"), "{text}");

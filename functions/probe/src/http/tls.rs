@@ -13,6 +13,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -71,29 +72,31 @@ impl VerifiedChainExpiry {
             .map_err(|e| rustls::Error::General(e.clone()))
     }
 
-    /// When the path webpki verifies from `end_entity` first expires.
+    /// The path webpki verifies from `end_entity` to a trusted root, as
+    /// rustls's verifier would (server authentication, no revocation lists):
+    /// when it first expires, if the certificates say.
     fn verified_path_expiry(
         &self,
         store: &RootCertStore,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Option<i64> {
-        let leaf = webpki::EndEntityCert::try_from(end_entity).ok()?;
-        let path = leaf
-            .verify_for_usage(
-                self.provider.signature_verification_algorithms.all,
-                &store.roots,
-                intermediates,
-                now,
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .ok()?;
+    ) -> Result<Option<i64>, webpki::Error> {
+        let leaf = webpki::EndEntityCert::try_from(end_entity)?;
+        let path = leaf.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &store.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )?;
         let used: Vec<CertificateDer<'_>> =
             path.intermediate_certificates().map(|c| c.der()).collect();
-        earliest_expiry(std::iter::once(end_entity).chain(used.iter()))
+        Ok(earliest_expiry(
+            std::iter::once(end_entity).chain(used.iter()),
+        ))
     }
 }
 
@@ -117,20 +120,30 @@ impl ServerCertVerifier for VerifiedChainExpiry {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let roots = self.roots()?;
-        let verified = roots.verifier.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        let expires = match &verified {
-            // The same inputs give webpki the same path rustls just accepted.
-            Ok(_) => self.verified_path_expiry(&roots.store, end_entity, intermediates, now),
-            // No path was verified: what was sent is all there is to say how
-            // long ago a refused chain expired.
-            Err(_) => earliest_expiry(std::iter::once(end_entity).chain(intermediates)),
-        };
+        // One path search: webpki's own, which gives the path it verified.
+        // Only a refusal goes through rustls's verifier as well, which
+        // searches the same way and says why as rustls errors say it.
+        let (verified, expires) =
+            match self.verified_path_expiry(&roots.store, end_entity, intermediates, now) {
+                Ok(expires) => {
+                    let leaf = ParsedCertificate::try_from(end_entity)?;
+                    let named = rustls::client::verify_server_name(&leaf, server_name)
+                        .map(|()| ServerCertVerified::assertion());
+                    (named, expires)
+                }
+                // No path was verified: what was sent is all there is to say
+                // how long ago a refused chain expired.
+                Err(_) => (
+                    roots.verifier.verify_server_cert(
+                        end_entity,
+                        intermediates,
+                        server_name,
+                        ocsp_response,
+                        now,
+                    ),
+                    earliest_expiry(std::iter::once(end_entity).chain(intermediates)),
+                ),
+            };
         let _ = CHAIN_EXPIRES.try_with(|slot| {
             *slot
                 .lock()
