@@ -2,6 +2,7 @@
 //! tells Lambda whether retrying can help, and the one-line decision log.
 
 use crate::config::ConfigError;
+pub use crate::echo::{capped, ECHO_LIMIT};
 use crate::ports::{FailureKind, PortError};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -11,19 +12,6 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", capped(&self.0, ECHO_LIMIT))]
 pub struct MalformedEvent(pub String);
-
-/// The most characters of anything a caller sent that a message repeats.
-pub const ECHO_LIMIT: usize = 512;
-
-/// `text` when it is at most `limit` characters; otherwise its start and how long it was.
-pub fn capped(text: &str, limit: usize) -> String {
-    let length = text.chars().count();
-    if length <= limit {
-        return text.to_string();
-    }
-    let start: String = text.chars().take(limit).collect();
-    format!("{start}… ({length} characters, cut)")
-}
 
 /// ECS cluster and service names are at most 255 characters.
 pub const ECS_NAME_LIMIT: usize = 255;

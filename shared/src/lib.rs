@@ -7,6 +7,7 @@ pub use ecs_control_domain as domain;
 pub mod aws;
 pub mod batch;
 pub mod config;
+pub mod echo;
 pub mod invocation;
 pub mod log_size;
 pub mod logging;

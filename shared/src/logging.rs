@@ -221,7 +221,7 @@ fn tracing_line(level: &str, mut fields: Map<String, Value>) -> Value {
 /// Cuts every text in `value` to [`TEXT_KEPT`] characters.
 fn cut_texts(value: &mut Value) {
     match value {
-        Value::String(text) => *text = crate::invocation::capped(text, TEXT_KEPT),
+        Value::String(text) => *text = crate::echo::capped(text, TEXT_KEPT),
         Value::Array(items) => items.iter_mut().for_each(cut_texts),
         Value::Object(object) => object.values_mut().for_each(cut_texts),
         _ => {}

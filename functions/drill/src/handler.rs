@@ -6,8 +6,9 @@
 mod lock;
 
 use crate::events::{self, Command};
-use crate::journal::{Entry, Journal, Step};
-use crate::summary::{self, DrillSummary, Requester};
+use crate::journal::{Journal, Step};
+use crate::report::{self as summary, Requester};
+pub use crate::report::{DrillReport, SweptDrill};
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::{DrillConfig, ProbeConfig};
 use ecs_control::domain::alarm::AlarmState;
@@ -27,7 +28,6 @@ use ecs_control::ports::{
 pub use lock::LOCK_SETTLE;
 use lock::{lock_of, tag, token};
 use probe::handler::Prober;
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The tag holding a service's drill lock.
@@ -43,67 +43,6 @@ const SWEEP_ID: &str = "sweep";
 const RECOVERY_LEASE: TimeDelta = TimeDelta::minutes(5);
 /// Time kept back from the invocation's deadline to save state and return.
 const SUSPEND_MARGIN: TimeDelta = TimeDelta::seconds(10);
-
-/// What an invocation planned, did and found.
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
-    pub command: Command,
-    pub drill: Option<String>,
-    pub drill_id: Option<String>,
-    pub kind: Option<&'static str>,
-    pub service: Option<ServiceRef>,
-    /// What the drill would do (plan) or did (execute), and its rollback.
-    pub plan: Vec<String>,
-    pub rollback_plan: Vec<String>,
-    pub snapshot: Option<Snapshot>,
-    pub outcome: Option<Outcome>,
-    pub rolled_back: bool,
-    /// Half-done drills found (expired locks) and rolled back.
-    pub recovered: Vec<String>,
-    /// Drills the sweep ended: crashed ones (lock expired), and ones between
-    /// invocations whose stop condition fired or that the safety lever halted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub swept: Vec<SweptDrill>,
-    pub journal: Vec<Entry>,
-    /// One summary per drill this invocation ran or ended, for a post-mortem.
-    pub summaries: Vec<DrillSummary>,
-    /// The summaries and their timelines as Markdown, to paste into an
-    /// incident document.
-    pub markdown: String,
-}
-
-/// A drill the sweep ended, and how.
-#[derive(Debug, Clone, Serialize)]
-pub struct SweptDrill {
-    pub drill_id: String,
-    /// The drill's name, as its saved state gives it.
-    pub drill: String,
-    pub service: ServiceRef,
-    pub why: String,
-    pub outcome: Outcome,
-}
-
-impl DrillReport {
-    pub(crate) fn new(command: Command) -> Self {
-        Self {
-            command,
-            drill: None,
-            drill_id: None,
-            kind: None,
-            service: None,
-            plan: Vec::new(),
-            rollback_plan: Vec::new(),
-            snapshot: None,
-            outcome: None,
-            rolled_back: false,
-            recovered: Vec::new(),
-            swept: Vec::new(),
-            journal: Vec::new(),
-            summaries: Vec::new(),
-            markdown: String::new(),
-        }
-    }
-}
 
 /// The drill function: configuration and ports, built once per cold start.
 pub struct Driller<E, G, A, H, M> {

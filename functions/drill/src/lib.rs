@@ -3,4 +3,4 @@
 pub mod events;
 pub mod handler;
 pub mod journal;
-pub mod summary;
+pub mod report;

@@ -84,6 +84,14 @@ impl TaskStateDetail {
     }
 }
 
+/// A task event of a configured service that may act (running, or told to stop).
+#[derive(Debug, Clone)]
+pub(crate) struct TaskEvent {
+    pub cluster: String,
+    pub service: ServiceRef,
+    pub task: TaskInfo,
+}
+
 /// Which services a reconcile covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSelector {

@@ -1,7 +1,6 @@
 //! Event → tasks and targets as they are now → diff → calls → decision record.
 
-use crate::events::{self, Invocation, Trigger};
-use crate::task_changes::TaskEvent;
+use crate::events::{self, Invocation, TaskEvent, Trigger};
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::batch::{self, Answer, QueuedMessage};
 use ecs_control::config::registrar::TargetGroupBinding;

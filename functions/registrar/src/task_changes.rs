@@ -5,7 +5,7 @@
 //! (200 a call). A fleet's deploy burst costs a few calls a batch, not a few
 //! calls an event.
 
-use crate::events::{self, Trigger};
+use crate::events::{self, TaskEvent, Trigger};
 use crate::handler::{GroupDecision, Registrar, RegistrarRecord, TaskDecision};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::domain::registration::{
@@ -24,14 +24,6 @@ use tokio::sync::Mutex;
 /// targets named (a smaller answer from a large group); more, and the whole
 /// group is read. Either way, one call.
 const NAMED_READ_LIMIT: usize = 100;
-
-/// A task event of a configured service that may act (running, or told to stop).
-#[derive(Debug, Clone)]
-pub(crate) struct TaskEvent {
-    pub cluster: String,
-    pub service: ServiceRef,
-    pub task: TaskInfo,
-}
 
 /// One task's part in the run: its newest state, what ECS says now, and what
 /// is done about it.

@@ -5,146 +5,26 @@
 //! the limits, the evaluations are combined by the same out/in/veto rules, and
 //! the memory and the count are written once.
 
+use crate::decision::PaceOutcome;
+pub(crate) use crate::decision::TriggerInputs;
+pub use crate::decision::{Action, DecisionRecord, ServiceDecision};
 use crate::events::{self, AlarmNotice, Invocation, Trigger};
-use crate::triggers::metric_reads::MetricReadings;
-use crate::triggers::pace::PaceOutcome;
 use chrono::{DateTime, Utc};
 use ecs_control::batch::{self, Answer};
 use ecs_control::config::{ConfigError, ScalerConfig};
-use ecs_control::domain::alarm::AlarmStatus;
-use ecs_control::domain::budget::{BudgetCeiling, TaskSize};
-use ecs_control::domain::pace::Paced;
+use ecs_control::domain::budget::TaskSize;
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{
-    decide, trigger_key, Choice, Clamp, Hold, Limits, MemoryStatus, PolicyEvaluation,
-    ScalingMemory, ServiceState,
+    decide, trigger_key, Choice, Clamp, Hold, Limits, MemoryStatus, ScalingMemory, ServiceState,
 };
-use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::{
     log_decision, summed, variant_name, ControllerMetric, InvocationError,
 };
 use ecs_control::ports::{AlarmStates, EcsServices, PortError};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-
-/// What happened to one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// The desired count was changed.
-    Scaled,
-    /// A change was decided but not made (dry run).
-    WouldScale,
-    /// Every policy held, or a scale-in was vetoed.
-    Held,
-    /// This trigger was already applied to the service.
-    Duplicate,
-    /// Reading or changing the service failed.
-    Failed,
-}
-
-/// The decision for one service.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceDecision {
-    pub service: ServiceRef,
-    pub seen: Option<ServiceState>,
-    /// What the scaler's memory says about the count found.
-    pub memory: Option<MemoryStatus>,
-    /// What an operator has suspended on the service.
-    #[serde(skip_serializing_if = "Suspended::is_none")]
-    pub suspended: Suspended,
-    pub alarms_in_alarm: Vec<String>,
-    /// The bounds this decision kept to: the policy bounds narrowed by open
-    /// windows and the budget.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Limits>,
-    /// The time windows open now.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub windows: Vec<OpenWindow>,
-    /// The budget's ceiling and its arithmetic.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget: Option<BudgetCeiling>,
-    pub evaluations: Vec<PolicyEvaluation>,
-    pub choice: Option<Choice>,
-    /// The count found, when it was outside the bounds and is brought back.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out_of_bounds: Option<u32>,
-    /// The pace's step, when a pace is configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pace: Option<Paced>,
-    /// What else the scaler noticed (another writer, an unapplied change).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    pub action: Action,
-    pub reason: String,
-    pub before: Option<u32>,
-    pub after: Option<u32>,
-    pub calls: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl ServiceDecision {
-    pub(crate) fn new(service: ServiceRef) -> Self {
-        Self {
-            service,
-            seen: None,
-            memory: None,
-            suspended: Suspended::default(),
-            alarms_in_alarm: Vec::new(),
-            limits: None,
-            windows: Vec::new(),
-            budget: None,
-            evaluations: Vec::new(),
-            choice: None,
-            out_of_bounds: None,
-            pace: None,
-            notes: Vec::new(),
-            action: Action::Held,
-            reason: String::new(),
-            before: None,
-            after: None,
-            calls: Vec::new(),
-            error: None,
-        }
-    }
-}
-
-/// Everything one invocation saw, decided and did.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionRecord {
-    pub trigger: Trigger,
-    pub trigger_key: String,
-    pub dry_run: bool,
-    pub decided_at: DateTime<Utc>,
-    /// Set when the whole trigger was ignored, with the reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ignored: Option<String>,
-    pub alarms_checked: Vec<AlarmStatus>,
-    /// The CloudWatch reads the invocation made, shared by every service.
-    pub calls: Vec<&'static str>,
-    pub services: Vec<ServiceDecision>,
-    /// The bounds timeline a `preview_bounds` command asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preview: Option<Vec<BoundsPeriod>>,
-}
-
-/// What a trigger brings to the per-service decision.
-#[derive(Debug, Default)]
-pub(crate) struct TriggerInputs<'a> {
-    /// Alarm states read at decision time, by name.
-    pub statuses: BTreeMap<String, AlarmStatus>,
-    /// The alarm state changes being answered (empty for a tick).
-    pub notices: &'a [AlarmNotice],
-    /// The metrics the decisions read, fetched once for every service.
-    pub metrics: MetricReadings,
-    /// The services as read together before deciding, 10 a `DescribeServices`
-    /// call, when the trigger concerns more than one.
-    pub states: BTreeMap<ServiceRef, Result<ServiceState, PortError>>,
-}
 
 /// The scaler: configuration and ports, built once per cold start.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! a target, time windows, a budget ceiling and a pace.
 
 pub mod cold_start;
+pub mod decision;
 pub mod events;
 pub mod handler;
 pub mod triggers;

@@ -1,7 +1,7 @@
 //! What the scaler needs to know about a CloudWatch alarm, whatever carried it.
 
+use super::breach::{Breach, BreachSource};
 use super::policy::MetricAggregation;
-use super::scaling::{Breach, BreachSource};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 

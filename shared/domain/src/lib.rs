@@ -5,8 +5,10 @@
 
 pub mod address_guard;
 pub mod alarm;
+pub mod breach;
 pub mod budget;
 pub mod drill;
+pub mod evaluation;
 pub mod metric_batch;
 pub mod pace;
 pub mod policy;

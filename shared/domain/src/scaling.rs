@@ -6,40 +6,15 @@
 //! cooldowns where capacity added during a scale-out cooldown counts toward the
 //! next step, and no scale-in during a deployment.
 
+pub use super::breach::{Breach, BreachSource};
+pub use super::evaluation::{Clamp, Direction, Hold, PolicyEvaluation};
 use super::pace::PaceMemory;
 use super::policy::{
-    AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
-    ThresholdSide,
+    AdjustmentType, CapacityBounds, Cooldowns, ScalingPolicy, StepAdjustment, ThresholdSide,
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// Which way a change goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Out,
-    In,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Out => "out",
-            Direction::In => "in",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "out" => Some(Direction::Out),
-            "in" => Some(Direction::In),
-            _ => None,
-        }
-    }
-}
 
 /// What the scaler remembers about a service between invocations (kept in tags).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -267,102 +242,6 @@ pub fn rollout_in_progress(deployments: &[RolloutPart], task_sets: &[RolloutPart
         .any(|parts| parts.len() > 1 || parts.iter().any(|p| p.settling))
 }
 
-/// Where a measured breach came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "from", rename_all = "snake_case")]
-pub enum BreachSource {
-    /// The alarm's metric read at decision time, its datapoints combined.
-    Metric {
-        datapoints: usize,
-        aggregation: MetricAggregation,
-    },
-    /// The alarm's `StateReasonData`, written when it last changed state.
-    ReasonData,
-    /// A target-tracking policy's run of one-minute datapoints.
-    TargetTracking { datapoints: usize },
-}
-
-/// How far the alarm's metric is past its threshold, if known.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Breach {
-    Measured {
-        metric_value: f64,
-        threshold: f64,
-        source: BreachSource,
-    },
-    Unknown {
-        why: String,
-    },
-}
-
-impl Breach {
-    pub fn size(&self) -> Option<f64> {
-        match self {
-            Breach::Measured {
-                metric_value,
-                threshold,
-                ..
-            } => Some(metric_value - threshold),
-            Breach::Unknown { .. } => None,
-        }
-    }
-}
-
-/// Why a policy's evaluation changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hold {
-    NoMatchingStep,
-    AtMaxCapacity,
-    AtMinCapacity,
-    ScaleOutCooldown,
-    ScaleInCooldown,
-    DeploymentInProgress,
-    AlreadyAtTarget,
-    /// A target-tracking policy with `disable_scale_in`.
-    ScaleInDisabled,
-    /// A target-tracking policy's metric lacks the datapoints to decide.
-    MissingData,
-    /// The service's hourly budget allows no more tasks.
-    BudgetCeiling,
-    /// An operator suspended this direction of scaling on the service.
-    Suspended,
-    /// A drill holds the service: scale-in waits until it ends.
-    DrillInProgress,
-}
-
-impl fmt::Display for Hold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Hold::NoMatchingStep => "the breach matches no step",
-            Hold::AtMaxCapacity => "the service is at max_capacity",
-            Hold::AtMinCapacity => "the service is at min_capacity",
-            Hold::ScaleOutCooldown => {
-                "scale-out cooldown: capacity added since it began already covers this step"
-            }
-            Hold::ScaleInCooldown => "scale-in waits out the cooldown of the last scaling",
-            Hold::DeploymentInProgress => "no scale-in while a deployment is in progress",
-            Hold::AlreadyAtTarget => "the desired count already equals the target",
-            Hold::ScaleInDisabled => "the policy has disable_scale_in",
-            Hold::MissingData => "the metric lacks the datapoints to decide: nothing changes",
-            Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
-            Hold::Suspended => "suspended on this service by an operator (resume to undo)",
-            Hold::DrillInProgress => "no scale-in while a drill holds the service",
-        })
-    }
-}
-
-/// A bound that cut the proposed count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Clamp {
-    MaxCapacity,
-    MinCapacity,
-    /// The max the service's hourly budget allows, below its max_capacity.
-    Budget,
-}
-
 /// The bounds a decision keeps to now: the policy bounds narrowed by open
 /// schedule windows and the budget ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -388,67 +267,6 @@ impl Limits {
             }
             other => other,
         }
-    }
-}
-
-/// One policy's verdict, with everything needed to explain it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PolicyEvaluation {
-    /// The alarm a step policy follows, or the name of another trigger's policy.
-    pub policy: String,
-    pub breach: Breach,
-    pub step: Option<StepAdjustment>,
-    /// Which step applied and why, in words.
-    pub rule: String,
-    pub direction: Option<Direction>,
-    /// The count the adjustment was applied to (the cooldown base during a scale-out cooldown).
-    pub computed_from: u32,
-    pub proposed: Option<i64>,
-    pub clamped_by: Option<Clamp>,
-    /// The desired count to set, when this policy wants a change.
-    pub target: Option<u32>,
-    pub held_by: Option<Hold>,
-    /// Whether this change happens inside a running scale-out cooldown.
-    pub within_scale_out_cooldown: bool,
-    /// Why the breach was not read from the metric, when it was not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub breach_note: Option<String>,
-    /// The datapoints and arithmetic of a target-tracking policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tracking: Option<super::target_tracking::TrackingDetail>,
-    /// A target-tracking policy with `disable_scale_in`: it takes no part in
-    /// the scale-in vote (AWS: scale in "only if all of the target tracking
-    /// policies (with the scale-in portion enabled) are ready to scale in").
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub scale_in_disabled: bool,
-}
-
-impl PolicyEvaluation {
-    /// An evaluation that has not yet chosen anything.
-    pub fn new(policy: impl Into<String>, breach: Breach, desired: u32) -> Self {
-        Self {
-            policy: policy.into(),
-            breach,
-            step: None,
-            rule: String::new(),
-            direction: None,
-            computed_from: desired,
-            proposed: None,
-            clamped_by: None,
-            target: None,
-            held_by: None,
-            within_scale_out_cooldown: false,
-            breach_note: None,
-            tracking: None,
-            scale_in_disabled: false,
-        }
-    }
-
-    /// The same evaluation, held for `hold` with `rule` as the explanation.
-    pub fn held(mut self, hold: Hold, rule: impl Into<String>) -> Self {
-        self.held_by = Some(hold);
-        self.rule = rule.into();
-        self
     }
 }
 

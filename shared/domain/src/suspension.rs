@@ -3,7 +3,7 @@
 //! suspended on its own. An operator stops the scaler touching a service with
 //! one command and no stack update; the state lives with the service.
 
-use super::scaling::{Direction, Hold, PolicyEvaluation};
+use super::evaluation::{Direction, Hold, PolicyEvaluation};
 use serde::{Deserialize, Serialize};
 
 /// What is suspended on one service.

@@ -6,9 +6,12 @@
 //! `scale_in_ratio` of it. The new count is `ceil(current × metric / target)`.
 
 use super::alarm::{MetricPoint, MetricQuery, MetricStat};
+use super::breach::{Breach, BreachSource};
+pub use super::evaluation::TrackingDetail;
+use super::evaluation::{Hold, PolicyEvaluation};
 use super::policy::{CapacityBounds, Cooldowns, MAGNITUDE_LIMIT};
 use super::rounding::ceil_count;
-use super::scaling::{settle, Breach, BreachSource, Hold, Limits, PolicyEvaluation, ServiceState};
+use super::scaling::{settle, Limits, ServiceState};
 use super::service::ServiceRef;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -169,21 +172,6 @@ impl TargetTrackingPolicy {
             + PUBLISHING_LAG_MINUTES;
         (now - TimeDelta::minutes(minutes), now)
     }
-}
-
-/// What a target-tracking evaluation read and computed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrackingDetail {
-    pub metric: String,
-    pub target_value: f64,
-    /// The datapoints the verdict rests on, oldest first.
-    pub datapoints: Vec<MetricPoint>,
-    /// Why the datapoints decide nothing, when they do not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_note: Option<String>,
-    /// The computation, e.g. `ceil(4 × 84 / 60) = 6`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub arithmetic: Option<String>,
 }
 
 /// The newest `n` one-minute datapoints, when they are all there: the newest

@@ -13,7 +13,7 @@ pub use scaler::{ScalerConfig, POLICIES_ENV, POLICIES_FILE_ENV};
 
 use serde::de::DeserializeOwned;
 
-use crate::invocation::{capped, ECHO_LIMIT};
+use crate::echo::{capped, ECHO_LIMIT};
 
 /// A configuration problem, with the path of the offending field. What it
 /// repeats of the document is capped, like an event's.

@@ -1,7 +1,8 @@
 //! The budget ceiling: the most tasks `max_hourly_cost` pays for, from the
 //! task size its task definition states.
 
-use crate::handler::{Scaler, ServiceDecision};
+use crate::decision::ServiceDecision;
+use crate::handler::Scaler;
 use ecs_control::domain::budget::{ceiling, TaskSize};
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{Limits, ServiceState};

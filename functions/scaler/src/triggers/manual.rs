@@ -1,9 +1,10 @@
 //! An operator's commands: set a count, apply one step, or preview the bounds
 //! the time windows give. A change keeps to the limits in force and the pace.
 
+use crate::decision::PaceOutcome;
+use crate::decision::{Action, DecisionRecord, ServiceDecision};
 use crate::events::{ManualChange, ManualCommand};
-use crate::handler::{Action, DecisionRecord, Scaler, ServiceDecision};
-use crate::triggers::pace::PaceOutcome;
+use crate::handler::Scaler;
 use crate::triggers::schedules::opening_marks;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::policy::CapacityBounds;

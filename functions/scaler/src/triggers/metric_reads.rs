@@ -2,25 +2,14 @@
 //! `GetMetricData` calls as CloudWatch allows (one, for up to 500 queries),
 //! however many services and policies the invocation evaluates.
 
-use crate::handler::{DecisionRecord, Scaler};
+use crate::decision::{DecisionRecord, MetricReadings, ReadKey};
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
-use ecs_control::domain::alarm::{AlarmState, AlarmStatus, MetricPoint};
+use ecs_control::domain::alarm::{AlarmState, AlarmStatus};
 use ecs_control::domain::metric_batch::{plan_batches, within, MetricRead};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, EcsServices};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Which decision a read serves.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum ReadKey {
-    /// The metric of an alarm in ALARM, for its step policies.
-    Alarm(String),
-    /// A service's target-tracking policy, by its place among the service's.
-    Tracking(ServiceRef, usize),
-}
-
-/// The points of each read, or why it could not be read.
-pub(crate) type MetricReadings = BTreeMap<ReadKey, Result<Vec<MetricPoint>, String>>;
 
 impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// Reads what the services' step and tracking policies need.

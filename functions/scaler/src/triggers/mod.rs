@@ -9,7 +9,8 @@ pub mod schedules;
 pub mod step_alarms;
 pub mod target_tracking;
 
-use crate::handler::{DecisionRecord, Scaler, ServiceDecision, TriggerInputs};
+use crate::decision::{DecisionRecord, ServiceDecision, TriggerInputs};
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::policy::CapacityBounds;

@@ -2,7 +2,8 @@
 //! `..._removed_...`) allows is taken in stages, one a minute; the stage still
 //! to come is kept in the service's tags and resumed by the next tick.
 
-use crate::handler::{Scaler, ServiceDecision};
+use crate::decision::{PaceOutcome, ServiceDecision};
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::pace::limit;
 use ecs_control::domain::scaling::{
@@ -10,14 +11,6 @@ use ecs_control::domain::scaling::{
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, EcsServices};
-
-/// What the pace allows now.
-pub(crate) enum PaceOutcome {
-    /// Set this count now.
-    Step(u32),
-    /// The pace allows nothing more this minute; the memory keeps what is staged.
-    NothingThisMinute,
-}
 
 impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     /// The rest of a staged change, as an evaluation, while the count has not

@@ -2,7 +2,8 @@
 //! window's `desired_count` when it opens, and the bounds timeline a
 //! `preview_bounds` command shows.
 
-use crate::handler::{DecisionRecord, Scaler, ServiceDecision};
+use crate::decision::{DecisionRecord, ServiceDecision};
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{move_to, Hold, Limits, PolicyEvaluation, ServiceState};

@@ -1,9 +1,10 @@
 //! Step scaling: an alarm in ALARM picks a step by how far its metric is past
 //! the threshold, read at decision time.
 
+use crate::decision::ReadKey;
+use crate::decision::{DecisionRecord, ServiceDecision, TriggerInputs};
 use crate::events::AlarmNotice;
-use crate::handler::{DecisionRecord, Scaler, ServiceDecision, TriggerInputs};
-use crate::triggers::metric_reads::ReadKey;
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::{
     breach_from_datapoints, breach_from_reason_data, AlarmState, AlarmStatus,

@@ -2,8 +2,9 @@
 //! with `GetMetricData`; the count it asks for is computed in
 //! [`ecs_control::domain::target_tracking`], with the arithmetic in the record.
 
-use crate::handler::{Scaler, TriggerInputs};
-use crate::triggers::metric_reads::ReadKey;
+use crate::decision::ReadKey;
+use crate::decision::TriggerInputs;
+use crate::handler::Scaler;
 use chrono::{DateTime, Utc};
 use ecs_control::domain::scaling::{Hold, Limits, PolicyEvaluation, ServiceState};
 use ecs_control::domain::service::ServiceRef;

@@ -1,13 +1,74 @@
-//! What a post-mortem needs of a drill: one summary per drill an invocation
-//! touched (who asked, what it did, when, how it ended), and the same as a
+//! What an invocation returns: its report, and what a post-mortem needs of
+//! a drill: one summary per drill an invocation touched (who asked, what it did, when, how it ended), and the same as a
 //! short Markdown report to paste into an incident document.
 
-use crate::handler::DrillReport;
+use crate::events::Command;
 use crate::journal::{Entry, Step};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ecs_control::domain::drill::Outcome;
+use ecs_control::domain::drill::{Outcome, Snapshot};
 use ecs_control::domain::service::ServiceRef;
 use serde::Serialize;
+
+/// What an invocation planned, did and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub command: Command,
+    pub drill: Option<String>,
+    pub drill_id: Option<String>,
+    pub kind: Option<&'static str>,
+    pub service: Option<ServiceRef>,
+    /// What the drill would do (plan) or did (execute), and its rollback.
+    pub plan: Vec<String>,
+    pub rollback_plan: Vec<String>,
+    pub snapshot: Option<Snapshot>,
+    pub outcome: Option<Outcome>,
+    pub rolled_back: bool,
+    /// Half-done drills found (expired locks) and rolled back.
+    pub recovered: Vec<String>,
+    /// Drills the sweep ended: crashed ones (lock expired), and ones between
+    /// invocations whose stop condition fired or that the safety lever halted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<SweptDrill>,
+    pub journal: Vec<Entry>,
+    /// One summary per drill this invocation ran or ended, for a post-mortem.
+    pub summaries: Vec<DrillSummary>,
+    /// The summaries and their timelines as Markdown, to paste into an
+    /// incident document.
+    pub markdown: String,
+}
+
+/// A drill the sweep ended, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweptDrill {
+    pub drill_id: String,
+    /// The drill's name, as its saved state gives it.
+    pub drill: String,
+    pub service: ServiceRef,
+    pub why: String,
+    pub outcome: Outcome,
+}
+
+impl DrillReport {
+    pub(crate) fn new(command: Command) -> Self {
+        Self {
+            command,
+            drill: None,
+            drill_id: None,
+            kind: None,
+            service: None,
+            plan: Vec::new(),
+            rollback_plan: Vec::new(),
+            snapshot: None,
+            outcome: None,
+            rolled_back: false,
+            recovered: Vec::new(),
+            swept: Vec::new(),
+            journal: Vec::new(),
+            summaries: Vec::new(),
+            markdown: String::new(),
+        }
+    }
+}
 
 /// The most journal entries a Markdown report lists; the journal has them all.
 const TIMELINE_ENTRIES: usize = 40;
