@@ -7,7 +7,11 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::ScalerConfig;
 use ecs_control::domain::alarm::MetricPoint;
+use ecs_control::domain::fallback::{
+    blind_for, blind_key, blind_marks, with_fallback, Fallback, FallbackAction, BLIND_KEPT,
+};
 use ecs_control::domain::policy::{CapacityBounds, Cooldowns};
+use ecs_control::domain::scaling::{choose, Choice};
 use ecs_control::domain::scaling::{
     Direction, Hold, Limits, PolicyEvaluation, ScalingMemory, ServiceState,
 };
@@ -50,6 +54,7 @@ fn tracking(target_value: f64) -> TargetTrackingPolicy {
             scale_out_seconds: 300,
             scale_in_seconds: 300,
         },
+        fallback: None,
     }
 }
 
@@ -380,5 +385,277 @@ proptest! {
         let found = bounds_at(&config.schedules_for_service(&web), policy, now).bounds;
         prop_assert!(found.min >= policy.min && found.max <= policy.max, "{found:?}");
         prop_assert!(found.min <= found.max, "{found:?}");
+    }
+}
+
+/// A blind policy's fallback: minutes blind, whether another tracking policy
+/// sees, the desired count → the target, the hold, whether it applied.
+type FallbackCase = (
+    FallbackAction,
+    i64,
+    bool,
+    u32,
+    Option<u32>,
+    Option<Hold>,
+    bool,
+);
+
+#[test]
+fn a_fallback_takes_over_a_blind_policy_only_upward_and_only_when_no_one_sees() {
+    let floor = FallbackAction::MinCount { min_count: 6 };
+    let cases: [FallbackCase; 8] = [
+        // Blind for 4 min of the 5 it waits: still missing data, not applied.
+        (floor, 4, false, 3, None, Some(Hold::MissingData), false),
+        // Blind 5 min, below the floor: out to 6.
+        (floor, 5, false, 3, Some(6), None, true),
+        // At the floor: held by the fallback (and so vetoing any scale-in).
+        (floor, 30, false, 6, None, Some(Hold::Fallback), true),
+        // Above the floor: never in because data is missing.
+        (floor, 30, false, 12, None, Some(Hold::Fallback), true),
+        // Another tracking policy reads its metric: it steers alone.
+        (floor, 30, true, 3, None, Some(Hold::MissingData), false),
+        // A fallback that holds: held past its wait, missing data before it.
+        (
+            FallbackAction::Hold,
+            30,
+            false,
+            3,
+            None,
+            Some(Hold::Fallback),
+            true,
+        ),
+        (
+            FallbackAction::Hold,
+            2,
+            false,
+            3,
+            None,
+            Some(Hold::MissingData),
+            false,
+        ),
+        (
+            FallbackAction::Hold,
+            30,
+            true,
+            3,
+            None,
+            Some(Hold::MissingData),
+            false,
+        ),
+    ];
+    let now = at(12, 0);
+    for (action, blind_minutes, others_see, desired, target, hold, applied) in cases {
+        let policy = TargetTrackingPolicy {
+            fallback: Some(Fallback {
+                after_minutes: 5,
+                action,
+            }),
+            ..tracking(60.0)
+        };
+        let state = service(desired);
+        let limits = Limits::new(policy.bounds);
+        let held = evaluate_tracking(&policy, &[], limits, &state, now);
+        assert_eq!(held.held_by, Some(Hold::MissingData));
+        let e = with_fallback(
+            held,
+            &policy,
+            TimeDelta::minutes(blind_minutes),
+            others_see,
+            limits,
+            &state,
+            now,
+        );
+        let case =
+            format!("{action:?} blind {blind_minutes} min, others see {others_see}, at {desired}");
+        assert_eq!(e.target, target, "{case}: {e:?}");
+        assert_eq!(e.held_by, hold, "{case}: {e:?}");
+        let said = e.fallback.as_ref().expect("the record says fallback");
+        assert_eq!(said.applied, applied, "{case}: {said:?}");
+        assert_eq!(said.blind_minutes, blind_minutes);
+        if applied {
+            assert!(e.rule.starts_with("fallback:"), "{case}: {}", e.rule);
+        }
+    }
+}
+
+#[test]
+fn a_blind_policy_vetoes_a_seeing_policys_scale_in_and_never_blocks_its_scale_out() {
+    let now = at(12, 0);
+    let state = service(8);
+    let seeing = track(&tracking(60.0), &[30.0; 15], 8);
+    assert_eq!(seeing.direction, Some(Direction::In));
+    let blind_policy = TargetTrackingPolicy {
+        name: "requests at 100".into(),
+        fallback: Some(Fallback {
+            after_minutes: 5,
+            action: FallbackAction::MinCount { min_count: 2 },
+        }),
+        ..tracking(100.0)
+    };
+    let limits = Limits::new(blind_policy.bounds);
+    let held = evaluate_tracking(&blind_policy, &[], limits, &state, now);
+    // Past its wait, but the other policy sees: only holds, and vetoes.
+    let blind = with_fallback(
+        held,
+        &blind_policy,
+        TimeDelta::minutes(60),
+        true,
+        limits,
+        &state,
+        now,
+    );
+    assert_eq!(
+        choose(&[seeing, blind.clone()]),
+        Choice::ScaleInVetoed {
+            by_policy: "requests at 100".into()
+        }
+    );
+    let out = track(&tracking(60.0), &[90.0, 90.0, 90.0], 8);
+    assert_eq!(choose(&[blind, out]), Choice::Apply { index: 1 });
+}
+
+#[test]
+fn blind_marks_keep_the_first_sighting_and_clear_when_the_metric_returns() {
+    let t0 = at(12, 0);
+    let marks = blind_marks(&Default::default(), &[("cpu", true), ("rps", false)], t0);
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks.get(&blind_key("cpu")), Some(&t0.timestamp()));
+    // Still blind ten minutes on: the mark keeps its first time.
+    let later = t0 + TimeDelta::minutes(10);
+    let marks = blind_marks(&marks, &[("cpu", true)], later);
+    assert_eq!(marks.get(&blind_key("cpu")), Some(&t0.timestamp()));
+    let since = marks.get(&blind_key("cpu")).copied();
+    assert_eq!(blind_for(since, None, later), TimeDelta::minutes(10));
+    // A newest datapoint 20 minutes old says longer: 20 less the 3-minute lag.
+    assert_eq!(
+        blind_for(since, Some(later - TimeDelta::minutes(20)), later),
+        TimeDelta::minutes(17)
+    );
+    // A fresh datapoint does not shorten what the mark says.
+    assert_eq!(
+        blind_for(since, Some(later - TimeDelta::minutes(1)), later),
+        TimeDelta::minutes(10)
+    );
+    // Seeing again clears it.
+    let marks = blind_marks(&marks, &[("cpu", false)], later);
+    assert!(marks.is_empty());
+    // The newest marks are kept, within one tag.
+    let many: Vec<String> = (0..BLIND_KEPT + 3).map(|i| format!("policy {i}")).collect();
+    let mut marks = Default::default();
+    for (i, name) in many.iter().enumerate() {
+        marks = blind_marks(
+            &marks,
+            &[(name.as_str(), true)],
+            t0 + TimeDelta::minutes(i as i64),
+        );
+    }
+    assert_eq!(marks.len(), BLIND_KEPT);
+    assert!(!marks.contains_key(&blind_key("policy 0")));
+    assert!(marks.contains_key(&blind_key(&many[BLIND_KEPT + 2])));
+}
+
+#[test]
+fn a_fallback_is_checked_at_cold_start_naming_its_field() {
+    let document = |fallback: &str| {
+        format!(
+            r#"{{"policies": [{{"type": "target_tracking", "cluster": "demo", "service": "web",
+                "metric": "ecs_cpu", "target_value": 60, "min_capacity": 2, "max_capacity": 10,
+                "fallback": {fallback}}}]}}"#
+        )
+    };
+    let config = ScalerConfig::parse(&document(r#"{"after_minutes": 5, "min_count": 4}"#))
+        .expect("a floor within the bounds");
+    let web = ServiceRef::new("demo", "web");
+    let policy = config
+        .tracking_for_service(&web)
+        .next()
+        .expect("the policy");
+    assert_eq!(
+        policy.fallback,
+        Some(Fallback {
+            after_minutes: 5,
+            action: FallbackAction::MinCount { min_count: 4 }
+        })
+    );
+    for (fallback, field) in [
+        (
+            r#"{"after_minutes": 0}"#,
+            "policies[0].fallback.after_minutes",
+        ),
+        (
+            r#"{"after_minutes": 1441}"#,
+            "policies[0].fallback.after_minutes",
+        ),
+        (
+            r#"{"after_minutes": 5, "min_count": 11}"#,
+            "policies[0].fallback.min_count",
+        ),
+        (
+            r#"{"after_minutes": 5, "min_count": 1}"#,
+            "policies[0].fallback.min_count",
+        ),
+        (r#"{"after_minutes": 5, "replicas": 3}"#, "policies[0]"),
+    ] {
+        let err = ScalerConfig::parse(&document(fallback)).expect_err(fallback);
+        assert!(err.field.starts_with(field), "{fallback}: {err}");
+    }
+}
+
+#[test]
+fn scale_in_behaviour_is_checked_at_cold_start_naming_its_field() {
+    let document = |fields: &str| {
+        format!(
+            r#"{{"policies": [{{"type": "target_tracking", "cluster": "demo", "service": "web",
+                "metric": "ecs_cpu", "target_value": 60, "min_capacity": 2, "max_capacity": 10}}],
+              "services": [{{"cluster": "demo", "service": "web", {fields}}}]}}"#
+        )
+    };
+    let config = ScalerConfig::parse(&document(
+        r#""scale_in_stabilisation_minutes": 10, "scale_in_rate": {"percent": 10, "per_minutes": 2}"#,
+    ))
+    .expect("a window and a rate");
+    let behaviour = config
+        .settings_for(&ServiceRef::new("demo", "web"))
+        .scale_in;
+    assert_eq!(behaviour.stabilisation_minutes, 10);
+    assert_eq!(
+        behaviour.rate,
+        Some(ecs_control::domain::scale_in::ScaleInRate {
+            limit: ecs_control::domain::scale_in::RateLimit::Percent(10),
+            per_minutes: 2
+        })
+    );
+    for (fields, field) in [
+        (
+            r#""scale_in_stabilisation_minutes": 0"#,
+            "services[0].scale_in_stabilisation_minutes",
+        ),
+        (
+            r#""scale_in_stabilisation_minutes": 1441"#,
+            "services[0].scale_in_stabilisation_minutes",
+        ),
+        (
+            r#""scale_in_rate": {"tasks": 0, "per_minutes": 1}"#,
+            "services[0].scale_in_rate.tasks",
+        ),
+        (
+            r#""scale_in_rate": {"percent": 101, "per_minutes": 1}"#,
+            "services[0].scale_in_rate.percent",
+        ),
+        (
+            r#""scale_in_rate": {"tasks": 1, "percent": 5, "per_minutes": 1}"#,
+            "services[0].scale_in_rate",
+        ),
+        (
+            r#""scale_in_rate": {"tasks": 1, "per_minutes": 0}"#,
+            "services[0].scale_in_rate.per_minutes",
+        ),
+        (
+            r#""scale_in_rate": {"tasks": 1}"#,
+            "services[0].scale_in_rate",
+        ),
+    ] {
+        let err = ScalerConfig::parse(&document(fields)).expect_err(fields);
+        assert_eq!(err.field, field, "{fields}: {err}");
     }
 }

@@ -9,6 +9,7 @@ use e2e::{sample_event, Aws, Emulator};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::EcsAdapter;
 use ecs_control::config::ScalerConfig;
+use ecs_control::domain::scale_in::ScaleInVerdict;
 use ecs_control::domain::scaling::{Clamp, Hold};
 use scaler::handler::{Action, DecisionRecord, Scaler};
 use serde_json::{json, Value};
@@ -695,4 +696,179 @@ async fn suspending_everything_stops_windows_and_policies_alike() {
         .tick("scheduled-back", t0() + TimeDelta::seconds(10))
         .await;
     assert_eq!(w.desired().await, 8, "{}", record.services[0].reason);
+}
+
+/// KEDA's fallback, upward only: CPU never arrives; the policy holds for
+/// its five minutes, then asks for its floor of 4; when the metric returns,
+/// the policy steers again and the blind mark is cleared.
+#[tokio::test]
+async fn a_metric_outage_falls_back_to_a_floor_and_the_metric_takes_back_over() {
+    let document = json!({
+        "policies": [{
+            "type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+            "metric": "ecs_cpu", "target_value": 60,
+            "min_capacity": 1, "max_capacity": 20,
+            "fallback": {"after_minutes": 5, "min_count": 4}
+        }]
+    });
+    let config = Emulator::shared().sdk_config("ap-southeast-5");
+    let aws = Aws::new(&config);
+    aws.create_service(CLUSTER, SERVICE, 2).await;
+    aws.wait_for_deployment(CLUSTER, SERVICE).await;
+    let w = World {
+        scaler: Scaler::new(
+            ScalerConfig::parse(&document.to_string()).expect("policy document"),
+            EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
+            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
+            false,
+        ),
+        aws,
+    };
+    let arn = w
+        .aws
+        .service(CLUSTER, SERVICE)
+        .await
+        .service_arn()
+        .unwrap_or_default()
+        .to_string();
+
+    let first = w.tick("blind-0", t0()).await;
+    let decision = &first.services[0];
+    assert_eq!(decision.action, Action::Held, "{}", decision.reason);
+    assert_eq!(decision.evaluations[0].held_by, Some(Hold::MissingData));
+    let said = decision.evaluations[0]
+        .fallback
+        .as_ref()
+        .expect("fallback in the record");
+    assert!(!said.applied);
+    // The first sighting is remembered with the service, though nothing moved.
+    let tags = w.aws.service_tags(&arn).await;
+    let mark = tags.get("ecs-scaler:blind").expect("blind mark");
+    assert!(mark.ends_with(&format!("={}", t0().timestamp())), "{mark}");
+
+    let waiting = w.tick("blind-3", t0() + TimeDelta::minutes(3)).await;
+    assert_eq!(waiting.services[0].action, Action::Held);
+    assert_eq!(w.desired().await, 2);
+
+    let fell_back = w.tick("blind-5", t0() + TimeDelta::minutes(5)).await;
+    let decision = &fell_back.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert!(decision.reason.contains("fallback"), "{}", decision.reason);
+    assert!(decision.evaluations[0]
+        .fallback
+        .as_ref()
+        .is_some_and(|f| f.applied));
+    assert_eq!(w.desired().await, 4);
+
+    // At the floor: held by the fallback, never in on missing data.
+    let held = w.tick("blind-7", t0() + TimeDelta::minutes(7)).await;
+    assert_eq!(
+        held.services[0].evaluations[0].held_by,
+        Some(Hold::Fallback)
+    );
+    assert_eq!(w.desired().await, 4);
+
+    // The metric returns, low: the policy steers again and scales in.
+    let back = t0() + TimeDelta::minutes(30);
+    w.cpu_for(30.0, 15, back).await;
+    let seeing = w.tick("seeing", back).await;
+    let decision = &seeing.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert!(decision.evaluations[0].fallback.is_none());
+    assert_eq!(w.desired().await, 2);
+    let tags = w.aws.service_tags(&arn).await;
+    assert_eq!(
+        tags.get("ecs-scaler:blind")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        ""
+    );
+}
+
+/// HPA's scale-in behaviour: CPU at half the target asks for half the
+/// tasks, but the service first waits out its 3-minute stabilisation window,
+/// then loses at most 2 tasks every 5 minutes.
+#[tokio::test]
+async fn scale_in_waits_out_the_stabilisation_window_and_keeps_to_its_rate() {
+    let behaviour = json!({
+        "policies": [{
+            "type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+            "metric": "ecs_cpu", "target_value": 60, "scale_in_datapoints": 3,
+            "scale_in_cooldown_seconds": 0,
+            "min_capacity": 1, "max_capacity": 20
+        }],
+        "services": [{
+            "cluster": CLUSTER, "service": SERVICE,
+            "scale_in_stabilisation_minutes": 3,
+            "scale_in_rate": {"tasks": 2, "per_minutes": 5}
+        }]
+    });
+    let w = world("ap-southeast-7", 10, behaviour).await;
+    w.cpu_for(30.0, 12, t0() + TimeDelta::minutes(8)).await;
+    let arn = w
+        .aws
+        .service(CLUSTER, SERVICE)
+        .await
+        .service_arn()
+        .unwrap_or_default()
+        .to_string();
+
+    let first = w.tick("calm-0", t0()).await;
+    let decision = &first.services[0];
+    assert_eq!(decision.action, Action::Held, "{}", decision.reason);
+    assert!(
+        decision.reason.contains("stabilisation"),
+        "{}",
+        decision.reason
+    );
+    assert_eq!(w.desired().await, 10);
+    // The run of wanting is remembered with the service.
+    let tags = w.aws.service_tags(&arn).await;
+    let kept = tags.get("ecs-scaler:scale-in").expect("scale-in memory");
+    assert!(
+        kept.starts_with(&format!("s{}", t0().timestamp())),
+        "{kept}"
+    );
+
+    // Three minutes of wanting 5: the highest wanted is 5, the rate lets 2 go.
+    let stabilised = w.tick("calm-3", t0() + TimeDelta::minutes(3)).await;
+    let decision = &stabilised.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert!(
+        decision.reason.contains("the rate allows"),
+        "{}",
+        decision.reason
+    );
+    assert_eq!(w.desired().await, 8);
+
+    // The rate's two are used for this period.
+    let rated = w.tick("calm-4", t0() + TimeDelta::minutes(4)).await;
+    assert_eq!(
+        rated.services[0].action,
+        Action::Held,
+        "{}",
+        rated.services[0].reason
+    );
+    assert!(
+        matches!(
+            rated.services[0].scale_in,
+            Some(ScaleInVerdict::Held {
+                hold: Hold::ScaleInRate,
+                ..
+            })
+        ),
+        "{:?}",
+        rated.services[0].scale_in
+    );
+    assert_eq!(w.desired().await, 8);
+
+    // A new period: 8 at 30% wants 4; two more go.
+    let next = w.tick("calm-8", t0() + TimeDelta::minutes(8)).await;
+    assert_eq!(
+        next.services[0].action,
+        Action::Scaled,
+        "{}",
+        next.services[0].reason
+    );
+    assert_eq!(w.desired().await, 6);
 }

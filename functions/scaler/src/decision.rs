@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::{AlarmStatus, MetricPoint};
 use ecs_control::domain::budget::BudgetCeiling;
 use ecs_control::domain::pace::Paced;
+use ecs_control::domain::scale_in::ScaleInVerdict;
 use ecs_control::domain::scaling::{Choice, Limits, MemoryStatus, PolicyEvaluation, ServiceState};
 use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
 use ecs_control::domain::service::ServiceRef;
@@ -61,6 +62,10 @@ pub struct ServiceDecision {
     /// The pace's step, when a pace is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pace: Option<Paced>,
+    /// What the service's scale-in behaviour (stabilisation, rate) made of
+    /// a policy's scale-in, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_in: Option<ScaleInVerdict>,
     /// What else the scaler noticed (another writer, an unapplied change).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -88,6 +93,7 @@ impl ServiceDecision {
             choice: None,
             out_of_bounds: None,
             pace: None,
+            scale_in: None,
             notes: Vec::new(),
             action: Action::Held,
             reason: String::new(),

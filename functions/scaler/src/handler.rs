@@ -14,8 +14,12 @@ use ecs_control::batch::{self, Answer};
 use ecs_control::config::{ConfigError, ScalerConfig};
 use ecs_control::domain::budget::TaskSize;
 use ecs_control::domain::policy::CapacityBounds;
+use ecs_control::domain::scale_in::{
+    limit_scale_in, no_scale_in, ScaleInBehaviour, ScaleInMemory, ScaleInVerdict,
+};
 use ecs_control::domain::scaling::{
-    decide, trigger_key, Choice, Clamp, Hold, Limits, MemoryStatus, ScalingMemory, ServiceState,
+    decide, trigger_key, BlindSince, Choice, Clamp, Direction, Hold, Limits, MemoryStatus,
+    PolicyEvaluation, ScalingMemory, ServiceState,
 };
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::domain::suspension::Suspended;
@@ -334,11 +338,8 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 evaluations.push(suspended.hold(evaluation));
                 answered.extend(mark);
             });
-        evaluations.extend(
-            self.tracking_evaluations(service, inputs, &state, limits, now)
-                .into_iter()
-                .map(|e| suspended.hold(e)),
-        );
+        let (tracking, blind) = self.tracking_evaluations(service, inputs, &state, limits, now);
+        evaluations.extend(tracking.into_iter().map(|e| suspended.hold(e)));
         let (openings, opening_marks) = self.window_openings(&state, limits, decision, now);
         evaluations.extend(openings);
         answered.extend(opening_marks.iter().cloned());
@@ -348,7 +349,48 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         let outcome = decide(&decision.evaluations, &state, limits.bounds);
         decision.choice = Some(outcome.choice.clone());
         decision.out_of_bounds = outcome.out_of_bounds;
-        let Some(wanted) = outcome.target else {
+        let chosen = match outcome.choice {
+            Choice::Apply { index } => decision.evaluations.get(index).cloned(),
+            _ => None,
+        };
+        let mut learned = Learned {
+            blind,
+            scale_in: no_scale_in(&state.memory.scale_in),
+        };
+        let mut wanted = outcome.target;
+        if let (Some(policy), Some(to)) =
+            (chosen.as_ref().filter(|c| is_policy_scale_in(c)), wanted)
+        {
+            let behaviour = self.config.settings_for(service).scale_in;
+            learned.scale_in = state.memory.scale_in.clone();
+            if behaviour != ScaleInBehaviour::default() {
+                let (verdict, kept) = limit_scale_in(
+                    behaviour,
+                    &state.memory.scale_in,
+                    state.desired_count,
+                    to,
+                    now,
+                );
+                learned.scale_in = kept;
+                decision.scale_in = Some(verdict.clone());
+                match verdict {
+                    ScaleInVerdict::Proceed { target, .. } => wanted = Some(target),
+                    ScaleInVerdict::Held { why, .. } => {
+                        decision.reason = format!("{}: {why}", policy.policy);
+                        return self
+                            .remember_held(
+                                &state,
+                                &opening_marks,
+                                &learned,
+                                record.dry_run,
+                                decision,
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        let Some(wanted) = wanted else {
             decision.reason = held_reason(
                 &outcome.choice,
                 decision,
@@ -359,14 +401,10 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             // nothing (the count was already there): otherwise a later change
             // inside the window would be taken back to its desired_count.
             return self
-                .remember_openings(&state, &opening_marks, record.dry_run, decision)
+                .remember_held(&state, &opening_marks, &learned, record.dry_run, decision)
                 .await;
         };
-        let chosen = match outcome.choice {
-            Choice::Apply { index } => decision.evaluations.get(index).cloned(),
-            _ => None,
-        };
-        let mut memory = match &chosen {
+        let memory = match &chosen {
             Some(chosen) => {
                 decision.reason = format!("{}: {}", chosen.policy, chosen.rule);
                 if let Some(arithmetic) =
@@ -387,6 +425,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                         .push_str(&format!("; held to the min {wanted} in force")),
                     _ => {}
                 }
+                if let Some(ScaleInVerdict::Proceed { why: Some(why), .. }) = &decision.scale_in {
+                    decision
+                        .reason
+                        .push_str(&format!("; scale-in limited {why}"));
+                }
                 state
                     .memory
                     .after(chosen, state.desired_count, &record.trigger_key, now)
@@ -397,6 +440,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                     .after_manual(state.desired_count, wanted, &record.trigger_key, now)
             }
         };
+        let mut memory = learned.onto(memory);
         if let Some(found) = outcome.out_of_bounds {
             let note = format!(
                 "desired count {found} was outside [{}, {}]: brought to {wanted}",
@@ -416,11 +460,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             }
             PaceOutcome::NothingThisMinute => {
                 // Only the pace's memory changes: nothing else happened.
-                let kept = ScalingMemory {
-                    pace: memory.pace,
-                    ..state.memory.clone()
-                }
-                .with_marks(opening_marks.iter().map(|(k, at)| (k.as_str(), *at)));
+                let kept = learned
+                    .onto(ScalingMemory {
+                        pace: memory.pace,
+                        ..state.memory.clone()
+                    })
+                    .with_marks(opening_marks.iter().map(|(k, at)| (k.as_str(), *at)));
                 return self
                     .remember_only(&state, &kept, record.dry_run, decision)
                     .await;
@@ -432,12 +477,14 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .await
     }
 
-    /// Remembers the window openings no change of the service has answered
-    /// yet, when nothing else is written.
-    async fn remember_openings(
+    /// When nothing changes: remembers the window openings no change of the
+    /// service has answered yet, and the blind policies' marks, if either
+    /// is news.
+    async fn remember_held(
         &self,
         state: &ServiceState,
         openings: &[(String, DateTime<Utc>)],
+        learned: &Learned,
         dry_run: bool,
         decision: &mut ServiceDecision,
     ) -> Result<(), PortError> {
@@ -446,18 +493,18 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             .filter(|(key, at)| !state.memory.answered(key, *at))
             .map(|(key, at)| (key.as_str(), *at))
             .collect();
-        if unseen.is_empty() || dry_run {
+        if (unseen.is_empty() && !learned.is_news_to(&state.memory)) || dry_run {
             return Ok(());
         }
-        // The memory as read, not the one adjusted for deciding: only the marks change.
+        // The memory as read, not the one adjusted for deciding: only the
+        // marks and what was learned change.
         let read = decision
             .seen
             .as_ref()
             .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone());
+        let kept = learned.onto(read.with_marks(unseen));
         decision.calls.push("ecs:TagResource");
-        self.ecs
-            .remember(&state.arn, &read.with_marks(unseen))
-            .await
+        self.ecs.remember(&state.arn, &kept).await
     }
 
     /// Writes the memory alone (a staged change the pace holds this minute).
@@ -507,6 +554,34 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     }
 }
 
+/// What a decision learns of a service whether or not it changes the
+/// count: its blind policies, and its run of wanting scale-in and rate period.
+struct Learned {
+    blind: BlindSince,
+    scale_in: ScaleInMemory,
+}
+
+impl Learned {
+    fn onto(&self, memory: ScalingMemory) -> ScalingMemory {
+        ScalingMemory {
+            blind: self.blind.clone(),
+            scale_in: self.scale_in.clone(),
+            ..memory
+        }
+    }
+
+    fn is_news_to(&self, memory: &ScalingMemory) -> bool {
+        memory.blind != self.blind || memory.scale_in != self.scale_in
+    }
+}
+
+/// Whether `chosen` is a step or target-tracking policy removing tasks:
+/// what scale-in behaviour limits (not windows, the pace's stages or a
+/// return within bounds).
+fn is_policy_scale_in(chosen: &PolicyEvaluation) -> bool {
+    chosen.direction == Some(Direction::In) && (chosen.step.is_some() || chosen.tracking.is_some())
+}
+
 /// Why nothing changes, in words.
 fn held_reason(
     choice: &Choice,
@@ -548,7 +623,16 @@ pub fn controller_metrics(record: &DecisionRecord) -> Vec<ControllerMetric> {
             1.0,
         ));
         if decision.action == Action::Held {
-            for hold in decision.evaluations.iter().filter_map(|e| e.held_by) {
+            let behaviour_hold = match &decision.scale_in {
+                Some(ScaleInVerdict::Held { hold, .. }) => Some(*hold),
+                _ => None,
+            };
+            for hold in decision
+                .evaluations
+                .iter()
+                .filter_map(|e| e.held_by)
+                .chain(behaviour_hold)
+            {
                 metrics.push(ControllerMetric::new(
                     "Holds",
                     vec![("Reason", variant_name(&hold))],

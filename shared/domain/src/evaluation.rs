@@ -4,7 +4,7 @@
 
 use super::alarm::MetricPoint;
 use super::breach::Breach;
-use super::policy::StepAdjustment;
+use super::policy::{FallbackAction, StepAdjustment};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -54,6 +54,14 @@ pub enum Hold {
     Suspended,
     /// A drill holds the service: scale-in waits until it ends.
     DrillInProgress,
+    /// A target-tracking policy's metric has been missing past its
+    /// fallback's `after_minutes`: held (or kept at its floor), never in.
+    Fallback,
+    /// The service's scale-in stabilisation window: scale-in has not been
+    /// wanted for the whole window, or not below the highest count wanted.
+    ScaleInStabilising,
+    /// The service's scale-in rate allows no more removals this period.
+    ScaleInRate,
 }
 
 impl fmt::Display for Hold {
@@ -73,6 +81,9 @@ impl fmt::Display for Hold {
             Hold::BudgetCeiling => "the service's max_hourly_cost allows no more tasks",
             Hold::Suspended => "suspended on this service by an operator (resume to undo)",
             Hold::DrillInProgress => "no scale-in while a drill holds the service",
+            Hold::Fallback => "fallback: the metric has been missing too long; no scale-in",
+            Hold::ScaleInStabilising => "scale-in waits out the service's stabilisation window",
+            Hold::ScaleInRate => "the service's scale-in rate allows no more removals this period",
         })
     }
 }
@@ -85,6 +96,20 @@ pub enum Clamp {
     MinCapacity,
     /// The max the service's hourly budget allows, below its max_capacity.
     Budget,
+}
+
+/// What the record says of a blind policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FallbackState {
+    /// Whole minutes the metric has been missing.
+    pub blind_minutes: i64,
+    pub after_minutes: u32,
+    /// Whether the fallback decides the policy's verdict now.
+    pub applied: bool,
+    #[serde(flatten)]
+    pub action: FallbackAction,
+    /// Why it does or does not apply, in words.
+    pub why: String,
 }
 
 /// One policy's verdict, with everything needed to explain it.
@@ -117,6 +142,9 @@ pub struct PolicyEvaluation {
     /// policies (with the scale-in portion enabled) are ready to scale in").
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub scale_in_disabled: bool,
+    /// A blind target-tracking policy's fallback, and whether it applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackState>,
 }
 
 impl PolicyEvaluation {
@@ -137,6 +165,7 @@ impl PolicyEvaluation {
             breach_note: None,
             tracking: None,
             scale_in_disabled: false,
+            fallback: None,
         }
     }
 

@@ -175,3 +175,22 @@ pub struct ScalingPolicy {
     pub bounds: CapacityBounds,
     pub cooldowns: Cooldowns,
 }
+
+/// What a policy does once its metric has been missing long enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FallbackAction {
+    /// Keep the count (no scale-in, no scale-out), and say why.
+    Hold,
+    /// At least this many tasks: scale out to it when below, never in.
+    MinCount { min_count: u32 },
+}
+
+/// A target-tracking policy's fallback for a metric outage (see
+/// [`crate::fallback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    pub after_minutes: u32,
+    #[serde(flatten)]
+    pub action: FallbackAction,
+}

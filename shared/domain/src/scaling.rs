@@ -44,7 +44,17 @@ pub struct ScalingMemory {
     pub pace: Option<PaceMemory>,
     /// What an operator suspended on the service.
     pub suspended: super::suspension::Suspended,
+    /// Target-tracking policies found unable to read their metric, and since
+    /// when (see [`crate::fallback`]).
+    pub blind: BlindSince,
+    /// Scale-in behaviour's run of wanting and rate period.
+    pub scale_in: super::scale_in::ScaleInMemory,
 }
+
+/// When each blind policy was first found blind (epoch seconds), by
+/// [`crate::fallback::blind_key`]: the memory a failing read leaves no
+/// datapoints for.
+pub type BlindSince = BTreeMap<String, i64>;
 
 /// How many alarms' marks a service keeps (one tag of at most 256 characters).
 pub const ALARM_MARKS_KEPT: usize = 10;
@@ -558,7 +568,12 @@ pub fn choose(evaluations: &[PolicyEvaluation]) -> Choice {
                 e.direction == Some(Direction::Out)
                     || matches!(
                         e.held_by,
-                        Some(Hold::AlreadyAtTarget | Hold::NoMatchingStep | Hold::MissingData)
+                        Some(
+                            Hold::AlreadyAtTarget
+                                | Hold::NoMatchingStep
+                                | Hold::MissingData
+                                | Hold::Fallback
+                        )
                     )
             })
         {
@@ -651,6 +666,8 @@ impl ScalingMemory {
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),
             suspended: self.suspended,
+            blind: self.blind.clone(),
+            scale_in: self.scale_in.clone(),
         }
     }
 
@@ -675,6 +692,8 @@ impl ScalingMemory {
             recent_commands: self.recent_commands.clone(),
             pace: self.pace.clone(),
             suspended: self.suspended,
+            blind: self.blind.clone(),
+            scale_in: self.scale_in.clone(),
         }
     }
 }

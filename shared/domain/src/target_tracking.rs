@@ -9,7 +9,7 @@ use super::alarm::{MetricPoint, MetricQuery, MetricStat};
 use super::breach::{Breach, BreachSource};
 pub use super::evaluation::TrackingDetail;
 use super::evaluation::{Hold, PolicyEvaluation};
-use super::policy::{CapacityBounds, Cooldowns, MAGNITUDE_LIMIT};
+use super::policy::{CapacityBounds, Cooldowns, Fallback, MAGNITUDE_LIMIT};
 use super::rounding::ceil_count;
 use super::scaling::{settle, Limits, ServiceState};
 use super::service::ServiceRef;
@@ -162,6 +162,8 @@ pub struct TargetTrackingPolicy {
     pub disable_scale_in: bool,
     pub bounds: CapacityBounds,
     pub cooldowns: Cooldowns,
+    /// What the policy does when its metric stays missing.
+    pub fallback: Option<Fallback>,
 }
 
 impl TargetTrackingPolicy {

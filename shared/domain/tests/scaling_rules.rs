@@ -523,6 +523,7 @@ fn tracking_policy(
             scale_out_seconds: 60,
             scale_in_seconds: 300,
         },
+        fallback: None,
     }
 }
 

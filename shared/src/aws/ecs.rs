@@ -7,6 +7,7 @@ use crate::domain::budget::TaskSize;
 use crate::domain::drill::{Lock, LockState, DRILL_LOCK_TAG};
 use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
+use crate::domain::scale_in::ScaleInMemory;
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
 };
@@ -37,6 +38,8 @@ pub mod tag_keys {
     pub const COMMANDS: &str = "ecs-scaler:commands";
     pub const PACE: &str = "ecs-scaler:pace";
     pub const SUSPENDED: &str = "ecs-scaler:suspended";
+    pub const BLIND: &str = "ecs-scaler:blind";
+    pub const SCALE_IN: &str = "ecs-scaler:scale-in";
 }
 
 /// The memory as tag key/value pairs; an unset field is an empty value, so one
@@ -102,6 +105,16 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
                 .unwrap_or_default(),
         ),
         (tag_keys::SUSPENDED, memory.suspended.encode()),
+        (
+            tag_keys::BLIND,
+            memory
+                .blind
+                .iter()
+                .map(|(policy, since)| format!("{policy}={since}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        (tag_keys::SCALE_IN, memory.scale_in.encode()),
     ]
 }
 
@@ -138,6 +151,16 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
             }
             tag_keys::PACE => memory.pace = PaceMemory::decode(value),
             tag_keys::SUSPENDED => memory.suspended = Suspended::decode(value),
+            tag_keys::SCALE_IN => memory.scale_in = ScaleInMemory::decode(value),
+            tag_keys::BLIND => {
+                memory.blind = value
+                    .split_whitespace()
+                    .filter_map(|entry| {
+                        let (policy, since) = entry.split_once('=')?;
+                        Some((policy.to_string(), since.parse().ok()?))
+                    })
+                    .collect();
+            }
             _ => {}
         }
     }
@@ -766,6 +789,11 @@ mod tests {
             last_target: Some(6),
             applied: Some(false),
             replaced: Some(4),
+            blind: crate::domain::fallback::blind_marks(
+                &Default::default(),
+                &[("cpu at 60", true), ("requests", true)],
+                Utc::now(),
+            ),
             ..ScalingMemory::default()
         }
         .with_marks([("web-cpu-high", Utc::now()), ("web-cpu-low", Utc::now())])
@@ -792,6 +820,11 @@ mod tests {
             memory = memory
                 .with_marks([(format!("alarm-{i}").as_str(), at)])
                 .with_command(&format!("command-{i}"));
+            memory.blind = crate::domain::fallback::blind_marks(
+                &memory.blind,
+                &[(format!("policy-{i}").as_str(), true)],
+                at,
+            );
         }
         for (key, value) in memory_to_tags(&memory) {
             assert!(key.chars().count() <= 128, "{key}");

@@ -5,8 +5,12 @@ use super::{default_cooldown, parse_entry};
 use crate::config::ConfigError;
 use crate::domain::alarm::MetricStat;
 use crate::domain::budget::{Budget, Prices, FARGATE_ARM64, FARGATE_X86_64};
+use crate::domain::fallback::MAX_AFTER_MINUTES;
 use crate::domain::pace::Pace;
-use crate::domain::policy::{CapacityBounds, Cooldowns, MAGNITUDE_LIMIT};
+use crate::domain::policy::{CapacityBounds, Cooldowns, Fallback, FallbackAction, MAGNITUDE_LIMIT};
+use crate::domain::scale_in::{
+    RateLimit, ScaleInBehaviour, ScaleInRate, MAX_MINUTES as SCALE_IN_MAX_MINUTES,
+};
 use crate::domain::schedule::{ScheduleWindow, WindowTiming};
 use crate::domain::schedule_expression::{ScheduleExpression, FORMS};
 use crate::domain::service::ServiceRef;
@@ -24,11 +28,12 @@ const MAX_DATAPOINTS: u32 = 1440;
 /// The longest window: a month.
 const MAX_WINDOW_MINUTES: u32 = 31 * 24 * 60;
 
-/// A service's budget ceiling and pace.
+/// A service's budget ceiling, pace and scale-in behaviour.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceSettings {
     pub budget: Option<Budget>,
     pub pace: Pace,
+    pub scale_in: ScaleInBehaviour,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +62,51 @@ struct TrackingEntry {
     scale_out_cooldown_seconds: u32,
     #[serde(default = "default_cooldown")]
     scale_in_cooldown_seconds: u32,
+    /// `{"after_minutes": 5}` (hold) or `{"after_minutes": 5, "min_count": 4}`.
+    #[serde(default)]
+    fallback: Option<FallbackEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FallbackEntry {
+    after_minutes: u32,
+    #[serde(default)]
+    min_count: Option<u32>,
+}
+
+/// A policy's fallback, checked against its bounds.
+fn fallback(
+    at: &dyn Fn(&str) -> String,
+    entry: FallbackEntry,
+    bounds: CapacityBounds,
+) -> Result<Fallback, ConfigError> {
+    if !(1..=MAX_AFTER_MINUTES).contains(&entry.after_minutes) {
+        return Err(ConfigError::new(
+            at("fallback.after_minutes"),
+            format!(
+                "{} must be between 1 and {MAX_AFTER_MINUTES}",
+                entry.after_minutes
+            ),
+        ));
+    }
+    let action = match entry.min_count {
+        None => FallbackAction::Hold,
+        Some(n) if n < bounds.min || n > bounds.max => {
+            return Err(ConfigError::new(
+                at("fallback.min_count"),
+                format!(
+                    "{n} is outside the policy's min_capacity..max_capacity ({}..{})",
+                    bounds.min, bounds.max
+                ),
+            ))
+        }
+        Some(min_count) => FallbackAction::MinCount { min_count },
+    };
+    Ok(Fallback {
+        after_minutes: entry.after_minutes,
+        action,
+    })
 }
 
 #[derive(Deserialize)]
@@ -244,6 +294,10 @@ pub(super) fn tracking_policy(
         None => DEFAULT_SCALE_IN_RATIO,
     };
     let bounds = check_capacity(&at, entry.min_capacity, entry.max_capacity)?;
+    let fallback = entry
+        .fallback
+        .map(|f| fallback(&at, f, bounds))
+        .transpose()?;
     let metric = tracked_metric(&at, entry.metric, entry.target_group_arn)?;
     let name = match entry.name {
         Some(name) if name.trim().is_empty() => {
@@ -266,6 +320,7 @@ pub(super) fn tracking_policy(
             scale_out_seconds: entry.scale_out_cooldown_seconds,
             scale_in_seconds: entry.scale_in_cooldown_seconds,
         },
+        fallback,
     })
 }
 
@@ -513,6 +568,77 @@ struct ServiceEntry {
     max_tasks_added_per_minute: Option<u32>,
     #[serde(default)]
     max_tasks_removed_per_minute: Option<u32>,
+    /// Scale in only after this long wanting it, to the highest count wanted.
+    #[serde(default)]
+    scale_in_stabilisation_minutes: Option<u32>,
+    /// `{"tasks": 2, "per_minutes": 5}` or `{"percent": 10, "per_minutes": 1}`.
+    #[serde(default)]
+    scale_in_rate: Option<RateEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateEntry {
+    #[serde(default)]
+    tasks: Option<u32>,
+    #[serde(default)]
+    percent: Option<u32>,
+    per_minutes: u32,
+}
+
+/// A service's scale-in behaviour, each number within its range.
+fn scale_in_behaviour(
+    at: &dyn Fn(&str) -> String,
+    stabilisation: Option<u32>,
+    rate: Option<RateEntry>,
+) -> Result<ScaleInBehaviour, ConfigError> {
+    let in_range = |field: &str, n: u32| {
+        if (1..=SCALE_IN_MAX_MINUTES).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ConfigError::new(
+                at(field),
+                format!("{n} must be between 1 and {SCALE_IN_MAX_MINUTES}"),
+            ))
+        }
+    };
+    let stabilisation_minutes = stabilisation
+        .map(|n| in_range("scale_in_stabilisation_minutes", n))
+        .transpose()?
+        .unwrap_or(0);
+    let rate = match rate {
+        None => None,
+        Some(rate) => {
+            let per_minutes = in_range("scale_in_rate.per_minutes", rate.per_minutes)?;
+            let limit = match (rate.tasks, rate.percent) {
+                (Some(0), None) => {
+                    return Err(ConfigError::new(
+                        at("scale_in_rate.tasks"),
+                        "must be at least 1 (leave scale_in_rate out for no limit)",
+                    ))
+                }
+                (Some(n), None) => RateLimit::Tasks(n),
+                (None, Some(p)) if (1..=100).contains(&p) => RateLimit::Percent(p),
+                (None, Some(p)) => {
+                    return Err(ConfigError::new(
+                        at("scale_in_rate.percent"),
+                        format!("{p} must be between 1 and 100"),
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        at("scale_in_rate"),
+                        "give either tasks or percent, with per_minutes",
+                    ))
+                }
+            };
+            Some(ScaleInRate { limit, per_minutes })
+        }
+    };
+    Ok(ScaleInBehaviour {
+        stabilisation_minutes,
+        rate,
+    })
 }
 
 fn settings(
@@ -593,12 +719,18 @@ fn settings(
             ));
         }
     }
+    let scale_in = scale_in_behaviour(
+        at,
+        entry.scale_in_stabilisation_minutes,
+        entry.scale_in_rate,
+    )?;
     Ok(ServiceSettings {
         budget,
         pace: Pace {
             max_added_per_minute: entry.max_tasks_added_per_minute,
             max_removed_per_minute: entry.max_tasks_removed_per_minute,
         },
+        scale_in,
     })
 }
 
