@@ -733,9 +733,16 @@ fn expectations(parts: ExpectationEntries, at: &str) -> Result<Expectations, Con
     for (j, a) in parts.json_assertions.into_iter().enumerate() {
         let at = field(&format!("json_assertions[{j}]"));
         let path = serde_json_path::JsonPath::parse(&a.path).map_err(|e| {
+            // Built without the regex functions, which would carry the full
+            // regex crate into every binary.
+            let hint = if a.path.contains("match(") || a.path.contains("search(") {
+                " (JSONPath's match() and search() are not available: select the value and give \"matches\")"
+            } else {
+                ""
+            };
             ConfigError::new(
                 format!("{at}.path"),
-                format!("{:?} is not a JSONPath: {e}", a.path),
+                format!("{:?} is not a JSONPath: {e}{hint}", a.path),
             )
         })?;
         let rule = match (a.equals, a.matches, a.exists) {
@@ -1043,6 +1050,19 @@ mod tests {
             )]
         );
         assert!(format!("{check:?}").contains("\"Bearer plain\""));
+    }
+
+    #[test]
+    fn jsonpath_regex_functions_are_refused_with_what_to_use_instead() {
+        let raw = serde_json::json!({"name": "c", "url": "http://x",
+            "json_assertions": [{"path": "$.items[?match(@.state, 'ok.*')]", "exists": true}]});
+        let err = parse_check(raw, "c", CheckSource::Configuration).expect_err("match()");
+        assert_eq!(err.field, "c.json_assertions[0].path", "{err}");
+        assert!(err.problem.contains("\"matches\""), "{err}");
+        // The other standard functions are there.
+        let raw = serde_json::json!({"name": "c", "url": "http://x",
+            "json_assertions": [{"path": "$.items[?length(@.tags) > 0]", "exists": true}]});
+        parse_check(raw, "c", CheckSource::Configuration).expect("length()");
     }
 
     #[test]
