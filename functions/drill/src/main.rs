@@ -38,6 +38,8 @@ async fn main() -> Result<(), Error> {
     let driller = &driller;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
+        // Every AWS call of this invocation ends in time to answer.
+        let _deadline = ecs_control::aws::deadline::InvocationDeadline::set(event.context.deadline);
         let end = i64::try_from(event.context.deadline)
             .ok()
             .and_then(chrono::DateTime::from_timestamp_millis);

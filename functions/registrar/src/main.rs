@@ -36,6 +36,8 @@ async fn main() -> Result<(), Error> {
     let (registrar, check) = (&registrar, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
+        // Every AWS call of this invocation ends in time to answer.
+        let _deadline = ecs_control::aws::deadline::InvocationDeadline::set(event.context.deadline);
         check.passed(|| registrar.verify_configuration()).await?;
         let deadline = stop_at(event.context.deadline(), std::time::SystemTime::now());
         registrar

@@ -33,6 +33,8 @@ async fn main() -> Result<(), Error> {
     let (scaler, check) = (&scaler, &check);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);
+        // Every AWS call of this invocation ends in time to answer.
+        let _deadline = ecs_control::aws::deadline::InvocationDeadline::set(event.context.deadline);
         check.passed(|| scaler.verify_configuration()).await?;
         scaler
             .invoke(event.payload, &event.context.request_id, chrono::Utc::now)

@@ -30,7 +30,7 @@ pub struct CloudWatchAlarms {
 impl CloudWatchAlarms {
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            client: super::deadline::with_deadline!(client),
             budget: RequestBudget::default(),
         }
     }
@@ -326,7 +326,7 @@ pub struct CloudWatchMetrics {
 impl CloudWatchMetrics {
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            client: super::deadline::with_deadline!(client),
             budget: RequestBudget::default(),
         }
     }

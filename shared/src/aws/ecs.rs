@@ -178,7 +178,7 @@ pub struct EcsAdapter {
 impl EcsAdapter {
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            client: super::deadline::with_deadline!(client),
             budget: RequestBudget::default(),
         }
     }

@@ -21,7 +21,7 @@ pub struct Elbv2Adapter {
 impl Elbv2Adapter {
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            client: super::deadline::with_deadline!(client),
             budget: RequestBudget::default(),
         }
     }

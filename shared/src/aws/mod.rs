@@ -1,6 +1,7 @@
 //! Adapters: the only place AWS SDK types appear.
 
 pub mod cloudwatch;
+pub mod deadline;
 pub mod ecs;
 pub mod elbv2;
 pub mod request_rate;
