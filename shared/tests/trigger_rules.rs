@@ -539,19 +539,19 @@ fn blind_marks_keep_the_first_sighting_and_clear_when_the_metric_returns() {
     // Seeing again clears it.
     let marks = blind_marks(&marks, &[("cpu", false)], later);
     assert!(marks.is_empty());
-    // The newest marks are kept, within one tag.
+    // A policy no longer configured loses its mark.
+    let marks = blind_marks(&Default::default(), &[("old name", true)], t0);
+    assert!(blind_marks(&marks, &[("new name", false)], later).is_empty());
+    // Within one tag: the longest-blind are kept, their clocks untouched.
     let many: Vec<String> = (0..BLIND_KEPT + 3).map(|i| format!("policy {i}")).collect();
     let mut marks = Default::default();
-    for (i, name) in many.iter().enumerate() {
-        marks = blind_marks(
-            &marks,
-            &[(name.as_str(), true)],
-            t0 + TimeDelta::minutes(i as i64),
-        );
+    for i in 0..many.len() {
+        let judged: Vec<(&str, bool)> = many[..=i].iter().map(|n| (n.as_str(), true)).collect();
+        marks = blind_marks(&marks, &judged, t0 + TimeDelta::minutes(i as i64));
     }
     assert_eq!(marks.len(), BLIND_KEPT);
-    assert!(!marks.contains_key(&blind_key("policy 0")));
-    assert!(marks.contains_key(&blind_key(&many[BLIND_KEPT + 2])));
+    assert_eq!(marks.get(&blind_key("policy 0")), Some(&t0.timestamp()));
+    assert!(!marks.contains_key(&blind_key(&many[BLIND_KEPT + 2])));
 }
 
 #[test]

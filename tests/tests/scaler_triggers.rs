@@ -862,6 +862,18 @@ async fn scale_in_waits_out_the_stabilisation_window_and_keeps_to_its_rate() {
     );
     assert_eq!(w.desired().await, 8);
 
+    // The minutes after keep wanting 4, and are held by the rate.
+    for minute in 5..8 {
+        let held = w
+            .tick(&format!("calm-{minute}"), t0() + TimeDelta::minutes(minute))
+            .await;
+        assert_eq!(
+            held.services[0].action,
+            Action::Held,
+            "{}",
+            held.services[0].reason
+        );
+    }
     // A new period: 8 at 30% wants 4; two more go.
     let next = w.tick("calm-8", t0() + TimeDelta::minutes(8)).await;
     assert_eq!(
@@ -871,4 +883,49 @@ async fn scale_in_waits_out_the_stabilisation_window_and_keeps_to_its_rate() {
         next.services[0].reason
     );
     assert_eq!(w.desired().await, 6);
+}
+
+/// Scale-in behaviour limits what a policy removes, not a return within
+/// bounds: a window's max of 6 brings 10 tasks down to 6 while the policy's
+/// wish for 5 waits out the stabilisation window.
+#[tokio::test]
+async fn a_stabilising_scale_in_does_not_hold_a_count_above_the_max() {
+    let document = json!({
+        "policies": [{
+            "type": "target_tracking", "cluster": CLUSTER, "service": SERVICE,
+            "metric": "ecs_cpu", "target_value": 60, "scale_in_datapoints": 3,
+            "scale_in_cooldown_seconds": 0,
+            "min_capacity": 1, "max_capacity": 20
+        }],
+        "schedules": [{
+            "name": "quiet", "cluster": CLUSTER, "service": SERVICE,
+            "cron": "0 10 * * *", "time_zone": "UTC", "duration_minutes": 120,
+            "max_capacity": 6
+        }],
+        "services": [{
+            "cluster": CLUSTER, "service": SERVICE,
+            "scale_in_stabilisation_minutes": 3
+        }]
+    });
+    let w = world_with("ap-east-2", 10, &document).await;
+    w.cpu_for(30.0, 6, t0() + TimeDelta::minutes(3)).await;
+    let record = w.tick("above-max", t0()).await;
+    let decision = &record.services[0];
+    assert_eq!(decision.action, Action::Scaled, "{}", decision.reason);
+    assert_eq!(w.desired().await, 6, "{}", decision.reason);
+    assert_eq!(
+        decision.evaluations[0].held_by,
+        Some(Hold::ScaleInStabilising),
+        "{:?}",
+        decision.evaluations[0]
+    );
+    // Three minutes of wanting 5 (ceil(6 × 30 / 60) = 3 now, 5 before): to 5.
+    let later = w.tick("stabilised", t0() + TimeDelta::minutes(3)).await;
+    assert_eq!(
+        later.services[0].action,
+        Action::Scaled,
+        "{}",
+        later.services[0].reason
+    );
+    assert_eq!(w.desired().await, 5);
 }

@@ -346,50 +346,61 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         evaluations.extend(self.staged_continuation(&state, limits, decision, now));
         decision.evaluations = evaluations;
 
-        let outcome = decide(&decision.evaluations, &state, limits.bounds);
-        decision.choice = Some(outcome.choice.clone());
-        decision.out_of_bounds = outcome.out_of_bounds;
-        let chosen = match outcome.choice {
-            Choice::Apply { index } => decision.evaluations.get(index).cloned(),
-            _ => None,
-        };
+        let mut outcome = decide(&decision.evaluations, &state, limits.bounds);
         let mut learned = Learned {
             blind,
             scale_in: no_scale_in(&state.memory.scale_in),
         };
         let mut wanted = outcome.target;
-        if let (Some(policy), Some(to)) =
-            (chosen.as_ref().filter(|c| is_policy_scale_in(c)), wanted)
-        {
-            let behaviour = self.config.settings_for(service).scale_in;
+        let chosen = outcome.chosen(&decision.evaluations).cloned();
+        if let (Some(policy), Some(to)) = (chosen.filter(|c| is_policy_scale_in(c)), wanted) {
             learned.scale_in = state.memory.scale_in.clone();
-            if behaviour != ScaleInBehaviour::default() {
-                let (verdict, kept) = limit_scale_in(
-                    behaviour,
-                    &state.memory.scale_in,
-                    state.desired_count,
-                    to,
-                    now,
-                );
+            let behaviour = self.config.settings_for(service).scale_in;
+            // A count above the max comes down to it whatever the behaviour
+            // says; the behaviour limits what a policy removes below that.
+            let from = state.desired_count.min(limits.bounds.max);
+            if behaviour != ScaleInBehaviour::default() && to < from {
+                let (verdict, kept) =
+                    limit_scale_in(behaviour, &state.memory.scale_in, from, to, now);
                 learned.scale_in = kept;
                 decision.scale_in = Some(verdict.clone());
                 match verdict {
                     ScaleInVerdict::Proceed { target, .. } => wanted = Some(target),
-                    ScaleInVerdict::Held { why, .. } => {
-                        decision.reason = format!("{}: {why}", policy.policy);
-                        return self
-                            .remember_held(
-                                &state,
-                                &opening_marks,
-                                &learned,
-                                record.dry_run,
-                                decision,
-                            )
-                            .await;
+                    ScaleInVerdict::Held { hold, why } => {
+                        // The policies' scale-ins wait; what else wants a
+                        // move (a window opening, a staged change, a return
+                        // within bounds) still gets it.
+                        for evaluation in decision
+                            .evaluations
+                            .iter_mut()
+                            .filter(|e| is_policy_scale_in(e) && e.target.is_some())
+                        {
+                            evaluation.target = None;
+                            evaluation.held_by = Some(hold);
+                            evaluation.rule = format!("{}; {why}", evaluation.rule);
+                        }
+                        outcome = decide(&decision.evaluations, &state, limits.bounds);
+                        wanted = outcome.target;
+                        if wanted.is_none() {
+                            decision.choice = Some(outcome.choice.clone());
+                            decision.reason = format!("{}: {why}", policy.policy);
+                            return self
+                                .remember_held(
+                                    &state,
+                                    &opening_marks,
+                                    &learned,
+                                    record.dry_run,
+                                    decision,
+                                )
+                                .await;
+                        }
                     }
                 }
             }
         }
+        decision.choice = Some(outcome.choice.clone());
+        decision.out_of_bounds = outcome.out_of_bounds;
+        let chosen = outcome.chosen(&decision.evaluations).cloned();
         let Some(wanted) = wanted else {
             decision.reason = held_reason(
                 &outcome.choice,
@@ -623,16 +634,7 @@ pub fn controller_metrics(record: &DecisionRecord) -> Vec<ControllerMetric> {
             1.0,
         ));
         if decision.action == Action::Held {
-            let behaviour_hold = match &decision.scale_in {
-                Some(ScaleInVerdict::Held { hold, .. }) => Some(*hold),
-                _ => None,
-            };
-            for hold in decision
-                .evaluations
-                .iter()
-                .filter_map(|e| e.held_by)
-                .chain(behaviour_hold)
-            {
+            for hold in decision.evaluations.iter().filter_map(|e| e.held_by) {
                 metrics.push(ControllerMetric::new(
                     "Holds",
                     vec![("Reason", variant_name(&hold))],

@@ -26,30 +26,23 @@ pub fn blind_key(policy: &str) -> String {
     alarm_mark_key(policy)
 }
 
-/// The marks after this evaluation: a policy blind now keeps its first
-/// mark (or gets one now); a policy that sees again loses its mark. Marks of
-/// policies this evaluation did not judge are kept. The newest
-/// [`BLIND_KEPT`] stay.
+/// The marks after an evaluation that judged every tracking policy of the
+/// service: a policy blind now keeps its first mark (or gets one now); a
+/// policy that sees again, or is no longer configured, has none. Past
+/// [`BLIND_KEPT`], the longest-blind are kept: they are nearest their fallback.
 pub fn blind_marks(before: &BlindSince, judged: &[(&str, bool)], now: DateTime<Utc>) -> BlindSince {
-    let mut marks = before.clone();
-    for (policy, blind) in judged {
-        let key = blind_key(policy);
-        if *blind {
-            marks.entry(key).or_insert(now.timestamp());
-        } else {
-            marks.remove(&key);
-        }
-    }
-    while marks.len() > BLIND_KEPT {
-        let oldest = marks
-            .iter()
-            .min_by_key(|(_, &at)| at)
-            .map(|(k, _)| k.clone());
-        if let Some(oldest) = oldest {
-            marks.remove(&oldest);
-        }
-    }
-    marks
+    let mut marks: Vec<(String, i64)> = judged
+        .iter()
+        .filter(|(_, blind)| *blind)
+        .map(|(policy, _)| {
+            let key = blind_key(policy);
+            let since = before.get(&key).copied().unwrap_or(now.timestamp());
+            (key, since)
+        })
+        .collect();
+    marks.sort_by_key(|(_, since)| *since);
+    marks.truncate(BLIND_KEPT);
+    marks.into_iter().collect()
 }
 
 /// How long a policy has been blind: the longer of its mark's age and how

@@ -8,7 +8,8 @@
 //!   in the window. A tick that wants no scale-in (it holds, or scales out)
 //!   recommends the count it found, which ends the run: HPA's "highest
 //!   recommendation over the window" where a held tick recommends the
-//!   current count.
+//!   current count. A run with nothing wanted for a whole window (the
+//!   scaler was suspended or not invoked) starts again.
 //! - **Rate**: at most so many tasks, or so many percent of the count at the
 //!   period's start (at least one task), removed per period.
 //!
@@ -170,15 +171,22 @@ pub fn limit_scale_in(
     if window > 0 {
         let length = bucket_length(window);
         let bucket = now.timestamp().div_euclid(length) * length;
-        let mut streak = kept.streak.take().unwrap_or(Streak {
+        let window_start = (now - minutes(window)).timestamp();
+        let fresh = Streak {
             since: now.timestamp(),
             buckets: Vec::new(),
-        });
+        };
+        let mut streak = match kept.streak.take() {
+            // A run with nothing wanted within the window was cut off (the
+            // scaler was suspended, or not invoked): it starts again.
+            Some(old) if !old.buckets.iter().any(|(at, _)| at + length > window_start) => fresh,
+            Some(old) => old,
+            None => fresh,
+        };
         match streak.buckets.last_mut() {
             Some((at, highest)) if *at == bucket => *highest = (*highest).max(wanted),
             _ => streak.buckets.push((bucket, wanted)),
         }
-        let window_start = (now - minutes(window)).timestamp();
         streak.buckets.retain(|(at, _)| at + length > window_start);
         let highest = streak
             .buckets

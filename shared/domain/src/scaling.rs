@@ -600,6 +600,16 @@ pub struct Decision {
     pub correction_held_by: Option<Hold>,
 }
 
+impl Decision {
+    /// The evaluation the choice applies, if it applies one.
+    pub fn chosen<'a>(&self, evaluations: &'a [PolicyEvaluation]) -> Option<&'a PolicyEvaluation> {
+        match self.choice {
+            Choice::Apply { index } => evaluations.get(index),
+            _ => None,
+        }
+    }
+}
+
 /// Combines the policies' evaluations; a desired count outside the bounds is
 /// brought back within them whatever the policies chose (as Application Auto
 /// Scaling does whenever a policy runs), except that a count above them waits

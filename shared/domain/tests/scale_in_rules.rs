@@ -184,3 +184,22 @@ fn the_memory_fits_one_tag_for_the_longest_window() {
         }
     );
 }
+
+#[test]
+fn a_run_cut_off_for_a_whole_window_starts_again() {
+    play(
+        ScaleInBehaviour {
+            stabilisation_minutes: 5,
+            rate: None,
+        },
+        &[
+            (0, 10, Some(6), Err(Hold::ScaleInStabilising)),
+            (4, 10, Some(6), Err(Hold::ScaleInStabilising)),
+            // Suspended, or not invoked, for an hour: the old run counts for
+            // nothing, and the window is waited out again.
+            (64, 10, Some(6), Err(Hold::ScaleInStabilising)),
+            (67, 10, Some(6), Err(Hold::ScaleInStabilising)),
+            (69, 10, Some(6), Ok(6)),
+        ],
+    );
+}

@@ -820,11 +820,9 @@ mod tests {
             memory = memory
                 .with_marks([(format!("alarm-{i}").as_str(), at)])
                 .with_command(&format!("command-{i}"));
-            memory.blind = crate::domain::fallback::blind_marks(
-                &memory.blind,
-                &[(format!("policy-{i}").as_str(), true)],
-                at,
-            );
+            let policies: Vec<String> = (0..=i).map(|p| format!("policy-{p}")).collect();
+            let judged: Vec<(&str, bool)> = policies.iter().map(|p| (p.as_str(), true)).collect();
+            memory.blind = crate::domain::fallback::blind_marks(&memory.blind, &judged, at);
         }
         for (key, value) in memory_to_tags(&memory) {
             assert!(key.chars().count() <= 128, "{key}");
