@@ -353,7 +353,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         };
         let mut wanted = outcome.target;
         let chosen = outcome.chosen(&decision.evaluations).cloned();
-        if let (Some(policy), Some(to)) = (chosen.filter(|c| is_policy_scale_in(c)), wanted) {
+        if let (Some(policy), Some(to)) = (chosen.filter(is_policy_scale_in), wanted) {
             learned.scale_in = state.memory.scale_in.clone();
             let behaviour = self.config.settings_for(service).scale_in;
             // A count above the max comes down to it whatever the behaviour
