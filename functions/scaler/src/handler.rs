@@ -470,11 +470,17 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 target
             }
             PaceOutcome::NothingThisMinute => {
-                // Only the pace's memory changes: nothing else happened.
+                // Only the pace's memory changes: nothing else happened. The
+                // memory as read, not the one adjusted for deciding (which
+                // drops an unapplied change's cooldown fields).
+                let read = decision
+                    .seen
+                    .as_ref()
+                    .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone());
                 let kept = learned
                     .onto(ScalingMemory {
                         pace: memory.pace,
-                        ..state.memory.clone()
+                        ..read
                     })
                     .with_marks(opening_marks.iter().map(|(k, at)| (k.as_str(), *at)));
                 return self
