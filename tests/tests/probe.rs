@@ -193,6 +193,24 @@ async fn verdicts_against_real_servers() {
     assert!(text.contains("REDACTED@localhost"), "{text}");
 }
 
+/// The `FailureReason` of each `CheckFailure` metric in `namespace`.
+async fn failure_reasons(cloudwatch: &aws_sdk_cloudwatch::Client, namespace: &str) -> Vec<String> {
+    let listed = cloudwatch
+        .list_metrics()
+        .namespace(namespace)
+        .metric_name("CheckFailure")
+        .send()
+        .await
+        .expect("list metrics");
+    listed
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .filter(|d| d.name() == Some("FailureReason"))
+        .filter_map(|d| d.value().map(str::to_string))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_json_check_sample_runs_against_a_real_server_and_publishes_its_kind() {
     let site = TestSite::start().await;
@@ -221,20 +239,7 @@ async fn the_json_check_sample_runs_against_a_real_server_and_publishes_its_kind
     let report = p.handle(failing, Utc::now(), None).await.expect("run");
     assert!(!report.checks[0].success);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&Emulator::shared().sdk_config(region));
-    let listed = cloudwatch
-        .list_metrics()
-        .namespace("EcsControl/ProbeJson")
-        .metric_name("CheckFailure")
-        .send()
-        .await
-        .expect("list metrics");
-    let reasons: Vec<String> = listed
-        .metrics()
-        .iter()
-        .flat_map(|m| m.dimensions())
-        .filter(|d| d.name() == Some("FailureReason"))
-        .filter_map(|d| d.value().map(str::to_string))
-        .collect();
+    let reasons = failure_reasons(&cloudwatch, "EcsControl/ProbeJson").await;
     assert_eq!(reasons, ["json_mismatch"]);
     let degraded = cloudwatch
         .list_metrics()
@@ -604,19 +609,10 @@ async fn the_dns_sample_judges_what_the_resolver_answers() {
 
     // Both failures are published under the `dns` reason.
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&Emulator::shared().sdk_config(region));
-    let listed = cloudwatch
-        .list_metrics()
-        .namespace("EcsControl/ProbeDns")
-        .metric_name("CheckFailure")
-        .send()
-        .await
-        .expect("list metrics");
-    let reasons: std::collections::BTreeSet<String> = listed
-        .metrics()
-        .iter()
-        .flat_map(|m| m.dimensions())
-        .filter(|d| d.name() == Some("FailureReason"))
-        .filter_map(|d| d.value().map(str::to_string))
-        .collect();
+    let reasons: std::collections::BTreeSet<String> =
+        failure_reasons(&cloudwatch, "EcsControl/ProbeDns")
+            .await
+            .into_iter()
+            .collect();
     assert_eq!(reasons.into_iter().collect::<Vec<_>>(), ["dns"]);
 }

@@ -38,17 +38,8 @@ fn document(extra: Value) -> String {
 }
 
 async fn world(region: &str, desired: i32, extra: Value) -> World {
-    let config = Emulator::shared().sdk_config(region);
-    let aws = Aws::new(&config);
-    aws.create_service(CLUSTER, SERVICE, desired).await;
-    aws.wait_for_deployment(CLUSTER, SERVICE).await;
-    let scaler = Scaler::new(
-        ScalerConfig::parse(&document(extra)).expect("policy document"),
-        EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
-        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
-        false,
-    );
-    World { aws, scaler }
+    let document: Value = serde_json::from_str(&document(extra)).expect("json");
+    world_with(region, desired, &document).await
 }
 
 fn t0() -> DateTime<Utc> {
@@ -60,6 +51,11 @@ fn t0() -> DateTime<Utc> {
 impl World {
     async fn desired(&self) -> i32 {
         self.aws.desired_count(CLUSTER, SERVICE).await
+    }
+
+    async fn service_arn(&self) -> String {
+        let service = self.aws.service(CLUSTER, SERVICE).await;
+        service.service_arn().unwrap_or_default().to_string()
     }
 
     async fn tick(&self, id: &str, at: DateTime<Utc>) -> DecisionRecord {
@@ -711,26 +707,8 @@ async fn a_metric_outage_falls_back_to_a_floor_and_the_metric_takes_back_over() 
             "fallback": {"after_minutes": 5, "min_count": 4}
         }]
     });
-    let config = Emulator::shared().sdk_config("ap-southeast-5");
-    let aws = Aws::new(&config);
-    aws.create_service(CLUSTER, SERVICE, 2).await;
-    aws.wait_for_deployment(CLUSTER, SERVICE).await;
-    let w = World {
-        scaler: Scaler::new(
-            ScalerConfig::parse(&document.to_string()).expect("policy document"),
-            EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),
-            CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config)),
-            false,
-        ),
-        aws,
-    };
-    let arn = w
-        .aws
-        .service(CLUSTER, SERVICE)
-        .await
-        .service_arn()
-        .unwrap_or_default()
-        .to_string();
+    let w = world_with("ap-southeast-5", 2, &document).await;
+    let arn = w.service_arn().await;
 
     let first = w.tick("blind-0", t0()).await;
     let decision = &first.services[0];
@@ -805,13 +783,7 @@ async fn scale_in_waits_out_the_stabilisation_window_and_keeps_to_its_rate() {
     });
     let w = world("ap-southeast-7", 10, behaviour).await;
     w.cpu_for(30.0, 12, t0() + TimeDelta::minutes(8)).await;
-    let arn = w
-        .aws
-        .service(CLUSTER, SERVICE)
-        .await
-        .service_arn()
-        .unwrap_or_default()
-        .to_string();
+    let arn = w.service_arn().await;
 
     let first = w.tick("calm-0", t0()).await;
     let decision = &first.services[0];

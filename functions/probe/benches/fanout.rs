@@ -145,6 +145,22 @@ async fn serve() {
     let _ = std::fs::remove_file(ca_file);
 }
 
+/// One unpublished run of every check, and how long it took (ms).
+async fn timed_run(
+    prober: &Prober<HttpAdapter, Unused, Unused>,
+) -> (probe::handler::ProbeReport, f64) {
+    let started = Instant::now();
+    let report = prober
+        .handle(
+            serde_json::json!({"command": "run", "publish": false}),
+            Utc::now(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (report, started.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// One row: a scenario's checks run by one invocation, in this process.
 async fn row(spec: &str) {
     let fields: Vec<&str> = spec.split('|').collect();
@@ -202,16 +218,7 @@ async fn row(spec: &str) {
             most
         })
     };
-    let started = Instant::now();
-    let report = prober
-        .handle(
-            serde_json::json!({"command": "run", "publish": false}),
-            Utc::now(),
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    let (report, wall) = timed_run(&prober).await;
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let in_flight = sampler.await.unwrap_or(f64::NAN);
     let slowest = report
@@ -223,16 +230,7 @@ async fn row(spec: &str) {
     let peak = status_mib("VmHWM:");
     // The same checks again from the same process, as the next scheduled
     // run in a warm function: the roots and TLS settings are made already.
-    let started = Instant::now();
-    let again = prober
-        .handle(
-            serde_json::json!({"command": "run", "publish": false}),
-            Utc::now(),
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let warm = started.elapsed().as_secs_f64() * 1000.0;
+    let (again, warm) = timed_run(&prober).await;
     // For the parent, which prints the median of a row's runs.
     println!(
         "ROW\t{scenario}\t{scheme}\t{checks}\t{concurrency}\t{slowest}\t{wall}\t{peak}\t{per_check_kib}\t{}\t{warm}",

@@ -470,17 +470,11 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 target
             }
             PaceOutcome::NothingThisMinute => {
-                // Only the pace's memory changes: nothing else happened. The
-                // memory as read, not the one adjusted for deciding (which
-                // drops an unapplied change's cooldown fields).
-                let read = decision
-                    .seen
-                    .as_ref()
-                    .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone());
+                // Only the pace's memory changes: nothing else happened.
                 let kept = learned
                     .onto(ScalingMemory {
                         pace: memory.pace,
-                        ..read
+                        ..memory_as_read(&state, decision)
                     })
                     .with_marks(opening_marks.iter().map(|(k, at)| (k.as_str(), *at)));
                 return self
@@ -513,13 +507,8 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         if (unseen.is_empty() && !learned.is_news_to(&state.memory)) || dry_run {
             return Ok(());
         }
-        // The memory as read, not the one adjusted for deciding: only the
-        // marks and what was learned change.
-        let read = decision
-            .seen
-            .as_ref()
-            .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone());
-        let kept = learned.onto(read.with_marks(unseen));
+        // Only the marks and what was learned change.
+        let kept = learned.onto(memory_as_read(state, decision).with_marks(unseen));
         decision.calls.push("ecs:TagResource");
         self.ecs.remember(&state.arn, &kept).await
     }
@@ -569,6 +558,16 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         tracing::info!(service = %service, from = state.desired_count, to = target, "scaled");
         Ok(())
     }
+}
+
+/// The service's memory as read, not the one adjusted for deciding (which
+/// drops an unapplied change's cooldown fields): what a write that changes
+/// nothing else starts from.
+fn memory_as_read(state: &ServiceState, decision: &ServiceDecision) -> ScalingMemory {
+    decision
+        .seen
+        .as_ref()
+        .map_or_else(|| state.memory.clone(), |seen| seen.memory.clone())
 }
 
 /// What a decision learns of a service whether or not it changes the
