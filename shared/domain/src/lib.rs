@@ -7,6 +7,7 @@ pub mod address_guard;
 pub mod alarm;
 pub mod breach;
 pub mod budget;
+pub mod drain;
 pub mod drill;
 pub mod evaluation;
 pub mod fallback;
