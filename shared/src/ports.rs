@@ -159,6 +159,30 @@ pub trait EcsTasks: Send + Sync {
     }
 }
 
+/// What drain-first scale-in does to tasks beyond reading them (see
+/// [`crate::domain::drain`]).
+pub trait TaskControls: Send + Sync {
+    /// Marks each task as held out of its target groups until `until` (a
+    /// tag on the task the registrar reads), or lifts the mark (`None`).
+    /// A task ECS no longer knows is skipped.
+    fn hold_for_drain(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        until: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Sets ECS task scale-in protection on each task for `minutes`, or
+    /// lifts it (`None`); the adapter names 10 tasks a call, ECS's most.
+    /// Returns the tasks ECS could not change, each with its reason.
+    fn protect(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        minutes: Option<u32>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, PortError>> + Send;
+}
+
 /// Reading and changing ELBv2 target groups.
 pub trait TargetGroups: Send + Sync {
     /// Every target registered in the group, with its health.
@@ -234,14 +258,35 @@ impl<T: TargetGroups> TargetGroups for Option<T> {
     }
 }
 
+/// No target groups at all: the scaler of a deployment whose registrar
+/// manages none. Every call is refused, naming the operation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTargetGroups;
+
+impl TargetGroups for NoTargetGroups {
+    async fn targets(&self, _: &str) -> Result<Vec<RegisteredTarget>, PortError> {
+        Err(no_client("DescribeTargetHealth"))
+    }
+
+    async fn register(&self, _: &str, _: &[Target], _: bool) -> Result<(), PortError> {
+        Err(no_client("RegisterTargets"))
+    }
+
+    async fn deregister(&self, _: &str, _: &[Target], _: bool) -> Result<(), PortError> {
+        Err(no_client("DeregisterTargets"))
+    }
+}
+
 fn built<'a, T>(port: &'a Option<T>, operation: &'static str) -> Result<&'a T, PortError> {
-    port.as_ref().ok_or_else(|| {
-        PortError::new(
-            FailureKind::Rejected,
-            operation,
-            "no target groups are configured, so there is no ELBv2 client",
-        )
-    })
+    port.as_ref().ok_or_else(|| no_client(operation))
+}
+
+fn no_client(operation: &'static str) -> PortError {
+    PortError::new(
+        FailureKind::Rejected,
+        operation,
+        "no target groups are configured, so there is no ELBv2 client",
+    )
 }
 
 /// A service as a drill reads it before acting: one `DescribeServices`.

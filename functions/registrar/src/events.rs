@@ -27,6 +27,8 @@ struct TaskStateDetail {
     #[serde(default)]
     stop_code: Option<String>,
     #[serde(default)]
+    availability_zone: Option<String>,
+    #[serde(default)]
     started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     containers: Vec<Container>,
@@ -208,6 +210,10 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                         version: detail.version,
                         started_at: detail.started_at,
                         stop_code: detail.stop_code,
+                        availability_zone: detail.availability_zone,
+                        // Events carry no tags: the registrar reads a drain
+                        // hold from ECS before it registers a task.
+                        drain_hold_until: None,
                     },
                 }
             }

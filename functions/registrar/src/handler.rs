@@ -84,6 +84,10 @@ pub struct GroupDecision {
     pub services: Vec<ServiceRef>,
     /// Running tasks with an IP that belong in this group.
     pub running: usize,
+    /// Running tasks the scaler is draining ahead of a scale-in: held out
+    /// of the group until their drain ends or its bound passes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held_for_drain: usize,
     /// Targets registered before any change, by state.
     pub seen: BTreeMap<&'static str, usize>,
     pub diff: TargetDiff,
@@ -312,6 +316,7 @@ struct GroupPlan {
     binding: TargetGroupBinding,
     services: Vec<ServiceRef>,
     running_ips: BTreeSet<String>,
+    held_for_drain: usize,
     started_at: BTreeMap<String, DateTime<Utc>>,
     /// Why the running set is not fully known, when it is not.
     incomplete: Vec<String>,
@@ -756,12 +761,13 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         let grace = TimeDelta::seconds(i64::from(self.config.initial_grace_seconds));
         let total = services.len() + keys.len();
         for (arn, port) in keys {
-            let Some(plan) = self.plan(&arn, port, &known, &record.skipped_services) else {
+            let Some(plan) = self.plan(&arn, port, &known, &record.skipped_services, now) else {
                 continue;
             };
             let group = plan.binding.clone();
             let mut decision = GroupDecision::new(&group, plan.services.clone());
             decision.running = plan.running_ips.len();
+            decision.held_for_drain = plan.held_for_drain;
             let outcome = async {
                 let current = self.elb.targets(&group.target_group_arn).await?;
                 decision.seen = count_states(&current, group.port);
@@ -806,6 +812,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         port: u16,
         known: &BTreeMap<ServiceRef, ServiceTasks>,
         skipped: &[SkippedService],
+        now: DateTime<Utc>,
     ) -> Option<GroupPlan> {
         let bound = self.config.services_bound_to(arn, port);
         let binding = bound
@@ -817,6 +824,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         let mut plan = GroupPlan {
             services: bound.iter().map(|b| b.service.clone()).collect(),
             running_ips: BTreeSet::new(),
+            held_for_drain: 0,
             started_at: BTreeMap::new(),
             incomplete: Vec::new(),
             binding,
@@ -838,6 +846,10 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             for task in &tasks.tasks {
                 let address = task.address(plan.binding.address_family);
                 if let (TaskAction::Register, Some(ip)) = (action_for(task), address) {
+                    if task.held_for_drain(now) {
+                        plan.held_for_drain += 1;
+                        continue;
+                    }
                     plan.running_ips.insert(ip.to_string());
                     if let Some(started) = task.started_at {
                         plan.started_at.insert(ip.to_string(), started);
@@ -856,6 +868,7 @@ impl GroupDecision {
             port: group.port,
             services,
             running: 0,
+            held_for_drain: 0,
             seen: BTreeMap::new(),
             diff: TargetDiff::default(),
             held_back: Vec::new(),

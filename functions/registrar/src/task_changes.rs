@@ -5,6 +5,7 @@
 //! (200 a call). A fleet's deploy burst costs a few calls a batch, not a few
 //! calls an event.
 
+use chrono::{DateTime, Utc};
 use crate::events::{self, TaskEvent, Trigger};
 use crate::handler::{GroupDecision, Registrar, RegistrarRecord, TaskDecision};
 use ecs_control::config::registrar::TargetGroupBinding;
@@ -145,7 +146,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
             if unread.contains_key(arn) {
                 continue;
             }
-            confirm(plan, current.get(arn).cloned());
+            confirm(plan, current.get(arn).cloned(), record.decided_at);
         }
 
         // What each group is asked to do.
@@ -408,12 +409,20 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
 /// out of order: a task is registered only if ECS says it runs now. A stop is
 /// final, so a stopping task is deregistered whatever ECS says; ECS's view
 /// only tells whether the task still holds its address.
-fn confirm(plan: &mut TaskPlan, now: Option<TaskInfo>) {
+/// A task the scaler is draining ahead of a scale-in is not registered
+/// again until its drain ends (or the drain's bound passes).
+fn confirm(plan: &mut TaskPlan, now: Option<TaskInfo>, at: DateTime<Utc>) {
     let event = plan.decision.from_event.clone();
     plan.decision.from_ecs.clone_from(&now);
     match plan.decision.action {
         TaskAction::Deregister => plan.acted_on = Some(event),
         TaskAction::Register => match now {
+            Some(now) if now.held_for_drain(at) => {
+                plan.decision.note = Some(format!(
+                    "held out: the scaler is draining this task ahead of a scale-in (until {})",
+                    now.drain_hold_until.map_or_else(String::new, |t| t.to_rfc3339())
+                ));
+            }
             Some(now) if action_for(&now) == TaskAction::Register => {
                 plan.acted_on = Some(TaskInfo {
                     private_ip: now.private_ip.clone().or(event.private_ip),

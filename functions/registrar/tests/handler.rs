@@ -50,6 +50,8 @@ fn running_task(arn: &str, ip: &str) -> TaskInfo {
         private_ipv6: None,
         started_at: Some(now() - TimeDelta::minutes(10)),
         stop_code: None,
+        availability_zone: None,
+        drain_hold_until: None,
     }
 }
 

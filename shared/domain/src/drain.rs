@@ -26,6 +26,28 @@ pub const DEFAULT_MAX_DRAIN_SECONDS: u32 = 360;
 /// chosen tasks before lifting protection anyway.
 pub const STOP_WAIT_SECONDS: i64 = 300;
 
+/// The longest a drain may be told to wait: ELBv2's longest deregistration delay.
+pub const MAX_DRAIN_SECONDS_LIMIT: u32 = 3600;
+
+/// A service's drain-first settings (the policy document's `services[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DrainSettings {
+    /// `None`: on when the registrar manages target groups of the service.
+    pub before_scale_in: Option<bool>,
+    pub order: DrainOrder,
+    pub max_drain_seconds: u32,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        Self {
+            before_scale_in: None,
+            order: DrainOrder::default(),
+            max_drain_seconds: DEFAULT_MAX_DRAIN_SECONDS,
+        }
+    }
+}
+
 /// Which tasks of a zone leave first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

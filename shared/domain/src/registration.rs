@@ -261,9 +261,22 @@ pub struct TaskInfo {
     pub private_ipv6: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub stop_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Set while the scaler drains the task ahead of a scale-in: until then
+    /// the registrar keeps it out of its groups (read from the task's tags,
+    /// which only `DescribeTasks` carries, never an event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_hold_until: Option<DateTime<Utc>>,
 }
 
 impl TaskInfo {
+    /// Whether the scaler is draining the task at `now`: the registrar
+    /// neither registers it nor counts it as running.
+    pub fn held_for_drain(&self, now: DateTime<Utc>) -> bool {
+        self.drain_hold_until.is_some_and(|until| now < until)
+    }
+
     /// The task's address in `family`.
     pub fn address(&self, family: AddressFamily) -> Option<&str> {
         match family {
@@ -431,6 +444,8 @@ mod tests {
             private_ipv6: None,
             started_at: None,
             stop_code: None,
+            availability_zone: None,
+            drain_hold_until: None,
         };
         assert_eq!(
             action_for(&task("RUNNING", "RUNNING")),
@@ -586,6 +601,8 @@ mod newest_state_tests {
             private_ipv6: None,
             started_at: None,
             stop_code: None,
+            availability_zone: None,
+            drain_hold_until: None,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct ScalingMemory {
     pub blind: BlindSince,
     /// Scale-in behaviour's run of wanting and rate period.
     pub scale_in: super::scale_in::ScaleInMemory,
+    /// A drain-first scale-in under way (see [`crate::drain`]).
+    pub drain: Option<super::drain::DrainMemory>,
 }
 
 /// When each blind policy was first found blind (epoch seconds), by
@@ -678,6 +680,7 @@ impl ScalingMemory {
             suspended: self.suspended,
             blind: self.blind.clone(),
             scale_in: self.scale_in.clone(),
+            drain: self.drain.clone(),
         }
     }
 
@@ -704,6 +707,7 @@ impl ScalingMemory {
             suspended: self.suspended,
             blind: self.blind.clone(),
             scale_in: self.scale_in.clone(),
+            drain: self.drain.clone(),
         }
     }
 }

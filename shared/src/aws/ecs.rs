@@ -7,6 +7,7 @@ use crate::domain::budget::TaskSize;
 use crate::domain::drill::{Lock, LockState, DRILL_LOCK_TAG};
 use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
+use crate::domain::drain::DrainMemory;
 use crate::domain::scale_in::ScaleInMemory;
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,
@@ -14,7 +15,8 @@ use crate::domain::scaling::{
 use crate::domain::service::ServiceRef;
 use crate::domain::suspension::Suspended;
 use crate::ports::{
-    DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService, DRILL_HALT_TAG,
+    DrillControls, EcsServices, EcsTasks, FailureKind, PortError, TaggedService, TaskControls,
+    DRILL_HALT_TAG,
 };
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
@@ -40,6 +42,11 @@ pub mod tag_keys {
     pub const SUSPENDED: &str = "ecs-scaler:suspended";
     pub const BLIND: &str = "ecs-scaler:blind";
     pub const SCALE_IN: &str = "ecs-scaler:scale-in";
+    pub const DRAIN: &str = "ecs-scaler:drain";
+    /// On a task (not the service): the task is being drained ahead of a
+    /// scale-in, and the registrar holds it out of its groups until this
+    /// time (epoch seconds).
+    pub const DRAIN_HOLD_UNTIL: &str = "ecs-scaler:drain-hold-until";
 }
 
 /// The memory as tag key/value pairs; an unset field is an empty value, so one
@@ -115,6 +122,14 @@ pub fn memory_to_tags(memory: &ScalingMemory) -> Vec<(&'static str, String)> {
                 .join(" "),
         ),
         (tag_keys::SCALE_IN, memory.scale_in.encode()),
+        (
+            tag_keys::DRAIN,
+            memory
+                .drain
+                .as_ref()
+                .map(DrainMemory::encode)
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -152,6 +167,7 @@ pub fn memory_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) 
             tag_keys::PACE => memory.pace = PaceMemory::decode(value),
             tag_keys::SUSPENDED => memory.suspended = Suspended::decode(value),
             tag_keys::SCALE_IN => memory.scale_in = ScaleInMemory::decode(value),
+            tag_keys::DRAIN => memory.drain = DrainMemory::decode(value),
             tag_keys::BLIND => {
                 memory.blind = value
                     .split_whitespace()
@@ -556,6 +572,13 @@ fn task_info(task: &Task) -> TaskInfo {
             .started_at()
             .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
         stop_code: task.stop_code().map(|c| c.as_str().to_string()),
+        availability_zone: task.availability_zone().map(str::to_string),
+        drain_hold_until: task
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(tag_keys::DRAIN_HOLD_UNTIL))
+            .and_then(|t| t.value()?.parse().ok())
+            .and_then(|epoch| DateTime::from_timestamp(epoch, 0)),
     }
 }
 
@@ -580,6 +603,8 @@ impl EcsAdapter {
             .describe_tasks()
             .cluster(cluster)
             .set_tasks(Some(arns))
+            // The drain hold is a task tag.
+            .include(aws_sdk_ecs::types::TaskField::Tags)
             .send()
             .await
             .map_err(|e| classify("ecs:DescribeTasks", e))?;
@@ -774,6 +799,86 @@ impl DrillControls for EcsAdapter {
     }
 }
 
+/// UpdateTaskProtection takes at most 10 tasks a call.
+const TASKS_PER_PROTECTION: usize = 10;
+
+impl TaskControls for EcsAdapter {
+    /// One `TagResource` (or `UntagResource`) a task: ECS tags one resource a call.
+    async fn hold_for_drain(
+        &self,
+        _cluster: &str,
+        task_arns: &[String],
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), PortError> {
+        for arn in task_arns {
+            self.budget.take(Family::EcsTagModify).await;
+            let sent = match until {
+                Some(until) => self
+                    .client
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .tags(
+                        Tag::builder()
+                            .key(tag_keys::DRAIN_HOLD_UNTIL)
+                            .value(until.timestamp().to_string())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("ecs:TagResource", e)),
+                None => self
+                    .client
+                    .untag_resource()
+                    .resource_arn(arn)
+                    .tag_keys(tag_keys::DRAIN_HOLD_UNTIL)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("ecs:UntagResource", e)),
+            };
+            match sent {
+                Err(e) if e.kind == FailureKind::NotFound => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn protect(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        minutes: Option<u32>,
+    ) -> Result<Vec<(String, String)>, PortError> {
+        let mut refused = Vec::new();
+        for chunk in task_arns.chunks(TASKS_PER_PROTECTION) {
+            self.budget.take(Family::EcsClusterResourceModify).await;
+            let out = self
+                .client
+                .update_task_protection()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .protection_enabled(minutes.is_some())
+                .set_expires_in_minutes(minutes.and_then(|m| i32::try_from(m).ok()))
+                .send()
+                .await
+                .map_err(|e| classify("ecs:UpdateTaskProtection", e))?;
+            refused.extend(out.failures().iter().map(|f| {
+                (
+                    f.arn().unwrap_or_default().to_string(),
+                    [f.reason(), f.detail()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": "),
+                )
+            }));
+        }
+        Ok(refused)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,6 +894,11 @@ mod tests {
             last_target: Some(6),
             applied: Some(false),
             replaced: Some(4),
+            drain: Some(DrainMemory::new(
+                Utc.with_ymd_and_hms(2026, 11, 21, 10, 1, 0).unwrap(),
+                6,
+                2,
+            )),
             blind: crate::domain::fallback::blind_marks(
                 &Default::default(),
                 &[("cpu at 60", true), ("requests", true)],
@@ -813,6 +923,11 @@ mod tests {
             last_target: Some(u32::MAX),
             applied: Some(true),
             replaced: Some(u32::MAX),
+            drain: Some(DrainMemory {
+                phase: crate::domain::drain::DrainPhase::Lowered,
+                lowered_at: Some(Utc::now()),
+                ..DrainMemory::new(Utc::now(), u32::MAX, u32::MAX - 1)
+            }),
             ..ScalingMemory::default()
         };
         for i in 0..40 {

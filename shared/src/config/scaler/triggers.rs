@@ -18,6 +18,9 @@ use crate::domain::target_tracking::{
     target_group_dimension, TargetTrackingPolicy, TrackedMetric, DEFAULT_SCALE_IN_DATAPOINTS,
     DEFAULT_SCALE_IN_RATIO, DEFAULT_SCALE_OUT_DATAPOINTS, TRACKING_PERIOD_SECONDS,
 };
+use crate::domain::drain::{
+    DrainOrder, DrainSettings, DEFAULT_MAX_DRAIN_SECONDS, MAX_DRAIN_SECONDS_LIMIT,
+};
 use crate::domain::zone::Zone;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
@@ -34,6 +37,7 @@ pub struct ServiceSettings {
     pub budget: Option<Budget>,
     pub pace: Pace,
     pub scale_in: ScaleInBehaviour,
+    pub drain: DrainSettings,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +578,16 @@ struct ServiceEntry {
     /// `{"tasks": 2, "per_minutes": 5}` or `{"percent": 10, "per_minutes": 1}`.
     #[serde(default)]
     scale_in_rate: Option<RateEntry>,
+    /// Drain the tasks a scale-in removes from the registrar's target
+    /// groups before lowering the count (on by default where there are any).
+    #[serde(default)]
+    drain_before_scale_in: Option<bool>,
+    /// `newest_first` (default) or `oldest_first`, within each zone.
+    #[serde(default)]
+    drain_order: DrainOrder,
+    /// The longest a drain waits for targets before lowering the count anyway.
+    #[serde(default)]
+    max_drain_seconds: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -731,6 +745,22 @@ fn settings(
             max_removed_per_minute: entry.max_tasks_removed_per_minute,
         },
         scale_in,
+        drain: DrainSettings {
+            before_scale_in: entry.drain_before_scale_in,
+            order: entry.drain_order,
+            max_drain_seconds: match entry.max_drain_seconds {
+                None => DEFAULT_MAX_DRAIN_SECONDS,
+                Some(s) if (1..=MAX_DRAIN_SECONDS_LIMIT).contains(&s) => s,
+                Some(s) => {
+                    return Err(ConfigError::new(
+                        at("max_drain_seconds"),
+                        format!(
+                            "{s} must be from 1 to {MAX_DRAIN_SECONDS_LIMIT} (ELBv2's longest deregistration delay)"
+                        ),
+                    ))
+                }
+            },
+        },
     })
 }
 
