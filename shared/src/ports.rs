@@ -183,6 +183,12 @@ pub trait TaskControls: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, String)>, PortError>> + Send;
 }
 
+/// Everything the scaler asks of ECS: services, and for drain-first
+/// scale-in, their tasks.
+pub trait ScalerEcs: EcsServices + EcsTasks + TaskControls {}
+
+impl<T: EcsServices + EcsTasks + TaskControls> ScalerEcs for T {}
+
 /// Reading and changing ELBv2 target groups.
 pub trait TargetGroups: Send + Sync {
     /// Every target registered in the group, with its health.

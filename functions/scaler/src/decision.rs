@@ -7,6 +7,7 @@ use crate::events::{AlarmNotice, Trigger};
 use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::{AlarmStatus, MetricPoint};
 use ecs_control::domain::budget::BudgetCeiling;
+use ecs_control::domain::drain::{DrainFacts, DrainMemory, DrainStep};
 use ecs_control::domain::pace::Paced;
 use ecs_control::domain::scale_in::ScaleInVerdict;
 use ecs_control::domain::scaling::{Choice, Limits, MemoryStatus, PolicyEvaluation, ServiceState};
@@ -27,6 +28,9 @@ pub enum Action {
     WouldScale,
     /// Every policy held, or a scale-in was vetoed.
     Held,
+    /// A scale-in is draining the tasks it removes: the count is lowered
+    /// once their targets have left their groups.
+    Draining,
     /// This trigger was already applied to the service.
     Duplicate,
     /// Reading or changing the service failed.
@@ -66,6 +70,9 @@ pub struct ServiceDecision {
     /// a policy's scale-in, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_in: Option<ScaleInVerdict>,
+    /// A drain-first scale-in: what it chose, found and did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
     /// What else the scaler noticed (another writer, an unapplied change).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -94,6 +101,7 @@ impl ServiceDecision {
             out_of_bounds: None,
             pace: None,
             scale_in: None,
+            drain: None,
             notes: Vec::new(),
             action: Action::Held,
             reason: String::new(),
@@ -103,6 +111,46 @@ impl ServiceDecision {
             error: None,
         }
     }
+}
+
+/// A drain-first scale-in in a decision record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DrainReport {
+    /// The drain as found (or as started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainMemory>,
+    /// The tasks a new drain chose, with their zones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chosen: Vec<ChosenTask>,
+    /// What a drain under way found of the service and its chosen tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<DrainFacts>,
+    /// The step taken (or, in a dry run, that would be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<DrainStep>,
+    /// What the step did, in words.
+    pub summary: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub targets_deregistered: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub targets_registered: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tasks_protected: usize,
+    /// Tasks ECS would not protect, with its reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protection_refused: Vec<(String, String)>,
+}
+
+/// A task a drain chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChosenTask {
+    pub task_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Everything one invocation saw, decided and did.

@@ -11,7 +11,8 @@ pub use crate::decision::{Action, DecisionRecord, ServiceDecision};
 use crate::events::{self, AlarmNotice, Invocation, Trigger};
 use chrono::{DateTime, Utc};
 use ecs_control::batch::{self, Answer};
-use ecs_control::config::{ConfigError, ScalerConfig};
+use ecs_control::config::registrar::TargetGroupBinding;
+use ecs_control::config::{ConfigError, RegistrarConfig, ScalerConfig};
 use ecs_control::domain::budget::TaskSize;
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scale_in::{
@@ -26,16 +27,20 @@ use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::{
     log_decision, summed, variant_name, ControllerMetric, InvocationError,
 };
-use ecs_control::ports::{AlarmStates, EcsServices, PortError};
-use std::collections::{BTreeSet, HashMap};
+use ecs_control::ports::{AlarmStates, NoTargetGroups, PortError, ScalerEcs, TargetGroups};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// The scaler: configuration and ports, built once per cold start.
 #[derive(Debug)]
-pub struct Scaler<E, A> {
+pub struct Scaler<E, A, G = NoTargetGroups> {
     pub(crate) config: ScalerConfig,
     pub(crate) ecs: E,
     pub(crate) alarms: A,
+    /// The registrar's target groups, for drain-first scale-in.
+    pub(crate) groups: G,
+    /// The groups the registrar keeps each service's tasks in.
+    pub(crate) bindings: BTreeMap<ServiceRef, Vec<TargetGroupBinding>>,
     /// Shadow mode: decide and record, never change anything.
     always_dry_run: bool,
     /// Task sizes by task definition ARN: read once per cold start, and again
@@ -43,20 +48,60 @@ pub struct Scaler<E, A> {
     pub(crate) task_sizes: Mutex<HashMap<String, Option<TaskSize>>>,
 }
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates> Scaler<E, A> {
+    /// A scaler of services whose target groups, if any, it does not know:
+    /// scale-ins lower the count at once.
     pub fn new(config: ScalerConfig, ecs: E, alarms: A, always_dry_run: bool) -> Self {
         Self {
             config,
             ecs,
             alarms,
+            groups: NoTargetGroups,
+            bindings: BTreeMap::new(),
             always_dry_run,
             task_sizes: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
+    /// The same scaler, knowing the target groups the registrar keeps each
+    /// service's tasks in: a scale-in of such a service drains the tasks it
+    /// removes first (unless its `drain_before_scale_in` is false).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming a `services[]` entry that asks for drain-first
+    /// scale-in of a service the registrar document does not bind.
+    pub fn with_target_groups<H: TargetGroups>(
+        self,
+        groups: H,
+        registrar: Option<&RegistrarConfig>,
+    ) -> Result<Scaler<E, A, H>, ConfigError> {
+        let bindings: BTreeMap<ServiceRef, Vec<TargetGroupBinding>> = registrar
+            .iter()
+            .flat_map(|r| &r.services)
+            .map(|b| (b.service.clone(), b.target_groups.clone()))
+            .collect();
+        self.config.check_drain_bindings(|s| bindings.contains_key(s))?;
+        Ok(Scaler {
+            config: self.config,
+            ecs: self.ecs,
+            alarms: self.alarms,
+            groups,
+            bindings,
+            always_dry_run: self.always_dry_run,
+            task_sizes: self.task_sizes,
+        })
     }
 
     /// The ports, for inspection.
     pub fn ports(&self) -> (&E, &A) {
         (&self.ecs, &self.alarms)
+    }
+
+    /// The target groups port, for inspection.
+    pub fn target_groups(&self) -> &G {
+        &self.groups
     }
 
     /// Checks the policies against AWS (see [`crate::cold_start`]).
@@ -225,7 +270,13 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         decision.suspended = state.memory.suspended;
         let status = state.memory.status(state.desired_count);
         decision.memory = Some(status.clone());
+        let draining = state.memory.drain.is_some();
         match &status {
+            // A drain's change is unapplied until its targets have drained:
+            // the drain's own steps complete it.
+            MemoryStatus::Unapplied { target, .. } if draining => decision.notes.push(format!(
+                "draining ahead of the change to {target}"
+            )),
             MemoryStatus::Unapplied { target, trigger }
                 if trigger.as_deref() == Some(record.trigger_key.as_str()) =>
             {
@@ -235,8 +286,16 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                 );
                 decision.after = Some(target);
                 let memory = state.memory.clone().with_applied(false);
-                self.apply(service, &state, target, &memory, record.dry_run, decision)
-                    .await?;
+                self.change_count(
+                    service,
+                    &state,
+                    target,
+                    &memory,
+                    record.dry_run,
+                    decision,
+                    record.decided_at,
+                )
+                .await?;
                 return Ok(None);
             }
             MemoryStatus::Unapplied { target, .. } => decision.notes.push(format!(
@@ -248,7 +307,12 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             )),
             MemoryStatus::InEffect => {}
         }
-        let memory = state.memory.effective(&status);
+        // A drain's change counts as made: its cooldown runs from its start.
+        let memory = if draining {
+            state.memory.clone()
+        } else {
+            state.memory.effective(&status)
+        };
         Ok(Some(ServiceState { memory, ..state }))
     }
 
@@ -326,6 +390,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
                     .into();
             return Ok(());
         }
+        let state = self
+            .progress_drain(service, state, record.dry_run, decision, now)
+            .await?;
         let limits = self.limits(service, bounds, &state, decision, now).await?;
         decision.limits = Some(limits);
 
@@ -484,8 +551,16 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
         };
         decision.after = Some(target);
         let memory = memory.with_marks(answered.iter().map(|(k, at)| (k.as_str(), *at)));
-        self.apply(service, &state, target, &memory, record.dry_run, decision)
-            .await
+        self.change_count(
+            service,
+            &state,
+            target,
+            &memory,
+            record.dry_run,
+            decision,
+            now,
+        )
+        .await
     }
 
     /// When nothing changes: remembers the window openings no change of the

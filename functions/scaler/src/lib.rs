@@ -3,6 +3,7 @@
 
 pub mod cold_start;
 pub mod decision;
+mod drain;
 pub mod events;
 pub mod handler;
 pub mod triggers;

@@ -1,5 +1,7 @@
-use ecs_control::aws::{cloudwatch::CloudWatchAlarms, ecs::EcsAdapter, load_sdk_config};
-use ecs_control::config::{flag_from_env, ScalerConfig};
+use ecs_control::aws::{
+    cloudwatch::CloudWatchAlarms, ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config,
+};
+use ecs_control::config::{flag_from_env, RegistrarConfig, ScalerConfig};
 use ecs_control::invocation::fail_init;
 use ecs_control::startup::StartupCheck;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -16,6 +18,12 @@ async fn main() -> Result<(), Error> {
         Ok(config) => config,
         Err(e) => fail_init(&e).await,
     };
+    // Where the deployment ships the registrar's document, a scale-in drains
+    // the tasks it removes from the registrar's target groups first.
+    let registrar = match RegistrarConfig::from_env_if_set() {
+        Ok(registrar) => registrar,
+        Err(e) => fail_init(&e).await,
+    };
     let always_dry_run = match flag_from_env(scaler::DRY_RUN_ENV) {
         Ok(flag) => flag,
         Err(e) => fail_init(&e).await,
@@ -26,7 +34,15 @@ async fn main() -> Result<(), Error> {
     };
     let ecs = EcsAdapter::new(aws_sdk_ecs::Client::new(&sdk));
     let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk));
-    let scaler = Scaler::new(config, ecs, alarms, always_dry_run);
+    let groups = registrar
+        .as_ref()
+        .map(|_| Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&sdk)));
+    let scaler = match Scaler::new(config, ecs, alarms, always_dry_run)
+        .with_target_groups(groups, registrar.as_ref())
+    {
+        Ok(scaler) => scaler,
+        Err(e) => fail_init(&e).await,
+    };
     // What the policies name must exist; checked with the first event,
     // before any event is acted on.
     let check = StartupCheck::default();

@@ -200,9 +200,11 @@ impl DrainMemory {
     }
 }
 
-/// What the scaler found of the chosen tasks this tick.
+/// What the scaler found of the service and the chosen tasks this tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DrainFacts {
+    /// The service's desired count.
+    pub desired_count: u32,
     /// Chosen tasks ECS still runs (desired status RUNNING).
     pub still_running: usize,
     /// Chosen targets still registered (not draining) in some group.
@@ -226,6 +228,9 @@ pub enum DrainStep {
     WaitForStop { running: usize },
     /// Lift the protection and forget the drain.
     Finish,
+    /// The count changed elsewhere while the targets drained (a deploy, a
+    /// person): the drain is void; its targets return to their groups.
+    Abandon { found: u32 },
 }
 
 /// Why a drain lowers the count.
@@ -238,6 +243,9 @@ pub enum LowerBecause {
     BoundReached,
     /// No chosen task is left to drain (stopped by something else).
     NothingToDrain,
+    /// The count was to be lowered already, and is not (an invocation
+    /// stopped between recording the step and `UpdateService`).
+    NotYetLowered,
 }
 
 /// The step a drain takes now.
@@ -249,6 +257,11 @@ pub fn next_step(
 ) -> DrainStep {
     match memory.phase {
         DrainPhase::Draining => {
+            if facts.desired_count != memory.from {
+                return DrainStep::Abandon {
+                    found: facts.desired_count,
+                };
+            }
             if facts.still_running == 0 {
                 return DrainStep::Lower {
                     to: memory.to,
@@ -275,6 +288,12 @@ pub fn next_step(
             }
         }
         DrainPhase::Lowered => {
+            if facts.desired_count == memory.from {
+                return DrainStep::Lower {
+                    to: memory.to,
+                    why: LowerBecause::NotYetLowered,
+                };
+            }
             let lowered = memory.lowered_at.unwrap_or(memory.started);
             if facts.still_running > 0 && now - lowered < TimeDelta::seconds(STOP_WAIT_SECONDS) {
                 DrainStep::WaitForStop {
@@ -301,6 +320,7 @@ impl std::fmt::Display for DrainStep {
                         "the drain's bound passed with targets still draining"
                     }
                     LowerBecause::NothingToDrain => "no chosen task is left running",
+                    LowerBecause::NotYetLowered => "the count was not lowered yet",
                 };
                 write!(
                     f,
@@ -311,6 +331,10 @@ impl std::fmt::Display for DrainStep {
                 write!(f, "waiting for ECS to stop {running} chosen task(s)")
             }
             DrainStep::Finish => write!(f, "the chosen tasks are stopped: lifting protection"),
+            DrainStep::Abandon { found } => write!(
+                f,
+                "the count changed to {found} elsewhere while draining: the chosen targets return"
+            ),
         }
     }
 }

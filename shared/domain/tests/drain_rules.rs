@@ -121,6 +121,13 @@ fn draining(minutes_ago: i64) -> DrainMemory {
     DrainMemory::new(t0() - TimeDelta::minutes(minutes_ago), 6, 2)
 }
 
+fn lowered_to(desired: u32, running: usize) -> DrainFacts {
+    DrainFacts {
+        desired_count: desired,
+        ..facts(running, 0, 0)
+    }
+}
+
 fn lowered(minutes_ago: i64) -> DrainMemory {
     DrainMemory {
         phase: DrainPhase::Lowered,
@@ -131,6 +138,7 @@ fn lowered(minutes_ago: i64) -> DrainMemory {
 
 fn facts(running: usize, registered: usize, draining: usize) -> DrainFacts {
     DrainFacts {
+        desired_count: 6,
         still_running: running,
         still_registered: registered,
         still_draining: draining,
@@ -181,22 +189,46 @@ fn each_step_of_the_drain_follows_from_what_was_found() {
             },
         ),
         (
+            "the count changed elsewhere while draining: abandon",
+            draining(1),
+            DrainFacts {
+                desired_count: 8,
+                ..facts(4, 0, 4)
+            },
+            DrainStep::Abandon { found: 8 },
+        ),
+        (
             "lowered, ECS still stopping: wait",
             lowered(1),
-            facts(2, 0, 0),
+            lowered_to(2, 2),
             DrainStep::WaitForStop { running: 2 },
         ),
         (
             "lowered, stopped: finish",
             lowered(1),
-            facts(0, 0, 0),
+            lowered_to(2, 0),
             DrainStep::Finish,
         ),
         (
             "lowered long ago, a task still running: finish (protection lifts, ECS decides)",
             lowered(STOP_WAIT_SECONDS / 60),
-            facts(1, 0, 0),
+            lowered_to(2, 1),
             DrainStep::Finish,
+        ),
+        (
+            "recorded as lowered, the count still the old one: lower again",
+            lowered(1),
+            lowered_to(6, 4),
+            DrainStep::Lower {
+                to: 2,
+                why: LowerBecause::NotYetLowered,
+            },
+        ),
+        (
+            "lowered, then scaled out by someone: wait for the chosen, then finish",
+            lowered(1),
+            lowered_to(4, 1),
+            DrainStep::WaitForStop { running: 1 },
         ),
     ];
     for (what, memory, found, expected) in table {

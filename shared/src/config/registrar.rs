@@ -100,6 +100,18 @@ impl RegistrarConfig {
         Ok(config)
     }
 
+    /// The document when the deployment ships one (`REGISTRAR_CONFIG` or
+    /// `REGISTRAR_CONFIG_FILE` set), for a function that only reads it.
+    ///
+    /// # Errors
+    /// As [`Self::from_env`], when one is set.
+    pub fn from_env_if_set() -> Result<Option<Self>, ConfigError> {
+        let shipped = [REGISTRAR_CONFIG_ENV, REGISTRAR_CONFIG_FILE_ENV]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        shipped.then(Self::from_env).transpose()
+    }
+
     /// Every service the document names must be one whose task events the
     /// rule passes on: it matches `service:<prefix>*` in the event's `group`.
     ///

@@ -247,6 +247,31 @@ impl ScalerConfig {
     }
 
     /// The budget and pace of a service (none when not configured).
+    /// Every `services[]` entry that sets `drain_before_scale_in: true` must
+    /// name a service the registrar binds to target groups.
+    ///
+    /// # Errors
+    /// Names the first entry that does not.
+    pub fn check_drain_bindings(
+        &self,
+        bound: impl Fn(&ServiceRef) -> bool,
+    ) -> Result<(), ConfigError> {
+        let mut entries: Vec<(&ServiceRef, &ServiceSettings)> = self.settings.iter().collect();
+        entries.sort_by_key(|(_, settings)| settings.entry);
+        for (service, settings) in entries {
+            if settings.drain.before_scale_in == Some(true) && !bound(service) {
+                return Err(ConfigError::new(
+                    format!("services[{}].drain_before_scale_in", settings.entry),
+                    format!(
+                        "{service} has no target groups in the registrar document: there is \
+                         nothing to drain (bind it there, or leave the field out)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn settings_for(&self, service: &ServiceRef) -> ServiceSettings {
         self.settings.get(service).cloned().unwrap_or_default()
     }

@@ -7,9 +7,9 @@ use ecs_control::domain::budget::{ceiling, TaskSize};
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{Limits, ServiceState};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::ports::{AlarmStates, EcsServices, PortError};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// Lowers the max to what the budget pays for. The min stays: a budget
     /// below it is noted, and the service keeps its floor.
     pub(crate) async fn budget_limits(

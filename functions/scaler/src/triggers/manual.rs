@@ -13,9 +13,9 @@ use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, ScalingMemory,
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, EcsServices, PortError};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     pub(crate) async fn on_manual(
         &self,
         command: &ManualCommand,
@@ -159,6 +159,9 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             decision.reason = "this command was already applied".into();
             return Ok(());
         }
+        let state = self
+            .progress_drain(&service, state, record.dry_run, decision, now)
+            .await?;
         let limits = self.limits(&service, bounds, &state, decision, now).await?;
         decision.limits = Some(limits);
         let proposed = match &command.change {
@@ -225,7 +228,15 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             }
         };
         decision.after = Some(target);
-        self.apply(&service, &state, target, &memory, record.dry_run, decision)
-            .await
+        self.change_count(
+            &service,
+            &state,
+            target,
+            &memory,
+            record.dry_run,
+            decision,
+            now,
+        )
+        .await
     }
 }

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use ecs_control::domain::alarm::{AlarmState, AlarmStatus};
 use ecs_control::domain::metric_batch::{plan_batches, within, MetricRead};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::ports::{AlarmStates, EcsServices};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
 use std::collections::{BTreeMap, BTreeSet};
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// Reads what the services' step and tracking policies need.
     pub(crate) async fn read_metrics(
         &self,

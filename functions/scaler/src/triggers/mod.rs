@@ -17,10 +17,10 @@ use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{Limits, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, EcsServices, PortError};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
 use std::collections::BTreeSet;
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// The scheduled tick: every service whose alarm is in ALARM, and every
     /// service with target tracking, time windows, a budget or a pace.
     pub(crate) async fn on_tick(
@@ -46,6 +46,8 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
             })
             .map(|p| p.target.clone())
             .chain(self.config.tick_services())
+            // A drain-first service's drain, if any, moves on each tick.
+            .chain(self.drain_first_services())
             .collect();
         if services.is_empty() {
             record.ignored = Some("no alarm named by a policy is in ALARM".into());
@@ -61,7 +63,7 @@ impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
     }
 }
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// The bounds a decision keeps to now: the policy bounds, narrowed by the
     /// open time windows, then by the budget.
     pub(crate) async fn limits(

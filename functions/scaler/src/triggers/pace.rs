@@ -10,9 +10,9 @@ use ecs_control::domain::scaling::{
     move_to, Limits, MemoryStatus, PolicyEvaluation, ScalingMemory, ServiceState,
 };
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::ports::{AlarmStates, EcsServices};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// The rest of a staged change, as an evaluation, while the count has not
     /// reached it and no one else changed the count meanwhile.
     pub(crate) fn staged_continuation(

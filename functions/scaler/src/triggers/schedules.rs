@@ -10,7 +10,7 @@ use ecs_control::domain::scaling::{move_to, Hold, Limits, PolicyEvaluation, Serv
 use ecs_control::domain::schedule::{bounds_at, preview};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, EcsServices};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
 
 /// The longest preview: a month of hours.
 pub const MAX_PREVIEW_HOURS: u32 = 31 * 24;
@@ -33,7 +33,7 @@ pub(crate) fn opening_marks(decision: &ServiceDecision) -> Vec<(String, DateTime
         .collect()
 }
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// The policy bounds narrowed by the windows open at `now`.
     pub(crate) fn scheduled_bounds(
         &self,

@@ -13,13 +13,13 @@ use ecs_control::domain::policy::ScalingPolicy;
 use ecs_control::domain::scaling::{evaluate, Breach, Limits, PolicyEvaluation, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, EcsServices};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A step policy's evaluation, and the alarm state change it answers.
 pub(crate) type StepEvaluation = (PolicyEvaluation, Option<(String, DateTime<Utc>)>);
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     pub(crate) async fn on_alarm_change(
         &self,
         notices: &[AlarmNotice],

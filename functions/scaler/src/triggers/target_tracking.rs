@@ -10,9 +10,9 @@ use ecs_control::domain::fallback::{blind_for, blind_key, blind_marks, with_fall
 use ecs_control::domain::scaling::{BlindSince, Hold, Limits, PolicyEvaluation, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::domain::target_tracking::{evaluate_tracking, TargetTrackingPolicy};
-use ecs_control::ports::{AlarmStates, EcsServices};
+use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
 
-impl<E: EcsServices, A: AlarmStates> Scaler<E, A> {
+impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// One evaluation per target-tracking policy of the service, from the
     /// metrics read for this invocation. A metric that could not be read is
     /// missing data: that policy changes nothing, and its evaluation says

@@ -38,6 +38,8 @@ pub struct ServiceSettings {
     pub pace: Pace,
     pub scale_in: ScaleInBehaviour,
     pub drain: DrainSettings,
+    /// The entry's place in `services[]`, for errors found later.
+    pub entry: usize,
 }
 
 #[derive(Deserialize)]
@@ -745,6 +747,7 @@ fn settings(
             max_removed_per_minute: entry.max_tasks_removed_per_minute,
         },
         scale_in,
+        entry: 0,
         drain: DrainSettings {
             before_scale_in: entry.drain_before_scale_in,
             order: entry.drain_order,
@@ -786,7 +789,13 @@ pub(super) fn service_settings(
                 format!("{service} already has an entry"),
             ));
         }
-        found.insert(service, settings(&at, entry)?);
+        found.insert(
+            service,
+            ServiceSettings {
+                entry: k,
+                ..settings(&at, entry)?
+            },
+        );
     }
     Ok(found)
 }
