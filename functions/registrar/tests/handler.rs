@@ -699,6 +699,57 @@ async fn reconcile_repairs_drift_both_ways_and_leaves_foreign_and_draining_alone
 }
 
 #[tokio::test]
+async fn a_task_the_scaler_is_draining_is_held_out_until_its_hold_ends() {
+    let held = |until: DateTime<Utc>| TaskInfo {
+        drain_hold_until: Some(until),
+        ..running_task(TASK_ARN, "10.0.1.23")
+    };
+    let ecs = FakeEcs::with(vec![held(now() + TimeDelta::minutes(5))]);
+    let r = registrar(ecs, FakeElb::with_groups(&[TG, TG_PEERED]));
+
+    // A RUNNING event for it registers nothing, and says why.
+    let record = r
+        .handle(sample("task-running"), now())
+        .await
+        .expect("handled");
+    assert!(elb(&r).writes().is_empty(), "{:?}", elb(&r).writes());
+    let note = record.ignored.clone().unwrap_or_default();
+    assert!(note.contains("draining this task"), "{record:?}");
+
+    // A reconcile does not count it as running: its target, still
+    // registered, is deregistered (the drain's first step, made again).
+    elb(&r).set(TG, "10.0.1.23", 8080, HealthState::Healthy);
+    let record = r
+        .handle(sample("reconcile-schedule"), now())
+        .await
+        .expect("reconciled");
+    let main = record
+        .groups
+        .iter()
+        .find(|g| g.target_group_arn == TG)
+        .expect("group");
+    assert_eq!((main.running, main.held_for_drain), (0, 1));
+    assert_eq!(
+        elb(&r).state(TG, "10.0.1.23", 8080),
+        Some(HealthState::Draining)
+    );
+
+    // Once the hold has passed (a drain a crash left behind), the task
+    // returns to its groups.
+    let later = now() + TimeDelta::minutes(6);
+    elb(&r).set(TG, "10.0.1.23", 8080, HealthState::Unused);
+    let record = r
+        .handle(sample("task-running"), later)
+        .await
+        .expect("handled");
+    assert_eq!(record.ignored, None, "{record:?}");
+    assert_eq!(
+        elb(&r).state(TG_PEERED, "10.0.1.23", 8080),
+        Some(HealthState::Initial)
+    );
+}
+
+#[tokio::test]
 async fn reconcile_batches_two_hundred_targets_a_call() {
     let tasks = (0..450)
         .map(|i| {
