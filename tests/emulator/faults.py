@@ -7,7 +7,9 @@ Tests drive it over HTTP on the emulator's own port:
     DELETE /_emulator/faults  (clears every fault)
     GET    /_emulator/calls   ({"<region>/<Operation>": count, ...})
     DELETE /_emulator/calls   (resets the counts)
-    POST   /_emulator/settings {"deployment_seconds": 2, "healthy_seconds": 1}
+    POST   /_emulator/settings {"deployment_seconds": 2, "healthy_seconds": 1,
+                                "stop_seconds": 0, "protection_minute_seconds": 60,
+                                "scale_in_stops_tasks": false}
     POST   /_emulator/missing-tasks {"task_arns": [...], "times": 1}
     POST   /_emulator/rates {"rates": "aws", "latency_ms": 30}  (rates.py; also
            {"clock": "manual"} and {"advance_seconds": 1} for the buckets)
@@ -210,6 +212,14 @@ class FaultLayer:
                         )
                     if "stop_seconds" in request:
                         strict_ecs.SETTINGS["stop_seconds"] = float(request["stop_seconds"])
+                    if "protection_minute_seconds" in request:
+                        strict_ecs.SETTINGS["protection_minute_seconds"] = float(
+                            request["protection_minute_seconds"]
+                        )
+                    if "scale_in_stops_tasks" in request:
+                        strict_ecs.SETTINGS["scale_in_stops_tasks"] = bool(
+                            request["scale_in_stops_tasks"]
+                        )
                     if "healthy_seconds" in request:
                         strict_elbv2.SETTINGS["healthy_seconds"] = float(
                             request["healthy_seconds"]

@@ -13,6 +13,8 @@
   take SIGTERM and the stop timeout (30 s by default) runs out, with its
   network interface still attached; then it is STOPPED. 0 (the default)
   stops it at once, as moto does.
+- ListTasks without `desiredStatus` lists tasks meant to run (RUNNING), as
+  ECS does, not every task.
 - ListTasks filters by serviceName (a task belongs to service X when its group
   is `service:X`) and pages: at most 100 ARNs (`maxResults`), `nextToken`.
 - DescribeTasks refuses more than 100 tasks and reports every ARN it does not
@@ -20,6 +22,16 @@
   missing a chosen number of times, as ECS does for a moment after listing.
 - DescribeServices refuses more than 10 services.
 - A task in a subnet with an IPv6 CIDR gets a `privateIPv6Address` on its ENI.
+- A task's `availabilityZone` is its subnet's.
+- Task scale-in protection, as ECS serves it: UpdateTaskProtection (at most
+  10 tasks, `expiresInMinutes` 1-2880, 120 by default; a task that is not a
+  service's is a TASK_NOT_VALID failure, an unknown one MISSING) and
+  GetTaskProtection. Protection expires by itself; `protection_minute_seconds`
+  (60 by default) is how long a minute of it lasts, for tests.
+- With `scale_in_stops_tasks` on, ECS's scheduler follows a lower desired
+  count: it stops the service's unprotected tasks, newest first, and never a
+  protected one; when protection expires, it stops what is still in excess.
+  (ECS chooses by its placement strategy; here the order is the task ARN's.)
 """
 
 import datetime as dt
@@ -42,7 +54,17 @@ TAG_VALUE_LIMIT = 256
 TAGS_PER_RESOURCE = 50
 TAG_PUNCTUATION = set("_.:/=+-@")
 LOCK = threading.RLock()
-SETTINGS = {"deployment_seconds": 5.0, "stop_seconds": 0.0}
+SETTINGS = {
+    "deployment_seconds": 5.0,
+    "stop_seconds": 0.0,
+    "protection_minute_seconds": 60.0,
+    "scale_in_stops_tasks": False,
+}
+# Task ARN -> when its scale-in protection expires.
+PROTECTED_UNTIL = {}
+PROTECTION_BATCH_LIMIT = 10
+PROTECTION_MINUTES_DEFAULT = 120
+PROTECTION_MINUTES_LIMIT = 2880
 # Task ARN -> when a task told to stop reaches STOPPED.
 STOPS_AT = {}
 # Deployment id -> when its rollout completes.
@@ -168,13 +190,15 @@ def list_tasks_response(self):
     if not 1 <= int(max_results) <= PAGE_LIMIT:
         raise InvalidParameterException("maxResults must be between 1 and 100.")
     service_name = self._get_param("serviceName")
+    _settle_scale_in(self.ecs_backend)
     tasks = self.ecs_backend.list_tasks(
         self._get_param("cluster", "default"),
         self._get_param("containerInstance"),
         self._get_param("family"),
         self._get_param("startedBy"),
         None,
-        self._get_param("desiredStatus"),
+        # ECS lists tasks meant to run when no desired status is named.
+        self._get_param("desiredStatus") or "RUNNING",
     )
     if service_name:
         self.ecs_backend._get_service(self._get_param("cluster", "default"), service_name)
@@ -281,6 +305,146 @@ def _add_ipv6(task):
             details.append({"name": "privateIPv6Address", "value": str(host)})
 
 
+def _protected(task):
+    until = PROTECTED_UNTIL.get(task.task_arn)
+    if until is None:
+        return False
+    if utcnow() >= until:
+        del PROTECTED_UNTIL[task.task_arn]
+        return False
+    return True
+
+
+def _service_tasks(backend, service):
+    """The service's tasks meant to run."""
+    group = f"service:{service.name}"
+    return [
+        t
+        for t in backend.tasks.get(service.cluster_name, {}).values()
+        if t.group == group and t.desired_status == "RUNNING"
+    ]
+
+
+def scale_in(backend, service):
+    """ECS's scheduler on a lower count: stops unprotected tasks in excess."""
+    if not SETTINGS["scale_in_stops_tasks"]:
+        return
+    with LOCK:
+        running = _service_tasks(backend, service)
+        excess = len(running) - service.desired_count
+        if excess <= 0:
+            return
+        free = [t for t in running if not _protected(t)]
+        # moto keeps no start time: the task ARN orders them, the same every time.
+        free.sort(key=lambda t: t.task_arn, reverse=True)
+        for task in free[:excess]:
+            backend.stop_task(service.cluster_name, task.task_arn, "Scaling activity initiated by (deployment ecs-svc)")
+
+
+def _protection_json(task):
+    until = PROTECTED_UNTIL.get(task.task_arn)
+    body = {"taskArn": task.task_arn, "protectionEnabled": until is not None}
+    if until is not None:
+        body["expirationDate"] = until.timestamp()
+    return body
+
+
+def _find_task(backend, cluster, arn):
+    return next(
+        (
+            t
+            for t in backend.tasks.get(cluster.name, {}).values()
+            if t.task_arn == arn or t.task_arn.split("/")[-1] == arn.split("/")[-1]
+        ),
+        None,
+    )
+
+
+def update_task_protection_response(self):
+    """UpdateTaskProtection, as ECS serves it."""
+    cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+    requested = self._get_param("tasks", [])
+    if not requested or len(requested) > PROTECTION_BATCH_LIMIT:
+        raise InvalidParameterException(
+            f"tasks must hold 1 to {PROTECTION_BATCH_LIMIT} task IDs or ARNs."
+        )
+    enabled = self._get_param("protectionEnabled")
+    if enabled is None:
+        raise InvalidParameterException("protectionEnabled is required.")
+    minutes = self._get_param("expiresInMinutes")
+    if minutes is None:
+        minutes = PROTECTION_MINUTES_DEFAULT
+    if enabled and not 1 <= int(minutes) <= PROTECTION_MINUTES_LIMIT:
+        raise InvalidParameterException(
+            f"expiresInMinutes must be between 1 and {PROTECTION_MINUTES_LIMIT}."
+        )
+    protected, failures = [], []
+    with LOCK:
+        for arn in requested:
+            task = _find_task(self.ecs_backend, cluster, arn)
+            if task is None:
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            if not (task.group or "").startswith("service:") or task.desired_status != "RUNNING":
+                failures.append(
+                    {
+                        "arn": task.task_arn,
+                        "reason": "TASK_NOT_VALID",
+                        "detail": "The task is not a running task of a service.",
+                    }
+                )
+                continue
+            if enabled:
+                PROTECTED_UNTIL[task.task_arn] = utcnow() + dt.timedelta(
+                    seconds=int(minutes) * SETTINGS["protection_minute_seconds"]
+                )
+            else:
+                PROTECTED_UNTIL.pop(task.task_arn, None)
+            protected.append(_protection_json(task))
+        if not enabled:
+            for service in list(self.ecs_backend.services.values()):
+                if service.cluster_name == cluster.name:
+                    scale_in(self.ecs_backend, service)
+    return json.dumps({"protectedTasks": protected, "failures": failures})
+
+
+def get_task_protection_response(self):
+    """GetTaskProtection: each named task's protection now."""
+    cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+    requested = self._get_param("tasks", [])
+    protected, failures = [], []
+    with LOCK:
+        for arn in requested:
+            task = _find_task(self.ecs_backend, cluster, arn)
+            if task is None:
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            _protected(task)
+            protected.append(_protection_json(task))
+    return json.dumps({"protectedTasks": protected, "failures": failures})
+
+
+def _settle_scale_in(backend, cluster_name=None):
+    """Protection that expired lets the scheduler stop what is in excess."""
+    if not SETTINGS["scale_in_stops_tasks"]:
+        return
+    for service in list(backend.services.values()):
+        if cluster_name is None or service.cluster_name == cluster_name:
+            scale_in(backend, service)
+
+
+def _add_zone(task):
+    """The task's Availability Zone: its subnet's."""
+    for attachment in task.attachments:
+        details = attachment.get("details", [])
+        subnet_id = next((d["value"] for d in details if d["name"] == "subnetId"), None)
+        if subnet_id is None:
+            continue
+        ec2 = ec2_backends[task._account_id][task.region_name]
+        task.availability_zone = ec2.get_subnet(subnet_id).availability_zone
+        return
+
+
 def install():
     """Patches moto's ECS backend."""
     state_manager.set_transition(
@@ -320,6 +484,7 @@ def install():
             force = properties.get("force_new_deployment", False)
             service = original_update(self, properties)
             settle(service)
+            scale_in(self, service)
             if force or service.task_definition != old_definition:
                 start_deployment(service)
             return service
@@ -333,6 +498,7 @@ def install():
             services, failures = original_describe(self, cluster_str, names)
             for service in services:
                 settle(service)
+                scale_in(self, service)
             return services, failures
 
     original_stop = backend.stop_task
@@ -353,12 +519,17 @@ def install():
     backend.describe_services = describe_services
     ecs_responses.EC2ContainerServiceResponse.list_tasks = list_tasks_response
     ecs_responses.EC2ContainerServiceResponse.describe_tasks = describe_tasks_response
+    ecs_responses.EC2ContainerServiceResponse.update_task_protection = (
+        update_task_protection_response
+    )
+    ecs_responses.EC2ContainerServiceResponse.get_task_protection = get_task_protection_response
 
     original_task_init = ecs_models.Task.__init__
 
     def task_init(self, *args, **kwargs):
         original_task_init(self, *args, **kwargs)
         _add_ipv6(self)
+        _add_zone(self)
 
     ecs_models.Task.__init__ = task_init
 

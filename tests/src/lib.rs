@@ -876,7 +876,8 @@ impl Aws {
     }
 }
 
-fn network_configuration(network: &Network) -> NetworkConfiguration {
+/// The awsvpc network configuration that places a task in `network`.
+pub fn network_configuration(network: &Network) -> NetworkConfiguration {
     NetworkConfiguration::builder()
         .awsvpc_configuration(
             AwsVpcConfiguration::builder()

@@ -663,3 +663,89 @@ async fn every_call_takes_the_set_latency_and_neither_is_on_by_default() {
         );
     }
 }
+
+#[tokio::test]
+async fn task_scale_in_protection_is_served_as_ecs_serves_it() {
+    let region = "ca-central-1";
+    let aws = aws(region);
+    let network = aws.network().await;
+    aws.create_awsvpc_service("guarded", "web", &network).await;
+    let tasks: Vec<String> = aws
+        .run_service_tasks("guarded", "web", &network, 11)
+        .await
+        .into_iter()
+        .map(|(arn, _)| arn)
+        .collect();
+    let protect = |tasks: Vec<String>, minutes: Option<i32>| {
+        aws.ecs
+            .update_task_protection()
+            .cluster("guarded")
+            .set_tasks(Some(tasks))
+            .protection_enabled(true)
+            .set_expires_in_minutes(minutes)
+            .send()
+    };
+    // At most 10 tasks a call, and 1 to 2,880 minutes.
+    let err = protect(tasks.clone(), None).await.expect_err("11 tasks");
+    assert!(
+        format!("{err:?}").contains("InvalidParameterException"),
+        "{err:?}"
+    );
+    let err = protect(tasks[..1].to_vec(), Some(2881))
+        .await
+        .expect_err("too long");
+    assert!(format!("{err:?}").contains("expiresInMinutes"), "{err:?}");
+
+    // A service's task is protected (two hours unless said); an unknown one
+    // is MISSING; a task that is not a service's is TASK_NOT_VALID.
+    let loose = aws
+        .ecs
+        .run_task()
+        .cluster("guarded")
+        .task_definition("web")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(e2e::network_configuration(&network))
+        .send()
+        .await
+        .expect("run_task")
+        .tasks()[0]
+        .task_arn()
+        .expect("arn")
+        .to_string();
+    let missing = "arn:aws:ecs:ca-central-1:123456789012:task/guarded/0000".to_string();
+    let out = protect(vec![tasks[0].clone(), loose.clone(), missing.clone()], None)
+        .await
+        .expect("protect");
+    assert_eq!(out.protected_tasks().len(), 1);
+    let protected = &out.protected_tasks()[0];
+    assert_eq!(protected.task_arn(), Some(tasks[0].as_str()));
+    assert!(protected.protection_enabled());
+    assert!(protected.expiration_date().is_some());
+    let reasons: Vec<(&str, &str)> = out
+        .failures()
+        .iter()
+        .map(|f| (f.arn().unwrap_or_default(), f.reason().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (loose.as_str(), "TASK_NOT_VALID"),
+            (missing.as_str(), "MISSING")
+        ]
+    );
+    let read = aws
+        .ecs
+        .get_task_protection()
+        .cluster("guarded")
+        .tasks(&tasks[0])
+        .tasks(&tasks[1])
+        .send()
+        .await
+        .expect("get_task_protection");
+    let enabled: Vec<bool> = read
+        .protected_tasks()
+        .iter()
+        .map(|t| t.protection_enabled())
+        .collect();
+    assert_eq!(enabled, [true, false]);
+}

@@ -5,9 +5,9 @@
 //! (200 a call). A fleet's deploy burst costs a few calls a batch, not a few
 //! calls an event.
 
-use chrono::{DateTime, Utc};
 use crate::events::{self, TaskEvent, Trigger};
 use crate::handler::{GroupDecision, Registrar, RegistrarRecord, TaskDecision};
+use chrono::{DateTime, Utc};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::domain::registration::{
     action_for, foreign_task, newest_state, still_holds_address, HealthState, ServiceTasks, Target,
@@ -420,7 +420,8 @@ fn confirm(plan: &mut TaskPlan, now: Option<TaskInfo>, at: DateTime<Utc>) {
             Some(now) if now.held_for_drain(at) => {
                 plan.decision.note = Some(format!(
                     "held out: the scaler is draining this task ahead of a scale-in (until {})",
-                    now.drain_hold_until.map_or_else(String::new, |t| t.to_rfc3339())
+                    now.drain_hold_until
+                        .map_or_else(String::new, |t| t.to_rfc3339())
                 ));
             }
             Some(now) if action_for(&now) == TaskAction::Register => {

@@ -83,7 +83,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         if target < state.desired_count {
             if let Some(groups) = self.drain_groups(service) {
                 return self
-                    .start_drain(service, state, target, memory, groups, dry_run, decision, now)
+                    .start_drain(
+                        service, state, target, memory, groups, dry_run, decision, now,
+                    )
                     .await;
             }
         }
@@ -106,11 +108,17 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let settings = self.config.settings_for(service).drain;
-        decision.calls.extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
+        decision
+            .calls
+            .extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
         let tasks = self.ecs.service_tasks(service).await?.tasks;
         let remove = usize::try_from(state.desired_count - target)
             .unwrap_or(usize::MAX)
-            .min(tasks.len().saturating_sub(usize::try_from(target).unwrap_or(0)));
+            .min(
+                tasks
+                    .len()
+                    .saturating_sub(usize::try_from(target).unwrap_or(0)),
+            );
         if remove == 0 {
             decision
                 .notes
@@ -199,7 +207,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         };
         let settings = self.config.settings_for(service).drain;
         let groups = self.bindings.get(service).map_or(&[][..], Vec::as_slice);
-        decision.calls.extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
+        decision
+            .calls
+            .extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
         let tasks = self.ecs.service_tasks(service).await?.tasks;
         let (chosen, staying): (Vec<TaskInfo>, Vec<TaskInfo>) = tasks
             .into_iter()
@@ -215,7 +225,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 if targets.is_empty() {
                     continue;
                 }
-                decision.calls.push("elasticloadbalancing:DescribeTargetHealth");
+                decision
+                    .calls
+                    .push("elasticloadbalancing:DescribeTargetHealth");
                 for registered in self
                     .groups
                     .targets_among(&group.target_group_arn, &targets)
@@ -358,7 +370,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         }
         decision.calls.push("ecs:TagResource");
         self.ecs.remember(&state.arn, &pending).await?;
-        decision.calls.extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
+        decision
+            .calls
+            .extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
         let chosen: Vec<TaskInfo> = self
             .ecs
             .service_tasks(service)
@@ -404,7 +418,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                         .register(&group.target_group_arn, chunk, group.outside_vpc)
                         .await?;
                 } else {
-                    decision.calls.push("elasticloadbalancing:DeregisterTargets");
+                    decision
+                        .calls
+                        .push("elasticloadbalancing:DeregisterTargets");
                     self.groups
                         .deregister(&group.target_group_arn, chunk, group.outside_vpc)
                         .await?;

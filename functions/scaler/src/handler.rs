@@ -82,7 +82,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             .flat_map(|r| &r.services)
             .map(|b| (b.service.clone(), b.target_groups.clone()))
             .collect();
-        self.config.check_drain_bindings(|s| bindings.contains_key(s))?;
+        self.config
+            .check_drain_bindings(|s| bindings.contains_key(s))?;
         Ok(Scaler {
             config: self.config,
             ecs: self.ecs,

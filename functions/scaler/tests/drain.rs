@@ -94,7 +94,10 @@ async fn a_scale_in_drains_its_tasks_then_ecs_stops_exactly_those() {
     assert_eq!(zones.len(), 4);
     for zone in ["us-east-1a", "us-east-1b", "us-east-1c"] {
         // Two of each zone: the two that stay are in different zones.
-        assert!(zones.iter().filter(|z| **z == zone).count() <= 2, "{zones:?}");
+        assert!(
+            zones.iter().filter(|z| **z == zone).count() <= 2,
+            "{zones:?}"
+        );
     }
     let chosen: BTreeSet<String> = report.chosen.iter().map(|c| c.task_arn.clone()).collect();
     assert_eq!(held(&s), chosen);
@@ -214,11 +217,19 @@ async fn a_crash_after_deregistration_is_finished_by_the_next_tick() {
         .await
         .is_err());
     let memory = ecs(&s).services.lock().unwrap()[&web()].memory.clone();
-    assert_eq!(memory.drain.as_ref().map(|d| d.phase), Some(DrainPhase::Lowered));
+    assert_eq!(
+        memory.drain.as_ref().map(|d| d.phase),
+        Some(DrainPhase::Lowered)
+    );
     assert_eq!(ecs(&s).desired(&web()), 6);
 
     let record = run(&s, tick("t2"), now() + TimeDelta::minutes(2)).await;
-    assert_eq!(record.services[0].action, Action::Scaled, "{:?}", record.services[0]);
+    assert_eq!(
+        record.services[0].action,
+        Action::Scaled,
+        "{:?}",
+        record.services[0]
+    );
     assert_eq!(ecs(&s).desired(&web()), 2);
     assert!(held(&s).is_empty(), "ECS stopped the chosen tasks");
 }

@@ -5,9 +5,7 @@
 use chrono::TimeDelta;
 use ecs_control::batch::{Answer, BatchResponse, Outcome};
 use ecs_control::config::ScalerConfig;
-use ecs_control::domain::alarm::{
-    AlarmState, Comparison,
-};
+use ecs_control::domain::alarm::{AlarmState, Comparison};
 use ecs_control::domain::budget::TaskSize;
 use ecs_control::domain::scaling::{Hold, MemoryStatus};
 use ecs_control::domain::service::ServiceRef;

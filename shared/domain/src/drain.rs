@@ -71,7 +71,11 @@ pub struct DrainCandidate {
 /// The `remove` tasks to drain: one at a time from the zone with the most
 /// tasks left (ties: the zone named first), so the tasks that stay are as
 /// balanced across zones as they can be; within a zone, by `order`.
-pub fn choose_tasks(candidates: &[DrainCandidate], remove: usize, order: DrainOrder) -> Vec<String> {
+pub fn choose_tasks(
+    candidates: &[DrainCandidate],
+    remove: usize,
+    order: DrainOrder,
+) -> Vec<String> {
     let mut zones: BTreeMap<&str, Vec<&DrainCandidate>> = BTreeMap::new();
     for candidate in candidates {
         zones
@@ -195,8 +199,7 @@ impl DrainMemory {
     /// the drain's bound, the wait for ECS to stop it, and a minute, after
     /// which a task a crash left behind returns to its groups.
     pub fn hold_until(&self, max_drain_seconds: u32) -> DateTime<Utc> {
-        self.started
-            + TimeDelta::seconds(i64::from(max_drain_seconds) + STOP_WAIT_SECONDS + 60)
+        self.started + TimeDelta::seconds(i64::from(max_drain_seconds) + STOP_WAIT_SECONDS + 60)
     }
 }
 

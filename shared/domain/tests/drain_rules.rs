@@ -44,11 +44,20 @@ fn tasks_leave_from_the_fullest_zone_newest_first_or_oldest_first() {
         (&six, 4, DrainOrder::NewestFirst, &["a3", "a2", "b2", "a1"]),
         (&six, 3, DrainOrder::OldestFirst, &["a1", "a2", "b1"]),
         // Never more than there are.
-        (&six, 9, DrainOrder::NewestFirst, &["a3", "a2", "b2", "a1", "b1", "c1"]),
+        (
+            &six,
+            9,
+            DrainOrder::NewestFirst,
+            &["a3", "a2", "b2", "a1", "b1", "c1"],
+        ),
         (&six, 0, DrainOrder::NewestFirst, &[]),
         // A task not started yet counts as the newest.
         (
-            &[("x", "az-a", Some(1)), ("pending", "az-a", None), ("y", "az-a", Some(9))],
+            &[
+                ("x", "az-a", Some(1)),
+                ("pending", "az-a", None),
+                ("y", "az-a", Some(9)),
+            ],
             1,
             DrainOrder::NewestFirst,
             &["pending"],
@@ -62,7 +71,11 @@ fn tasks_leave_from_the_fullest_zone_newest_first_or_oldest_first() {
         ),
         // Tasks without a zone are one zone.
         (
-            &[("n1", "", Some(1)), ("n2", "", Some(2)), ("a1", "az-a", Some(3))],
+            &[
+                ("n1", "", Some(1)),
+                ("n2", "", Some(2)),
+                ("a1", "az-a", Some(3)),
+            ],
             1,
             DrainOrder::NewestFirst,
             &["n2"],
@@ -99,8 +112,9 @@ fn the_tasks_that_stay_are_as_balanced_across_zones_as_they_can_be() {
                     }
                     // No zone keeps more than one task over a zone that had
                     // tasks to give.
-                    let original: BTreeMap<&str, usize> =
-                        [("az-a", a), ("az-b", b), ("az-c", c)].into_iter().collect();
+                    let original: BTreeMap<&str, usize> = [("az-a", a), ("az-b", b), ("az-c", c)]
+                        .into_iter()
+                        .collect();
                     let most = left.values().copied().max().unwrap_or(0);
                     for (zone, had) in &original {
                         let kept = left.get(zone).copied().unwrap_or(0);

@@ -4,10 +4,10 @@
 use super::classify;
 use super::request_rate::{Family, RequestBudget};
 use crate::domain::budget::TaskSize;
+use crate::domain::drain::DrainMemory;
 use crate::domain::drill::{Lock, LockState, DRILL_LOCK_TAG};
 use crate::domain::pace::PaceMemory;
 use crate::domain::registration::{task_addresses, ServiceTasks, TaskInfo};
-use crate::domain::drain::DrainMemory;
 use crate::domain::scale_in::ScaleInMemory;
 use crate::domain::scaling::{
     rollout_in_progress, Direction, RolloutPart, ScalingMemory, ServiceState,

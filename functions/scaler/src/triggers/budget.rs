@@ -7,7 +7,7 @@ use ecs_control::domain::budget::{ceiling, TaskSize};
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{Limits, ServiceState};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
+use ecs_control::ports::{AlarmStates, PortError, ScalerEcs, TargetGroups};
 
 impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// Lowers the max to what the budget pays for. The min stays: a budget

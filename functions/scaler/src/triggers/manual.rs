@@ -13,7 +13,7 @@ use ecs_control::domain::scaling::{adjusted, Clamp, MemoryStatus, ScalingMemory,
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::domain::suspension::Suspended;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
+use ecs_control::ports::{AlarmStates, PortError, ScalerEcs, TargetGroups};
 
 impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     pub(crate) async fn on_manual(

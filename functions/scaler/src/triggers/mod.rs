@@ -17,7 +17,7 @@ use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::scaling::{Limits, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::InvocationError;
-use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups, PortError};
+use ecs_control::ports::{AlarmStates, PortError, ScalerEcs, TargetGroups};
 use std::collections::BTreeSet;
 
 impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {

@@ -7,13 +7,13 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control::config::RegistrarConfig;
-use ecs_control::domain::registration::{
-    HealthState, RegisteredTarget, ServiceTasks, Target, TaskInfo,
-};
 use ecs_control::domain::alarm::{
     AlarmMetric, AlarmState, AlarmStatus, Comparison, MetricPoint, MetricQuery, MetricStat,
 };
 use ecs_control::domain::budget::TaskSize;
+use ecs_control::domain::registration::{
+    HealthState, RegisteredTarget, ServiceTasks, Target, TaskInfo,
+};
 use ecs_control::domain::scaling::{ScalingMemory, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{
@@ -140,7 +140,10 @@ impl FakeEcs {
         let mut tasks = self.tasks.lock().expect("lock");
         let first = tasks.len();
         for k in first..first + count {
-            let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/{}/t{k:02}", service.cluster);
+            let arn = format!(
+                "arn:aws:ecs:us-east-1:123456789012:task/{}/t{k:02}",
+                service.cluster
+            );
             let info = TaskInfo {
                 task_arn: arn.clone(),
                 last_status: "RUNNING".into(),
@@ -183,7 +186,9 @@ impl FakeEcs {
             .values_mut()
             .filter(|t| &t.service == service && t.info.desired_status == "RUNNING")
             .collect();
-        let excess = running.len().saturating_sub(usize::try_from(desired).unwrap_or(0));
+        let excess = running
+            .len()
+            .saturating_sub(usize::try_from(desired).unwrap_or(0));
         running.retain(|t| !t.protected);
         running.sort_by_key(|t| std::cmp::Reverse(t.info.started_at));
         for task in running.into_iter().take(excess) {
@@ -249,7 +254,11 @@ impl TaskControls for FakeEcs {
     ) -> Result<Vec<(String, String)>, PortError> {
         self.calls.lock().expect("lock").push(format!(
             "{} {} task(s)",
-            if minutes.is_some() { "protect" } else { "unprotect" },
+            if minutes.is_some() {
+                "protect"
+            } else {
+                "unprotect"
+            },
             task_arns.len()
         ));
         self.take_failure("ecs:UpdateTaskProtection")?;
@@ -352,10 +361,10 @@ impl TargetGroups for FakeElb {
         targets: &[Target],
         _outside_vpc: bool,
     ) -> Result<(), PortError> {
-        self.calls
-            .lock()
-            .expect("lock")
-            .push(format!("deregister {} in {target_group_arn}", targets.len()));
+        self.calls.lock().expect("lock").push(format!(
+            "deregister {} in {target_group_arn}",
+            targets.len()
+        ));
         let mut groups = self.groups.lock().expect("lock");
         let group = groups.entry(target_group_arn.to_string()).or_default();
         for target in targets {
@@ -589,4 +598,3 @@ impl AlarmStates for FakeAlarms {
             .collect())
     }
 }
-

@@ -5,6 +5,9 @@ use super::{default_cooldown, parse_entry};
 use crate::config::ConfigError;
 use crate::domain::alarm::MetricStat;
 use crate::domain::budget::{Budget, Prices, FARGATE_ARM64, FARGATE_X86_64};
+use crate::domain::drain::{
+    DrainOrder, DrainSettings, DEFAULT_MAX_DRAIN_SECONDS, MAX_DRAIN_SECONDS_LIMIT,
+};
 use crate::domain::fallback::MAX_AFTER_MINUTES;
 use crate::domain::pace::Pace;
 use crate::domain::policy::{CapacityBounds, Cooldowns, Fallback, FallbackAction, MAGNITUDE_LIMIT};
@@ -17,9 +20,6 @@ use crate::domain::service::ServiceRef;
 use crate::domain::target_tracking::{
     target_group_dimension, TargetTrackingPolicy, TrackedMetric, DEFAULT_SCALE_IN_DATAPOINTS,
     DEFAULT_SCALE_IN_RATIO, DEFAULT_SCALE_OUT_DATAPOINTS, TRACKING_PERIOD_SECONDS,
-};
-use crate::domain::drain::{
-    DrainOrder, DrainSettings, DEFAULT_MAX_DRAIN_SECONDS, MAX_DRAIN_SECONDS_LIMIT,
 };
 use crate::domain::zone::Zone;
 use chrono::{DateTime, TimeDelta, Utc};
