@@ -172,6 +172,14 @@ pub trait TaskControls: Send + Sync {
         until: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Of `task_arns`, those with task scale-in protection now, each with
+    /// when it expires (`GetTaskProtection`, 100 tasks a call).
+    fn protection(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>, PortError>> + Send;
+
     /// Sets ECS task scale-in protection on each task for `minutes`, or
     /// lifts it (`None`); the adapter names 10 tasks a call, ECS's most.
     /// Returns the tasks ECS could not change, each with its reason.

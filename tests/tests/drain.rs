@@ -5,7 +5,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use e2e::{sample_event, Aws, Emulator, TASK_PORT};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::EcsAdapter;
@@ -72,7 +72,9 @@ async fn world(region: &str, scaler_config: &aws_config::SdkConfig) -> World {
         Elbv2Adapter::new(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
         false,
     );
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 5, 9, 0, 0).unwrap();
+    // The scaler's clock is the emulator's: task protection expires in
+    // real time there, and the drain compares its expiry with its own.
+    let t0 = Utc::now();
     registrar
         .handle(sample_event("registrar/reconcile-schedule.json"), t0)
         .await

@@ -18,11 +18,11 @@
 
 use crate::decision::{Action, ChosenTask, DrainReport, ServiceDecision};
 use crate::handler::Scaler;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::config::registrar::TargetGroupBinding;
 use ecs_control::domain::drain::{
-    choose_tasks, next_step, DrainCandidate, DrainFacts, DrainMemory, DrainPhase, DrainStep,
-    PROTECTION_MINUTES,
+    choose_tasks, next_step, to_protect, to_release, DrainCandidate, DrainFacts, DrainMemory,
+    DrainPhase, DrainStep, PROTECTION_MINUTES,
 };
 use ecs_control::domain::registration::{HealthState, Target, TaskInfo, TARGETS_PER_CALL};
 use ecs_control::domain::scaling::{ScalingMemory, ServiceState};
@@ -264,12 +264,19 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 decision.action = Action::Draining;
             }
             DrainStep::Lower { to, .. } => {
-                let arns: Vec<String> = staying.iter().map(|t| t.task_arn.clone()).collect();
-                decision.calls.push("ecs:UpdateTaskProtection");
-                let refused = self
-                    .ecs
-                    .protect(&service.cluster, &arns, Some(PROTECTION_MINUTES))
-                    .await?;
+                let staying = self.protection_of(service, &staying, decision).await?;
+                let arns = to_protect(
+                    &staying,
+                    now + TimeDelta::minutes(i64::from(PROTECTION_MINUTES)),
+                );
+                let refused = if arns.is_empty() {
+                    Vec::new()
+                } else {
+                    decision.calls.push("ecs:UpdateTaskProtection");
+                    self.ecs
+                        .protect(&service.cluster, &arns, Some(PROTECTION_MINUTES))
+                        .await?
+                };
                 report.tasks_protected = arns.len() - refused.len();
                 // A task gone since it was listed needs no protection; any
                 // other refusal could let ECS stop a task that stays.
@@ -324,10 +331,15 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 if matches!(step, DrainStep::Abandon { .. }) {
                     report.targets_registered =
                         self.move_targets(groups, &chosen, true, decision).await?;
-                } else if drain.phase == DrainPhase::Lowered {
-                    let arns: Vec<String> = staying.iter().map(|t| t.task_arn.clone()).collect();
-                    decision.calls.push("ecs:UpdateTaskProtection");
-                    self.ecs.protect(&service.cluster, &arns, None).await?;
+                } else if let Some(lowered_at) = drain.lowered_at {
+                    // Only the drain's own protection: an application that
+                    // protects itself while it works keeps its protection.
+                    let staying = self.protection_of(service, &staying, decision).await?;
+                    let arns = to_release(&staying, lowered_at);
+                    if !arns.is_empty() {
+                        decision.calls.push("ecs:UpdateTaskProtection");
+                        self.ecs.protect(&service.cluster, &arns, None).await?;
+                    }
                 }
             }
         }
@@ -337,6 +349,28 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             seen.memory = after.memory.clone();
         }
         Ok(after)
+    }
+
+    /// Each task with the expiry of its scale-in protection, if any.
+    async fn protection_of(
+        &self,
+        service: &ServiceRef,
+        tasks: &[TaskInfo],
+        decision: &mut ServiceDecision,
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, PortError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let arns: Vec<String> = tasks.iter().map(|t| t.task_arn.clone()).collect();
+        decision.calls.push("ecs:GetTaskProtection");
+        let protected = self.ecs.protection(&service.cluster, &arns).await?;
+        Ok(arns
+            .into_iter()
+            .map(|arn| {
+                let expiry = protected.get(&arn).copied();
+                (arn, expiry)
+            })
+            .collect())
     }
 
     /// A scale-out during a drain: the drain is forgotten with the new

@@ -133,7 +133,10 @@ async fn a_scale_in_drains_its_tasks_then_ecs_stops_exactly_those() {
         .collect();
     assert!(left.is_disjoint(&chosen), "ECS stopped a task that stays");
     assert_eq!(left.len(), 2);
-    assert!(ecs(&s).running(&web()).iter().all(|t| t.protected));
+    assert!(ecs(&s)
+        .running(&web())
+        .iter()
+        .all(|t| t.protected.is_some()));
 
     // 4. Stopped: protection lifted, the drain forgotten.
     let record = run(&s, tick("t3"), start + TimeDelta::minutes(3)).await;
@@ -145,7 +148,10 @@ async fn a_scale_in_drains_its_tasks_then_ecs_stops_exactly_those() {
         "{:?}",
         record.services[0]
     );
-    assert!(ecs(&s).running(&web()).iter().all(|t| !t.protected));
+    assert!(ecs(&s)
+        .running(&web())
+        .iter()
+        .all(|t| t.protected.is_none()));
     let memory = ecs(&s).services.lock().unwrap()[&web()].memory.clone();
     assert_eq!(memory.drain, None);
     assert_eq!(ecs(&s).desired(&web()), 2);

@@ -116,6 +116,36 @@ pub fn choose_tasks(
     chosen
 }
 
+/// Of the tasks that stay (each with the expiry of the protection it has,
+/// if any), those to protect until `until`: a task already protected for
+/// longer (an application protecting itself while it works) keeps its own.
+pub fn to_protect(
+    staying: &[(String, Option<DateTime<Utc>>)],
+    until: DateTime<Utc>,
+) -> Vec<String> {
+    staying
+        .iter()
+        .filter(|(_, expiry)| expiry.is_none_or(|e| e < until))
+        .map(|(arn, _)| arn.clone())
+        .collect()
+}
+
+/// Of the tasks that stay, those whose protection is the drain's own (it
+/// expires within a minute of what the drain set at `lowered_at`): the
+/// protection the drain lifts. Another's protection, set for longer or
+/// renewed since, is left alone.
+pub fn to_release(
+    staying: &[(String, Option<DateTime<Utc>>)],
+    lowered_at: DateTime<Utc>,
+) -> Vec<String> {
+    let ours = lowered_at + TimeDelta::minutes(i64::from(PROTECTION_MINUTES));
+    staying
+        .iter()
+        .filter(|(_, expiry)| expiry.is_some_and(|e| e <= ours + TimeDelta::minutes(1)))
+        .map(|(arn, _)| arn.clone())
+        .collect()
+}
+
 /// Where a drain is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

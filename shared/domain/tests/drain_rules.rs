@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ecs_control_domain::drain::{
-    choose_tasks, next_step, DrainCandidate, DrainFacts, DrainMemory, DrainOrder, DrainPhase,
-    DrainStep, LowerBecause, STOP_WAIT_SECONDS,
+    choose_tasks, next_step, to_protect, to_release, DrainCandidate, DrainFacts, DrainMemory,
+    DrainOrder, DrainPhase, DrainStep, LowerBecause, PROTECTION_MINUTES, STOP_WAIT_SECONDS,
 };
 use std::collections::BTreeMap;
 
@@ -276,4 +276,26 @@ fn the_drain_memory_reads_back_from_its_tag_and_refuses_anything_else() {
         memory.hold_until(360) - memory.started,
         TimeDelta::seconds(360 + STOP_WAIT_SECONDS + 60)
     );
+}
+
+#[test]
+fn the_drain_protects_and_releases_only_what_is_its_own() {
+    let at = |minutes: i64| Some(t0() + TimeDelta::minutes(minutes));
+    let ours = i64::from(PROTECTION_MINUTES);
+    let staying = vec![
+        ("unprotected".to_string(), None),
+        ("expiring-sooner".to_string(), at(1)),
+        ("app-protected-for-an-hour".to_string(), at(60)),
+        ("ours".to_string(), at(ours)),
+    ];
+    // Lowering at t0: everything without protection outlasting the drain's.
+    assert_eq!(
+        to_protect(&staying, t0() + TimeDelta::minutes(ours)),
+        ["unprotected", "expiring-sooner"]
+    );
+    // Finishing: only protection that ends when the drain's does is lifted;
+    // the application's hour is left alone.
+    assert_eq!(to_release(&staying, t0()), ["expiring-sooner", "ours"]);
+    let renewed = vec![("ours-renewed-by-the-app".to_string(), at(ours + 30))];
+    assert!(to_release(&renewed, t0()).is_empty());
 }

@@ -845,6 +845,36 @@ impl TaskControls for EcsAdapter {
         Ok(())
     }
 
+    async fn protection(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, PortError> {
+        let mut protected = BTreeMap::new();
+        for chunk in task_arns.chunks(TASKS_PER_DESCRIBE) {
+            self.budget.take(Family::EcsClusterResourceRead).await;
+            let out = self
+                .client
+                .get_task_protection()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("ecs:GetTaskProtection", e))?;
+            for task in out.protected_tasks() {
+                let expiry = task
+                    .expiration_date()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                if let (true, Some(arn), Some(expiry)) =
+                    (task.protection_enabled(), task.task_arn(), expiry)
+                {
+                    protected.insert(arn.to_string(), expiry);
+                }
+            }
+        }
+        Ok(protected)
+    }
+
     async fn protect(
         &self,
         cluster: &str,

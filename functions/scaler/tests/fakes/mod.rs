@@ -60,7 +60,8 @@ pub struct FakeEcs {
 pub struct FakeTask {
     pub service: ServiceRef,
     pub info: TaskInfo,
-    pub protected: bool,
+    /// When its scale-in protection expires, if it has any.
+    pub protected: Option<DateTime<Utc>>,
 }
 
 pub const WEB_TASK_DEFINITION: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1";
@@ -161,7 +162,7 @@ impl FakeEcs {
                 FakeTask {
                     service: service.clone(),
                     info,
-                    protected: false,
+                    protected: None,
                 },
             );
         }
@@ -189,7 +190,7 @@ impl FakeEcs {
         let excess = running
             .len()
             .saturating_sub(usize::try_from(desired).unwrap_or(0));
-        running.retain(|t| !t.protected);
+        running.retain(|t| t.protected.is_none());
         running.sort_by_key(|t| std::cmp::Reverse(t.info.started_at));
         for task in running.into_iter().take(excess) {
             task.info.desired_status = "STOPPED".into();
@@ -246,6 +247,18 @@ impl TaskControls for FakeEcs {
         Ok(())
     }
 
+    async fn protection(
+        &self,
+        _cluster: &str,
+        task_arns: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, PortError> {
+        let tasks = self.tasks.lock().expect("lock");
+        Ok(task_arns
+            .iter()
+            .filter_map(|arn| Some((arn.clone(), tasks.get(arn)?.protected?)))
+            .collect())
+    }
+
     async fn protect(
         &self,
         _cluster: &str,
@@ -266,7 +279,10 @@ impl TaskControls for FakeEcs {
         let mut refused = Vec::new();
         for arn in task_arns {
             match tasks.get_mut(arn) {
-                Some(task) => task.protected = minutes.is_some(),
+                // Protection counts from the fake's clock, `now()`.
+                Some(task) => {
+                    task.protected = minutes.map(|m| now() + TimeDelta::minutes(i64::from(m)));
+                }
                 None => refused.push((arn.clone(), "MISSING".to_string())),
             }
         }
