@@ -283,3 +283,73 @@ fn the_reading_of_the_code_finds_the_calls_it_should() {
         assert!(calls.contains(method), "{calls:?}");
     }
 }
+
+#[test]
+fn drain_first_grants_are_scoped_to_the_managed_cluster_and_its_hold_tag() {
+    let template = YamlLoader::load_from_str(&read(&workspace_root().join("infra/template.yaml")))
+        .expect("template parses")
+        .remove(0);
+    let grants = granted(&template, "ScalerFunction");
+    for action in [
+        "ecs:UpdateTaskProtection",
+        "ecs:GetTaskProtection",
+        "ecs:UntagResource",
+        "ecs:DescribeTasks",
+    ] {
+        let resources = &grants[action];
+        assert!(
+            resources
+                .iter()
+                .all(|r| r.contains(":task/${ManagedClusterName}/")),
+            "{action}: {resources:?}"
+        );
+    }
+    for action in [
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+    ] {
+        let resources = &grants[action];
+        assert!(
+            resources
+                .iter()
+                .all(|r| r.contains(":targetgroup/${TargetGroupNamePrefix}*/")),
+            "{action}: {resources:?}"
+        );
+    }
+    // Tagging a task is allowed for the hold's one key only; tagging a
+    // service, for the scaler's own keys only.
+    let statements = template["Resources"]["ScalerFunction"]["Properties"]["Policies"][0]
+        ["Statement"]
+        .as_vec()
+        .expect("statements");
+    let tagging: Vec<&Yaml> = statements
+        .iter()
+        .filter(|s| {
+            let actions = &s["Action"];
+            actions.as_str() == Some("ecs:TagResource")
+                || actions
+                    .as_vec()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("ecs:TagResource")))
+        })
+        .collect();
+    assert_eq!(tagging.len(), 2);
+    for statement in tagging {
+        let resource = statement["Resource"].as_str().expect("one resource");
+        let condition = &statement["Condition"];
+        if resource.contains(":task/") {
+            let keys = &condition["ForAllValues:StringEquals"]["aws:TagKeys"];
+            assert_eq!(
+                keys.as_vec()
+                    .map(|k| k.iter().filter_map(Yaml::as_str).collect::<Vec<_>>()),
+                Some(vec!["ecs-scaler:drain-hold-until"])
+            );
+        } else {
+            assert!(
+                resource.contains(":service/${ManagedClusterName}/"),
+                "{resource}"
+            );
+            let keys = &condition["ForAllValues:StringLike"]["aws:TagKeys"];
+            assert_eq!(keys[0].as_str(), Some("ecs-scaler:*"));
+        }
+    }
+}
