@@ -11,6 +11,7 @@ pub mod control_loop;
 pub mod crash_points;
 pub mod drill_world;
 pub mod runtime_api;
+pub mod scale_in_load;
 pub mod site;
 
 use aws_sdk_cloudwatch::types::{

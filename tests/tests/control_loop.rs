@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use e2e::control_loop::{describe, ControlLoop, HIGH_ALARM, HIGH_MS, LOW_ALARM, LOW_MS};
+use e2e::scale_in_load::{self, scale_in_under_load};
 use e2e::Emulator;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,4 +55,26 @@ async fn a_slow_site_scales_out_recovers_and_a_quiet_period_scales_in() {
         (3, 3, 1)
     );
     assert_eq!(scaled_in.targets.get("draining"), Some(&1));
+}
+
+/// The load balancer played under steady load while the count goes from 6
+/// to 2: drain-first scale-in fails no request; lowering the count at once
+/// fails the requests already routed to the tasks ECS stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_first_scale_in_under_load_fails_no_request_and_the_opt_out_does() {
+    let emulator = Emulator::start();
+    let drained = scale_in_under_load(&emulator, "eu-west-1", true).await;
+    let abrupt = scale_in_under_load(&emulator, "eu-west-2", false).await;
+    println!(
+        "{}",
+        scale_in_load::describe(&[drained.clone(), abrupt.clone()])
+    );
+    assert_eq!(drained.failed, 0, "{drained:?}");
+    assert!(abrupt.failed > 0, "{abrupt:?}");
+    for run in [&drained, &abrupt] {
+        assert_eq!(run.tasks_left, 2, "{run:?}");
+        assert!(run.minutes_to_scale_in.is_some(), "{run:?}");
+    }
+    // Drain-first waits for the targets to drain before the count comes down.
+    assert!(drained.minutes_to_scale_in > abrupt.minutes_to_scale_in);
 }

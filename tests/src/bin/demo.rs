@@ -134,6 +134,17 @@ async fn run_control_loop() {
     for k in 2..8 {
         println!("  {}", e2e::control_loop::describe(&world.minute(k).await));
     }
+    println!("\n  Scale-in 6 -> 2 under steady load, the load balancer played: a request");
+    println!("  to a task ECS has told to stop fails. With drain-first scale-in the");
+    println!("  scaler deregisters the tasks it removes, waits for them to drain, protects");
+    println!("  the tasks that stay, then lowers the count; the opt-out lowers it at once.");
+    let runs = [
+        e2e::scale_in_load::scale_in_under_load(&emulator, "eu-west-1", true).await,
+        e2e::scale_in_load::scale_in_under_load(&emulator, "eu-west-2", false).await,
+    ];
+    for line in e2e::scale_in_load::describe(&runs).lines() {
+        println!("  {line}");
+    }
 }
 
 async fn scaler_demo(emulator: &Emulator) {
