@@ -11,7 +11,7 @@ use ecs_control::domain::scaling::{ScalingMemory, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{
     AlarmControls, AlarmStates, DrillControls, EcsServices, EcsTasks, PortError, TaggedService,
-    TargetGroups,
+    TargetGroups, TaskControls,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,6 +126,37 @@ impl<T: EcsTasks> EcsTasks for Crashing<T> {
     ) -> Result<BTreeMap<String, TaskInfo>, PortError> {
         self.point.step().await;
         self.inner.describe_tasks(cluster, task_arns).await
+    }
+}
+
+impl<T: TaskControls> TaskControls for Crashing<T> {
+    async fn hold_for_drain(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), PortError> {
+        self.point.step().await;
+        self.inner.hold_for_drain(cluster, task_arns, until).await
+    }
+
+    async fn protection(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, PortError> {
+        self.point.step().await;
+        self.inner.protection(cluster, task_arns).await
+    }
+
+    async fn protect(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        minutes: Option<u32>,
+    ) -> Result<Vec<(String, String)>, PortError> {
+        self.point.step().await;
+        self.inner.protect(cluster, task_arns, minutes).await
     }
 }
 

@@ -12,7 +12,7 @@ use drill::handler::{Driller, LOCK_TAG, STATE_TAG};
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::ecs::EcsAdapter;
 use ecs_control::aws::elbv2::Elbv2Adapter;
-use ecs_control::config::{DrillConfig, ScalerConfig};
+use ecs_control::config::{DrillConfig, RegistrarConfig, ScalerConfig};
 use probe::http::HttpAdapter;
 use scaler::handler::Scaler;
 use serde_json::{json, Value};
@@ -85,6 +85,20 @@ impl World {
         )
         // The emulator answers in milliseconds: a short settle keeps the tests quick.
         .with_lock_settle(LOCAL_SETTLE)
+    }
+
+    /// [`Self::driller`], knowing the registrar binds `web` to the world's
+    /// group (what a graceful `stop_tasks` drill drains from).
+    pub fn driller_with_registrar(&self, name: &str, kind: Value, extra: Value) -> RealDriller {
+        let registrar = RegistrarConfig::parse(
+            &json!({"services": [{"cluster": CLUSTER, "service": SERVICE,
+                "target_groups": [{"target_group_arn": self.target_group, "port": TASK_PORT}]}]})
+            .to_string(),
+        )
+        .expect("registrar document");
+        self.driller(name, kind, extra)
+            .with_target_bindings(Some(&registrar))
+            .expect("bindings")
     }
 
     /// [`Self::driller`], dying at `point`'s AWS call.

@@ -99,6 +99,56 @@ async fn stopped_tasks_are_replaced_and_the_targets_follow() {
 }
 
 #[tokio::test]
+async fn a_graceful_stop_drains_the_tasks_targets_before_stopping_them() {
+    let w = Arc::new(world("il-central-1").await);
+    let scheduler = w.scheduler();
+    let d = w.driller_with_registrar(
+        "stop-gracefully",
+        json!({"type": "stop_tasks", "count": 1, "stop": "graceful", "max_drain_seconds": 20}),
+        json!({}),
+    );
+    let plan = d
+        .handle(start("stop-gracefully", "plan"), None)
+        .await
+        .expect("plan");
+    assert!(
+        plan.plan[0].contains("drained from its target groups first"),
+        "{:?}",
+        plan.plan
+    );
+    let report = d
+        .handle(start("stop-gracefully", "execute"), None)
+        .await
+        .expect("execute");
+    scheduler.abort();
+    assert_eq!(outcome(&report), &Outcome::Passed, "{:?}", report.journal);
+    let steps: Vec<&str> = report.journal.iter().map(|e| e.what.as_str()).collect();
+    let position = |prefix: &str| {
+        steps
+            .iter()
+            .position(|s| s.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {steps:?}"))
+    };
+    // Deregistered, drained (the group's 2 s delay), and only then stopped.
+    assert!(position("graceful stop") < position("the chosen targets have drained"));
+    assert!(position("the chosen targets have drained") < position("stopped task"));
+
+    // A graceful stop of a service the registrar does not bind is refused
+    // when the function starts, naming the field.
+    let Err(refused) = w
+        .driller(
+            "stop-gracefully",
+            json!({"type": "stop_tasks", "count": 1, "stop": "graceful"}),
+            json!({}),
+        )
+        .with_target_bindings(None)
+    else {
+        panic!("a graceful stop with nothing to drain was accepted");
+    };
+    assert_eq!(refused.field, "drills[0].kind.stop");
+}
+
+#[tokio::test]
 async fn a_drained_target_goes_unnoticed_and_is_registered_again() {
     let w = world("eu-west-3").await;
     let d = w.driller(

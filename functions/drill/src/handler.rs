@@ -10,7 +10,8 @@ use crate::journal::{Journal, Step};
 use crate::report::{self as summary, Requester};
 pub use crate::report::{DrillReport, SweptDrill};
 use chrono::{DateTime, TimeDelta, Utc};
-use ecs_control::config::{DrillConfig, ProbeConfig};
+use ecs_control::config::registrar::TargetGroupBinding;
+use ecs_control::config::{ConfigError, DrillConfig, ProbeConfig, RegistrarConfig};
 use ecs_control::domain::alarm::AlarmState;
 use ecs_control::domain::drill::{
     after_check, after_poll, drain_candidates, pause, rolls_back, scale_plan, scaled_count,
@@ -18,12 +19,12 @@ use ecs_control::domain::drill::{
     Observation, Outcome, Poll, SavedState, Selection, Snapshot, LOCK_GRACE,
 };
 use ecs_control::domain::policy::CapacityBounds;
-use ecs_control::domain::registration::HealthState;
+use ecs_control::domain::registration::{HealthState, Target, TaskInfo};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::invocation::{log_decision, ControllerMetric, InvocationError};
 use ecs_control::ports::{
     AlarmControls, AlarmStates, CheckAttempts, DrillControls, EcsServices, EcsTasks, FailureKind,
-    MetricsSink, PortError, TargetGroups, DRILL_HALT_TAG,
+    MetricsSink, PortError, TargetGroups, TaskControls, DRILL_HALT_TAG,
 };
 pub use lock::LOCK_SETTLE;
 use lock::{lock_of, tag, token};
@@ -54,6 +55,9 @@ pub struct Driller<E, G, A, H, M> {
     prober: Prober<H, G, M>,
     /// The scaler's bounds per service, where known: a drill's floor and ceiling.
     bounds: BTreeMap<ServiceRef, CapacityBounds>,
+    /// The groups the registrar keeps each service's tasks in: what a
+    /// graceful `stop_tasks` drill drains its tasks from.
+    bindings: BTreeMap<ServiceRef, Vec<TargetGroupBinding>>,
     /// See [`LOCK_SETTLE`].
     settle: std::time::Duration,
 }
@@ -76,7 +80,7 @@ struct Run<'a> {
 
 impl<E, G, A, H, M> Driller<E, G, A, H, M>
 where
-    E: EcsServices + EcsTasks + DrillControls,
+    E: EcsServices + EcsTasks + DrillControls + TaskControls,
     G: TargetGroups + Clone,
     A: AlarmStates + AlarmControls,
     H: CheckAttempts,
@@ -100,6 +104,7 @@ where
             groups,
             alarms,
             bounds: BTreeMap::new(),
+            bindings: BTreeMap::new(),
             settle: LOCK_SETTLE,
         }
     }
@@ -109,6 +114,43 @@ where
     pub fn with_lock_settle(mut self, settle: std::time::Duration) -> Self {
         self.settle = settle;
         self
+    }
+
+    /// The registrar's document, where the deployment ships it: the groups
+    /// a graceful `stop_tasks` drill drains its tasks from.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming a graceful `stop_tasks` drill of a service
+    /// the registrar does not bind: it would have nothing to drain.
+    pub fn with_target_bindings(
+        mut self,
+        registrar: Option<&RegistrarConfig>,
+    ) -> Result<Self, ConfigError> {
+        self.bindings = registrar
+            .iter()
+            .flat_map(|r| &r.services)
+            .map(|b| (b.service.clone(), b.target_groups.clone()))
+            .collect();
+        for (i, drill) in self.config.drills.iter().enumerate() {
+            let graceful = matches!(
+                drill.kind,
+                DrillKind::StopTasks {
+                    graceful: Some(_),
+                    ..
+                }
+            );
+            if graceful && !self.bindings.contains_key(&drill.service) {
+                return Err(ConfigError::new(
+                    format!("drills[{i}].kind.stop"),
+                    format!(
+                        "a graceful stop drains {}'s tasks from the registrar's target groups, \
+                         and the registrar document binds none for it",
+                        drill.service
+                    ),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// The scaler's capacity bounds per service (see [`DrillConfig::scaler_bounds`]).
@@ -326,7 +368,9 @@ where
             DrillKind::Scale { to, .. } => {
                 scale_plan(snapshot.desired_count, *to, floor, scaler).map(drop)
             }
-            DrillKind::StopTasks { count } => stop_plan(before.running, *count, floor).map(drop),
+            DrillKind::StopTasks { count, .. } => {
+                stop_plan(before.running, *count, floor).map(drop)
+            }
             DrillKind::DrainTarget { .. } | DrillKind::Alarm { .. } => Ok(()),
         };
         journal.record(
@@ -1080,6 +1124,88 @@ where
         Ok(Ok((snapshot, Some(chosen))))
     }
 
+    /// A graceful stop: the chosen tasks are held out of the registrar's
+    /// reconcile, leave the groups the registrar keeps them in, and the
+    /// drill waits (at most `max_drain_seconds`, and never past its own
+    /// deadline) until none of their targets is left draining. A crash
+    /// meanwhile costs nothing lasting: the hold ends and the registrar
+    /// registers the tasks again.
+    async fn drain_before_stopping(
+        &self,
+        run: &mut Run<'_>,
+        chosen: &[TaskInfo],
+        max_drain_seconds: u32,
+    ) -> Result<(), PortError> {
+        let service = &run.drill.service;
+        let groups = self.bindings.get(service).map_or(&[][..], Vec::as_slice);
+        let now = Utc::now();
+        let arns: Vec<String> = chosen.iter().map(|t| t.task_arn.clone()).collect();
+        let bound = TimeDelta::seconds(i64::from(max_drain_seconds));
+        self.ecs
+            .hold_for_drain(&service.cluster, &arns, Some(now + bound + RECOVERY_LEASE))
+            .await?;
+        let mut leaving = Vec::new();
+        for group in groups {
+            let targets: Vec<Target> = chosen
+                .iter()
+                .filter_map(|t| t.address(group.address_family))
+                .map(|ip| Target::new(ip, group.port))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            self.groups
+                .deregister(&group.target_group_arn, &targets, group.outside_vpc)
+                .await?;
+            leaving.push((group.target_group_arn.clone(), targets));
+        }
+        run.journal.record(
+            &run.id,
+            Step::Action,
+            format!(
+                "graceful stop: {} task(s) held out and deregistered from {} group(s), draining",
+                arns.len(),
+                leaving.len()
+            ),
+            true,
+        );
+        let until = (now + bound).min(run.deadline - SUSPEND_MARGIN);
+        let poll = std::time::Duration::from_secs(u64::from(run.drill.poll_seconds.clamp(1, 10)));
+        loop {
+            let mut draining = 0;
+            for (group, targets) in &leaving {
+                draining += self
+                    .groups
+                    .targets_among(group, targets)
+                    .await?
+                    .iter()
+                    .filter(|t| t.state != HealthState::Unused)
+                    .count();
+            }
+            if draining == 0 {
+                run.journal.record(
+                    &run.id,
+                    Step::Check,
+                    "the chosen targets have drained",
+                    true,
+                );
+                return Ok(());
+            }
+            if Utc::now() >= until {
+                run.journal.record(
+                    &run.id,
+                    Step::Check,
+                    format!(
+                        "{draining} target(s) still draining at the drain's bound: stopping anyway"
+                    ),
+                    true,
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     async fn act(&self, run: &mut Run<'_>) -> Result<(), PortError> {
         let service = &run.drill.service;
         match &run.drill.kind {
@@ -1093,16 +1219,16 @@ where
                     true,
                 );
             }
-            DrillKind::StopTasks { count } => {
-                let mut tasks: Vec<String> = self
+            DrillKind::StopTasks { count, graceful } => {
+                let running: Vec<TaskInfo> = self
                     .ecs
                     .service_tasks(service)
                     .await?
                     .tasks
                     .into_iter()
                     .filter(|t| t.last_status == "RUNNING")
-                    .map(|t| t.task_arn)
                     .collect();
+                let mut tasks: Vec<String> = running.iter().map(|t| t.task_arn.clone()).collect();
                 tasks.sort();
                 // Counted again on the tasks running now: the floor holds at the moment of acting.
                 let (floor, _) = self.floor(run.drill);
@@ -1128,6 +1254,14 @@ where
                     ),
                     true,
                 );
+                if let Some(max_drain_seconds) = graceful {
+                    let chosen: Vec<TaskInfo> = running
+                        .into_iter()
+                        .filter(|t| chosen.contains(&t.task_arn))
+                        .collect();
+                    self.drain_before_stopping(run, &chosen, *max_drain_seconds)
+                        .await?;
+                }
                 for task in &chosen {
                     self.ecs
                         .stop_task(&service.cluster, task, &format!("drill {}", run.id))
@@ -1299,10 +1433,14 @@ fn describe_plan(drill: &Drill, snapshot: &Snapshot, running: u32) -> (Vec<Strin
                 snapshot.desired_count
             ));
         }
-        DrillKind::StopTasks { count } => {
+        DrillKind::StopTasks { count, graceful } => {
             actions.push(format!(
-                "stop {} of {service}'s {running} running tasks (chosen when the drill runs) and wait for running to return to desired",
-                stop_count(running, *count)
+                "stop {} of {service}'s {running} running tasks (chosen when the drill runs){} and wait for running to return to desired",
+                stop_count(running, *count),
+                graceful.map_or_else(
+                    || ", at once (a crash rehearsed)".to_string(),
+                    |s| format!(", each drained from its target groups first (at most {s} s)")
+                )
             ));
             rollback.push(format!(
                 "nothing to put back: ECS replaces the stopped tasks, and {service}'s desired count stays {}",

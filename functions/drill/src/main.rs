@@ -1,7 +1,7 @@
 use drill::handler::Driller;
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::{ecs::EcsAdapter, elbv2::Elbv2Adapter, load_sdk_config};
-use ecs_control::config::DrillConfig;
+use ecs_control::config::{DrillConfig, RegistrarConfig};
 use ecs_control::invocation::fail_init;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use probe::http::HttpAdapter;
@@ -35,6 +35,14 @@ async fn main() -> Result<(), Error> {
         CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk)),
     )
     .with_capacity_bounds(bounds);
+    // The registrar's groups, where the deployment ships its document: what
+    // a graceful stop_tasks drill drains its tasks from.
+    let driller = match RegistrarConfig::from_env_if_set()
+        .and_then(|registrar| driller.with_target_bindings(registrar.as_ref()))
+    {
+        Ok(driller) => driller,
+        Err(e) => fail_init(&e).await,
+    };
     let driller = &driller;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let _invocation = ecs_control::logging::InvocationLog::begin(&event.context);

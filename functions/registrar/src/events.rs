@@ -124,7 +124,8 @@ pub enum Trigger {
         cluster: String,
         /// From the task's group (`service:<name>`); `None` for standalone tasks.
         service: Option<String>,
-        task: TaskInfo,
+        /// Boxed: a task is far larger than the other triggers.
+        task: Box<TaskInfo>,
     },
     /// A queue batch's run of task events, handled together (never parsed:
     /// each message's body is a `TaskChange`).
@@ -201,7 +202,7 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                         .as_deref()
                         .and_then(service_from_group)
                         .map(str::to_string),
-                    task: TaskInfo {
+                    task: Box::new(TaskInfo {
                         private_ip: addresses.ipv4,
                         private_ipv6: addresses.ipv6,
                         task_arn: detail.task_arn,
@@ -214,7 +215,7 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
                         // Events carry no tags: the registrar reads a drain
                         // hold from ECS before it registers a task.
                         drain_hold_until: None,
-                    },
+                    }),
                 }
             }
             SCHEDULED_DETAIL_TYPE => Trigger::Reconcile {

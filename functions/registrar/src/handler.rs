@@ -443,7 +443,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
                     service,
                     task,
                 } => {
-                    Box::pin(self.on_task_change(&cluster, service.as_deref(), task, &mut record))
+                    Box::pin(self.on_task_change(&cluster, service.as_deref(), *task, &mut record))
                         .await
                 }
                 Trigger::Reconcile {

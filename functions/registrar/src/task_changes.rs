@@ -81,7 +81,7 @@ impl<T: EcsTasks, G: TargetGroups> Registrar<T, G> {
         Some(TaskEvent {
             cluster,
             service,
-            task,
+            task: *task,
         })
     }
 

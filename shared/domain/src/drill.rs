@@ -51,7 +51,13 @@ pub enum DrillKind {
     Scale { to: ScaleTo, hold_seconds: u32 },
     /// Stop tasks of the service (chosen by service, never by pinned ARN) and
     /// watch it recover: running back to desired, targets healthy again.
-    StopTasks { count: StopCount },
+    /// `graceful`: drain the chosen tasks' targets first (up to the bound in
+    /// seconds), as a drain-first scale-in does; `None` stops them at once,
+    /// to rehearse a crash.
+    StopTasks {
+        count: StopCount,
+        graceful: Option<u32>,
+    },
     /// Deregister one healthy target, hold while the checks keep passing, then
     /// register it again.
     DrainTarget {

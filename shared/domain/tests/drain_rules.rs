@@ -15,7 +15,12 @@ fn t0() -> DateTime<Utc> {
 }
 
 /// `(name, zone, started minutes after t0)`; `None` minutes: not started yet.
-fn candidates(tasks: &[(&str, &str, Option<i64>)]) -> Vec<DrainCandidate> {
+type Task<'a> = (&'a str, &'a str, Option<i64>);
+
+/// Tasks, how many to remove, the order → the tasks chosen, in turn.
+type ChoiceRow<'a> = (&'a [Task<'a>], usize, DrainOrder, &'a [&'a str]);
+
+fn candidates(tasks: &[Task<'_>]) -> Vec<DrainCandidate> {
     tasks
         .iter()
         .map(|(name, zone, minute)| DrainCandidate {
@@ -36,7 +41,7 @@ fn tasks_leave_from_the_fullest_zone_newest_first_or_oldest_first() {
         ("b2", "az-b", Some(5)),
         ("c1", "az-c", Some(6)),
     ];
-    let table: &[(&[(&str, &str, Option<i64>)], usize, DrainOrder, &[&str])] = &[
+    let table: &[ChoiceRow<'_>] = &[
         // The fullest zone gives first; then zones tie and the first named gives.
         (&six, 1, DrainOrder::NewestFirst, &["a3"]),
         (&six, 2, DrainOrder::NewestFirst, &["a3", "a2"]),

@@ -90,6 +90,20 @@ enum RollbackEntry {
     Never,
 }
 
+/// How a `stop_tasks` drill stops its tasks.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StopManner {
+    #[default]
+    Abrupt,
+    Graceful,
+}
+
+/// A graceful stop's default wait for its targets to drain.
+const DEFAULT_GRACEFUL_DRAIN_SECONDS: u32 = 120;
+/// The longest: the drill waits within one invocation (15 minutes at most).
+const MAX_GRACEFUL_DRAIN_SECONDS: u32 = 600;
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum KindEntry {
@@ -105,6 +119,12 @@ enum KindEntry {
         count: Option<u32>,
         #[serde(default)]
         percent: Option<u32>,
+        /// `abrupt` (default: a crash rehearsed) or `graceful` (drained first).
+        #[serde(default)]
+        stop: StopManner,
+        /// How long a graceful stop waits for the targets to drain.
+        #[serde(default)]
+        max_drain_seconds: Option<u32>,
     },
     DrainTarget {
         target_group_arn: String,
@@ -307,7 +327,36 @@ fn drill(i: usize, entry: DrillEntry) -> Result<Drill, ConfigError> {
                 hold_seconds: hold_fits(hold_seconds)?,
             }
         }
-        KindEntry::StopTasks { count, percent } => DrillKind::StopTasks {
+        KindEntry::StopTasks {
+            count,
+            percent,
+            stop,
+            max_drain_seconds,
+        } => DrillKind::StopTasks {
+            graceful: match (stop, max_drain_seconds) {
+                (StopManner::Abrupt, None) => None,
+                (StopManner::Abrupt, Some(_)) => {
+                    return Err(ConfigError::new(
+                        at("kind.max_drain_seconds"),
+                        "applies only to \"stop\": \"graceful\"",
+                    ))
+                }
+                (StopManner::Graceful, None) => Some(DEFAULT_GRACEFUL_DRAIN_SECONDS),
+                (StopManner::Graceful, Some(s))
+                    if (1..=MAX_GRACEFUL_DRAIN_SECONDS).contains(&s) =>
+                {
+                    Some(s)
+                }
+                (StopManner::Graceful, Some(s)) => {
+                    return Err(ConfigError::new(
+                        at("kind.max_drain_seconds"),
+                        format!(
+                            "{s} must be from 1 to {MAX_GRACEFUL_DRAIN_SECONDS}: the drill waits \
+                             within one invocation"
+                        ),
+                    ))
+                }
+            },
             count: match (count, percent) {
                 (Some(n), None) if n > 0 => StopCount::Tasks(n),
                 // 100% would stop every task: no drill may take a service down.
