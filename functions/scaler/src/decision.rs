@@ -83,6 +83,26 @@ pub struct ServiceDecision {
     pub calls: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A drain step that failed: the decision went on without it (a
+    /// scale-out still cancels the drain), and the trigger fails afterwards
+    /// so it is retried.
+    #[serde(skip)]
+    pub(crate) drain_failure: Option<PortError>,
+}
+
+impl ServiceDecision {
+    /// `outcome`, failed by a drain step's failure when nothing else failed
+    /// and the count was not changed (a scale-out that cancelled the drain
+    /// has made the step moot).
+    pub(crate) fn with_drain_failure(
+        &mut self,
+        outcome: Result<(), PortError>,
+    ) -> Result<(), PortError> {
+        match (outcome, self.drain_failure.take()) {
+            (Ok(()), Some(e)) if self.action != Action::Scaled => Err(e),
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 impl ServiceDecision {
@@ -109,6 +129,7 @@ impl ServiceDecision {
             after: None,
             calls: Vec::new(),
             error: None,
+            drain_failure: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use ecs_control::domain::drain::{
     DrainPhase, DrainStep, PROTECTION_MINUTES,
 };
 use ecs_control::domain::registration::{HealthState, Target, TaskInfo, TARGETS_PER_CALL};
-use ecs_control::domain::scaling::{ScalingMemory, ServiceState};
+use ecs_control::domain::scaling::{Direction, ScalingMemory, ServiceState};
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::ports::{AlarmStates, PortError, ScalerEcs, TargetGroups};
 
@@ -62,7 +62,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         if let Some(drain) = &state.memory.drain {
-            if target > state.desired_count && drain.phase == DrainPhase::Draining {
+            // In either phase: a drain left in place would take a count
+            // back to where it began for an `UpdateService` that never landed.
+            if target > state.desired_count {
                 return self
                     .cancel_drain(service, state, target, memory, dry_run, decision)
                     .await;
@@ -191,6 +193,33 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         moved.map(|_| ())
     }
 
+    /// [`Self::progress_drain`], whose failure does not block the decision:
+    /// it is noted, the decision goes on from the service as read (so a
+    /// scale-out still cancels the drain), and the trigger fails afterwards
+    /// to be retried (see [`ServiceDecision::with_drain_failure`]).
+    pub(crate) async fn drain_step(
+        &self,
+        service: &ServiceRef,
+        state: ServiceState,
+        dry_run: bool,
+        decision: &mut ServiceDecision,
+        now: DateTime<Utc>,
+    ) -> ServiceState {
+        match self
+            .progress_drain(service, state.clone(), dry_run, decision, now)
+            .await
+        {
+            Ok(after) => after,
+            Err(e) => {
+                decision.notes.push(format!(
+                    "the drain's step failed ({e}); deciding without it"
+                ));
+                decision.drain_failure = Some(e);
+                state
+            }
+        }
+    }
+
     /// The next step of a drain under way, before anything is decided:
     /// returns the service as it is after the step (a lowered count, the
     /// drain's new phase, or no drain).
@@ -210,13 +239,22 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         decision
             .calls
             .extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
-        let tasks = self.ecs.service_tasks(service).await?.tasks;
-        let (chosen, staying): (Vec<TaskInfo>, Vec<TaskInfo>) = tasks
+        let listed = self.ecs.service_tasks(service).await?;
+        // This drain's tasks carry its own hold: a hold another drain or a
+        // drill left behind is not this drain's.
+        let hold = drain.hold_until(settings.max_drain_seconds);
+        let (chosen, staying): (Vec<TaskInfo>, Vec<TaskInfo>) = listed
+            .tasks
             .into_iter()
-            .partition(|t| t.drain_hold_until.is_some());
+            .partition(|t| t.drain_hold_until == Some(hold));
         let mut found = DrainFacts {
             desired_count: state.desired_count,
             still_running: chosen.len(),
+            staying: staying.len(),
+            lowering_held: state.deployment_in_progress
+                || state.drill_in_progress.is_some()
+                || !state.memory.suspended.allows(Direction::In)
+                || !listed.missing.is_empty(),
             ..DrainFacts::default()
         };
         if drain.phase == DrainPhase::Draining {
@@ -260,7 +298,9 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 report.targets_deregistered =
                     self.move_targets(groups, &chosen, false, decision).await?;
             }
-            DrainStep::WaitForDrain { .. } | DrainStep::WaitForStop { .. } => {
+            DrainStep::WaitForDrain { .. }
+            | DrainStep::WaitForStop { .. }
+            | DrainStep::LoweringHeld => {
                 decision.action = Action::Draining;
             }
             DrainStep::Lower { to, .. } => {
@@ -298,8 +338,12 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                     drain: Some(DrainMemory {
                         phase: DrainPhase::Lowered,
                         lowered_at: Some(now),
+                        to,
                         ..drain.clone()
                     }),
+                    // The count set may be above the one decided (more tasks
+                    // stay than the drain chose); the memory says what is set.
+                    last_target: Some(to),
                     ..state.memory.clone()
                 };
                 decision.calls.push("ecs:TagResource");
@@ -407,13 +451,18 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         decision
             .calls
             .extend(["ecs:ListTasks", "ecs:DescribeTasks"]);
+        let hold = state
+            .memory
+            .drain
+            .as_ref()
+            .map(|d| d.hold_until(self.config.settings_for(service).drain.max_drain_seconds));
         let chosen: Vec<TaskInfo> = self
             .ecs
             .service_tasks(service)
             .await?
             .tasks
             .into_iter()
-            .filter(|t| t.drain_hold_until.is_some())
+            .filter(|t| t.drain_hold_until.is_some() && t.drain_hold_until == hold)
             .collect();
         if !chosen.is_empty() {
             let arns: Vec<String> = chosen.iter().map(|t| t.task_arn.clone()).collect();

@@ -228,10 +228,10 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         let mut failures = Vec::new();
         for service in services {
             let mut decision = ServiceDecision::new(service.clone());
-            if let Err(e) = self
+            let outcome = self
                 .act_on_service(&service, inputs, record, &mut decision, now)
-                .await
-            {
+                .await;
+            if let Err(e) = decision.with_drain_failure(outcome) {
                 decision.action = Action::Failed;
                 decision.error = Some(e.to_string());
                 failures.push(e);
@@ -392,8 +392,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             return Ok(());
         }
         let state = self
-            .progress_drain(service, state, record.dry_run, decision, now)
-            .await?;
+            .drain_step(service, state, record.dry_run, decision, now)
+            .await;
         let limits = self.limits(service, bounds, &state, decision, now).await?;
         decision.limits = Some(limits);
 

@@ -336,3 +336,140 @@ async fn asking_to_drain_a_service_the_registrar_does_not_bind_fails_at_cold_sta
     assert_eq!(err.field, "services[0].drain_before_scale_in");
     assert!(err.to_string().contains("no target groups"), "{err}");
 }
+
+#[tokio::test]
+async fn a_scale_out_after_the_count_came_down_is_not_taken_back() {
+    let s = world(json!([]));
+    run(&s, set_count(2, "in-to-2"), now()).await;
+    elb(&s).finish_draining();
+    run(&s, tick("t1"), now() + TimeDelta::minutes(1)).await;
+    assert_eq!(ecs(&s).desired(&web()), 2);
+    // ECS has not stopped the drained tasks yet (their stop window).
+    for task in ecs(&s).tasks.lock().unwrap().values_mut() {
+        task.info.desired_status = "RUNNING".into();
+    }
+    // Back to the count the drain began from, before the drain finished.
+    let record = run(&s, set_count(6, "out-to-6"), now() + TimeDelta::minutes(2)).await;
+    assert_eq!(record.services[0].action, Action::Scaled);
+    let memory = ecs(&s).services.lock().unwrap()[&web()].memory.clone();
+    assert_eq!(memory.drain, None, "the scale-out ends the drain");
+    // The next tick does not read 6 as "the lowering never landed".
+    let record = run(&s, tick("t3"), now() + TimeDelta::minutes(3)).await;
+    assert_ne!(
+        record.services[0].action,
+        Action::Scaled,
+        "{:?}",
+        record.services[0]
+    );
+    assert_eq!(ecs(&s).desired(&web()), 6);
+}
+
+#[tokio::test]
+async fn with_fewer_tasks_listed_than_the_count_it_lowers_only_to_the_tasks_that_stay() {
+    // Desired 6, but 5 tasks run (a replacement is still to come): a drain
+    // to 2 can choose 3, and lowering to 2 would leave ECS one undrained
+    // task to stop once protection ends.
+    let ecs_fake = FakeEcs::with_service(web(), 6);
+    ecs_fake.run_tasks(&web(), 5);
+    let registrar = RegistrarConfig::parse(REGISTRAR).expect("registrar document");
+    let elb_fake = FakeElb::registered_as(&ecs_fake, &registrar);
+    let s = Scaler::new(policies(json!([])), ecs_fake, FakeAlarms::all_ok(), false)
+        .with_target_groups(elb_fake, Some(&registrar))
+        .expect("bindings");
+    let record = run(&s, set_count(2, "in-to-2"), now()).await;
+    let chosen: BTreeSet<String> = record.services[0]
+        .drain
+        .as_ref()
+        .unwrap()
+        .chosen
+        .iter()
+        .map(|c| c.task_arn.clone())
+        .collect();
+    assert_eq!(chosen.len(), 3);
+    elb(&s).finish_draining();
+    let record = run(&s, tick("t1"), now() + TimeDelta::minutes(1)).await;
+    assert_eq!(
+        record.services[0].after,
+        Some(2),
+        "{:?}",
+        record.services[0]
+    );
+    let left: BTreeSet<String> = ecs(&s)
+        .running(&web())
+        .into_iter()
+        .map(|t| t.info.task_arn)
+        .collect();
+    assert!(left.is_disjoint(&chosen));
+    assert_eq!(left.len(), 2);
+}
+
+#[tokio::test]
+async fn a_hold_left_by_something_else_does_not_make_a_task_one_of_the_drains() {
+    let s = world(json!([]));
+    // The oldest task carries a hold an earlier, crashed drain left behind.
+    let oldest = ecs(&s).running(&web())[0].info.task_arn.clone();
+    ecs(&s)
+        .tasks
+        .lock()
+        .unwrap()
+        .get_mut(&oldest)
+        .unwrap()
+        .info
+        .drain_hold_until = Some(now() - TimeDelta::hours(1));
+    let record = run(&s, set_count(4, "in-to-4"), now()).await;
+    let chosen: Vec<String> = record.services[0]
+        .drain
+        .as_ref()
+        .unwrap()
+        .chosen
+        .iter()
+        .map(|c| c.task_arn.clone())
+        .collect();
+    assert!(!chosen.contains(&oldest), "{chosen:?}");
+    // A tick while draining deregisters nothing of it.
+    run(&s, tick("t1"), now() + TimeDelta::minutes(1)).await;
+    elb(&s).finish_draining();
+    run(&s, tick("t2"), now() + TimeDelta::minutes(2)).await;
+    let left: Vec<String> = ecs(&s)
+        .running(&web())
+        .into_iter()
+        .map(|t| t.info.task_arn)
+        .collect();
+    assert!(left.contains(&oldest), "the oldest task stays");
+    assert_eq!(
+        elb(&s).states(GROUP),
+        [(HealthState::Healthy, 4)].into_iter().collect()
+    );
+}
+
+#[tokio::test]
+async fn suspended_scale_in_holds_the_lowering_and_a_drain_step_failure_blocks_no_scale_out() {
+    let s = world(json!([]));
+    run(&s, set_count(2, "in-to-2"), now()).await;
+    elb(&s).finish_draining();
+    let suspend = json!({"command": "suspend", "cluster": "demo", "service": "web",
+        "dynamic_scale_in": true, "request_id": "pause-in"});
+    run(&s, suspend, now() + TimeDelta::seconds(30)).await;
+    let record = run(&s, tick("t1"), now() + TimeDelta::minutes(1)).await;
+    assert_eq!(
+        record.services[0].action,
+        Action::Draining,
+        "{:?}",
+        record.services[0]
+    );
+    assert_eq!(ecs(&s).desired(&web()), 6);
+
+    // The drain's reading of the tasks fails; a scale-out still goes ahead
+    // and cancels the drain.
+    ecs(&s).fail_next("ecs:DescribeTasks", FailureKind::Retryable);
+    let record = run(&s, set_count(7, "out-to-7"), now() + TimeDelta::minutes(2)).await;
+    let d = &record.services[0];
+    assert_eq!(d.action, Action::Scaled, "{d:?}");
+    assert!(
+        d.notes.iter().any(|n| n.contains("drain's step failed")),
+        "{:?}",
+        d.notes
+    );
+    assert_eq!(ecs(&s).desired(&web()), 7);
+    assert!(held(&s).is_empty());
+}

@@ -244,6 +244,11 @@ pub struct DrainFacts {
     pub still_registered: usize,
     /// Chosen targets still draining in some group.
     pub still_draining: usize,
+    /// The service's other tasks meant to run: those that stay.
+    pub staying: usize,
+    /// Something the scaler would not scale in through now: a deployment, a
+    /// drill, suspended scale-in, or tasks ECS could not describe.
+    pub lowering_held: bool,
 }
 
 /// The next step of a drain.
@@ -259,6 +264,9 @@ pub enum DrainStep {
     Lower { to: u32, why: LowerBecause },
     /// ECS is still stopping chosen tasks.
     WaitForStop { running: usize },
+    /// The targets are ready, but the count may not come down now (see
+    /// [`DrainFacts::lowering_held`]): wait for the next tick.
+    LoweringHeld,
     /// Lift the protection and forget the drain.
     Finish,
     /// The count changed elsewhere while the targets drained (a deploy, a
@@ -290,35 +298,40 @@ pub fn next_step(
 ) -> DrainStep {
     match memory.phase {
         DrainPhase::Draining => {
-            if facts.desired_count != memory.from {
+            // Another writer moved the count, or the drain outlived its holds
+            // (the registrar has taken the tasks back): the drain is void.
+            if facts.desired_count != memory.from || now >= memory.hold_until(max_drain_seconds) {
                 return DrainStep::Abandon {
                     found: facts.desired_count,
                 };
             }
-            if facts.still_running == 0 {
-                return DrainStep::Lower {
-                    to: memory.to,
-                    why: LowerBecause::NothingToDrain,
-                };
-            }
-            if facts.still_registered > 0 {
+            let why = if facts.still_running == 0 {
+                LowerBecause::NothingToDrain
+            } else if facts.still_registered > 0 {
                 return DrainStep::Deregister;
-            }
-            if facts.still_draining == 0 {
-                return DrainStep::Lower {
-                    to: memory.to,
-                    why: LowerBecause::Drained,
+            } else if facts.still_draining == 0 {
+                LowerBecause::Drained
+            } else if now - memory.started >= TimeDelta::seconds(i64::from(max_drain_seconds)) {
+                LowerBecause::BoundReached
+            } else {
+                return DrainStep::WaitForDrain {
+                    draining: facts.still_draining,
+                };
+            };
+            // ECS stops only unprotected tasks: never lower below the tasks
+            // that stay, or it would stop an undrained one once protection ends.
+            let to = memory
+                .to
+                .max(u32::try_from(facts.staying).unwrap_or(u32::MAX));
+            if to >= facts.desired_count {
+                return DrainStep::Abandon {
+                    found: facts.desired_count,
                 };
             }
-            if now - memory.started >= TimeDelta::seconds(i64::from(max_drain_seconds)) {
-                return DrainStep::Lower {
-                    to: memory.to,
-                    why: LowerBecause::BoundReached,
-                };
+            if facts.lowering_held {
+                return DrainStep::LoweringHeld;
             }
-            DrainStep::WaitForDrain {
-                draining: facts.still_draining,
-            }
+            DrainStep::Lower { to, why }
         }
         DrainPhase::Lowered => {
             if facts.desired_count == memory.from {
@@ -363,10 +376,15 @@ impl std::fmt::Display for DrainStep {
             DrainStep::WaitForStop { running } => {
                 write!(f, "waiting for ECS to stop {running} chosen task(s)")
             }
+            DrainStep::LoweringHeld => write!(
+                f,
+                "the count may not come down now (a deployment, a drill, suspended scale-in, or tasks ECS could not describe): waiting"
+            ),
             DrainStep::Finish => write!(f, "the chosen tasks are stopped: lifting protection"),
             DrainStep::Abandon { found } => write!(
                 f,
-                "the count changed to {found} elsewhere while draining: the chosen targets return"
+                "the drain is void at a count of {found} (the count changed elsewhere, the chosen \
+                 tasks were replaced, or its holds ran out): the chosen targets return"
             ),
         }
     }

@@ -161,6 +161,8 @@ fn facts(running: usize, registered: usize, draining: usize) -> DrainFacts {
         still_running: running,
         still_registered: registered,
         still_draining: draining,
+        staying: 2,
+        lowering_held: false,
     }
 }
 
@@ -199,13 +201,49 @@ fn each_step_of_the_drain_follows_from_what_was_found() {
             },
         ),
         (
-            "the chosen tasks stopped on their own: lower",
+            "the chosen tasks stopped on their own, not replaced: lower",
             draining(1),
             facts(0, 0, 3),
             DrainStep::Lower {
                 to: 2,
                 why: LowerBecause::NothingToDrain,
             },
+        ),
+        (
+            "fewer chosen tasks than the scale-in removes (5 listed of 6): lower only to the tasks that stay",
+            draining(2),
+            DrainFacts {
+                staying: 3,
+                ..facts(3, 0, 0)
+            },
+            DrainStep::Lower {
+                to: 3,
+                why: LowerBecause::Drained,
+            },
+        ),
+        (
+            "the chosen tasks were replaced: nothing may come down, the drain is void",
+            draining(1),
+            DrainFacts {
+                staying: 6,
+                ..facts(0, 0, 0)
+            },
+            DrainStep::Abandon { found: 6 },
+        ),
+        (
+            "drained during a deployment, a drill or a suspension: wait",
+            draining(2),
+            DrainFacts {
+                lowering_held: true,
+                ..facts(4, 0, 0)
+            },
+            DrainStep::LoweringHeld,
+        ),
+        (
+            "still draining when its holds run out: void",
+            draining(12),
+            facts(4, 0, 4),
+            DrainStep::Abandon { found: 6 },
         ),
         (
             "the count changed elsewhere while draining: abandon",

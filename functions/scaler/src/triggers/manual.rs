@@ -65,6 +65,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                     .await
             }
         };
+        let outcome = decision.with_drain_failure(outcome);
         if let Err(e) = &outcome {
             decision.action = Action::Failed;
             decision.error = Some(e.to_string());
@@ -160,8 +161,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             return Ok(());
         }
         let state = self
-            .progress_drain(&service, state, record.dry_run, decision, now)
-            .await?;
+            .drain_step(&service, state, record.dry_run, decision, now)
+            .await;
         let limits = self.limits(&service, bounds, &state, decision, now).await?;
         decision.limits = Some(limits);
         let proposed = match &command.change {
