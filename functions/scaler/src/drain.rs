@@ -133,6 +133,20 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         // drains the tasks it chose before.
         let (held, free): (Vec<&TaskInfo>, Vec<&TaskInfo>) =
             tasks.iter().partition(|t| t.held_for_drain(now));
+        // A task already protected from scale-in (an application protecting
+        // itself while it works) is never chosen: ECS would not stop it, and
+        // would stop an undrained task in its place once ours expired.
+        let protected: Vec<String> = self
+            .protection_of(service, &tasks, decision)
+            .await?
+            .into_iter()
+            .filter(|(_, expiry)| expiry.is_some_and(|e| e > now))
+            .map(|(arn, _)| arn)
+            .collect();
+        let free: Vec<&TaskInfo> = free
+            .into_iter()
+            .filter(|t| !protected.contains(&t.task_arn))
+            .collect();
         let mut chosen: Vec<&TaskInfo> = held.into_iter().take(remove).collect();
         let candidates: Vec<DrainCandidate> = free
             .iter()

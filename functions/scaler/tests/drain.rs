@@ -473,3 +473,46 @@ async fn suspended_scale_in_holds_the_lowering_and_a_drain_step_failure_blocks_n
     assert_eq!(ecs(&s).desired(&web()), 7);
     assert!(held(&s).is_empty());
 }
+
+#[tokio::test]
+async fn a_task_protecting_itself_is_never_chosen() {
+    let s = world(json!([]));
+    // The newest task protects itself for an hour while it works.
+    let busy = ecs(&s)
+        .running(&web())
+        .last()
+        .unwrap()
+        .info
+        .task_arn
+        .clone();
+    ecs(&s)
+        .tasks
+        .lock()
+        .unwrap()
+        .get_mut(&busy)
+        .unwrap()
+        .protected = Some(now() + TimeDelta::hours(1));
+    let record = run(&s, set_count(2, "in-to-2"), now()).await;
+    let chosen: Vec<String> = record.services[0]
+        .drain
+        .as_ref()
+        .unwrap()
+        .chosen
+        .iter()
+        .map(|c| c.task_arn.clone())
+        .collect();
+    assert_eq!(chosen.len(), 4);
+    assert!(!chosen.contains(&busy), "{chosen:?}");
+    elb(&s).finish_draining();
+    run(&s, tick("t1"), now() + TimeDelta::minutes(1)).await;
+    run(&s, tick("t2"), now() + TimeDelta::minutes(2)).await;
+    let left: Vec<FakeTask> = ecs(&s).running(&web());
+    assert!(left.iter().any(|t| t.info.task_arn == busy));
+    // Its own protection is left as it was.
+    let kept = left
+        .iter()
+        .find(|t| t.info.task_arn == busy)
+        .unwrap()
+        .protected;
+    assert_eq!(kept, Some(now() + TimeDelta::hours(1)));
+}
