@@ -14,6 +14,7 @@ pub mod fallback;
 pub mod metric_batch;
 pub mod pace;
 pub mod policy;
+pub mod predictive;
 pub mod probe;
 pub mod registration;
 pub mod rounding;
