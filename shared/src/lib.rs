@@ -8,6 +8,7 @@ pub mod aws;
 pub mod batch;
 pub mod config;
 pub mod echo;
+pub mod forecast;
 pub mod invocation;
 pub mod log_size;
 pub mod logging;
