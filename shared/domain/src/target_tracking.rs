@@ -68,12 +68,17 @@ impl TrackedMetric {
     /// The `GetMetricData` queries that read the metric for `service`; the
     /// last one returns the values.
     pub fn queries(&self, service: &ServiceRef) -> Vec<MetricQuery> {
+        self.queries_at(service, TRACKING_PERIOD_SECONDS)
+    }
+
+    /// The same queries at another period (a predictive policy's load).
+    pub fn queries_at(&self, service: &ServiceRef, period_seconds: u32) -> Vec<MetricQuery> {
         let stat = |namespace: &str, name: &str, dimensions: Vec<(String, String)>, stat: &str| {
             MetricStat {
                 namespace: namespace.into(),
                 metric_name: name.into(),
                 dimensions,
-                period_seconds: TRACKING_PERIOD_SECONDS,
+                period_seconds,
                 stat: stat.into(),
             }
         };
@@ -117,7 +122,7 @@ impl TrackedMetric {
                 "Sum",
             )),
             TrackedMetric::Custom(metric) => single(MetricStat {
-                period_seconds: TRACKING_PERIOD_SECONDS,
+                period_seconds,
                 ..metric.clone()
             }),
             TrackedMetric::Math {
@@ -128,7 +133,7 @@ impl TrackedMetric {
                 .map(|(id, metric)| MetricQuery {
                     id: id.clone(),
                     metric: Some(MetricStat {
-                        period_seconds: TRACKING_PERIOD_SECONDS,
+                        period_seconds,
                         ..metric.clone()
                     }),
                     expression: None,
@@ -139,7 +144,7 @@ impl TrackedMetric {
                     id: "tracked".into(),
                     metric: None,
                     expression: Some(expression.clone()),
-                    period_seconds: Some(TRACKING_PERIOD_SECONDS),
+                    period_seconds: Some(period_seconds),
                     return_data: true,
                 }))
                 .collect(),

@@ -5,12 +5,14 @@ use crate::domain::policy::{
     AdjustmentType, CapacityBounds, Cooldowns, MetricAggregation, ScalingPolicy, StepAdjustment,
     MAGNITUDE_LIMIT,
 };
+use crate::domain::predictive::PredictivePolicy;
 use crate::domain::schedule::ScheduleWindow;
 use crate::domain::service::ServiceRef;
 use crate::domain::target_tracking::TargetTrackingPolicy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
+mod predictive;
 mod triggers;
 pub use triggers::ServiceSettings;
 
@@ -26,6 +28,8 @@ pub struct ScalerConfig {
     pub policies: Vec<ScalingPolicy>,
     /// Target-tracking policies, evaluated on the scheduled tick.
     pub tracking: Vec<TargetTrackingPolicy>,
+    /// Predictive policies, their forecasts refreshed on the scheduled tick.
+    pub predictive: Vec<PredictivePolicy>,
     /// Time windows that narrow a service's bounds, with the service each is for.
     pub schedules: Vec<(ServiceRef, ScheduleWindow)>,
     /// Per-service budget ceilings and paces.
@@ -113,6 +117,7 @@ impl ScalerConfig {
         let parsed: PolicyDocument = super::parse_json(document, "policy document")?;
         let mut policies = Vec::new();
         let mut tracking = Vec::new();
+        let mut predictive = Vec::new();
         let mut seen = HashSet::new();
         let mut bounds_by_service: BTreeMap<ServiceRef, (usize, CapacityBounds)> = BTreeMap::new();
         for (i, mut raw) in parsed.policies.into_iter().enumerate() {
@@ -130,7 +135,7 @@ impl ScalerConfig {
                     return Err(ConfigError::new(
                         at("type"),
                         format!(
-                            "{other} is not a policy type: use \"step\" or \"target_tracking\""
+                            "{other} is not a policy type: use \"step\", \"target_tracking\" or \"predictive\""
                         ),
                     ))
                 }
@@ -157,11 +162,17 @@ impl ScalerConfig {
                     tracking.push(policy);
                     found
                 }
+                "predictive" => {
+                    let policy = predictive::predictive_policy(i, raw)?;
+                    let found = (policy.target.clone(), policy.bounds);
+                    predictive.push(policy);
+                    found
+                }
                 other => {
                     return Err(ConfigError::new(
                         at("type"),
                         format!(
-                            "{other:?} is not a policy type: use \"step\" or \"target_tracking\""
+                            "{other:?} is not a policy type: use \"step\", \"target_tracking\" or \"predictive\""
                         ),
                     ))
                 }
@@ -196,6 +207,7 @@ impl ScalerConfig {
         Ok(Self {
             policies,
             tracking,
+            predictive,
             schedules,
             settings,
             bounds,
@@ -235,6 +247,14 @@ impl ScalerConfig {
         service: &'a ServiceRef,
     ) -> impl Iterator<Item = &'a TargetTrackingPolicy> + 'a {
         self.tracking.iter().filter(move |p| &p.target == service)
+    }
+
+    /// The predictive policies of a service.
+    pub fn predictive_for_service<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+    ) -> impl Iterator<Item = &'a PredictivePolicy> + 'a {
+        self.predictive.iter().filter(move |p| &p.target == service)
     }
 
     /// The time windows of a service.
@@ -277,12 +297,14 @@ impl ScalerConfig {
     }
 
     /// The services the scheduled tick decides for whatever the alarms say:
-    /// those with target tracking, time windows, a budget or a pace.
+    /// those with target tracking, predictive policies, time windows, a budget
+    /// or a pace.
     pub fn tick_services(&self) -> Vec<ServiceRef> {
         let mut services: Vec<ServiceRef> = self
             .tracking
             .iter()
             .map(|p| p.target.clone())
+            .chain(self.predictive.iter().map(|p| p.target.clone()))
             .chain(self.schedules.iter().map(|(s, _)| s.clone()))
             .chain(self.settings.keys().cloned())
             .collect();

@@ -142,7 +142,7 @@ fn metric_stat(entry: MetricEntry) -> MetricStat {
     }
 }
 
-fn tracked_metric(
+pub(super) fn tracked_metric(
     at: &dyn Fn(&str) -> String,
     metric: serde_json::Value,
     target_group_arn: Option<String>,
@@ -231,7 +231,7 @@ fn tracked_metric(
     Ok(metric)
 }
 
-fn check_capacity(
+pub(super) fn check_capacity(
     at: &dyn Fn(&str) -> String,
     min: u32,
     max: u32,
