@@ -226,6 +226,10 @@ pub struct ControllerMetric {
     pub name: &'static str,
     pub dimensions: Vec<(&'static str, String)>,
     pub value: f64,
+    /// When the value was true, if not when the record was decided (a
+    /// datapoint read from history, a forecast's interval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ControllerMetric {
@@ -234,6 +238,15 @@ impl ControllerMetric {
             name,
             dimensions,
             value,
+            at: None,
+        }
+    }
+
+    /// The same value, as of `at`.
+    pub fn as_of(self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            at: Some(at),
+            ..self
         }
     }
 }
@@ -252,7 +265,7 @@ pub fn summed(metrics: impl IntoIterator<Item = ControllerMetric>) -> Vec<Contro
     for metric in metrics {
         match out
             .iter_mut()
-            .find(|m| m.name == metric.name && m.dimensions == metric.dimensions)
+            .find(|m| m.name == metric.name && m.dimensions == metric.dimensions && m.at == metric.at)
         {
             Some(found) => found.value += metric.value,
             None => out.push(metric),
@@ -320,7 +333,7 @@ pub fn log_decision(
             &dimensions,
             metric.name,
             metric.value,
-            at,
+            metric.at.unwrap_or(at),
         ));
     }
 }

@@ -9,6 +9,10 @@ use ecs_control::domain::alarm::{AlarmStatus, MetricPoint};
 use ecs_control::domain::budget::BudgetCeiling;
 use ecs_control::domain::drain::{DrainFacts, DrainMemory, DrainStep};
 use ecs_control::domain::pace::Paced;
+use ecs_control::domain::predictive::{
+    Backtest, Forecast, ForecastDecision, ForecastRow, HistoryUsed, PredictiveMode,
+    PredictivePolicy,
+};
 use ecs_control::domain::scale_in::ScaleInVerdict;
 use ecs_control::domain::scaling::{Choice, Limits, MemoryStatus, PolicyEvaluation, ServiceState};
 use ecs_control::domain::schedule::{BoundsPeriod, OpenWindow};
@@ -55,6 +59,12 @@ pub struct ServiceDecision {
     /// The time windows open now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<OpenWindow>,
+    /// What each predictive policy's forecast asked of the bounds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecasts: Vec<ForecastDecision>,
+    /// Forecasts this decision made again (a manual command, or a retry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecasts_made: Vec<ForecastMade>,
     /// The budget's ceiling and its arithmetic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetCeiling>,
@@ -115,6 +125,8 @@ impl ServiceDecision {
             alarms_in_alarm: Vec::new(),
             limits: None,
             windows: Vec::new(),
+            forecasts: Vec::new(),
+            forecasts_made: Vec::new(),
             budget: None,
             evaluations: Vec::new(),
             choice: None,
@@ -191,6 +203,95 @@ pub struct DecisionRecord {
     /// The bounds timeline a `preview_bounds` command asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<Vec<BoundsPeriod>>,
+    /// The forecasts the invocation made again from fresh history.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecasts_made: Vec<ForecastMade>,
+    /// What a `preview_forecast` command asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_preview: Option<Vec<ForecastPreview>>,
+}
+
+/// A forecast made again from fresh history, or why it was not.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastMade {
+    pub service: ServiceRef,
+    pub policy: String,
+    pub outcome: ForecastOutcome,
+    /// The history's newest complete period: the actual load the dashboard
+    /// sets beside the forecast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<MetricPoint>,
+}
+
+/// What became of a forecast's refresh.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ForecastOutcome {
+    Made {
+        history: HistoryUsed,
+        backtest: Backtest,
+        intervals: usize,
+    },
+    /// No forecast, and why: too little history, a failed read or model.
+    Missing { why: String },
+    /// The invocation's fitting budget was spent; the next makes it.
+    PutOff,
+}
+
+impl ForecastMade {
+    pub(crate) fn new(policy: &PredictivePolicy) -> Self {
+        Self {
+            service: policy.target.clone(),
+            policy: policy.name.clone(),
+            outcome: ForecastOutcome::PutOff,
+            observed: None,
+        }
+    }
+
+    pub(crate) fn made(self, forecast: &Forecast, observed: Option<MetricPoint>) -> Self {
+        Self {
+            outcome: ForecastOutcome::Made {
+                history: forecast.history.clone(),
+                backtest: forecast.backtest.clone(),
+                intervals: forecast.loads.len(),
+            },
+            observed,
+            ..self
+        }
+    }
+
+    pub(crate) fn missing(self, why: &str) -> Self {
+        Self {
+            outcome: ForecastOutcome::Missing { why: why.into() },
+            ..self
+        }
+    }
+
+    pub(crate) fn deferred(self) -> Self {
+        Self {
+            outcome: ForecastOutcome::PutOff,
+            ..self
+        }
+    }
+}
+
+/// One predictive policy's forecast, as `preview_forecast` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastPreview {
+    pub policy: String,
+    pub mode: PredictiveMode,
+    pub load_per_task: f64,
+    pub scheduling_buffer_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub made_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryUsed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<Backtest>,
+    /// Why there is no forecast, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+    pub rows: Vec<ForecastRow>,
 }
 
 /// What a trigger brings to the per-service decision.

@@ -63,6 +63,12 @@ pub enum ManualChange {
         #[serde(default = "default_preview_hours")]
         hours: u32,
     },
+    /// Show the next hours of forecast load and capacity of the service's
+    /// predictive policies, beside the bounds; reads only.
+    PreviewForecast {
+        #[serde(default = "default_forecast_hours")]
+        hours: u32,
+    },
     /// Suspend the parts named (all three when none is), as Application Auto
     /// Scaling's `SuspendedState`: kept on the service until resumed.
     Suspend {
@@ -76,12 +82,17 @@ pub enum ManualChange {
     },
 }
 
+/// The whole forecast.
+fn default_forecast_hours() -> u32 {
+    ecs_control::domain::predictive::FORECAST_HOURS
+}
+
 /// A week: every weekly window shows at least once.
 fn default_preview_hours() -> u32 {
     168
 }
 
-/// A manual command: `{"command": "set_desired_count" | "apply_step" | "preview_bounds",
+/// A manual command: `{"command": "set_desired_count" | "apply_step" | "preview_bounds" | "preview_forecast" | ...,
 /// "cluster", "service", ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManualCommand {

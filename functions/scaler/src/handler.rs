@@ -9,6 +9,7 @@ use crate::decision::PaceOutcome;
 pub(crate) use crate::decision::TriggerInputs;
 pub use crate::decision::{Action, DecisionRecord, ServiceDecision};
 use crate::events::{self, AlarmNotice, Invocation, Trigger};
+use crate::triggers::predictive::ForecastCache;
 use chrono::{DateTime, Utc};
 use ecs_control::batch::{self, Answer};
 use ecs_control::config::registrar::TargetGroupBinding;
@@ -46,6 +47,8 @@ pub struct Scaler<E, A, G = NoTargetGroups> {
     /// Task sizes by task definition ARN: read once per cold start, and again
     /// only when a service moves to another task definition.
     pub(crate) task_sizes: Mutex<HashMap<String, Option<TaskSize>>>,
+    /// The predictive policies' forecasts, made again every hour.
+    pub(crate) forecasts: ForecastCache,
 }
 
 impl<E: ScalerEcs, A: AlarmStates> Scaler<E, A> {
@@ -60,6 +63,7 @@ impl<E: ScalerEcs, A: AlarmStates> Scaler<E, A> {
             bindings: BTreeMap::new(),
             always_dry_run,
             task_sizes: Mutex::new(HashMap::new()),
+            forecasts: ForecastCache::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             bindings,
             always_dry_run: self.always_dry_run,
             task_sizes: self.task_sizes,
+            forecasts: self.forecasts,
         })
     }
 
@@ -187,6 +192,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
             calls: Vec::new(),
             services: Vec::new(),
             preview: None,
+            forecasts_made: Vec::new(),
+            forecast_preview: None,
         };
         let result = match &trigger {
             Trigger::AlarmChange { notices } => {
@@ -212,6 +219,12 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         inputs.metrics = self
             .read_metrics(&services, &inputs.statuses, record, now)
             .await;
+        let reads = self
+            .refresh_forecasts(&services, &mut record.forecasts_made, now)
+            .await;
+        record
+            .calls
+            .extend(std::iter::repeat_n("cloudwatch:GetMetricData", reads));
         if services.len() > 1 {
             // One read for the fleet; a failed read leaves each service to read its own.
             let wanted: Vec<ServiceRef> = services
@@ -705,9 +718,48 @@ fn held_reason(
 }
 
 /// The scaler's own metrics for one record: decisions by action, holds by
-/// reason, and scale-outs the budget held, by service, for an alarm to page on.
+/// reason, and scale-outs the budget held, by service, for an alarm to page
+/// on; and for each predictive policy, the forecast load and capacity now and
+/// the actual load of the newest complete period, for the dashboard.
 pub fn controller_metrics(record: &DecisionRecord) -> Vec<ControllerMetric> {
     let mut metrics = Vec::new();
+    let predictive = |service: &ServiceRef, policy: &str| {
+        vec![
+            ("Cluster", service.cluster.clone()),
+            ("Service", service.service.clone()),
+            ("Policy", policy.to_string()),
+        ]
+    };
+    let made = record
+        .forecasts_made
+        .iter()
+        .chain(record.services.iter().flat_map(|d| &d.forecasts_made));
+    for made in made {
+        if let Some(observed) = &made.observed {
+            metrics.push(
+                ControllerMetric::new(
+                    "ObservedLoad",
+                    predictive(&made.service, &made.policy),
+                    observed.value,
+                )
+                .as_of(observed.at),
+            );
+        }
+    }
+    for decision in &record.services {
+        for forecast in &decision.forecasts {
+            let dimensions = predictive(&decision.service, &forecast.policy);
+            metrics.push(
+                ControllerMetric::new("ForecastLoad", dimensions.clone(), forecast.interval.load)
+                    .as_of(forecast.interval.starts_at),
+            );
+            metrics.push(ControllerMetric::new(
+                "ForecastCapacity",
+                dimensions,
+                f64::from(forecast.capacity),
+            ));
+        }
+    }
     for decision in &record.services {
         metrics.push(ControllerMetric::new(
             "Decisions",

@@ -24,8 +24,14 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         now: DateTime<Utc>,
     ) -> Result<(), InvocationError> {
         let service = command.service_ref();
-        if let ManualChange::PreviewBounds { hours } = &command.change {
-            return self.preview_bounds(&service, *hours, record, now);
+        match &command.change {
+            ManualChange::PreviewBounds { hours } => {
+                return self.preview_bounds(&service, *hours, record, now)
+            }
+            ManualChange::PreviewForecast { hours } => {
+                return self.preview_forecast(&service, *hours, record, now).await
+            }
+            _ => {}
         }
         let bounds = self.bounds(&service)?;
         if request_id.trim().is_empty()
@@ -178,6 +184,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 *min_adjustment_magnitude,
             ),
             ManualChange::PreviewBounds { .. }
+            | ManualChange::PreviewForecast { .. }
             | ManualChange::Suspend { .. }
             | ManualChange::Resume { .. } => return Ok(()),
         };

@@ -5,6 +5,7 @@ pub mod budget;
 pub mod manual;
 pub mod metric_reads;
 pub mod pace;
+pub mod predictive;
 pub mod schedules;
 pub mod step_alarms;
 pub mod target_tracking;
@@ -65,7 +66,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
 
 impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
     /// The bounds a decision keeps to now: the policy bounds, narrowed by the
-    /// open time windows, then by the budget.
+    /// open time windows, the min raised by the forecasts, then narrowed by
+    /// the budget.
     pub(crate) async fn limits(
         &self,
         service: &ServiceRef,
@@ -82,7 +84,16 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         } else {
             self.scheduled_bounds(service, bounds, decision, now)
         };
-        self.budget_limits(service, scheduled, state, decision)
+        let forecast = self
+            .predictive_bounds(
+                service,
+                scheduled,
+                state.memory.suspended.scheduled,
+                decision,
+                now,
+            )
+            .await;
+        self.budget_limits(service, forecast, state, decision)
             .await
     }
 }
