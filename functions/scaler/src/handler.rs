@@ -9,7 +9,7 @@ use crate::decision::PaceOutcome;
 pub(crate) use crate::decision::TriggerInputs;
 pub use crate::decision::{Action, DecisionRecord, ServiceDecision};
 use crate::events::{self, AlarmNotice, Invocation, Trigger};
-use crate::triggers::predictive::ForecastCache;
+use crate::forecast_cache::ForecastCache;
 use chrono::{DateTime, Utc};
 use ecs_control::batch::{self, Answer};
 use ecs_control::config::registrar::TargetGroupBinding;

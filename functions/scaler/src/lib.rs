@@ -1,10 +1,11 @@
 //! The scaler: resizes ECS services on alarms (step scaling), a metric held at
-//! a target, time windows, a budget ceiling and a pace.
+//! a target, a forecast of the load, time windows, a budget ceiling and a pace.
 
 pub mod cold_start;
 pub mod decision;
 mod drain;
 pub mod events;
+mod forecast_cache;
 pub mod handler;
 pub mod triggers;
 

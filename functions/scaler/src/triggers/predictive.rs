@@ -4,81 +4,27 @@
 //! of the load, and the `preview_forecast` command.
 
 use crate::decision::{DecisionRecord, ForecastMade, ForecastPreview, ServiceDecision};
+use crate::forecast_cache::Cached;
 use crate::handler::Scaler;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use ecs_control::domain::alarm::MetricPoint;
 use ecs_control::domain::metric_batch::{plan_batches, within, MetricRead};
 use ecs_control::domain::policy::CapacityBounds;
 use ecs_control::domain::predictive::{
-    decide, preview, Forecast, PredictivePolicy, BACKTEST_DAYS, FORECAST_HOURS, HISTORY_DAYS,
-    REFRESH_MINUTES,
+    decide, preview, PredictivePolicy, BACKTEST_DAYS, FORECAST_HOURS, HISTORY_DAYS,
 };
 use ecs_control::domain::schedule::bounds_at;
 use ecs_control::domain::service::ServiceRef;
 use ecs_control::forecast::make_forecast;
 use ecs_control::invocation::InvocationError;
 use ecs_control::ports::{AlarmStates, ScalerEcs, TargetGroups};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The most one invocation spends fitting forecasts: the rest keep the
 /// forecast they have and are made on the next tick.
 const FITTING_BUDGET: Duration = Duration::from_secs(10);
-
-/// A policy's forecast, or why it has none, as this process last made it.
-#[derive(Debug, Clone)]
-pub(crate) enum Cached {
-    Made(Arc<Forecast>),
-    /// No forecast: too little history or a model that failed (tried again
-    /// after `REFRESH_MINUTES`), or a read that failed or a fit the budget
-    /// put off (tried again by the next invocation).
-    Missing {
-        at: DateTime<Utc>,
-        why: String,
-        retry_now: bool,
-    },
-}
-
-impl Cached {
-    fn missing(at: DateTime<Utc>, why: String, retry_now: bool) -> Self {
-        Cached::Missing { at, why, retry_now }
-    }
-
-    fn is_due(&self, now: DateTime<Utc>) -> bool {
-        match self {
-            Cached::Made(forecast) => forecast.is_stale(now),
-            // One invocation decides at one `now`: it tries a policy once.
-            Cached::Missing { at, retry_now, .. } => {
-                *at != now
-                    && (*retry_now
-                        || now - *at >= TimeDelta::minutes(REFRESH_MINUTES)
-                        || now < *at)
-            }
-        }
-    }
-}
-
-/// The forecasts of one process, by service and policy name: a cold start
-/// makes them again.
-#[derive(Debug, Default)]
-pub(crate) struct ForecastCache(Mutex<HashMap<(ServiceRef, String), Cached>>);
-
-impl ForecastCache {
-    fn get(&self, policy: &PredictivePolicy) -> Option<Cached> {
-        self.0
-            .lock()
-            .ok()?
-            .get(&(policy.target.clone(), policy.name.clone()))
-            .cloned()
-    }
-
-    fn put(&self, policy: &PredictivePolicy, cached: Cached) {
-        if let Ok(mut entries) = self.0.lock() {
-            entries.insert((policy.target.clone(), policy.name.clone()), cached);
-        }
-    }
-}
 
 /// Where a policy's history starts: two weeks to learn from and one more to
 /// measure the forecast on, whole periods.
