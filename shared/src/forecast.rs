@@ -17,7 +17,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 /// Why no forecast could be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ForecastError {
-    #[error("{datapoints} datapoints of history; a forecast needs at least {MIN_HISTORY_DATAPOINTS}")]
+    #[error(
+        "{datapoints} datapoints of history; a forecast needs at least {MIN_HISTORY_DATAPOINTS}"
+    )]
     NotEnoughHistory { datapoints: usize },
     #[error("the forecasting model failed: {0}")]
     Model(String),

@@ -263,10 +263,9 @@ pub fn variant_name(value: &impl Serialize) -> String {
 pub fn summed(metrics: impl IntoIterator<Item = ControllerMetric>) -> Vec<ControllerMetric> {
     let mut out: Vec<ControllerMetric> = Vec::new();
     for metric in metrics {
-        match out
-            .iter_mut()
-            .find(|m| m.name == metric.name && m.dimensions == metric.dimensions && m.at == metric.at)
-        {
+        match out.iter_mut().find(|m| {
+            m.name == metric.name && m.dimensions == metric.dimensions && m.at == metric.at
+        }) {
             Some(found) => found.value += metric.value,
             None => out.push(metric),
         }

@@ -37,8 +37,11 @@ async fn world(region: &str, mode: &str) -> World {
     aws.wait_for_deployment(CLUSTER, SERVICE).await;
     let hour = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
     let peak = hour + TimeDelta::hours(3);
-    let dimensions = [("LoadBalancer", LOAD_BALANCER), ("TargetGroup", TARGET_GROUP)]
-        .map(|(name, value)| Dimension::builder().name(name).value(value).build());
+    let dimensions = [
+        ("LoadBalancer", LOAD_BALANCER),
+        ("TargetGroup", TARGET_GROUP),
+    ]
+    .map(|(name, value)| Dimension::builder().name(name).value(value).build());
     let datums: Vec<MetricDatum> = (1..=14 * 24)
         .map(|h| {
             let start = hour - TimeDelta::hours(h);

@@ -31,9 +31,7 @@ impl Cached {
             // One invocation decides at one `now`: it tries a policy once.
             Cached::Missing { at, retry_now, .. } => {
                 *at != now
-                    && (*retry_now
-                        || now - *at >= TimeDelta::minutes(REFRESH_MINUTES)
-                        || now < *at)
+                    && (*retry_now || now - *at >= TimeDelta::minutes(REFRESH_MINUTES) || now < *at)
             }
         }
     }
@@ -59,4 +57,3 @@ impl ForecastCache {
         }
     }
 }
-

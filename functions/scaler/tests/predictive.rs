@@ -27,7 +27,11 @@ fn daily_peak(alarms: &FakeAlarms) {
     for h in 0..21 * 24 {
         let start = today() - TimeDelta::days(21) + TimeDelta::hours(h);
         let hour = h % 24;
-        let load = if (12..14).contains(&hour) { 1000.0 } else { 200.0 };
+        let load = if (12..14).contains(&hour) {
+            1000.0
+        } else {
+            200.0
+        };
         alarms.put("Requests", start, load);
     }
 }
@@ -131,7 +135,11 @@ async fn forecast_only_records_the_capacity_and_changes_nothing() {
     assert!(forecast.note.starts_with("forecast_only: 7 tasks recorded"));
     assert_eq!(decision.action, Action::Held);
     assert_eq!(s.ports().0.desired(&web()), 2);
-    assert!(s.ports().0.writes().is_empty(), "{:?}", s.ports().0.writes());
+    assert!(
+        s.ports().0.writes().is_empty(),
+        "{:?}",
+        s.ports().0.writes()
+    );
 }
 
 #[tokio::test]
@@ -152,13 +160,20 @@ async fn the_pace_still_applies_to_what_the_forecast_raises() {
 #[tokio::test]
 async fn scheduled_scaling_suspended_records_the_forecast_without_applying_it() {
     let s = scaler_with("forecast_and_scale", json!([]), 2);
-    let suspend = json!({"command": "suspend", "cluster": "demo", "service": "web", "scheduled": true});
-    s.handle(suspend, "suspend-1", at(11, 50)).await.expect("suspend");
+    let suspend =
+        json!({"command": "suspend", "cluster": "demo", "service": "web", "scheduled": true});
+    s.handle(suspend, "suspend-1", at(11, 50))
+        .await
+        .expect("suspend");
     let record = tick(&s, at(11, 56)).await;
     let forecast = &record.services[0].forecasts[0];
     assert_eq!(forecast.capacity, 7);
     assert!(!forecast.applied);
-    assert!(forecast.note.starts_with("scheduled scaling is suspended"), "{}", forecast.note);
+    assert!(
+        forecast.note.starts_with("scheduled scaling is suspended"),
+        "{}",
+        forecast.note
+    );
     assert_eq!(s.ports().0.desired(&web()), 2);
 }
 
@@ -228,13 +243,20 @@ async fn preview_forecast_shows_48_hours_of_load_and_capacity_beside_the_bounds(
         .map(|r| (r.from - today()).num_hours())
         .collect();
     assert_eq!(peaks, vec![12, 13, 36, 37]);
-    assert!(rows.iter().all(|r| r.min_capacity == 1 && r.max_capacity == 20));
+    assert!(rows
+        .iter()
+        .all(|r| r.min_capacity == 1 && r.max_capacity == 20));
     assert!(rows
         .iter()
         .all(|r| r.forecast_min_capacity == r.capacity.max(1)));
     // The bounds timeline beside it, as preview_bounds gives it.
     assert!(record.preview.is_some());
-    assert!(previews[0].backtest.as_ref().unwrap().mape_percent.is_some());
+    assert!(previews[0]
+        .backtest
+        .as_ref()
+        .unwrap()
+        .mape_percent
+        .is_some());
     // Nothing changed.
     assert!(s.ports().0.writes().is_empty());
 
@@ -278,4 +300,15 @@ async fn the_dashboard_metrics_carry_the_forecast_and_the_actual_load() {
     assert!(load
         .dimensions
         .contains(&("Policy", "requests".to_string())));
+}
+
+#[test]
+fn the_samples_parse() {
+    let document = sample("predictive/requests");
+    let config = ScalerConfig::parse(&document.to_string()).expect("sample policy document");
+    assert_eq!(config.predictive.len(), 1);
+    assert_eq!(config.tracking.len(), 1);
+    let invocation = scaler::events::parse(sample("manual-preview-forecast")).expect("sample");
+    let json = serde_json::to_value(&invocation.trigger).unwrap();
+    assert_eq!(json["command"]["command"], "preview_forecast");
 }

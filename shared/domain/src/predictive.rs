@@ -266,7 +266,10 @@ pub fn join(
             bounds.max
         )
     } else {
-        format!("{capacity} tasks forecast: the min rises from {} to {min}", bounds.min)
+        format!(
+            "{capacity} tasks forecast: the min rises from {} to {min}",
+            bounds.min
+        )
     };
     (after, note)
 }

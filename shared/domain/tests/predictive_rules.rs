@@ -14,6 +14,18 @@ use ecs_control_domain::predictive::{
 use ecs_control_domain::service::ServiceRef;
 use ecs_control_domain::target_tracking::TrackedMetric;
 
+/// (now, buffer seconds) → (interval start hour, capacity)
+type LookAheadRow = (DateTime<Utc>, u32, Option<(i64, u32)>);
+
+/// (mode, breach, forecast capacity, bounds in force) → bounds after
+type JoinRow = (
+    PredictiveMode,
+    MaxCapacityBreach,
+    u32,
+    (u32, u32),
+    (u32, u32),
+);
+
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 7, 0, 0, 0).unwrap()
 }
@@ -92,7 +104,7 @@ fn the_buffer_looks_ahead_to_the_highest_interval_it_reaches() {
     let f = forecast(&loads);
     let at = |h: i64, m: i64| t0() + TimeDelta::hours(h) + TimeDelta::minutes(m);
     // (now, buffer seconds) → (interval start hour, capacity)
-    let table: &[(DateTime<Utc>, u32, Option<(i64, u32)>)] = &[
+    let table: &[LookAheadRow] = &[
         (at(2, 0), 300, Some((2, 2))),
         // 5 minutes before the peak, the buffer reaches it.
         (at(2, 54), 300, Some((2, 2))),
@@ -116,12 +128,8 @@ fn the_buffer_looks_ahead_to_the_highest_interval_it_reaches() {
             MaxCapacityBreach::HonorMaxCapacity,
             *buffer,
         );
-        let got = decide(&p, &f, bounds(1, 10), *now).map(|d| {
-            (
-                (d.interval.starts_at - t0()).num_hours(),
-                d.capacity,
-            )
-        });
+        let got = decide(&p, &f, bounds(1, 10), *now)
+            .map(|d| ((d.interval.starts_at - t0()).num_hours(), d.capacity));
         assert_eq!(got, *expected, "at {now} with a {buffer} s buffer");
     }
 }
@@ -131,7 +139,7 @@ fn the_forecast_raises_the_min_and_never_lowers_anything() {
     use MaxCapacityBreach::{HonorMaxCapacity as Honor, IncreaseMaxCapacity as Increase};
     use PredictiveMode::{ForecastAndScale as Scale, ForecastOnly as Only};
     // (mode, breach, forecast capacity, bounds in force) → bounds after
-    let table: &[(PredictiveMode, MaxCapacityBreach, u32, (u32, u32), (u32, u32))] = &[
+    let table: &[JoinRow] = &[
         // Forecast only: recorded, nothing moves.
         (Only, Honor, 8, (2, 10), (2, 10)),
         (Only, Increase { buffer_percent: 10 }, 50, (2, 40), (2, 40)),
@@ -146,9 +154,21 @@ fn the_forecast_raises_the_min_and_never_lowers_anything() {
         (Scale, Honor, 14, (2, 10), (10, 10)),
         // Above the max, increased: AWS's example, 50 forecast, max 40,
         // 10% buffer: the max is 55 and the min 50.
-        (Scale, Increase { buffer_percent: 10 }, 50, (2, 40), (50, 55)),
+        (
+            Scale,
+            Increase { buffer_percent: 10 },
+            50,
+            (2, 40),
+            (50, 55),
+        ),
         // Close to the max: the buffer still raises it.
-        (Scale, Increase { buffer_percent: 10 }, 38, (2, 40), (38, 42)),
+        (
+            Scale,
+            Increase { buffer_percent: 10 },
+            38,
+            (2, 40),
+            (38, 42),
+        ),
         // No buffer: the max becomes the forecast.
         (Scale, Increase { buffer_percent: 0 }, 50, (2, 40), (50, 50)),
         // Well below the max: the max stands.
@@ -186,7 +206,11 @@ fn the_decision_says_what_it_did_in_words_and_numbers() {
     let d = decide(&only, &f, bounds(2, 10), t0() + TimeDelta::minutes(57)).unwrap();
     assert!(!d.applied);
     assert_eq!(d.bounds_after, bounds(2, 10));
-    assert!(d.note.starts_with("forecast_only: 7 tasks recorded"), "{}", d.note);
+    assert!(
+        d.note.starts_with("forecast_only: 7 tasks recorded"),
+        "{}",
+        d.note
+    );
 }
 
 #[test]

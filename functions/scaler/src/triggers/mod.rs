@@ -93,7 +93,6 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 now,
             )
             .await;
-        self.budget_limits(service, forecast, state, decision)
-            .await
+        self.budget_limits(service, forecast, state, decision).await
     }
 }

@@ -94,8 +94,10 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 made.push(entry.deferred());
                 // An older forecast still covers the coming hours.
                 if !matches!(self.forecasts.get(policy), Some(Cached::Made(_))) {
-                    let why = "put off: an invocation's fitting budget was spent; the next makes it";
-                    self.forecasts.put(policy, Cached::missing(now, why.into(), true));
+                    let why =
+                        "put off: an invocation's fitting budget was spent; the next makes it";
+                    self.forecasts
+                        .put(policy, Cached::missing(now, why.into(), true));
                 }
                 continue;
             }
@@ -106,7 +108,8 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 }
                 Err(e) => {
                     made.push(entry.missing(&e.to_string()));
-                    self.forecasts.put(policy, Cached::missing(now, e.to_string(), false));
+                    self.forecasts
+                        .put(policy, Cached::missing(now, e.to_string(), false));
                 }
             }
         }

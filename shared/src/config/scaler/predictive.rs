@@ -88,7 +88,9 @@ pub(super) fn predictive_policy(
             format!("{scheduling_buffer_seconds} must be below 3600, as AWS's"),
         ));
     }
-    let period_seconds = entry.period_seconds.unwrap_or(DEFAULT_FORECAST_PERIOD_SECONDS);
+    let period_seconds = entry
+        .period_seconds
+        .unwrap_or(DEFAULT_FORECAST_PERIOD_SECONDS);
     if !FORECAST_PERIODS.contains(&period_seconds) {
         return Err(ConfigError::new(
             at("period_seconds"),
@@ -125,7 +127,12 @@ pub(super) fn predictive_policy(
         }
     };
     let bounds = check_capacity(&at, entry.min_capacity, entry.max_capacity)?;
-    let metric = load_metric(&at, entry.metric, entry.target_group_arn, entry.load_balancer_arn)?;
+    let metric = load_metric(
+        &at,
+        entry.metric,
+        entry.target_group_arn,
+        entry.load_balancer_arn,
+    )?;
     let name = match entry.name {
         Some(name) if name.trim().is_empty() => {
             return Err(ConfigError::new(at("name"), "must not be empty"))
@@ -256,7 +263,9 @@ mod tests {
     }
 
     fn field(extra: serde_json::Value) -> String {
-        parse(extra).map(|_| String::new()).unwrap_or_else(|e| e.field)
+        parse(extra)
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.field)
     }
 
     #[test]
@@ -273,8 +282,14 @@ mod tests {
         assert_eq!(
             stat.dimensions,
             vec![
-                ("LoadBalancer".to_string(), "app/front/fedcba9876543210".to_string()),
-                ("TargetGroup".to_string(), "targetgroup/web/0123456789abcdef".to_string())
+                (
+                    "LoadBalancer".to_string(),
+                    "app/front/fedcba9876543210".to_string()
+                ),
+                (
+                    "TargetGroup".to_string(),
+                    "targetgroup/web/0123456789abcdef".to_string()
+                )
             ]
         );
         let p = parse(json!({"max_capacity_breach": {"behavior": "increase_max_capacity", "buffer_percent": 10}})).unwrap();
@@ -289,15 +304,39 @@ mod tests {
         let table = [
             (json!({"load_per_task": 0}), "policies[3].load_per_task"),
             (json!({"mode": "scale"}), "policies[3].mode"),
-            (json!({"scheduling_buffer_seconds": 3600}), "policies[3].scheduling_buffer_seconds"),
+            (
+                json!({"scheduling_buffer_seconds": 3600}),
+                "policies[3].scheduling_buffer_seconds",
+            ),
             (json!({"period_seconds": 60}), "policies[3].period_seconds"),
-            (json!({"max_capacity_breach": {"behavior": "increase_max_capacity", "buffer_percent": 101}}), "policies[3].max_capacity_breach.buffer_percent"),
-            (json!({"max_capacity_breach": {"behavior": "honor_max_capacity", "buffer_percent": 5}}), "policies[3].max_capacity_breach.buffer_percent"),
-            (json!({"load_balancer_arn": null}), "policies[3].load_balancer_arn"),
-            (json!({"target_group_arn": "arn:aws:ecs:eu-west-1:1:service/x"}), "policies[3].target_group_arn"),
-            (json!({"metric": "ecs_cpu", "target_group_arn": null, "load_balancer_arn": null}), "policies[3].metric"),
-            (json!({"metric": "requests", "target_group_arn": null, "load_balancer_arn": null}), "policies[3].metric"),
-            (json!({"metric": {"namespace": "App", "metric_name": "Requests", "statistic": "Sum"}}), "policies[3].load_balancer_arn"),
+            (
+                json!({"max_capacity_breach": {"behavior": "increase_max_capacity", "buffer_percent": 101}}),
+                "policies[3].max_capacity_breach.buffer_percent",
+            ),
+            (
+                json!({"max_capacity_breach": {"behavior": "honor_max_capacity", "buffer_percent": 5}}),
+                "policies[3].max_capacity_breach.buffer_percent",
+            ),
+            (
+                json!({"load_balancer_arn": null}),
+                "policies[3].load_balancer_arn",
+            ),
+            (
+                json!({"target_group_arn": "arn:aws:ecs:eu-west-1:1:service/x"}),
+                "policies[3].target_group_arn",
+            ),
+            (
+                json!({"metric": "ecs_cpu", "target_group_arn": null, "load_balancer_arn": null}),
+                "policies[3].metric",
+            ),
+            (
+                json!({"metric": "requests", "target_group_arn": null, "load_balancer_arn": null}),
+                "policies[3].metric",
+            ),
+            (
+                json!({"metric": {"namespace": "App", "metric_name": "Requests", "statistic": "Sum"}}),
+                "policies[3].load_balancer_arn",
+            ),
             (json!({"min_capacity": 30}), "policies[3].max_capacity"),
             (json!({"name": " "}), "policies[3].name"),
             (json!({"spare": 1}), "policies[3].spare"),
