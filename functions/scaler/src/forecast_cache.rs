@@ -43,7 +43,7 @@ impl Cached {
 pub(crate) struct ForecastCache(Mutex<HashMap<(ServiceRef, String), Cached>>);
 
 impl ForecastCache {
-    pub(crate) fn get(&self, policy: &PredictivePolicy) -> Option<Cached> {
+    pub(crate) fn of(&self, policy: &PredictivePolicy) -> Option<Cached> {
         self.0
             .lock()
             .ok()?
@@ -51,7 +51,7 @@ impl ForecastCache {
             .cloned()
     }
 
-    pub(crate) fn put(&self, policy: &PredictivePolicy, cached: Cached) {
+    pub(crate) fn keep(&self, policy: &PredictivePolicy, cached: Cached) {
         if let Ok(mut entries) = self.0.lock() {
             entries.insert((policy.target.clone(), policy.name.clone()), cached);
         }

@@ -46,7 +46,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         let due: Vec<&PredictivePolicy> = services
             .iter()
             .flat_map(|s| self.config.predictive_for_service(s))
-            .filter(|p| self.forecasts.get(p).is_none_or(|c| c.is_due(now)))
+            .filter(|p| self.forecasts.of(p).is_none_or(|c| c.is_due(now)))
             .collect();
         if due.is_empty() {
             return 0;
@@ -86,30 +86,31 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
                 Err(why) => {
                     let why = format!("its history could not be read: {why}");
                     made.push(entry.missing(&why));
-                    self.forecasts.put(policy, Cached::missing(now, why, true));
+                    self.forecasts.keep(policy, Cached::missing(now, why, true));
                     continue;
                 }
             };
             if started.elapsed() > FITTING_BUDGET {
                 made.push(entry.deferred());
                 // An older forecast still covers the coming hours.
-                if !matches!(self.forecasts.get(policy), Some(Cached::Made(_))) {
+                if !matches!(self.forecasts.of(policy), Some(Cached::Made(_))) {
                     let why =
                         "put off: an invocation's fitting budget was spent; the next makes it";
                     self.forecasts
-                        .put(policy, Cached::missing(now, why.into(), true));
+                        .keep(policy, Cached::missing(now, why.into(), true));
                 }
                 continue;
             }
             match make_forecast(&points, policy.period_seconds, now) {
                 Ok(forecast) => {
                     made.push(entry.made(&forecast, last_complete(&points, policy, now)));
-                    self.forecasts.put(policy, Cached::Made(Arc::new(forecast)));
+                    self.forecasts
+                        .keep(policy, Cached::Made(Arc::new(forecast)));
                 }
                 Err(e) => {
                     made.push(entry.missing(&e.to_string()));
                     self.forecasts
-                        .put(policy, Cached::missing(now, e.to_string(), false));
+                        .keep(policy, Cached::missing(now, e.to_string(), false));
                 }
             }
         }
@@ -139,7 +140,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         }
         decision.forecasts_made.extend(made);
         for policy in self.config.predictive_for_service(service) {
-            let forecast = match self.forecasts.get(policy) {
+            let forecast = match self.forecasts.of(policy) {
                 Some(Cached::Made(forecast)) => forecast,
                 Some(Cached::Missing { why, .. }) => {
                     decision
@@ -206,7 +207,7 @@ impl<E: ScalerEcs, A: AlarmStates, G: TargetGroups> Scaler<E, A, G> {
         let windows = self.config.schedules_for_service(service);
         let mut previews = Vec::new();
         for policy in self.config.predictive_for_service(service) {
-            let (forecast, missing) = match self.forecasts.get(policy) {
+            let (forecast, missing) = match self.forecasts.of(policy) {
                 Some(Cached::Made(forecast)) => (Some(forecast), None),
                 Some(Cached::Missing { why, .. }) => (None, Some(why)),
                 None => (None, Some("not made yet".to_string())),
