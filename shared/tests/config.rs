@@ -200,7 +200,10 @@ fn the_other_triggers_name_their_fields() {
             "policies[0].metric",
         ),
         (
-            with(&[tracking("").replace("target_tracking", "step_tracking")], ""),
+            with(
+                &[tracking("").replace("target_tracking", "step_tracking")],
+                "",
+            ),
             "policies[0].type",
         ),
         (

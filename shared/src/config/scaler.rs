@@ -164,6 +164,18 @@ impl ScalerConfig {
                 }
                 "predictive" => {
                     let policy = predictive::predictive_policy(i, raw)?;
+                    // A forecast is kept by service and name.
+                    if predictive.iter().any(|p: &PredictivePolicy| {
+                        p.target == policy.target && p.name == policy.name
+                    }) {
+                        return Err(ConfigError::new(
+                            at("name"),
+                            format!(
+                                "a predictive policy named {:?} on {} is already defined",
+                                policy.name, policy.target
+                            ),
+                        ));
+                    }
                     let found = (policy.target.clone(), policy.bounds);
                     predictive.push(policy);
                     found

@@ -344,6 +344,12 @@ mod tests {
         for (extra, expected) in table {
             assert_eq!(field(extra.clone()), expected, "{extra}");
         }
+        let twice = json!({"policies": [
+            {"type": "predictive", "cluster": "demo", "service": "web", "metric": {"namespace": "App", "metric_name": "Requests", "statistic": "Sum"}, "load_per_task": 10, "mode": "forecast_only", "min_capacity": 1, "max_capacity": 5},
+            {"type": "predictive", "cluster": "demo", "service": "web", "metric": {"namespace": "App", "metric_name": "Requests", "statistic": "Sum"}, "load_per_task": 20, "mode": "forecast_only", "min_capacity": 1, "max_capacity": 5}
+        ]});
+        let err = crate::config::ScalerConfig::parse(&twice.to_string()).unwrap_err();
+        assert_eq!(err.field, "policies[1].name");
         let custom = parse(json!({"metric": {"namespace": "App", "metric_name": "Requests", "statistic": "Sum"}, "target_group_arn": null, "load_balancer_arn": null})).unwrap();
         assert_eq!(custom.name, "forecast of App/Requests Sum");
     }
