@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy deploy-rehearsal release bench fleet crash-matrix
+.PHONY: demo test setup deploy deploy-rehearsal release bench fleet crash-matrix predict
 
 setup:
 	tests/scripts/setup.sh
@@ -57,3 +57,10 @@ fleet: setup
 	cargo build -p registrar -p scaler --bins
 	cargo build -p e2e --bin fleet
 	target/debug/fleet
+
+# Three weeks of load through target tracking alone, with a predictive
+# policy, and with perfect foresight (tests/src/predict_replay.rs): one table
+# per forecast period, the goals beside the figures. About 2 minutes.
+predict:
+	cargo build --release -p e2e --bin predict
+	target/release/predict

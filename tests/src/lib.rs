@@ -10,6 +10,7 @@
 pub mod control_loop;
 pub mod crash_points;
 pub mod drill_world;
+pub mod predict_replay;
 pub mod runtime_api;
 pub mod scale_in_load;
 pub mod site;
