@@ -188,21 +188,18 @@ fn tracking(
     let (mut last_out, mut last_any) = (0usize, 0usize);
     let mut under = 0;
     let mut task_minutes = 0usize;
-    for minute in first..3 * WEEK {
+    for (minute, &requests) in load.iter().enumerate().skip(first) {
         let serving = fleet.serving(minute).max(1);
-        if load[minute] > serving as f64 * TASK_CAPACITY {
+        if requests > serving as f64 * TASK_CAPACITY {
             under += 1;
         }
         task_minutes += fleet.serving_from.len();
-        metrics.push(load[minute] / serving as f64);
+        metrics.push(requests / serving as f64);
         let min = forecast_min(minute).unwrap_or(BOUNDS.min);
         let mut wanted = desired.max(min);
         let recent = |n: usize| &metrics[metrics.len().saturating_sub(n)..];
         let out_run = recent(3);
-        if out_run.len() == 3
-            && out_run.iter().all(|m| *m > TARGET_PER_TASK)
-            && minute >= last_out + 1
-        {
+        if out_run.len() == 3 && out_run.iter().all(|m| *m > TARGET_PER_TASK) && minute > last_out {
             let newest = *out_run.last().unwrap_or(&0.0);
             let to = capacity_for(f64::from(desired) * newest, TARGET_PER_TASK);
             wanted = wanted.max(to);
