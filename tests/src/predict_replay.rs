@@ -4,19 +4,26 @@
 //! perfect foresight. The forecast is the scaler's own
 //! ([`ecs_control::forecast::make_forecast`], made again every hour from the
 //! trailing history at 5-minute periods) and joins the bounds through the scaler's own rule
-//! ([`ecs_control::domain::predictive::decide`]). Target tracking follows the
-//! rules the scaler documents: out when the last 3 minutes are all above the
-//! target, to `ceil(count × newest / target)`; in when the last 15 are all
-//! below 90% of it, from the highest of them; 60 s and 300 s cooldowns.
+//! ([`ecs_control::domain::predictive::decide`]). Target tracking is decided
+//! each minute by the scaler's own functions
+//! ([`ecs_control::domain::target_tracking::evaluate_tracking`], then
+//! [`ecs_control::domain::scaling::decide`] with the joined bounds, and the
+//! cooldown memory a change leaves): out when the last 3 minutes are all above
+//! the target, to `ceil(count × newest / target)`, topped up from the same base
+//! within the 60 s cooldown; in when the last 15 are all below 90% of it, from
+//! the highest of them, 300 s after any change.
 
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc, Weekday};
 use ecs_control::domain::alarm::MetricPoint;
-use ecs_control::domain::policy::CapacityBounds;
+use ecs_control::domain::policy::{CapacityBounds, Cooldowns};
 use ecs_control::domain::predictive::{
     capacity_for, decide, mape, Forecast, MaxCapacityBreach, PredictiveMode, PredictivePolicy,
 };
+use ecs_control::domain::scaling::{self, Limits, ScalingMemory, ServiceState};
 use ecs_control::domain::service::ServiceRef;
-use ecs_control::domain::target_tracking::TrackedMetric;
+use ecs_control::domain::target_tracking::{
+    evaluate_tracking, TargetTrackingPolicy, TrackedMetric,
+};
 use ecs_control::forecast::make_forecast;
 
 /// Requests a minute one task serves before requests fail.
@@ -79,6 +86,8 @@ const WEEK: usize = 7 * 24 * 60;
 /// The spike: Wednesday of the third week, 14:00 for 20 minutes, three times the load.
 const SPIKE_START: usize = 2 * WEEK + 2 * 24 * 60 + 14 * 60;
 const SPIKE_MINUTES: usize = 20;
+/// Minutes the scaler runs before the scored week begins.
+const LEAD_IN_MINUTES: usize = 120;
 
 /// The share of the weekday peak at a minute of the day: a quiet night, the
 /// working day starting in half an hour (08:30 to 09:00), a plateau, a fall
@@ -171,7 +180,29 @@ impl Fleet {
     }
 }
 
-/// Target tracking over the third week, with a predictive min when
+/// The target-tracking policy the scaler would load for this service.
+fn tracking_policy() -> TargetTrackingPolicy {
+    TargetTrackingPolicy {
+        name: "requests-per-task".into(),
+        target: ServiceRef::new("demo", "web"),
+        metric: TrackedMetric::EcsCpu,
+        target_value: TARGET_PER_TASK,
+        scale_out_datapoints: 3,
+        scale_in_datapoints: 15,
+        scale_in_ratio: 0.9,
+        disable_scale_in: false,
+        bounds: BOUNDS,
+        cooldowns: Cooldowns {
+            scale_out_seconds: 60,
+            scale_in_seconds: 300,
+        },
+        fallback: None,
+    }
+}
+
+/// Target tracking over the third week, decided each minute by the scaler's
+/// own rules (`evaluate_tracking`, then `decide` with the bounds, and the
+/// cooldown memory a change leaves), with a predictive min when
 /// `forecast_min` gives one for the minute.
 fn tracking(
     name: &'static str,
@@ -179,52 +210,68 @@ fn tracking(
     mut forecast_min: impl FnMut(usize) -> Option<u32>,
 ) -> Outcome {
     let first = 2 * WEEK;
-    let warm = needed(load[first - 1]).max(1);
+    // The scaler was running before the scored week: starting cold at its
+    // first minute would score the harness's start-up, not the scaler.
+    let lead_in = first - LEAD_IN_MINUTES;
+    let warm = needed(load[lead_in - 1]).max(1);
     let mut fleet = Fleet {
         serving_from: vec![0; warm as usize],
     };
-    let mut desired = warm;
-    let mut metrics: Vec<f64> = Vec::new();
-    let (mut last_out, mut last_any) = (0usize, 0usize);
+    let policy = tracking_policy();
+    let mut service = ServiceState {
+        arn: "arn:aws:ecs:us-east-1:123456789012:service/demo/web".into(),
+        desired_count: warm,
+        running_count: warm,
+        pending_count: 0,
+        deployment_in_progress: false,
+        task_definition: None,
+        memory: ScalingMemory::default(),
+        drill_in_progress: None,
+    };
+    // The metric's newest datapoints: enough for the longer run.
+    let mut metric: Vec<MetricPoint> = Vec::new();
     let mut under = 0;
     let mut task_minutes = 0usize;
-    for (minute, &requests) in load.iter().enumerate().skip(first) {
+    for (minute, &requests) in load.iter().enumerate().skip(lead_in) {
+        let now = start() + TimeDelta::minutes(minute as i64);
         let serving = fleet.serving(minute).max(1);
-        if requests > serving as f64 * TASK_CAPACITY {
-            under += 1;
-        }
-        task_minutes += fleet.serving_from.len();
-        metrics.push(requests / serving as f64);
-        let min = forecast_min(minute).unwrap_or(BOUNDS.min);
-        let mut wanted = desired.max(min);
-        let recent = |n: usize| &metrics[metrics.len().saturating_sub(n)..];
-        let out_run = recent(3);
-        if out_run.len() == 3 && out_run.iter().all(|m| *m > TARGET_PER_TASK) && minute > last_out {
-            let newest = *out_run.last().unwrap_or(&0.0);
-            let to = capacity_for(f64::from(desired) * newest, TARGET_PER_TASK);
-            wanted = wanted.max(to);
-        }
-        let in_run = recent(15);
-        if wanted == desired
-            && in_run.len() == 15
-            && in_run.iter().all(|m| *m < 0.9 * TARGET_PER_TASK)
-            && minute >= last_any + 5
-        {
-            let highest = in_run.iter().copied().fold(0.0, f64::max);
-            let to = capacity_for(f64::from(desired) * highest, TARGET_PER_TASK).max(min);
-            wanted = wanted.min(to.max(BOUNDS.min));
-        }
-        let wanted = wanted.clamp(BOUNDS.min, BOUNDS.max);
-        if wanted != desired {
-            if wanted > desired {
-                last_out = minute;
+        if minute >= first {
+            if requests > serving as f64 * TASK_CAPACITY {
+                under += 1;
             }
-            last_any = minute;
-            desired = wanted;
-            fleet.resize(desired, minute);
-            // The metric restarts from the new fleet's view.
-            metrics.clear();
+            task_minutes += fleet.serving_from.len();
         }
+        metric.push(MetricPoint {
+            at: now,
+            value: requests / serving as f64,
+        });
+        if metric.len() > 2 * policy.scale_in_datapoints as usize {
+            metric.remove(0);
+        }
+        let bounds = CapacityBounds {
+            min: forecast_min(minute).unwrap_or(BOUNDS.min),
+            ..BOUNDS
+        };
+        let evaluations = [evaluate_tracking(
+            &policy,
+            &metric,
+            Limits::new(bounds),
+            &service,
+            now,
+        )];
+        let decision = scaling::decide(&evaluations, &service, bounds);
+        let Some(target) = decision.target.filter(|t| *t != service.desired_count) else {
+            continue;
+        };
+        let before = service.desired_count;
+        service.memory = match decision.chosen(&evaluations) {
+            Some(chosen) => service.memory.after(chosen, before, "tracking", now),
+            // A raised min: the count returns within the bounds.
+            None => service.memory.after_manual(before, target, "bounds", now),
+        };
+        service.desired_count = target;
+        fleet.resize(target, minute);
+        service.running_count = fleet.serving(minute) as u32;
     }
     Outcome {
         name,
@@ -268,7 +315,7 @@ pub fn run(replay: &Replay) -> Report {
     let mut forecast_by_period: Vec<f64> = Vec::new();
     let with_forecast = tracking("target tracking + predictive", &load, |minute| {
         let now = start() + TimeDelta::minutes(minute as i64);
-        if (minute - first) % (60 * replay.refresh_hours as usize) == 0 {
+        if forecast.is_none() || minute % (60 * replay.refresh_hours as usize) == 0 {
             forecast = make_forecast(
                 &history(&load, minute, period_minutes),
                 replay.period_seconds,
@@ -277,7 +324,7 @@ pub fn run(replay: &Replay) -> Report {
             .ok();
         }
         let made = forecast.as_ref()?;
-        if minute % period_minutes == 0 {
+        if minute >= first && minute % period_minutes == 0 {
             let this_period = made.peak_between(now, now).map_or(0.0, |i| i.load);
             forecast_by_period.push(this_period);
         }
