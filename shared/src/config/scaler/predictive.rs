@@ -1,14 +1,13 @@
 //! The policy document's `predictive` policies.
 
 use super::parse_entry;
-use super::triggers::{check_capacity, tracked_metric};
+use super::triggers::{check_capacity, named_service, tracked_metric};
 use crate::config::ConfigError;
 use crate::domain::alarm::MetricStat;
 use crate::domain::predictive::{
     MaxCapacityBreach, PredictiveMode, PredictivePolicy, DEFAULT_FORECAST_PERIOD_SECONDS,
     DEFAULT_SCHEDULING_BUFFER_SECONDS, FORECAST_PERIODS, MAX_SCHEDULING_BUFFER_SECONDS,
 };
-use crate::domain::service::ServiceRef;
 use crate::domain::target_tracking::{target_group_dimension, TrackedMetric};
 use serde::Deserialize;
 
@@ -65,11 +64,7 @@ pub(super) fn predictive_policy(
 ) -> Result<PredictivePolicy, ConfigError> {
     let at = |field: &str| format!("policies[{i}].{field}");
     let entry: PredictiveEntry = parse_entry(&format!("policies[{i}]"), raw)?;
-    for (field, value) in [("cluster", &entry.cluster), ("service", &entry.service)] {
-        if value.trim().is_empty() {
-            return Err(ConfigError::new(at(field), "must not be empty"));
-        }
-    }
+    let target = named_service(&at, &entry.cluster, &entry.service)?;
     if !(entry.load_per_task.is_finite() && entry.load_per_task > 0.0) {
         return Err(ConfigError::new(
             at("load_per_task"),
@@ -142,7 +137,7 @@ pub(super) fn predictive_policy(
     };
     Ok(PredictivePolicy {
         name,
-        target: ServiceRef::new(entry.cluster, entry.service),
+        target,
         metric,
         load_per_task: entry.load_per_task,
         mode: match entry.mode {

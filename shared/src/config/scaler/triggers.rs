@@ -253,6 +253,20 @@ pub(super) fn check_capacity(
     Ok(CapacityBounds { min, max })
 }
 
+/// The service a policy names; neither part may be blank.
+pub(super) fn named_service(
+    at: &dyn Fn(&str) -> String,
+    cluster: &str,
+    service: &str,
+) -> Result<ServiceRef, ConfigError> {
+    for (field, value) in [("cluster", cluster), ("service", service)] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::new(at(field), "must not be empty"));
+        }
+    }
+    Ok(ServiceRef::new(cluster, service))
+}
+
 /// One `target_tracking` policy, `policies[i]` with its `type` removed.
 pub(super) fn tracking_policy(
     i: usize,
@@ -260,11 +274,7 @@ pub(super) fn tracking_policy(
 ) -> Result<TargetTrackingPolicy, ConfigError> {
     let at = |field: &str| format!("policies[{i}].{field}");
     let entry: TrackingEntry = parse_entry(&format!("policies[{i}]"), raw)?;
-    for (field, value) in [("cluster", &entry.cluster), ("service", &entry.service)] {
-        if value.trim().is_empty() {
-            return Err(ConfigError::new(at(field), "must not be empty"));
-        }
-    }
+    let target = named_service(&at, &entry.cluster, &entry.service)?;
     if !(entry.target_value.is_finite() && entry.target_value > 0.0) {
         return Err(ConfigError::new(
             at("target_value"),
@@ -314,7 +324,7 @@ pub(super) fn tracking_policy(
     };
     Ok(TargetTrackingPolicy {
         name,
-        target: ServiceRef::new(entry.cluster, entry.service),
+        target,
         metric,
         target_value: entry.target_value,
         scale_out_datapoints,
