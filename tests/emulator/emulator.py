@@ -13,7 +13,7 @@ fail and counts every call (faults.py).
 
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
                    [--deployment-seconds 5] [--healthy-seconds 1]
-                   [--rates off|aws] [--latency-ms 0]
+                   [--rates off|aws] [--latency-ms 0] [--plain]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
 
@@ -94,8 +94,9 @@ class CborBridge:
     protocol, and the CloudWatch calls moto gets wrong (in either protocol)
     through strict_cloudwatch."""
 
-    def __init__(self, app):
+    def __init__(self, app, strict=True):
         self.app = app
+        self.strict = strict
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -124,13 +125,15 @@ class CborBridge:
         extra = {}
         try:
             with strict_cloudwatch.LOCK:
-                if operation == "GetMetricData":
+                if not self.strict:
+                    pass
+                elif operation == "GetMetricData":
                     answer = strict_cloudwatch.get_metric_data(backend, request)
                     return respond(start_response, "200 OK", answer)
-                if operation == "PutCompositeAlarm":
+                elif operation == "PutCompositeAlarm":
                     answer = strict_cloudwatch.put_composite_alarm(backend, request)
                     return respond(start_response, "200 OK", answer)
-                if operation == "DescribeAlarms":
+                elif operation == "DescribeAlarms":
                     page, next_token = strict_cloudwatch.describe_alarms(backend, request)
                     if not page:
                         answer = {"MetricAlarms": [], "CompositeAlarms": []}
@@ -229,15 +232,21 @@ def main():
         default=0.0,
         help="added to every AWS call before it is answered",
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="moto with the CloudWatch bridge and the control API only: no strict layer",
+    )
     args = parser.parse_args()
 
     strict_ecs.SETTINGS["deployment_seconds"] = args.deployment_seconds
     strict_elbv2.SETTINGS["healthy_seconds"] = args.healthy_seconds
-    strict_ecs.install()
-    strict_elbv2.install()
-    strict_cloudwatch.install()
-    strict_cloudformation.install()
-    app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app)))
+    if not args.plain:
+        strict_ecs.install()
+        strict_elbv2.install()
+        strict_cloudwatch.install()
+        strict_cloudformation.install()
+    app = FaultLayer(CborBridge(DomainDispatcherApplication(create_backend_app), not args.plain))
     app.rates.configure(args.rates, args.latency_ms)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler

@@ -47,9 +47,18 @@ from urllib.parse import parse_qs
 
 import cbor2
 
+import bus
 import strict_ecs
 import strict_elbv2
 from rates import Rates
+
+# Controls other modules add: (method, name) -> handler(request, query) -> answer.
+# A module registers its own (`register_control`), so this file need not know it.
+CONTROLS = {}
+
+
+def register_control(method, name, handler):
+    CONTROLS[(method, name)] = handler
 
 CONTROL_PREFIX = "/_emulator/"
 CBOR_PATH_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -245,6 +254,18 @@ class FaultLayer:
                         bool(request.get("ipv6")),
                         request.get("subnet_cidr", "10.0.0.0/20"),
                     )
+                elif what == "events" and method == "GET":
+                    query = parse_qs(environ.get("QUERY_STRING", ""))
+                    first = lambda key: query.get(key, [None])[0]  # noqa: E731
+                    answer = bus.logged(
+                        first("source"), first("detail_type"), int(first("since") or 0)
+                    )
+                elif what == "events" and method == "DELETE":
+                    bus.forget()
+                    answer = {}
+                elif (method, what) in CONTROLS:
+                    query = parse_qs(environ.get("QUERY_STRING", ""))
+                    answer = CONTROLS[(method, what)](request, query)
                 elif what == "missing-tasks" and method == "POST":
                     strict_ecs.mark_missing(request["task_arns"], request.get("times", 1))
                     answer = {"missing": len(request["task_arns"])}

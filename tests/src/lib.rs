@@ -48,6 +48,10 @@ pub fn emulator_python() -> PathBuf {
 
 /// A running emulator; stopped when dropped, and by itself when this process exits.
 #[derive(Debug)]
+fn plain_moto_requested() -> bool {
+    std::env::var("EMULATOR_PLAIN").is_ok_and(|v| v == "1")
+}
+
 pub struct Emulator {
     child: Child,
     endpoint: String,
@@ -79,6 +83,9 @@ impl Emulator {
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"])
             .args(["--deployment-seconds", &DEPLOYMENT_SECONDS.to_string()])
             .args(extra_args)
+            // EMULATOR_PLAIN=1 runs moto with no strict layer (`make emulator-vs-moto`),
+            // to show that the emulator's tests need each one.
+            .args(plain_moto_requested().then_some("--plain"))
             // The emulator stops when this pipe closes, so it never outlives the tests.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

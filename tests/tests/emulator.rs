@@ -11,6 +11,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{TimeDelta, Utc};
 use e2e::{Aws, Emulator};
 
+// Each behaviour that keeps time, or fails as AWS fails, has its own file.
+mod cloudwatch_clock;
+mod ecs_lifecycle;
+mod fault_kinds;
+mod target_health;
+
 fn aws(region: &str) -> Aws {
     Aws::new(&Emulator::shared().sdk_config(region))
 }

@@ -1,0 +1,4 @@
+//! Faults that look like AWS's worst, and the pending-fault list.
+
+#[allow(unused_imports)]
+use super::*;
