@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set up everything they use.
-.PHONY: demo test setup deploy deploy-rehearsal release bench fleet crash-matrix predict
+.PHONY: demo test setup deploy deploy-rehearsal release bench fleet crash-matrix predict emulator-vs-moto
 
 setup:
 	tests/scripts/setup.sh
@@ -18,6 +18,11 @@ test:
 	cargo test --workspace --no-fail-fast
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
 	.venv/bin/cfn-lint --include-checks I -- infra/template.yaml
+
+# The emulator's tests against moto with no strict layer: each test of a
+# strict rule must fail there (a rule moto alone keeps proves nothing).
+emulator-vs-moto:
+	tests/scripts/emulator-vs-moto.sh
 
 # Deploys the stack from a folder of documents (see docs/deploy.md): checks
 # them, ships them in a layer, sam build, sam deploy. DEPLOY_ARGS=--yes skips

@@ -14,6 +14,7 @@ fail and counts every call (faults.py).
 Usage: emulator.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
                    [--deployment-seconds 5] [--healthy-seconds 1]
                    [--rates off|aws] [--latency-ms 0] [--plain]
+                   [--alarm-evaluation-seconds 60]
 Prints `READY <endpoint url>` on stdout once it accepts connections.
 """
 
@@ -37,6 +38,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+import clock
+import faults
 import strict_cloudformation
 import strict_cloudwatch
 import strict_ecs
@@ -111,6 +114,14 @@ class CborBridge:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
+        if self.strict and operation == "PutMetricData":
+            # 1 MB counts the body as sent, gzipped or not.
+            try:
+                strict_cloudwatch.check_body_size(len(raw))
+            except strict_cloudwatch.RequestTooLarge as e:
+                respond = self._respond if cbor else self._respond_json
+                answer = {"__type": e.code, "message": e.message}
+                return respond(start_response, e.status, answer)
         # The SDK gzips PutMetricData bodies over 10 KB, as CloudWatch accepts.
         if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
             raw = gzip.decompress(raw)
@@ -237,10 +248,18 @@ def main():
         action="store_true",
         help="moto with the CloudWatch bridge and the control API only: no strict layer",
     )
+    parser.add_argument(
+        "--alarm-evaluation-seconds",
+        type=float,
+        default=clock.SETTINGS["alarm_evaluation_seconds"],
+        help="real seconds between two evaluations of every alarm (clock.py)",
+    )
     args = parser.parse_args()
 
     strict_ecs.SETTINGS["deployment_seconds"] = args.deployment_seconds
     strict_elbv2.SETTINGS["healthy_seconds"] = args.healthy_seconds
+    clock.set_evaluation_seconds(args.alarm_evaluation_seconds)
+    clock.register(faults.register_control)
     if not args.plain:
         strict_ecs.install()
         strict_elbv2.install()

@@ -23,15 +23,31 @@ Tests drive it over HTTP on the emulator's own port:
 
 `operation` is the API name (`*` for any), `region` optional (every region
 when absent), `times` how many matching calls fail (default 1), or `share`
-(0..1) with `seed` to fail that share of matching calls. Kinds:
+(0..1) with `seed` to fail that share of matching calls. Kinds, from AWS's
+kindest failure to its worst:
 
 - `throttle`: 400 with the service's throttling error code;
-- `server_error`: 500 with an internal-failure code;
-- `timeout`: holds the request `delay_seconds` (default 30) and closes the
-  connection without an answer;
+- `server_error`: 500 with the service's internal error code, nothing done;
 - `slow`: holds the request `delay_seconds` (default 2), then answers normally;
+- `hang`: no answer at all: the request is held `delay_seconds` (default 60,
+  longer than any sane client waits) and then the connection is closed, nothing
+  done. `timeout` is the same fault with a 30-second default, kept for the
+  tests that name it;
 - `lost_answer`: the call takes effect, then the connection closes without an
-  answer (what a caller sees when a connection drops after AWS acted).
+  answer (what a caller sees when a connection drops after AWS acted);
+- `server_error_after_apply`: the call takes effect, then the caller gets a 500
+  with the service's internal error code: the change is made and the answer
+  says it failed, so a retry repeats an applied change;
+- `connection_reset`: the call takes effect, the answer starts (status line,
+  headers and half the body) and then the connection is reset (SO_LINGER 0,
+  an RST) in the middle of the body.
+
+    GET /_emulator/faults  ({"faults": [{"operation", "region", "kind",
+                            "times_left" | "share", "fired", "consumed"}, ...]})
+
+lists every fault added since the last DELETE, in order: `fired` counts the
+calls it failed, `consumed` is true once a `times` fault has no times left (a
+`share` fault is never consumed), so a test can prove its fault was used.
 
 The error body is in the calling protocol (awsJson, rpc-v2-cbor or query XML).
 """
@@ -41,6 +57,7 @@ import json
 import random
 import re
 import socket
+import struct
 import threading
 import time
 from urllib.parse import parse_qs
@@ -68,18 +85,31 @@ THROTTLE_CODES = {"ecs": "ThrottlingException", "monitoring": "Throttling"}
 SERVER_ERROR_CODES = {"ecs": "ServerException", "monitoring": "InternalServiceError"}
 
 
+KINDS = (
+    "throttle",
+    "server_error",
+    "slow",
+    "hang",
+    "timeout",
+    "lost_answer",
+    "server_error_after_apply",
+    "connection_reset",
+)
+DEFAULT_DELAY_SECONDS = {"hang": 60, "timeout": 30, "slow": 2}
+
+
 class Fault:
     def __init__(self, spec):
         self.operation = spec.get("operation", "*")
         self.region = spec.get("region")
         self.kind = spec.get("kind", "throttle")
-        if self.kind not in ("throttle", "server_error", "timeout", "slow", "lost_answer"):
+        if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         self.remaining = int(spec.get("times", 1)) if "share" not in spec else None
         self.share = float(spec["share"]) if "share" in spec else None
         self.random = random.Random(spec.get("seed", 0))
-        default_delay = 30 if self.kind == "timeout" else 2
-        self.delay = float(spec.get("delay_seconds", default_delay))
+        self.delay = float(spec.get("delay_seconds", DEFAULT_DELAY_SECONDS.get(self.kind, 2)))
+        self.fired = 0
 
     def matches(self, operation, region):
         if self.operation not in ("*", operation):
@@ -87,11 +117,28 @@ class Fault:
         if self.region is not None and self.region != region:
             return False
         if self.share is not None:
-            return self.random.random() < self.share
-        if self.remaining > 0:
+            hit = self.random.random() < self.share
+        elif self.remaining > 0:
             self.remaining -= 1
-            return True
-        return False
+            hit = True
+        else:
+            hit = False
+        self.fired += hit
+        return hit
+
+    def describe(self):
+        described = {
+            "operation": self.operation,
+            "region": self.region,
+            "kind": self.kind,
+            "fired": self.fired,
+            "consumed": self.remaining == 0,
+        }
+        if self.share is None:
+            described["times_left"] = self.remaining
+        else:
+            described["share"] = self.share
+        return described
 
 
 class FaultLayer:
@@ -122,21 +169,59 @@ class FaultLayer:
         if fault.kind == "slow":
             time.sleep(fault.delay)
             return self.app(environ, start_response)
-        if fault.kind == "timeout":
+        if fault.kind in ("hang", "timeout"):
             time.sleep(fault.delay)
             return self.drop_connection(environ, start_response)
         if fault.kind == "lost_answer":
-            answer = self.app(environ, lambda *_: (lambda _data: None))
-            try:
-                for _ in answer:
-                    pass
-            finally:
-                getattr(answer, "close", lambda: None)()
+            self.apply(environ)
             return self.drop_connection(environ, start_response)
+        if fault.kind == "server_error_after_apply":
+            self.apply(environ)
+            return self.error(environ, start_response, "server_error", service, operation)
+        if fault.kind == "connection_reset":
+            status, headers, body = self.apply(environ)
+            return self.reset_mid_answer(environ, start_response, status, headers, body)
         return self.error(environ, start_response, fault.kind, service, operation)
+
+    def apply(self, environ):
+        """Runs the call for its effect; returns its (status, headers, body)."""
+        answer = {}
+
+        def capture(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return lambda _data: None
+
+        chunks = self.app(environ, capture)
+        try:
+            body = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        return answer.get("status", "200 OK"), answer.get("headers", []), body
+
+    @staticmethod
+    def reset_mid_answer(environ, start_response, status, headers, body):
+        """Sends the status, headers and half the body, then resets the connection."""
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, headers + [("Content-Length", str(len(body)))])
+
+        def chunks():
+            yield body[: max(1, len(body) // 2)]
+            time.sleep(0.05)  # the client reads the head before the reset
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    # close() waits for werkzeug's file objects on the socket;
+                    # the descriptor itself must close now, with linger 0: an RST.
+                    sock._real_close()
+                except OSError:
+                    pass
+
+        return chunks()
 
     @staticmethod
     def drop_connection(environ, start_response):
+        """Closes the connection with no answer (the 504 below is never sent)."""
         sock = environ.get("werkzeug.socket")
         if sock is not None:
             try:
@@ -206,6 +291,8 @@ class FaultLayer:
                     specs = request if isinstance(request, list) else [request]
                     self.faults.extend(Fault(s) for s in specs)
                     answer = {"faults": len(self.faults)}
+                elif what == "faults" and method == "GET":
+                    answer = {"faults": [f.describe() for f in self.faults]}
                 elif what == "faults" and method == "DELETE":
                     self.faults.clear()
                     answer = {"faults": 0}

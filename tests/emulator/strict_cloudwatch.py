@@ -2,18 +2,31 @@
 
 moto stores datapoints and alarms but never evaluates an alarm, lets
 SetAlarmState rewrite the reason of an alarm that stays in its state, has no
-PutCompositeAlarm, ignores AlarmTypes and never pages DescribeAlarms. This
-module adds, on moto's own backend:
+PutCompositeAlarm, ignores AlarmTypes, never pages DescribeAlarms, emits no
+events and takes any PutMetricData. This module adds, on moto's own backend:
 
-- alarm evaluation from datapoints (after every PutMetricData): the state and
-  its StateReasonData change only on a transition, in AWS's reason-data shape;
-- composite alarms, evaluated from their rule whenever a child changes state;
+- alarm evaluation against the clock (clock.py), not on datapoint arrival:
+  once a minute, on the minute, each alarm reads its evaluation range (its
+  evaluation periods and two more), ending at that instant; later (future)
+  and older datapoints do not count; M out of N; TreatMissingData missing,
+  ignore, breaching and notBreaching as CloudWatch's "How alarm state is
+  evaluated when data is missing" describes; the state and its
+  StateReasonData change only on a transition, in AWS's reason-data shape;
+- composite alarms: a rule naming an unknown alarm is refused; a new one is
+  INSUFFICIENT_DATA until its first evaluation, then ALARM or OK only,
+  re-evaluated whenever a child changes state; ActionsSuppressor with its
+  wait and extension periods holds the actions (GET /_emulator/alarm-actions
+  lists every action run or suppressed), while the state still changes;
+- every state change (SetAlarmState too) emitted as CloudWatch's
+  "CloudWatch Alarm State Change" event (bus.py);
+- PutMetricData limits: 1,000 datums, 30 dimensions a datum, time stamps two
+  weeks back to two hours ahead (the 1 MB body is checked by the CBOR bridge);
 - GetMetricData for metric stat queries and arithmetic metric math;
 - DescribeAlarms with AlarmTypes (metric alarms only when omitted), MaxRecords
   (1..100, default 50) and NextToken.
 
-Evaluation runs when data arrives, at the newest datapoint of the metric (a
-stand-in for AWS's once-a-period evaluation against the clock).
+Control API: POST /_emulator/alarms/evaluate {"region": R} evaluates every
+alarm (of R) at the latest evaluation instant; clock.py moves time.
 """
 
 import ast
@@ -22,10 +35,15 @@ import json
 import math
 import re
 import threading
+import uuid
 
 from moto.cloudwatch import models as cw_models
 from moto.cloudwatch.exceptions import ValidationError
-from moto.core.utils import utcnow
+from moto.core import DEFAULT_ACCOUNT_ID
+
+import bus
+import clock
+import faults
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 LOCK = threading.RLock()
@@ -103,8 +121,9 @@ def _dimension_set(dimensions):
     return frozenset(pairs)
 
 
-def metric_series(backend, namespace, name, dimensions, stat, period, start, end):
-    """{period start epoch: value} over [start, end), periods aligned to `period`."""
+def metric_series(backend, namespace, name, dimensions, stat, period, start, end, origin=0):
+    """{period start epoch: value} over [start, end), periods aligned to `origin`
+    (an alarm's periods end at its evaluation instant)."""
     wanted = _dimension_set(dimensions)
     buckets = {}
     for datum in backend.metric_data:
@@ -115,7 +134,8 @@ def metric_series(backend, namespace, name, dimensions, stat, period, start, end
         at = _epoch(datum.timestamp)
         if not (start <= at < end):
             continue
-        buckets.setdefault(int(at // period) * period, []).append(datum)
+        bucket = origin + math.floor((at - origin) / period) * period
+        buckets.setdefault(bucket, []).append(datum)
     series = {}
     for bucket, data in buckets.items():
         value = statistic(stat, data)
@@ -171,7 +191,7 @@ def evaluate_expression(expression, series_by_id):
     return out
 
 
-def run_queries(backend, queries, start, end):
+def run_queries(backend, queries, start, end, origin=0):
     """GetMetricData: every query's series by id (stat queries first, then math)."""
     series = {}
     for q in queries:
@@ -187,6 +207,7 @@ def run_queries(backend, queries, start, end):
                 int(stat["Period"]),
                 start,
                 end,
+                origin,
             )
     for q in queries:
         if "Expression" in q and "MetricStat" not in q:
@@ -241,7 +262,7 @@ def _alarm_period(alarm):
     return next((p for p in periods if p), 60)
 
 
-def _alarm_series(backend, alarm, start, end):
+def _alarm_series(backend, alarm, start, end, origin=0):
     """The alarm's own series over [start, end), and its period."""
     if alarm.metric_data_queries:
         queries = []
@@ -272,7 +293,7 @@ def _alarm_series(backend, alarm, start, end):
             if q.return_data:
                 returned = q.id
             queries.append(item)
-        series = run_queries(backend, queries, start, end)
+        series = run_queries(backend, queries, start, end, origin)
         return series.get(returned, {}), period or 60
     stat = alarm.statistic or alarm.extended_statistic
     return (
@@ -285,95 +306,123 @@ def _alarm_series(backend, alarm, start, end):
             int(alarm.period),
             start,
             end,
+            origin,
         ),
         int(alarm.period),
     )
 
 
-def _alarm_watches(alarm, namespace, name, dimensions):
-    if alarm.rule is not None:
-        return False
-    wanted = _dimension_set(dimensions)
-    if alarm.metric_data_queries:
-        return any(
-            q.metric_stat
-            and q.metric_stat.metric.namespace == namespace
-            and q.metric_stat.metric.metric_name == name
-            and _dimension_set(q.metric_stat.metric.dimensions) == wanted
-            for q in alarm.metric_data_queries
-        )
-    return (
-        alarm.namespace == namespace
-        and alarm.metric_name == name
-        and _dimension_set(alarm.dimensions) == wanted
-    )
+def _alarm_time(alarm):
+    return clock.now(alarm.region_name).replace(tzinfo=None)
 
 
-def _newest_datapoint(backend, alarm):
-    newest = None
-    for datum in backend.metric_data:
-        dims = [{"Name": d.name, "Value": d.value} for d in datum.dimensions]
-        if _alarm_watches(alarm, datum.namespace, datum.name, dims):
-            at = _epoch(datum.timestamp)
-            newest = at if newest is None else max(newest, at)
-    return newest
-
-
-def transition(alarm, state, reason, reason_data):
-    """Moves an alarm to `state`; a call that keeps the state changes nothing."""
+def transition(alarm, state, reason, reason_data, extra=None):
+    """Moves an alarm to `state`; a call that keeps the state changes nothing.
+    A change is stamped with emulator time, emitted as the EventBridge event
+    CloudWatch sends, and its actions are run (or suppressed) and recorded."""
     if alarm.state_value == state:
         return False
+    previous = _state_of(alarm)
     alarm.update_state(reason, reason_data, state)
+    alarm.state_updated_timestamp = _alarm_time(alarm)
     alarm.state_transitioned_timestamp = alarm.state_updated_timestamp
+    current = _state_of(alarm)
+    current.update(_start_actions(alarm))
+    current.update(extra or {})
+    bus.emit(
+        alarm.region_name,
+        "aws.cloudwatch",
+        "CloudWatch Alarm State Change",
+        [alarm.alarm_arn],
+        {
+            "alarmName": alarm.name,
+            "state": current,
+            "previousState": previous,
+            "configuration": _configuration(alarm),
+        },
+        at=clock.now(alarm.region_name),
+    )
     return True
 
 
-def evaluate_metric_alarm(backend, alarm, newest):
-    """Evaluates `alarm` over its last evaluation periods ending at `newest`."""
+def evaluation_range(periods):
+    """How many periods an evaluation reads. AWS reads more than the evaluation
+    periods without saying exactly how many; its documented example reads 5
+    for 3 evaluation periods."""
+    return periods + 2
+
+
+def _verdict(values, needed, periods, treat, compare, threshold):
+    """(state or None to hold, breaching count, datapoints filled in) for the
+    existing values of the evaluation range, newest first, as CloudWatch's
+    "How alarm state is evaluated when data is missing" describes it."""
+    breaches = [compare(v, threshold) for v in values]
+    if len(values) >= periods:
+        breaching = sum(breaches[:periods])
+        return ("ALARM" if breaching >= needed else "OK"), breaching, 0
+    filled = periods - len(values)
+    real = sum(breaches)
+    if treat == "breaching":
+        breaching = real + filled
+        return ("ALARM" if breaching >= needed else "OK"), breaching, filled
+    if treat == "notBreaching":
+        return ("ALARM" if real >= needed else "OK"), real, filled
+    # missing / ignore: a non-breaching point settles OK; breaching points only,
+    # too few of them, cannot decide.
+    if real >= needed:
+        return "ALARM", real, filled
+    if real < len(values):
+        return "OK", real, filled
+    return ("INSUFFICIENT_DATA" if treat == "missing" else None), real, filled
+
+
+def evaluate_metric_alarm(backend, alarm, instant):
+    """Evaluates `alarm` at the evaluation instant `instant` (epoch seconds):
+    its periods end at `instant`; later datapoints (the future) and earlier
+    ones than its evaluation range do not count."""
     compare, words = _COMPARISONS.get(alarm.comparison_operator, (None, None))
     if compare is None:
         return False
     period = _alarm_period(alarm)
     periods = int(alarm.evaluation_periods or 1)
-    last = int(newest // period) * period
-    first = last - (periods - 1) * period
-    series, _ = _alarm_series(backend, alarm, first, last + period)
     needed = int(alarm.datapoints_to_alarm or periods)
-    missing = alarm.treat_missing_data or "missing"
+    reach = evaluation_range(periods)
+    first = instant - reach * period
+    series, _ = _alarm_series(backend, alarm, first, instant, origin=instant)
+    starts = [instant - i * period for i in range(1, reach + 1)]
+    existing = [(t, series[t]) for t in starts if t in series]
+    treat = alarm.treat_missing_data or "missing"
     threshold = float(alarm.threshold)
-    evaluated = []
-    breaching = 0
-    present = 0
-    for start in range(last, first - 1, -period):
-        value = series.get(start)
-        if value is None:
-            if missing == "breaching":
-                breaching += 1
-            continue
-        present += 1
-        evaluated.append((start, value))
-        if compare(value, threshold):
-            breaching += 1
-    if breaching >= needed:
-        state = "ALARM"
-    elif present or missing == "notBreaching":
-        state = "OK"
+    state, breaching, filled = _verdict(
+        [v for _, v in existing], needed, periods, treat, compare, threshold
+    )
+    if state is None:
+        return False
+    evaluated = existing[:periods]
+    if state == "INSUFFICIENT_DATA":
+        unknown = periods - len(evaluated)
+        reason = (
+            f"Insufficient Data: {unknown} datapoint"
+            f"{'s were' if unknown != 1 else ' was'} unknown."
+        )
     else:
-        state = "INSUFFICIENT_DATA"
-    shown = ", ".join(
-        f"{v} ({(EPOCH + dt.timedelta(seconds=t)).strftime('%d/%m/%y %H:%M:%S')})"
-        for t, v in evaluated
-    )
-    reason = (
-        f"Threshold Crossed: {breaching} out of the last {periods} datapoints "
-        f"[{shown}] was {'' if state == 'ALARM' else 'not '}{words} the threshold "
-        f"({threshold}) (minimum {needed} datapoint for transition)."
-    )
+        shown = ", ".join(
+            f"{v} ({(EPOCH + dt.timedelta(seconds=t)).strftime('%d/%m/%y %H:%M:%S')})"
+            for t, v in evaluated
+        )
+        extra = f" and {filled} missing datapoint{'s' if filled != 1 else ''}" if filled else ""
+        reason = (
+            f"Threshold Crossed: {breaching} out of the last {periods} datapoints "
+            f"[{shown}]{extra} was {'' if state == 'ALARM' else 'not '}{words} the "
+            f"threshold ({threshold}) (minimum {needed} datapoint for "
+            f"{alarm.state_value} -> {state} transition)."
+        )
+    oldest = evaluated[-1][0] if evaluated else instant - periods * period
     reason_data = json.dumps(
         {
             "version": "1.0",
-            "queryDate": _reason_time(utcnow()),
-            "startDate": _reason_time(EPOCH + dt.timedelta(seconds=first)),
+            "queryDate": _reason_time(clock.now(alarm.region_name)),
+            "startDate": _reason_time(EPOCH + dt.timedelta(seconds=oldest)),
             "statistic": alarm.statistic or alarm.extended_statistic,
             "period": period,
             "recentDatapoints": [v for _, v in reversed(evaluated)],
@@ -388,6 +437,205 @@ def evaluate_metric_alarm(backend, alarm, newest):
         }
     )
     return transition(alarm, state, reason, reason_data)
+
+
+def evaluate_region(backend, instant=None):
+    """Evaluates every alarm of `backend` at `instant` (default: its region's
+    latest evaluation instant), then its composite alarms and their actions."""
+    if instant is None:
+        instant = clock.last_instant(backend.region_name)
+    with LOCK:
+        for alarm in list(backend.alarms.values()):
+            if alarm.rule is None:
+                evaluate_metric_alarm(backend, alarm, instant)
+        evaluate_composites(backend)
+        run_pending_actions(backend)
+
+
+def evaluate_everywhere(region=None):
+    """Evaluates the alarms of `region` (every region when None)."""
+    accounts = cw_models.cloudwatch_backends.get(DEFAULT_ACCOUNT_ID)
+    if accounts is None:
+        return 0
+    regions = [region] if region else list(accounts.keys())
+    count = 0
+    for name in regions:
+        backend = accounts[name]
+        if backend.alarms:
+            evaluate_region(backend)
+            count += len(backend.alarms)
+    return count
+
+
+# ---------------------------------------------------------------- events and actions
+
+
+def _event_time(value):
+    if value is None:
+        return None
+    return _utc(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _state_of(alarm):
+    state = {
+        "value": alarm.state_value,
+        "reason": alarm.state_reason,
+        "timestamp": _event_time(alarm.state_updated_timestamp),
+    }
+    if alarm.state_reason_data and alarm.state_reason_data != "{}":
+        state["reasonData"] = alarm.state_reason_data
+    return state
+
+
+def _dimension_map(dimensions):
+    return {k: v for k, v in sorted(_dimension_set(dimensions))}
+
+
+def _configuration(alarm):
+    """The event's `configuration`, as CloudWatch's sample events show it."""
+    config = {}
+    if alarm.description:
+        config["description"] = alarm.description
+    if alarm.rule is not None:
+        config["alarmRule"] = alarm.rule
+        if getattr(alarm, "actions_suppressor", None):
+            config["actionsSuppressor"] = alarm.actions_suppressor
+            config["actionsSuppressorWaitPeriod"] = alarm.actions_suppressor_wait_period
+            config["actionsSuppressorExtensionPeriod"] = (
+                alarm.actions_suppressor_extension_period
+            )
+        return config
+    metrics = []
+    if alarm.metric_data_queries:
+        for q in alarm.metric_data_queries:
+            item = {"id": q.id, "returnData": bool(q.return_data)}
+            if q.metric_stat:
+                m = q.metric_stat.metric
+                item["metricStat"] = {
+                    "metric": {
+                        "dimensions": _dimension_map(m.dimensions),
+                        "name": m.metric_name,
+                        "namespace": m.namespace,
+                    },
+                    "period": int(q.metric_stat.period),
+                    "stat": q.metric_stat.stat,
+                }
+            else:
+                item["expression"] = q.expression
+            if getattr(q, "label", None):
+                item["label"] = q.label
+            metrics.append(item)
+    else:
+        metrics.append(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm.alarm_arn)),
+                "metricStat": {
+                    "metric": {
+                        "dimensions": _dimension_map(alarm.dimensions),
+                        "name": alarm.metric_name,
+                        "namespace": alarm.namespace,
+                    },
+                    "period": int(alarm.period),
+                    "stat": alarm.statistic or alarm.extended_statistic,
+                },
+                "returnData": True,
+            }
+        )
+    config["metrics"] = metrics
+    return config
+
+
+# Every action an alarm ran or had suppressed: GET /_emulator/alarm-actions.
+ACTIONS = []
+
+
+def _actions_for(alarm, state):
+    return {
+        "ALARM": alarm.alarm_actions,
+        "OK": alarm.ok_actions,
+        "INSUFFICIENT_DATA": alarm.insufficient_data_actions,
+    }.get(state) or []
+
+
+def _record(alarm, state, outcome, by=None):
+    ACTIONS.append(
+        {
+            "region": alarm.region_name,
+            "alarm": alarm.name,
+            "state": state,
+            "actions": list(_actions_for(alarm, state)),
+            "outcome": outcome,
+            "suppressedBy": by,
+            "at": clock.describe(alarm.region_name)["now"],
+        }
+    )
+
+
+def _suppressor(alarm):
+    name = getattr(alarm, "actions_suppressor", None)
+    if not name:
+        return None
+    backend = cw_models.cloudwatch_backends[DEFAULT_ACCOUNT_ID][alarm.region_name]
+    return backend.alarms.get(name.split(":alarm:")[-1])
+
+
+def _suppress(alarm, by):
+    alarm.actions_suppressed_by = by
+    alarm.actions_suppressed_reason = f"Actions suppressed by {by}"
+
+
+def _start_actions(alarm):
+    """Runs the new state's actions, or holds them as the composite alarm's
+    ActionsSuppressor says; returns what the state change event adds."""
+    alarm.actions_suppressed_by = None
+    alarm.actions_suppressed_reason = None
+    alarm.pending_actions = None
+    if not alarm.actions_enabled:
+        return {}
+    suppressor = _suppressor(alarm)
+    if suppressor is None:
+        _record(alarm, alarm.state_value, "executed")
+        return {}
+    at = clock.now_epoch(alarm.region_name)
+    if suppressor.state_value == "ALARM":
+        _suppress(alarm, "Alarm")
+        alarm.pending_actions = {"state": alarm.state_value, "until": None}
+        _record(alarm, alarm.state_value, "suppressed", "Alarm")
+    else:
+        _suppress(alarm, "WaitPeriod")
+        alarm.pending_actions = {
+            "state": alarm.state_value,
+            "until": at + float(alarm.actions_suppressor_wait_period),
+        }
+    return {
+        "actionsSuppressedBy": alarm.actions_suppressed_by,
+        "actionsSuppressedReason": alarm.actions_suppressed_reason,
+    }
+
+
+def run_pending_actions(backend):
+    """Moves held actions on: the suppressor went into ALARM (suppressed), left
+    it (the extension period starts), or a wait ran out (the actions run)."""
+    for alarm in list(backend.alarms.values()):
+        pending = getattr(alarm, "pending_actions", None)
+        if not pending or pending["state"] != alarm.state_value:
+            continue
+        suppressor = _suppressor(alarm)
+        at = clock.now_epoch(alarm.region_name)
+        by = alarm.actions_suppressed_by
+        suppressing = suppressor is not None and suppressor.state_value == "ALARM"
+        if suppressing and by != "Alarm":
+            _suppress(alarm, "Alarm")
+            pending["until"] = None
+            _record(alarm, alarm.state_value, "suppressed", "Alarm")
+        elif not suppressing and by == "Alarm":
+            _suppress(alarm, "ExtensionPeriod")
+            pending["until"] = at + float(alarm.actions_suppressor_extension_period)
+        elif not suppressing and pending["until"] is not None and at >= pending["until"]:
+            _record(alarm, alarm.state_value, "executed", by)
+            alarm.actions_suppressed_by = None
+            alarm.actions_suppressed_reason = None
+            alarm.pending_actions = None
 
 
 # ---------------------------------------------------------------- composite rules
@@ -459,8 +707,23 @@ def evaluate_rule(rule, states):
     return value
 
 
+def rule_alarm_names(rule):
+    """The alarm names (ARNs reduced to names) an AlarmRule refers to."""
+    return [
+        m.group(5).split(":alarm:")[-1]
+        for m in _RULE_TOKENS.finditer(rule)
+        if m.group(4)
+    ]
+
+
+def _long_time(value):
+    return _utc(value).strftime("%A %d %B, %Y %H:%M:%S UTC")
+
+
 def evaluate_composites(backend):
-    """Re-evaluates every composite alarm until no state changes."""
+    """Re-evaluates every composite alarm until no state changes. A composite
+    alarm is INSUFFICIENT_DATA only from its creation to its first evaluation:
+    its rule is then TRUE (ALARM) or not (OK), whatever its children's states."""
     for _ in range(len(backend.alarms) + 1):
         changed = False
         states = {name: a.state_value for name, a in backend.alarms.items()}
@@ -468,15 +731,32 @@ def evaluate_composites(backend):
             if alarm.rule is None:
                 continue
             state = "ALARM" if evaluate_rule(alarm.rule, states) else "OK"
-            triggering = [
-                {"arn": a.alarm_arn, "state": {"value": a.state_value}}
-                for a in backend.alarms.values()
-                if a.rule is None and a.name in alarm.rule
+            if alarm.state_value == state:
+                continue
+            children = [
+                backend.alarms[n] for n in rule_alarm_names(alarm.rule) if n in backend.alarms
             ]
-            reason_data = json.dumps({"triggeringAlarms": triggering})
-            changed |= transition(
-                alarm, state, f"Rule {alarm.rule} is {state == 'ALARM'}", reason_data
+            triggering = [
+                {
+                    "arn": a.alarm_arn,
+                    "state": {
+                        "value": a.state_value,
+                        "timestamp": _event_time(a.state_updated_timestamp),
+                    },
+                }
+                for a in children
+            ]
+            latest = max(
+                children, key=lambda a: _utc(a.state_updated_timestamp), default=None
             )
+            reason = (
+                f"{latest.alarm_arn} transitioned to {latest.state_value} at "
+                f"{_long_time(latest.state_updated_timestamp)}"
+                if latest is not None
+                else f"Rule {alarm.rule} evaluated to {state == 'ALARM'}"
+            )
+            reason_data = json.dumps({"triggeringAlarms": triggering})
+            changed |= transition(alarm, state, reason, reason_data)
         if not changed:
             return
 
@@ -518,12 +798,39 @@ def describe_alarms(backend, request):
 
 
 def put_composite_alarm(backend, request):
-    """PutCompositeAlarm, which moto lacks: a moto alarm that carries a rule."""
+    """PutCompositeAlarm, which moto lacks: a moto alarm that carries a rule.
+    CloudWatch refuses a rule (or ActionsSuppressor) naming an alarm that does
+    not exist; a new composite alarm is INSUFFICIENT_DATA until evaluated."""
     rule = request.get("AlarmRule") or ""
     if not rule or len(rule) > 10240:
         raise ValidationError("AlarmRule must be 1 to 10240 characters long.")
-    backend.put_metric_alarm(
-        name=request["AlarmName"],
+    evaluate_rule(rule, {})  # refuse a rule that does not parse
+    name = request["AlarmName"]
+    unknown = [n for n in rule_alarm_names(rule) if n not in backend.alarms or n == name]
+    if unknown:
+        raise ValidationError(
+            "Could not save the composite alarm as alarms "
+            f"[{', '.join(dict.fromkeys(unknown))}] in the alarm rule do not exist"
+        )
+    suppressor = request.get("ActionsSuppressor")
+    if suppressor:
+        if suppressor.split(":alarm:")[-1] not in backend.alarms:
+            raise ValidationError(
+                f"Could not save the composite alarm as the actions suppressor "
+                f"[{suppressor}] does not exist"
+            )
+        for key in ("ActionsSuppressorWaitPeriod", "ActionsSuppressorExtensionPeriod"):
+            if request.get(key) is None:
+                raise ValidationError(f"{key} is required when ActionsSuppressor is specified.")
+    elif request.get("ActionsSuppressorWaitPeriod") is not None or request.get(
+        "ActionsSuppressorExtensionPeriod"
+    ) is not None:
+        raise ValidationError(
+            "ActionsSuppressorWaitPeriod and ActionsSuppressorExtensionPeriod are "
+            "only valid with ActionsSuppressor."
+        )
+    alarm = backend.put_metric_alarm(
+        name=name,
         namespace=None,
         metric_name=None,
         comparison_operator=None,
@@ -540,27 +847,107 @@ def put_composite_alarm(backend, request):
         rule=rule,
         tags=request.get("Tags"),
     )
+    alarm.actions_suppressor = suppressor.split(":alarm:")[-1] if suppressor else None
+    alarm.actions_suppressor_wait_period = (
+        int(request["ActionsSuppressorWaitPeriod"]) if suppressor else None
+    )
+    alarm.actions_suppressor_extension_period = (
+        int(request["ActionsSuppressorExtensionPeriod"]) if suppressor else None
+    )
     return {}
 
 
+# ---------------------------------------------------------------- PutMetricData limits
+
+MAX_DATUMS = 1000
+MAX_DIMENSIONS = 30
+MAX_BODY_BYTES = 1024 * 1024
+PAST = dt.timedelta(weeks=2)
+FUTURE = dt.timedelta(hours=2)
+
+
+def check_body_size(size):
+    """PutMetricData "is limited to 1 MB in size for HTTP POST requests": the
+    request as sent (gzipped or not)."""
+    if size > MAX_BODY_BYTES:
+        raise RequestTooLarge(f"Request size {size} exceeded {MAX_BODY_BYTES} bytes")
+
+
+class RequestTooLarge(Exception):
+    status = "413 Request Entity Too Large"
+    code = "RequestEntityTooLarge"
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def check_metric_data(region, metric_data):
+    """1,000 datums a request, 30 dimensions a datum, time stamps from two
+    weeks before today to two hours after now (the API reference's limits)."""
+    if len(metric_data) > MAX_DATUMS:
+        raise cw_models.InvalidParameterValue(
+            f"The collection MetricData must not have a size greater than {MAX_DATUMS}."
+        )
+    now = clock.now(region)
+    # "as much as two weeks before the current date, and as much as 2 hours
+    # after the current day and time": the past is counted in days.
+    earliest = now.replace(hour=0, minute=0, second=0, microsecond=0) - PAST
+    for i, datum in enumerate(metric_data, start=1):
+        dimensions = datum.get("Dimensions") or []
+        if len(dimensions) > MAX_DIMENSIONS:
+            raise cw_models.InvalidParameterValue(
+                f"The collection MetricData.member.{i}.Dimensions must not have a size "
+                f"greater than {MAX_DIMENSIONS}."
+            )
+        stamp = datum.get("Timestamp")
+        if stamp is None:
+            continue
+        at = _utc(stamp)
+        if at < earliest:
+            raise cw_models.InvalidParameterValue(
+                f"The parameter MetricData.member.{i}.Timestamp must specify a time "
+                "no more than two weeks in the past."
+            )
+        if at > now + FUTURE:
+            raise cw_models.InvalidParameterValue(
+                f"The parameter MetricData.member.{i}.Timestamp must specify a time "
+                "no more than two hours in the future."
+            )
+
+
+# ---------------------------------------------------------------- control API
+
+
+def _evaluate_control(request, query):
+    region = request.get("region") or ((query or {}).get("region") or [None])[0]
+    with LOCK:
+        return {"evaluated": evaluate_everywhere(region)}
+
+
+def _actions_control(request, query):
+    region = ((query or {}).get("region") or [None])[0]
+    with LOCK:
+        return {"actions": [a for a in ACTIONS if region in (None, a["region"])]}
+
+
 def install():
-    """Patches moto's CloudWatch backend (data in, states out)."""
+    """Patches moto's CloudWatch backend: data in, states out on the clock."""
+    faults.register_control("POST", "alarms/evaluate", _evaluate_control)
+    faults.register_control("GET", "alarm-actions", _actions_control)
+    clock.on_instant(lambda region: evaluate_everywhere(region))
+    clock.start()
+
     original_put = cw_models.CloudWatchBackend.put_metric_data
 
     def put_metric_data(self, namespace, metric_data):
+        # Stored only: alarms read it at their next evaluation instant.
         with LOCK:
+            check_metric_data(self.region_name, metric_data)
+            for datum in metric_data:
+                if datum.get("Timestamp") is None:
+                    datum["Timestamp"] = clock.now(self.region_name).replace(tzinfo=None)
             original_put(self, namespace, metric_data)
-            touched = {}
-            for m in metric_data:
-                key = (m["MetricName"], _dimension_set(m.get("Dimensions")))
-                at = _epoch(m.get("Timestamp") or utcnow())
-                touched[key] = max(touched.get(key, at), at)
-            for (name, dims), newest in touched.items():
-                dimensions = [{"Name": k, "Value": v} for k, v in dims]
-                for alarm in list(self.alarms.values()):
-                    if _alarm_watches(alarm, namespace, name, dimensions):
-                        evaluate_metric_alarm(self, alarm, newest)
-            evaluate_composites(self)
 
     original_put_alarm = cw_models.CloudWatchBackend.put_metric_alarm
 
@@ -579,22 +966,27 @@ def install():
                     "state_reason",
                     "state_reason_data",
                     "state_updated_timestamp",
+                    "actions_suppressed_by",
+                    "actions_suppressed_reason",
+                    "pending_actions",
                 ):
-                    setattr(alarm, field, getattr(before, field))
+                    setattr(alarm, field, getattr(before, field, None))
                 alarm.state_transitioned_timestamp = getattr(
                     before, "state_transitioned_timestamp", before.state_updated_timestamp
                 )
             else:
+                # "the alarm state is immediately set to INSUFFICIENT_DATA. The
+                # alarm is then evaluated": at its next evaluation instant.
                 alarm.state_value = "INSUFFICIENT_DATA"
                 alarm.state_reason = "Unchecked: Initial alarm creation"
+                alarm.state_updated_timestamp = _alarm_time(alarm)
                 alarm.state_transitioned_timestamp = alarm.state_updated_timestamp
-            newest = _newest_datapoint(self, alarm)
-            if newest is not None:
-                evaluate_metric_alarm(self, alarm, newest)
-            evaluate_composites(self)
+            alarm.configuration_updated_timestamp = _alarm_time(alarm)
             return alarm
 
     def set_alarm_state(self, alarm_name, reason, reason_data, state_value):
+        # "This temporary state change lasts only until the next alarm
+        # comparison occurs"; composites see it at once.
         with LOCK:
             if reason_data is not None:
                 try:
@@ -606,6 +998,7 @@ def install():
                 raise cw_models.ResourceNotFound
             transition(alarm, state_value, reason, reason_data)
             evaluate_composites(self)
+            run_pending_actions(self)
 
     cw_models.CloudWatchBackend.put_metric_data = put_metric_data
     cw_models.CloudWatchBackend.put_metric_alarm = put_metric_alarm

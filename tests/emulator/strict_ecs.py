@@ -32,14 +32,47 @@
   count: it stops the service's unprotected tasks, newest first, and never a
   protected one; when protection expires, it stops what is still in excess.
   (ECS chooses by its placement strategy; here the order is the task ARN's.)
+- Task lifecycle (docs: "Amazon ECS task lifecycle"): a task goes
+  PROVISIONING -> PENDING -> RUNNING, and once told to stop (desiredStatus
+  STOPPED, lastStatus still RUNNING for `stop_seconds`) STOPPING ->
+  DEPROVISIONING -> STOPPED. Each state lasts its setting
+  (`provisioning_seconds`, `pending_seconds`, `stop_seconds`,
+  `stopping_seconds`, `deprovisioning_seconds`); a state that lasts 0 is
+  skipped. Every change emits "ECS Task State Change" on the default bus
+  (bus.py), with `version` counting the task's changes, as DescribeTasks
+  reports it too. StopTask stops with stopCode UserInitiated, the scheduler
+  with ServiceSchedulerInitiated.
+- The service scheduler (`scheduler` on): a service keeps `desiredCount`
+  tasks of its PRIMARY deployment (group `service:<name>`, startedBy the
+  deployment id), starts what is missing, stops the unprotected excess,
+  newest first, and once a new deployment's tasks run, the replaced ones.
+  A deployment completes when `deployment_seconds` have passed and its tasks
+  all run.
+- Deployments that fail or stick (`next_deployment`): a failing deployment's
+  tasks stop at the end of PENDING (stopCode TaskFailedToStart) and count as
+  failedTasks; with deploymentCircuitBreaker.enable, at the threshold
+  (half the desired count, at least 3, at most 200) its rolloutState is FAILED
+  and it launches no more tasks; with rollback, a new deployment of the last
+  completed task definition replaces it. A sticking deployment's tasks stay
+  PENDING and it stays IN_PROGRESS.
+
+    POST /_emulator/ecs-lifecycle {"region": "eu-west-3", "scheduler": true,
+         "provisioning_seconds": 1, "pending_seconds": 1, "stop_seconds": 1,
+         "stopping_seconds": 1, "deprovisioning_seconds": 1}
+         (without "region": the default of every region; answers the settings)
+    POST /_emulator/ecs-lifecycle {"region", "cluster", "service",
+         "next_deployment": "fail" | "stick" | null}
 """
 
 import datetime as dt
 import ipaddress
 import json
+import math
 import threading
+import time
 import unicodedata
 
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
@@ -65,10 +98,26 @@ PROTECTED_UNTIL = {}
 PROTECTION_BATCH_LIMIT = 10
 PROTECTION_MINUTES_DEFAULT = 120
 PROTECTION_MINUTES_LIMIT = 2880
-# Task ARN -> when a task told to stop reaches STOPPED.
-STOPS_AT = {}
 # Deployment id -> when its rollout completes.
 COMPLETES_AT = {}
+# Deployments that completed (a rollback goes back to the latest of them).
+COMPLETED_DEPLOYMENTS = set()
+# (region, cluster, service) -> how its next deployment goes: "fail" or "stick".
+NEXT_DEPLOYMENT = {}
+# Deployment id -> "fail" or "stick".
+DEPLOYMENT_MODE = {}
+# Task lifecycle and scheduler settings: every region's, and a region's own.
+LIFECYCLE_DEFAULTS = {
+    "scheduler": False,
+    "provisioning_seconds": 0.0,
+    "pending_seconds": 0.0,
+    "stopping_seconds": 0.0,
+    "deprovisioning_seconds": 0.0,
+}
+LIFECYCLE_REGIONS = {}
+# Task ARN -> its lifecycle: version, and the state changes still to come.
+TRACKS = {}
+TICK_SECONDS = 0.05
 # Task ARN -> how many more DescribeTasks calls report it MISSING.
 MISSING_TASKS = {}
 PAGE_LIMIT = 100
@@ -135,44 +184,97 @@ def start_deployment(service):
     """A new PRIMARY deployment; the one before it becomes ACTIVE until this one completes."""
     if service.deployment_controller.get("type", "ECS") != "ECS":
         service.deployments = []
-        return
+        return None
     for old in service.deployments:
         old["status"] = "ACTIVE"
     deployment = _deployment(service)
     COMPLETES_AT[deployment["id"]] = deployment["createdAt"] + dt.timedelta(
         seconds=SETTINGS["deployment_seconds"]
     )
+    mode = NEXT_DEPLOYMENT.pop((service.region_name, service.cluster_name, service.name), None)
+    if mode:
+        DEPLOYMENT_MODE[deployment["id"]] = mode
     service.deployments = [deployment] + list(service.deployments)
+    return deployment
+
+
+def _primary(service):
+    return next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+
+
+def _circuit_breaker(service):
+    config = getattr(service, "deployment_configuration", None) or {}
+    return config.get("deploymentCircuitBreaker") or {}
+
+
+def failure_threshold(desired):
+    """The circuit breaker's threshold: half the desired count, 3 to 200."""
+    return min(200, max(3, math.ceil(0.5 * desired)))
+
+
+def _fail_deployment(service, deployment, now):
+    """The circuit breaker trips: FAILED, and with rollback a new deployment of
+    the last completed task definition."""
+    breaker = _circuit_breaker(service)
+    deployment["rolloutState"] = "FAILED"
+    deployment["updatedAt"] = now
+    completed = next(
+        (d for d in service.deployments if d is not deployment and d["id"] in COMPLETED_DEPLOYMENTS),
+        None,
+    )
+    if breaker.get("rollback") and completed is not None:
+        service.task_definition = completed["taskDefinition"]
+        rollback = start_deployment(service)
+        deployment["rolloutStateReason"] = (
+            f"ECS deployment circuit breaker: rolling back to deploymentId {rollback['id']}."
+        )
+    else:
+        deployment["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
 
 
 def settle(service):
-    """Completes deployments whose time has come."""
+    """Completes (or fails) deployments whose time has come."""
     now = utcnow()
-    primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
-    if primary is not None:
-        primary["desiredCount"] = service.desired_count
+    primary = _primary(service)
+    if primary is None:
+        return
+    scheduled = _lifecycle(service.region_name)["scheduler"]
+    if scheduled:
+        _count_tasks(service)
+    primary["desiredCount"] = service.desired_count
+    if not scheduled:
         primary["runningCount"] = service.running_count
-        due = COMPLETES_AT.get(primary["id"])
-        if primary.get("rolloutState") == "IN_PROGRESS" and due is not None and now >= due:
-            primary["rolloutState"] = "COMPLETED"
-            primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
-            primary["updatedAt"] = now
-            service.deployments = [primary]
+    if primary.get("rolloutState") != "IN_PROGRESS":
+        return
+    mode = DEPLOYMENT_MODE.get(primary["id"])
+    if _circuit_breaker(service).get("enable") and (
+        primary["failedTasks"] >= failure_threshold(service.desired_count)
+    ):
+        _fail_deployment(service, primary, now)
+        return
+    due = COMPLETES_AT.get(primary["id"])
+    if due is None or now < due or mode == "stick":
+        return
+    if mode == "fail":
+        if not scheduled and primary["failedTasks"] == 0:
+            # No tasks to fail here: the failures all come at once.
+            primary["failedTasks"] = failure_threshold(service.desired_count)
+            if _circuit_breaker(service).get("enable"):
+                _fail_deployment(service, primary, now)
+        return
+    if scheduled and primary["runningCount"] < service.desired_count:
+        return
+    primary["rolloutState"] = "COMPLETED"
+    primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
+    primary["updatedAt"] = now
+    COMPLETED_DEPLOYMENTS.add(primary["id"])
+    service.deployments = [primary]
 
 
 def mark_missing(task_arns, times):
     with LOCK:
         for arn in task_arns:
             MISSING_TASKS[arn] = int(times)
-
-
-def _settle_stop(task):
-    """A task told to stop reaches STOPPED once its stop window is over."""
-    with LOCK:
-        at = STOPS_AT.get(task.task_arn)
-        if at is not None and utcnow() >= at:
-            task.last_status = "STOPPED"
-            del STOPS_AT[task.task_arn]
 
 
 def _still_missing(arn):
@@ -190,6 +292,7 @@ def list_tasks_response(self):
     if not 1 <= int(max_results) <= PAGE_LIMIT:
         raise InvalidParameterException("maxResults must be between 1 and 100.")
     service_name = self._get_param("serviceName")
+    tick()
     _settle_scale_in(self.ecs_backend)
     tasks = self.ecs_backend.list_tasks(
         self._get_param("cluster", "default"),
@@ -227,11 +330,11 @@ def describe_tasks_response(self):
     # scans every task of every cluster against every request, by substring.
     cluster_name = self.ecs_backend._get_cluster(cluster).name
     wanted = {arn.split("/")[-1] for arn in requested}
+    tick()
     found = []
-    for task in self.ecs_backend.tasks.get(cluster_name, {}).values():
+    for task in list(self.ecs_backend.tasks.get(cluster_name, {}).values()):
         if task.task_arn.split("/")[-1] in wanted:
             task.advance()
-            _settle_stop(task)
             found.append(task)
     tasks = [t for t in found if not _still_missing(t.task_arn)]
     described = {t.task_arn for t in tasks} | {t.task_arn.split("/")[-1] for t in tasks}
@@ -280,7 +383,11 @@ def create_network(region, ipv6, subnet_cidr="10.0.0.0/20"):
     if ipv6:
         block = vpc.ipv6_cidr_block_association_set[0]["ipv6CidrBlock"]
         ipv6_block = block.replace("/56", "/64")
-    subnet = ec2.create_subnet(vpc.id, subnet_cidr, ipv6_cidr_block=ipv6_block)
+    # moto puts a subnet with no zone named in us-east-1a, whatever the region.
+    zone = ec2.describe_availability_zones()[0].name
+    subnet = ec2.create_subnet(
+        vpc.id, subnet_cidr, ipv6_cidr_block=ipv6_block, availability_zone=zone
+    )
     group = ec2.create_security_group("tasks", "tasks", vpc_id=vpc.id)
     return {"vpc_id": vpc.id, "subnet_id": subnet.id, "security_group_id": group.id}
 
@@ -337,8 +444,10 @@ def scale_in(backend, service):
         free = [t for t in running if not _protected(t)]
         # moto keeps no start time: the task ARN orders them, the same every time.
         free.sort(key=lambda t: t.task_arn, reverse=True)
+        primary = _primary(service)
+        reason = f"Scaling activity initiated by (deployment {primary['id'] if primary else 'ecs-svc'})"
         for task in free[:excess]:
-            backend.stop_task(service.cluster_name, task.task_arn, "Scaling activity initiated by (deployment ecs-svc)")
+            stop(task, reason, "ServiceSchedulerInitiated")
 
 
 def _protection_json(task):
@@ -445,6 +554,380 @@ def _add_zone(task):
         return
 
 
+def _lifecycle(region):
+    """The lifecycle settings in `region`."""
+    return {
+        **LIFECYCLE_DEFAULTS,
+        "stop_seconds": SETTINGS["stop_seconds"],
+        **LIFECYCLE_REGIONS.get(region, {}),
+    }
+
+
+def _iso(at):
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+CONTAINER_STATUS = {
+    "PROVISIONING": "PENDING",
+    "PENDING": "PENDING",
+    "ACTIVATING": "PENDING",
+    "RUNNING": "RUNNING",
+    "DEACTIVATING": "RUNNING",
+    "STOPPING": "RUNNING",
+    "DEPROVISIONING": "STOPPED",
+    "STOPPED": "STOPPED",
+}
+
+
+def _event_detail(task):
+    """The detail of an "ECS Task State Change" event, as ECS sends it."""
+    attachments = [
+        {
+            "id": a.get("id"),
+            "type": "eni",
+            "status": a.get("status"),
+            "details": list(a.get("details", [])),
+        }
+        for a in task.attachments
+    ]
+    interfaces = [
+        {
+            "attachmentId": a.get("id"),
+            **{
+                key: d["value"]
+                for d in a.get("details", [])
+                for name, key in (
+                    ("privateIPv4Address", "privateIpv4Address"),
+                    ("privateIPv6Address", "ipv6Address"),
+                )
+                if d.get("name") == name
+            },
+        }
+        for a in task.attachments
+    ]
+    containers = [
+        {
+            "containerArn": c.container_arn,
+            "lastStatus": c.last_status,
+            "name": c.name,
+            "image": c.image,
+            "taskArn": task.task_arn,
+            "networkInterfaces": interfaces,
+            "cpu": str(c.cpu or 0),
+            **({"memory": str(c.memory)} if c.memory is not None else {}),
+        }
+        for c in task.containers
+    ]
+    detail = {
+        "attachments": attachments,
+        "clusterArn": task.cluster_arn,
+        "containers": containers,
+        "createdAt": _iso(task.created_at),
+        "desiredStatus": task.desired_status,
+        "group": task.group,
+        "launchType": task.launch_type or "EC2",
+        "lastStatus": task.last_status,
+        "startedBy": task.started_by,
+        "taskArn": task.task_arn,
+        "taskDefinitionArn": task.task_definition_arn,
+        "updatedAt": _iso(task.updated_at),
+        "version": task.version,
+    }
+    zone = getattr(task, "availability_zone", None)
+    if zone:
+        detail["availabilityZone"] = zone
+    for key, attr in (
+        ("pullStartedAt", "pull_started_at"),
+        ("pullStoppedAt", "pull_stopped_at"),
+        ("startedAt", "started_at"),
+        ("stoppingAt", "stopping_at"),
+        ("executionStoppedAt", "execution_stopped_at"),
+        ("stoppedAt", "stopped_at"),
+    ):
+        at = getattr(task, attr, None)
+        if at is not None:
+            detail[key] = _iso(at)
+    if task.desired_status == "STOPPED":
+        detail["stopCode"] = getattr(task, "stop_code", None)
+        detail["stoppedReason"] = task.stopped_reason
+    return detail
+
+
+def _changed(task, now):
+    """One change of the task: its version counts it, and ECS sends the event."""
+    task.version = getattr(task, "version", 0) + 1
+    task.updated_at = now
+    # Imported here: bus imports moto's events backend, which strict_ecs need not.
+    import bus
+
+    bus.emit(
+        task.region_name,
+        "aws.ecs",
+        "ECS Task State Change",
+        [task.task_arn],
+        _event_detail(task),
+        at=now.replace(tzinfo=dt.timezone.utc),
+    )
+
+
+def _enter(task, status, now):
+    """The task enters `status` (a marker "FAIL" stops a task that fails to start)."""
+    if status == "FAIL":
+        _count_failure(task)
+        stop(task, "Task failed to start", "TaskFailedToStart", now=now)
+        return
+    task.last_status = status
+    for container in task.containers:
+        container.last_status = CONTAINER_STATUS.get(status, container.last_status)
+    if status == "PENDING":
+        task.pull_started_at = now
+    if status == "RUNNING":
+        if getattr(task, "pull_started_at", None) is not None:
+            task.pull_stopped_at = now
+        task.started_at = now
+    if status == "DEPROVISIONING":
+        task.execution_stopped_at = now
+    if status == "STOPPED":
+        task.execution_stopped_at = getattr(task, "execution_stopped_at", None) or now
+        task.stopped_at = now
+    _changed(task, now)
+
+
+def _plan(task, steps, now):
+    """Schedules `steps` ((status, seconds it lasts or None for ever), ...):
+    a state that lasts 0 is skipped, the first is entered now."""
+    at = now
+    plan = []
+    for status, seconds in steps:
+        if seconds is None or seconds > 0 or status in ("FAIL", "STOPPED"):
+            plan.append((at, status))
+        if seconds is None:
+            break
+        at = at + dt.timedelta(seconds=seconds)
+    TRACKS[task.task_arn] = {"task": task, "plan": plan}
+    _advance(task.task_arn, now)
+
+
+def _advance(arn, now):
+    track = TRACKS.get(arn)
+    while track is not None and track["plan"] and track["plan"][0][0] <= now:
+        _, status = track["plan"].pop(0)
+        _enter(track["task"], status, now)
+        track = TRACKS.get(arn)
+    if track is not None and not track["plan"]:
+        TRACKS.pop(arn, None)
+
+
+def start(task):
+    """A new task: PROVISIONING -> PENDING -> RUNNING (or failing, or sticking)."""
+    now = utcnow()
+    settings = _lifecycle(task.region_name)
+    task.created_at = now
+    task.version = 0
+    mode = DEPLOYMENT_MODE.get(task.started_by)
+    steps = [
+        ("PROVISIONING", settings["provisioning_seconds"]),
+        ("PENDING", None if mode == "stick" else settings["pending_seconds"]),
+    ]
+    if mode == "fail":
+        steps.append(("FAIL", 0))
+    elif mode != "stick":
+        steps.append(("RUNNING", None))
+    with LOCK:
+        _plan(task, steps, now)
+
+
+def stop(task, reason, code, now=None):
+    """Tells a task to stop: desiredStatus STOPPED at once, then, from RUNNING,
+    `stop_seconds` still RUNNING, STOPPING, DEPROVISIONING, STOPPED."""
+    now = now or utcnow()
+    with LOCK:
+        if task.desired_status == "STOPPED":
+            return
+        settings = _lifecycle(task.region_name)
+        TRACKS.pop(task.task_arn, None)
+        task.desired_status = "STOPPED"
+        task.stopping_at = now
+        task.stop_code = code
+        task.stopped_reason = reason
+        steps = []
+        if task.last_status == "RUNNING":
+            steps.append(("RUNNING", settings["stop_seconds"]))
+        steps += [
+            ("STOPPING", settings["stopping_seconds"]),
+            ("DEPROVISIONING", settings["deprovisioning_seconds"]),
+            ("STOPPED", None),
+        ]
+        # The change of desired status is a change: ECS sends it.
+        _changed(task, now)
+        first = steps[0][0]
+        if first == task.last_status:
+            steps = steps[1:]
+            at = now + dt.timedelta(seconds=settings["stop_seconds"])
+        else:
+            at = now
+        plan = []
+        for status, seconds in steps:
+            if seconds is None or seconds > 0 or status == "STOPPED":
+                plan.append((at, status))
+            if seconds:
+                at = at + dt.timedelta(seconds=seconds)
+        TRACKS[task.task_arn] = {"task": task, "plan": plan}
+        _advance(task.task_arn, now)
+
+
+def _service_of(task):
+    if not (task.group or "").startswith("service:"):
+        return None
+    backend = ecs_models.ecs_backends[task._account_id][task.region_name]
+    return backend.services.get(f"{task.cluster_name}:{task.group[len('service:'):]}")
+
+
+def _count_failure(task):
+    service = _service_of(task)
+    if service is None:
+        return
+    deployment = next((d for d in service.deployments if d["id"] == task.started_by), None)
+    if deployment is not None:
+        deployment["failedTasks"] = deployment.get("failedTasks", 0) + 1
+
+
+def _count_tasks(service):
+    """Running and pending counts, the service's and each deployment's, from its tasks."""
+    backend = service._backend
+    tasks = _service_tasks(backend, service)
+    service.running_count = sum(t.last_status == "RUNNING" for t in tasks)
+    service.pending_count = len(tasks) - service.running_count
+    for deployment in service.deployments:
+        mine = [t for t in tasks if t.started_by == deployment["id"]]
+        deployment["runningCount"] = sum(t.last_status == "RUNNING" for t in mine)
+        deployment["pendingCount"] = len(mine) - deployment["runningCount"]
+
+
+def _stop_excess(tasks, excess, reason):
+    free = [t for t in tasks if not _protected(t)]
+    free.sort(key=lambda t: (t.created_at, t.task_arn), reverse=True)
+    for task in free[: max(0, excess)]:
+        stop(task, reason, "ServiceSchedulerInitiated")
+
+
+def reconcile(backend, service):
+    """ECS's service scheduler: the PRIMARY deployment's tasks at the desired
+    count, and the replaced deployments' tasks stopped once they run."""
+    if service.status != "ACTIVE" or not _lifecycle(service.region_name)["scheduler"]:
+        return
+    primary = _primary(service)
+    if primary is None:
+        return
+    tasks = _service_tasks(backend, service)
+    mine = [t for t in tasks if t.started_by == primary["id"]]
+    others = [t for t in tasks if t.started_by != primary["id"]]
+    reason = f"Scaling activity initiated by (deployment {primary['id']})"
+    missing = service.desired_count - len(mine)
+    if missing > 0 and primary.get("rolloutState") != "FAILED":
+        definition = backend.describe_task_definition(primary["taskDefinition"])
+        awsvpc = definition.network_mode == "awsvpc"
+        # Tasks need container instances to run on EC2; without any, on Fargate.
+        on_instances = service.launch_type in ("EC2", "EXTERNAL") and backend.container_instances.get(
+            service.cluster_name
+        )
+        launch_type = service.launch_type if on_instances else "FARGATE"
+        backend.run_task(
+            service.cluster_name,
+            primary["taskDefinition"],
+            missing,
+            None,
+            primary["id"],
+            None,
+            launch_type,
+            networking_configuration=service.network_configuration if awsvpc else None,
+            group=f"service:{service.name}",
+        )
+    elif missing < 0:
+        _stop_excess(mine, -missing, reason)
+    running = sum(t.last_status == "RUNNING" for t in mine)
+    if others and running >= service.desired_count:
+        _stop_excess(others, len(others), reason)
+    _count_tasks(service)
+
+
+def tick():
+    """Every state change that is due, and the scheduler's work."""
+    with LOCK:
+        now = utcnow()
+        for arn in list(TRACKS):
+            _advance(arn, now)
+        for region, settings in list(LIFECYCLE_REGIONS.items()):
+            if not {**LIFECYCLE_DEFAULTS, **settings}["scheduler"]:
+                continue
+            backend = ecs_models.ecs_backends[DEFAULT_ACCOUNT_ID][region]
+            for service in list(backend.services.values()):
+                settle(service)
+                reconcile(backend, service)
+
+
+def _ticker():
+    while True:
+        time.sleep(TICK_SECONDS)
+        try:
+            tick()
+        except Exception:  # noqa: BLE001 - the next tick tries again
+            pass
+
+
+LIFECYCLE_KEYS = (
+    "provisioning_seconds",
+    "pending_seconds",
+    "stop_seconds",
+    "stopping_seconds",
+    "deprovisioning_seconds",
+)
+
+
+def lifecycle_control(request, _query):
+    """POST /_emulator/ecs-lifecycle: settings of a region (or every region's
+    default), and how a service's next deployment goes."""
+    region = request.get("region")
+    with LOCK:
+        if "next_deployment" in request:
+            mode = request["next_deployment"]
+            if mode not in (None, "fail", "stick"):
+                raise ValueError(f"next_deployment {mode!r}: fail, stick or null")
+            key = (region, request.get("cluster", "default"), request["service"])
+            if mode is None:
+                NEXT_DEPLOYMENT.pop(key, None)
+            else:
+                NEXT_DEPLOYMENT[key] = mode
+        target = LIFECYCLE_REGIONS.setdefault(region, {}) if region else LIFECYCLE_DEFAULTS
+        for key in LIFECYCLE_KEYS:
+            if key in request:
+                value = float(request[key])
+                if value < 0:
+                    raise ValueError(f"{key} must be 0 or more")
+                target[key] = value
+        if "scheduler" in request:
+            target["scheduler"] = bool(request["scheduler"])
+        answer = _lifecycle(region)
+    if answer["scheduler"] and region:
+        tick()
+    return answer
+
+
+def create_service_response(self):
+    """CreateService, keeping the deploymentConfiguration moto drops."""
+    answer = ORIGINAL_CREATE_SERVICE_RESPONSE(self)
+    config = self._get_param("deploymentConfiguration")
+    if config is not None:
+        service = self.ecs_backend._get_service(
+            self._get_param("cluster", "default"), self._get_param("serviceName")
+        )
+        service.deployment_configuration = config
+    return answer
+
+
+ORIGINAL_CREATE_SERVICE_RESPONSE = ecs_responses.EC2ContainerServiceResponse.create_service
+
+
 def install():
     """Patches moto's ECS backend."""
     state_manager.set_transition(
@@ -471,6 +954,7 @@ def install():
             service = original_create(self, *args, **kwargs)
             service.deployments = []
             start_deployment(service)
+            reconcile(self, service)
             return service
 
     original_update = backend.update_service
@@ -487,6 +971,8 @@ def install():
             scale_in(self, service)
             if force or service.task_definition != old_definition:
                 start_deployment(service)
+            reconcile(self, service)
+            settle(service)
             return service
 
     original_describe = backend.describe_services
@@ -496,20 +982,24 @@ def install():
             raise InvalidParameterException("services can have at most 10 items.")
         with LOCK:
             services, failures = original_describe(self, cluster_str, names)
+            tick()
             for service in services:
                 settle(service)
                 scale_in(self, service)
+                reconcile(self, service)
             return services, failures
 
     original_stop = backend.stop_task
 
     def stop_task(self, cluster_str, task_str, reason):
+        cluster = self._get_cluster(cluster_str)
+        before = _find_task(self, cluster, task_str)
+        state = (before.last_status, before.desired_status) if before else None
         task = original_stop(self, cluster_str, task_str, reason)
-        seconds = SETTINGS["stop_seconds"]
-        if seconds > 0:
-            with LOCK:
-                task.last_status = "RUNNING"
-                STOPS_AT.setdefault(task.task_arn, utcnow() + dt.timedelta(seconds=seconds))
+        if state is not None:
+            # moto stops it at once; ECS goes through the stop lifecycle.
+            task.last_status, task.desired_status = state
+            stop(task, reason, "UserInitiated")
         return task
 
     backend.stop_task = stop_task
@@ -530,6 +1020,16 @@ def install():
         original_task_init(self, *args, **kwargs)
         _add_ipv6(self)
         _add_zone(self)
+        for container in self.containers:
+            # moto names the task definition here; ECS names the task.
+            container.task_arn = self.task_arn
+        start(self)
 
     ecs_models.Task.__init__ = task_init
+    ecs_responses.EC2ContainerServiceResponse.create_service = create_service_response
+    # Imported here: faults imports this module.
+    import faults
+
+    faults.register_control("POST", "ecs-lifecycle", lifecycle_control)
+    threading.Thread(target=_ticker, name="ecs-lifecycle", daemon=True).start()
 

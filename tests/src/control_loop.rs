@@ -1,7 +1,8 @@
-//! The whole loop on the local emulator, minute by minute on a simulated
-//! clock: a site on loopback slows down when its tasks are few; the probe
-//! measures it and publishes `CheckLatency`; the emulator evaluates the alarms
-//! from those datapoints; alarm state changes reach the scaler as EventBridge
+//! The whole loop on the local emulator, minute by minute on the emulator's
+//! clock (starting at the current minute): a site on loopback slows down when
+//! its tasks are few; the probe measures it and publishes `CheckLatency`; at
+//! the next minute boundary the emulator evaluates the alarms on those
+//! datapoints, as CloudWatch does once a minute; alarm state changes reach the scaler as EventBridge
 //! would deliver them; ECS's scheduler (played here: the emulator does not run
 //! one) starts or stops tasks to meet the desired count; their task state
 //! changes reach the registrar; targets turn healthy; the site recovers.
@@ -10,9 +11,10 @@
 //! for AWS itself is marked: EventBridge (events built from the alarms' and
 //! tasks' real states) and the ECS service scheduler.
 
+use crate::emulator_clock::minute_of;
 use crate::{sample_event, Aws, Emulator, Network, TASK_PORT};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::ecs::EcsAdapter;
 use ecs_control::aws::elbv2::Elbv2Adapter;
@@ -81,7 +83,7 @@ impl LoadedSite {
 pub struct Minute {
     pub minute: i64,
     pub latency_ms: f64,
-    /// Alarm name → state after the probe's datapoint.
+    /// Alarm name → state at the minute boundary after the probe's datapoint.
     pub alarms: BTreeMap<String, String>,
     /// What the scaler did, per event it got: (trigger, action, before, after).
     pub scaler: Vec<(String, String, u32, u32)>,
@@ -106,7 +108,9 @@ pub struct ControlLoop {
     /// Running tasks, oldest first.
     tasks: Vec<(String, String)>,
     alarm_states: BTreeMap<String, String>,
-    t0: DateTime<Utc>,
+    /// Minute 0: the first minute boundary after the loop starts, on the
+    /// region's clock.
+    pub t0: DateTime<Utc>,
 }
 
 fn check_dimension() -> Dimension {
@@ -121,6 +125,9 @@ impl ControlLoop {
         emulator.control("POST", "settings", &json!({"healthy_seconds": 1}));
         let config = emulator.sdk_config(region);
         let aws = Aws::new(&config);
+        // The loop's minutes start at the next minute boundary, a second in.
+        let t0 = minute_of(aws.clock_now()) + TimeDelta::minutes(1);
+        aws.set_clock(t0 + TimeDelta::seconds(1));
         let (network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
         for (name, threshold, comparison, periods) in [
             (
@@ -193,10 +200,7 @@ impl ControlLoop {
             site,
             tasks: Vec::new(),
             alarm_states: BTreeMap::new(),
-            t0: Utc
-                .with_ymd_and_hms(2026, 11, 21, 10, 0, 0)
-                .single()
-                .unwrap_or_default(),
+            t0,
         };
         world.follow_desired_count(world.t0).await;
         world
@@ -285,8 +289,9 @@ impl ControlLoop {
         event
     }
 
-    /// One minute: probe, alarms, scaler (events for changed alarms, then its
-    /// tick), ECS following the desired count, the registrar, the targets.
+    /// One minute: probe, the clock to the next minute boundary (the alarms
+    /// evaluated there), scaler (events for changed alarms, then its tick),
+    /// ECS following the desired count, the registrar, the targets.
     pub async fn minute(&mut self, k: i64) -> Minute {
         let now = self.t0 + TimeDelta::minutes(k) + TimeDelta::seconds(30);
         self.site.capacity.store(
@@ -306,6 +311,9 @@ impl ControlLoop {
             .await
             .expect("probe");
         let latency_ms = report.checks[0].measured.latency_ms;
+        // CloudWatch evaluates on the minute: the datapoint counts at the next one.
+        self.aws
+            .evaluate_alarms_at(self.t0 + TimeDelta::minutes(k + 1) + TimeDelta::seconds(1));
         let alarms = self
             .aws
             .cloudwatch

@@ -1,12 +1,13 @@
 //! A world for drills on the local emulator: a service of two healthy tasks
 //! behind an `ip` target group, a site on loopback for the probe checks, and
-//! stand-ins for what the emulator does not run: ECS's service scheduler
-//! (stopped tasks replaced) and EventBridge (an alarm's change reaching the scaler).
+//! a stand-in for ECS's service scheduler (stopped tasks replaced and
+//! registered, as the scheduler and the registrar would), and EventBridge's
+//! rule taking the alarm state changes the emulator emits to the scaler.
 //! The drill end-to-end tests and the demo share it.
 
 use crate::crash_points::{CrashPoint, Crashing};
 use crate::site::TestSite;
-use crate::{sample_event, Aws, Emulator, Network, TASK_PORT};
+use crate::{Aws, Emulator, Network, TASK_PORT};
 use chrono::Utc;
 use drill::handler::{Driller, LOCK_TAG, STATE_TAG};
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
@@ -231,8 +232,12 @@ impl World {
 }
 
 impl World {
-    /// Plays EventBridge for one alarm: each time it goes to ALARM, the scaler
-    /// gets the state change, as the alarm rule would deliver it.
+    /// EventBridge's rule for one alarm: each "CloudWatch Alarm State Change"
+    /// to ALARM the emulator emits for it reaches the scaler as emitted. The
+    /// task panics (and stops) on the first change the scaler refuses or
+    /// ignores: the drill would otherwise wait for an answer that never comes,
+    /// and fail far from the cause. The panic is printed with the test's
+    /// output, and the handle's `await` returns it.
     pub fn bridge(self: &Arc<Self>, alarm: &'static str) -> tokio::task::JoinHandle<()> {
         let world = self.clone();
         let scaler = Scaler::new(
@@ -242,20 +247,31 @@ impl World {
             CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&world.config)),
             false,
         );
+        let region = world
+            .config
+            .region()
+            .map(ToString::to_string)
+            .expect("a region");
         tokio::spawn(async move {
-            let mut last = String::new();
+            let emitted = || Emulator::shared().events("aws.cloudwatch", &region);
+            let mut seen = emitted().len();
             loop {
-                let state = world.aws.alarm_state(alarm).await.0;
-                if state != last && state == "ALARM" {
-                    let mut event = sample_event("scaler/alarm-state-change.json");
-                    event["detail"]["alarmName"] = alarm.into();
-                    event["detail"]["state"]["timestamp"] = Utc::now()
-                        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
-                        .to_string()
-                        .into();
-                    let _ = scaler.handle(event, "bridge", Utc::now()).await;
+                let events = emitted();
+                for event in events.iter().skip(seen) {
+                    let detail = &event["detail"];
+                    if detail["alarmName"] != alarm || detail["state"]["value"] != "ALARM" {
+                        continue;
+                    }
+                    match scaler.handle(event.clone(), "bridge", Utc::now()).await {
+                        Ok(record) => assert!(
+                            record.ignored.is_none(),
+                            "the scaler ignored {alarm}'s ALARM: {:?}",
+                            record.ignored
+                        ),
+                        Err(e) => panic!("the scaler refused {alarm}'s ALARM: {e}"),
+                    }
                 }
-                last = state;
+                seen = events.len();
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             }
         })

@@ -7,9 +7,13 @@
 // A harness: a failed set-up step should stop the test (or demo) loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod call_log;
 pub mod control_loop;
 pub mod crash_points;
 pub mod drill_world;
+pub mod emulator_clock;
+pub mod emulator_ecs;
+pub mod emulator_faults;
 pub mod predict_replay;
 pub mod runtime_api;
 pub mod scale_in_load;
@@ -47,11 +51,11 @@ pub fn emulator_python() -> PathBuf {
 }
 
 /// A running emulator; stopped when dropped, and by itself when this process exits.
-#[derive(Debug)]
 fn plain_moto_requested() -> bool {
     std::env::var("EMULATOR_PLAIN").is_ok_and(|v| v == "1")
 }
 
+#[derive(Debug)]
 pub struct Emulator {
     child: Child,
     endpoint: String,
@@ -676,6 +680,8 @@ impl Aws {
             .send()
             .await
             .expect("modify_target_group_attributes");
+        // ELB health-checks only targets of a group a load balancer uses.
+        self.attach_to_load_balancer(&arn, name, vpc_id).await;
         arn
     }
 
@@ -877,6 +883,9 @@ impl Aws {
                 TargetDescription::builder()
                     .id(ip)
                     .port(i32::from(port))
+                    // Hand-made targets may be outside the VPC's subnets, where ELB
+                    // requires a zone; `all` is what an ALB group takes anyway.
+                    .availability_zone("all")
                     .build(),
             )
             .send()

@@ -13,11 +13,35 @@ async fn a_slow_site_scales_out_recovers_and_a_quiet_period_scales_in() {
     let mut world = ControlLoop::start(&emulator, "us-east-1").await;
     // 800 ms of work a request: 400 ms over 2 tasks, 200 ms over 4.
     world.set_load(800);
+    // The loop runs on the emulator's clock, not on a fixed date.
+    assert!((world.t0 - chrono::Utc::now()).num_seconds().abs() < 120);
 
-    let slow = world.minute(0).await;
-    println!("{}", describe(&slow));
+    // Minute by minute on the emulator's clock, from the current minute.
+    let mut minutes = Vec::new();
+    for k in 0..=5 {
+        if k == 2 {
+            // Traffic falls: 100 ms of work over 4 tasks is 25 ms.
+            world.set_load(100);
+        }
+        let m = world.minute(k).await;
+        println!("{}", describe(&m));
+        minutes.push(m);
+    }
+    let desired: Vec<u32> = minutes.iter().map(|m| m.desired).collect();
+    assert_eq!(desired, [4, 4, 4, 4, 3, 3], "{minutes:#?}");
+    // The minute each alarm first fires: the slow minute's datapoint breaches
+    // at once (1 of 1); the quiet ones need three minutes (3 of 3).
+    let first_alarm = |name: &str| {
+        minutes
+            .iter()
+            .find(|m| m.alarms[name] == "ALARM")
+            .map(|m| m.minute)
+    };
+    assert_eq!(first_alarm(HIGH_ALARM), Some(0));
+    assert_eq!(first_alarm(LOW_ALARM), Some(4));
+
+    let slow = &minutes[0];
     assert!(slow.latency_ms > HIGH_MS, "{slow:?}");
-    assert_eq!(slow.alarms[HIGH_ALARM], "ALARM");
     assert!(
         slow.scaler
             .iter()
@@ -27,34 +51,17 @@ async fn a_slow_site_scales_out_recovers_and_a_quiet_period_scales_in() {
     assert_eq!((slow.desired, slow.running, slow.registered), (4, 4, 2));
     assert_eq!(slow.targets.get("healthy"), Some(&4));
 
-    let recovered = world.minute(1).await;
-    println!("{}", describe(&recovered));
+    let recovered = &minutes[1];
     assert!(recovered.latency_ms < HIGH_MS, "{recovered:?}");
     assert_eq!(recovered.alarms[HIGH_ALARM], "OK");
-    assert_eq!(recovered.desired, 4);
 
-    // Traffic falls: 100 ms of work over 4 tasks is 25 ms.
-    world.set_load(100);
-    let mut quiet = Vec::new();
-    for k in 2..=5 {
-        let m = world.minute(k).await;
-        println!("{}", describe(&m));
-        quiet.push(m);
-    }
-    let low = quiet
-        .iter()
-        .find(|m| m.alarms[LOW_ALARM] == "ALARM")
-        .expect("three quiet minutes put the low alarm in ALARM");
+    let low = &minutes[4];
     assert!(low.latency_ms < LOW_MS);
-    let scaled_in = quiet
-        .iter()
-        .find(|m| m.desired < 4)
-        .expect("the quiet period scales in");
-    assert_eq!(
-        (scaled_in.desired, scaled_in.running, scaled_in.deregistered),
-        (3, 3, 1)
-    );
-    assert_eq!(scaled_in.targets.get("draining"), Some(&1));
+    assert_eq!((low.desired, low.running, low.deregistered), (3, 3, 1));
+    assert_eq!(low.targets.get("draining"), Some(&1));
+    // The scale-in cooldown holds the next minute, while the alarm stays in ALARM.
+    assert_eq!(minutes[5].alarms[LOW_ALARM], "ALARM");
+    assert_eq!(minutes[5].deregistered, 0);
 }
 
 /// The load balancer played under steady load while the count goes from 6

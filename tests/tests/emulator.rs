@@ -9,12 +9,17 @@ use aws_sdk_cloudwatch::types::{
 use aws_sdk_ecs::types::{DeploymentRolloutState, Tag};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{TimeDelta, Utc};
+use e2e::emulator_clock::minute_of;
 use e2e::{Aws, Emulator};
 
 // Each behaviour that keeps time, or fails as AWS fails, has its own file.
+#[path = "emulator/cloudwatch_clock.rs"]
 mod cloudwatch_clock;
+#[path = "emulator/ecs_lifecycle.rs"]
 mod ecs_lifecycle;
+#[path = "emulator/fault_kinds.rs"]
 mod fault_kinds;
+#[path = "emulator/target_health.rs"]
 mod target_health;
 
 fn aws(region: &str) -> Aws {
@@ -163,8 +168,10 @@ async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() 
     .await;
     assert_eq!(aws.alarm_state("cpu-high").await.0, "INSUFFICIENT_DATA");
 
-    let t = Utc::now() - TimeDelta::minutes(10);
+    // Alarms are evaluated on the clock (cloudwatch_clock.rs): each minute.
+    let t = minute_of(aws.clock_now()) - TimeDelta::seconds(30);
     aws.put_cpu(75.0, t).await;
+    aws.evaluate_alarms();
     let (state, reason) = aws.alarm_state("cpu-high").await;
     assert_eq!(state, "ALARM");
     let data: serde_json::Value = serde_json::from_str(&reason).expect("reason data is JSON");
@@ -173,6 +180,7 @@ async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() 
 
     // Staying in ALARM writes nothing: the reason data still shows the first breach.
     aws.put_cpu(95.0, t + TimeDelta::minutes(1)).await;
+    aws.advance_clock(60);
     assert_eq!(
         aws.alarm_state("cpu-high").await,
         (state.clone(), reason.clone())
@@ -183,6 +191,7 @@ async fn alarms_are_evaluated_from_datapoints_and_change_only_on_a_transition() 
     assert_eq!(aws.alarm_state("cpu-high").await, (state, reason));
 
     aws.put_cpu(40.0, t + TimeDelta::minutes(2)).await;
+    aws.advance_clock(60);
     assert_eq!(aws.alarm_state("cpu-high").await.0, "OK");
 }
 
@@ -283,12 +292,20 @@ async fn composite_alarms_exist_and_follow_their_rule() {
         );
         alarm.state_value().map(|s| s.as_str().to_string())
     };
+    // A new composite alarm is INSUFFICIENT_DATA until its first evaluation.
+    assert_eq!(
+        composite_state().await.as_deref(),
+        Some("INSUFFICIENT_DATA")
+    );
+    aws.evaluate_alarms();
     assert_eq!(composite_state().await.as_deref(), Some("OK"));
-    let t = Utc::now() - TimeDelta::minutes(5);
+    let t = minute_of(aws.clock_now()) - TimeDelta::seconds(30);
     aws.put_cpu(95.0, t).await;
+    aws.evaluate_alarms();
     assert_eq!(composite_state().await.as_deref(), Some("OK"));
     aws.put_service_metric(("demo", "web"), "MemoryUtilization", 97.0, t)
         .await;
+    aws.evaluate_alarms();
     assert_eq!(composite_state().await.as_deref(), Some("ALARM"));
 }
 
@@ -343,6 +360,10 @@ async fn the_fault_layer_fails_chosen_calls_a_chosen_number_of_times() {
     let emulator = Emulator::shared();
     let aws = aws(region);
     aws.create_service("faults", "web", 1).await;
+    let calls_before = emulator.calls(region);
+    let count = |calls: &std::collections::BTreeMap<String, u64>, operation: &str| {
+        calls.get(operation).copied().unwrap_or(0)
+    };
 
     // Three throttles outlast the SDK's three attempts; the fourth call goes through.
     emulator.fail(region, "UpdateService", "throttle", 3);
@@ -358,9 +379,27 @@ async fn the_fault_layer_fails_chosen_calls_a_chosen_number_of_times() {
     assert_eq!(code(&err), "ThrottlingException");
     aws.set_desired_count("faults", "web", 2).await;
 
-    // One 500 is retried by the SDK and never seen.
+    // One 500 is retried by the SDK and never seen: two attempts, the fault used.
+    let describes = count(&emulator.calls(region), "DescribeServices");
     emulator.fail(region, "DescribeServices", "server_error", 1);
     assert_eq!(aws.desired_count("faults", "web").await, 2);
+    assert_eq!(
+        count(&emulator.calls(region), "DescribeServices"),
+        describes + 2
+    );
+    let used: Vec<_> = emulator
+        .faults()
+        .into_iter()
+        .filter(|f| f["region"] == region && f["operation"] == "DescribeServices")
+        .collect();
+    assert_eq!(
+        (
+            used[0]["kind"].as_str(),
+            used[0]["fired"].as_u64(),
+            used[0]["consumed"].as_bool()
+        ),
+        (Some("server_error"), Some(1), Some(true))
+    );
     emulator.fail(region, "DescribeAlarms", "server_error", 3);
     let err = aws
         .cloudwatch
@@ -402,8 +441,13 @@ async fn the_fault_layer_fails_chosen_calls_a_chosen_number_of_times() {
         "{err:?}"
     );
 
+    // Three throttled attempts, then the call that went through: exactly four.
     let calls = emulator.calls(region);
-    assert!(calls["UpdateService"] >= 4, "{calls:?}");
+    assert_eq!(
+        count(&calls, "UpdateService") - count(&calls_before, "UpdateService"),
+        4,
+        "{calls:?}"
+    );
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ use ecs_control::invocation::InvocationError;
 use probe::handler::Prober;
 use probe::http::HttpAdapter;
 use registrar::handler::Registrar;
+use scaler::decision::Action;
 use scaler::handler::Scaler;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -77,7 +78,17 @@ const FAULTS: &[Fault] = &[
         times: 3,
         delay_seconds: 0.0,
     },
+    // A hang: no answer for longer than the attempt time-out every client
+    // gets (`ecs_control::aws::deadline`), which cuts it off and retries.
+    Fault {
+        kind: "timeout",
+        times: 1,
+        delay_seconds: HANG_SECONDS,
+    },
 ];
+
+/// Longer than `deadline::MAX_ATTEMPT`, the attempt time-out outside an invocation.
+const HANG_SECONDS: f64 = 10.5;
 
 /// Each case's service settles its deployment this fast (a case waits for it).
 fn quick_deployments() {
@@ -87,8 +98,14 @@ fn quick_deployments() {
 /// Deliveries of one event before the test gives up on it.
 const MOST_DELIVERIES: usize = 5;
 
-fn inject(region: &str, operation: &str, fault: Fault) {
-    Emulator::shared().control(
+/// Fails the next `fault.times` calls of `operation`; the returned guard
+/// proves, when checked, that the function made every one of those calls.
+fn inject(region: &str, operation: &str, fault: Fault) -> Injected {
+    let emulator = Emulator::shared();
+    // No fault is left over from a previous case: each was used up (checked),
+    // and the tests in this binary share the emulator, so none clears it.
+    let calls_before = emulator.calls(region).get(operation).copied().unwrap_or(0);
+    emulator.control(
         "POST",
         "faults",
         &json!({
@@ -96,6 +113,40 @@ fn inject(region: &str, operation: &str, fault: Fault) {
             "times": fault.times, "delay_seconds": fault.delay_seconds
         }),
     );
+    Injected {
+        region: region.to_string(),
+        operation: operation.to_string(),
+        fault,
+        calls_before,
+    }
+}
+
+struct Injected {
+    region: String,
+    operation: String,
+    fault: Fault,
+    calls_before: u64,
+}
+
+impl Injected {
+    /// Every faulted call was made, and, where the function needs the call
+    /// to succeed, made once more after them. A lost answer's change is made
+    /// (another call may find nothing to do) and a slow call succeeds.
+    fn assert_consumed(&self, what: &str, needs_the_call: bool) {
+        let made = Emulator::shared()
+            .calls(&self.region)
+            .get(&self.operation)
+            .copied()
+            .unwrap_or(0)
+            - self.calls_before;
+        let changes_nothing = !matches!(self.fault.kind, "slow" | "lost_answer");
+        let least = u64::from(self.fault.times) + u64::from(needs_the_call && changes_nothing);
+        assert!(
+            made >= least,
+            "{what}: the fault was not used up: {made} calls of {}, at least {least} expected",
+            self.operation
+        );
+    }
 }
 
 /// What a fault-free run of `act` calls, by operation, in `region`.
@@ -126,10 +177,9 @@ where
     panic!("{what}: still failing after {MOST_DELIVERIES} deliveries");
 }
 
-/// Clears the faults, prints what was tried, and checks that some fault
-/// outlasted the SDK's retries (so redelivery was exercised).
+/// Prints what was tried, and checks that some fault outlasted the SDK's
+/// retries (so redelivery was exercised).
 fn summarise(function: &str, operations: &[String], cases: usize, redelivered: usize) {
-    Emulator::shared().control("DELETE", "faults", &json!({}));
     println!(
         "{function}: {} operations ({}) × {} faults = {cases} cases, {redelivered} needed another delivery",
         operations.len(),
@@ -247,16 +297,22 @@ async fn the_scaler_reaches_the_fault_free_end_state_through_every_fault() {
             case += 1;
             let cluster = format!("case-{case}");
             let (scaler, event) = scaler_case(&aws, &cluster).await;
-            inject(SCALER_REGION, operation, *fault);
+            let injected = inject(SCALER_REGION, operation, *fault);
             let what = format!("{operation} {fault:?}");
             let t0 = Utc::now();
             let deliveries =
                 deliver_until_done(&what, |n| handle(&scaler, &event, t0 + minutes(n))).await;
+            // A failed metric read falls back to the alarm's own reason data.
+            injected.assert_consumed(&what, operation != "GetMetricData");
             redelivered += deliveries - 1;
-            // A duplicate after success changes nothing.
-            handle(&scaler, &event, t0 + minutes(deliveries))
+            // A duplicate after success changes nothing, and is known as one
+            // (not merely held by a cooldown).
+            let duplicate = scaler
+                .handle(event.clone(), "faults", t0 + minutes(deliveries))
                 .await
                 .expect("duplicate");
+            let actions: Vec<Action> = duplicate.services.iter().map(|s| s.action).collect();
+            assert_eq!(actions, [Action::Duplicate], "{what}: {duplicate:?}");
             assert_scaled_once(&aws, &cluster, &what).await;
         }
     }
@@ -353,10 +409,11 @@ async fn the_registrar_completes_a_partly_failed_reconcile_on_redelivery() {
         for fault in FAULTS {
             case_number += 1;
             let case = registrar_case(&aws, &network, &format!("case-{case_number}")).await;
-            inject(REGISTRAR_REGION, operation, *fault);
+            let injected = inject(REGISTRAR_REGION, operation, *fault);
             let what = format!("{operation} {fault:?}");
             let t0 = Utc::now();
             let deliveries = deliver_until_done(&what, |n| reconcile(&case, t0 + minutes(n))).await;
+            injected.assert_consumed(&what, true);
             redelivered += deliveries - 1;
             reconcile(&case, t0 + minutes(deliveries))
                 .await
@@ -452,7 +509,7 @@ async fn the_probe_never_publishes_a_batch_twice() {
             case += 1;
             let namespace = format!("Faults/Case{case}");
             let probe = prober(&namespace);
-            inject(PROBE_REGION, operation, *fault);
+            let injected = inject(PROBE_REGION, operation, *fault);
             let what = format!("{operation} {fault:?}");
             let deliveries = deliver_until_done(&what, |n| {
                 let (probe, tick, what, fault) = (&probe, tick.clone(), &what, *fault);
@@ -469,6 +526,8 @@ async fn the_probe_never_publishes_a_batch_twice() {
                 }
             })
             .await;
+            // A count defeated by its fault is reported, not retried.
+            injected.assert_consumed(&what, operation == "PutMetricData");
             redelivered += deliveries - 1;
             for check in ["home", "broken"] {
                 let samples = samples_per_minute(&aws, &namespace, check, t0).await;

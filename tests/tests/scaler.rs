@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use e2e::emulator_clock::minute_of;
 use e2e::{sample_event, Aws, Emulator};
 use ecs_control::aws::cloudwatch::CloudWatchAlarms;
 use ecs_control::aws::ecs::{tag_keys, EcsAdapter};
@@ -70,9 +71,18 @@ impl World {
 }
 
 /// A minute's CPU datapoint, half a minute before `at`: inside the window the
-/// scaler reads at `at`, and what the emulator evaluates the alarms on.
+/// scaler reads at `at`, and what the emulator evaluates the alarms on at the
+/// minute boundary after it (the region's clock is put there: CloudWatch
+/// evaluates on the minute).
 async fn cpu(w: &World, value: f64, at: DateTime<Utc>) {
-    w.aws.put_cpu(value, at - TimeDelta::seconds(30)).await;
+    put_cpu_and_evaluate(&w.aws, value, at).await;
+}
+
+async fn put_cpu_and_evaluate(aws: &Aws, value: f64, at: DateTime<Utc>) {
+    let sample = at - TimeDelta::seconds(30);
+    aws.set_clock(at);
+    aws.put_cpu(value, sample).await;
+    aws.evaluate_alarms_at(minute_of(sample) + TimeDelta::minutes(1));
 }
 
 #[tokio::test]
@@ -434,7 +444,7 @@ async fn a_missing_service_is_a_clear_non_retryable_error() {
     let config = Emulator::shared().sdk_config("sa-east-1");
     let aws = Aws::new(&config);
     aws.demo_alarms().await;
-    aws.put_cpu(93.5, t0() - TimeDelta::seconds(30)).await;
+    put_cpu_and_evaluate(&aws, 93.5, t0()).await;
     let scaler: RealScaler = Scaler::new(
         ScalerConfig::parse(POLICIES).expect("policies"),
         EcsAdapter::new(aws_sdk_ecs::Client::new(&config)),

@@ -203,6 +203,7 @@ async fn requests_per_target_and_metric_math_are_tracked_too() {
     // Replaces the CPU policy with two others on the same service.
     let config = Emulator::shared().sdk_config("ap-south-1");
     let aws = Aws::new(&config);
+    aws.set_clock(t0());
     aws.create_service(CLUSTER, SERVICE, 2).await;
     aws.wait_for_deployment(CLUSTER, SERVICE).await;
     let document = json!({"policies": [
@@ -264,6 +265,7 @@ async fn a_tick_reads_every_policy_metric_in_one_batched_call() {
     let emulator = Emulator::shared();
     let config = emulator.sdk_config(region);
     let aws = Aws::new(&config);
+    aws.set_clock(t0());
     let services = ["web", "api", "worker"];
     let mut policies = Vec::new();
     for service in services {
@@ -352,6 +354,9 @@ async fn a_tick_reads_every_policy_metric_in_one_batched_call() {
 async fn world_with(region: &str, desired: i32, document: &Value) -> World {
     let config = Emulator::shared().sdk_config(region);
     let aws = Aws::new(&config);
+    // The region's clock at the fixed date: CloudWatch takes datapoints from
+    // two weeks back only.
+    aws.set_clock(t0());
     aws.create_service(CLUSTER, SERVICE, desired).await;
     aws.wait_for_deployment(CLUSTER, SERVICE).await;
     let scaler = Scaler::new(
@@ -453,6 +458,7 @@ async fn a_window_in_the_repeated_hour_of_a_fall_back_opens_once() {
     }]});
     let w = world("me-central-1", 2, night).await;
     let second_pass = Utc.with_ymd_and_hms(2026, 10, 25, 1, 35, 0).unwrap();
+    w.aws.set_clock(second_pass);
     w.cpu_for(55.0, 15, second_pass).await;
     let record = w.tick("second-pass", second_pass).await;
     let decision = &record.services[0];

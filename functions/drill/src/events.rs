@@ -79,8 +79,7 @@ pub fn parse(payload: Value) -> Result<Command, MalformedEvent> {
     }
     match object.get("command").and_then(Value::as_str) {
         Some("start") => {
-            let entry: StartEntry = serde_json::from_value(payload)
-                .map_err(|e| MalformedEvent::because("start command", e))?;
+            let entry: StartEntry = read_entry("start command", payload)?;
             Ok(Command::Start {
                 drill: entry.drill,
                 mode: match entry.mode {
@@ -90,8 +89,7 @@ pub fn parse(payload: Value) -> Result<Command, MalformedEvent> {
             })
         }
         Some("continue") => {
-            let entry: ContinueEntry = serde_json::from_value(payload)
-                .map_err(|e| MalformedEvent::because("continue command", e))?;
+            let entry: ContinueEntry = read_entry("continue command", payload)?;
             Ok(Command::Continue {
                 drill_id: entry.drill_id,
             })
@@ -102,4 +100,20 @@ pub fn parse(payload: Value) -> Result<Command, MalformedEvent> {
             "a command (start, continue or sweep) or a scheduled event",
         )),
     }
+}
+
+/// A command's entry, or an error naming the field that was wrong.
+fn read_entry<T: serde::de::DeserializeOwned>(
+    what: &str,
+    payload: Value,
+) -> Result<T, MalformedEvent> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        // A key may be any length: its name is cut as any echo is.
+        let field = ecs_control::echo::capped(&e.path().to_string(), 64);
+        if field == "." {
+            MalformedEvent::because(what, e.inner())
+        } else {
+            MalformedEvent::because(&format!("{what}: field {field}"), e.inner())
+        }
+    })
 }

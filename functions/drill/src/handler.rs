@@ -580,7 +580,9 @@ where
             .rsplit_once('-')
             .map(|(name, _)| name)
             .ok_or_else(|| {
-                InvocationError::RejectedCommand(format!("{drill_id:?} is not a drill id"))
+                // The id is cut before the reason, which the cap would otherwise cut off.
+                let shown = ecs_control::echo::capped(&format!("{drill_id:?}"), 100);
+                InvocationError::RejectedCommand(format!("{shown} is not a drill id"))
             })?;
         let drill = self.drill(name)?;
         report.drill = Some(drill.name.clone());

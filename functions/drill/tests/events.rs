@@ -54,13 +54,40 @@ fn plan_is_the_default_and_anything_else_is_refused() {
             mode: Mode::Plan
         }
     );
-    for bad in [
-        json!({"command": "start"}),
-        json!({"command": "start", "drill": "d", "mode": "yolo"}),
-        json!({"command": "explode"}),
-        json!({"command": "continue"}),
-        json!([1]),
+    // Each refusal names what is wrong: the field missing, the value refused,
+    // or the shape expected.
+    for (bad, says) in [
+        (
+            json!({"command": "start"}),
+            "start command: missing field `drill`",
+        ),
+        (
+            json!({"command": "start", "drill": "d", "mode": "yolo"}),
+            "start command: field mode: unknown variant `yolo`, expected `plan` or `execute`",
+        ),
+        (
+            json!({"command": "start", "drill": 7}),
+            "start command: field drill: invalid type: integer `7`, expected a string",
+        ),
+        (
+            json!({"command": "start", "drill": "d", "dry_run": true}),
+            "start command: field dry_run: unknown field `dry_run`",
+        ),
+        (
+            json!({"command": "explode"}),
+            "unrecognised event with keys [\"command\"]: expected a command (start, continue or sweep) or a scheduled event",
+        ),
+        (
+            json!({"command": "continue"}),
+            "continue command: missing field `drill_id`",
+        ),
+        (
+            json!({"command": "continue", "drill_id": ["d-1"]}),
+            "continue command: field drill_id: invalid type: sequence, expected a string",
+        ),
+        (json!([1]), "expected a JSON object"),
     ] {
-        assert!(parse(bad.clone()).is_err(), "{bad}");
+        let refused = parse(bad.clone()).expect_err(&bad.to_string());
+        assert!(refused.0.starts_with(says), "{bad}: {refused}");
     }
 }

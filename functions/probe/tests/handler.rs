@@ -814,7 +814,7 @@ async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
             with("manual-run-one-check", &|e| {
                 e["checks"][0] = huge.clone().into()
             }),
-            "characters, cut)",
+            "bytes, cut)",
             "NonRetryable.RejectedCommand",
         ),
         (
@@ -863,7 +863,7 @@ async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
             with("manual-run-one-check", &|e| {
                 e["command"] = huge.clone().into()
             }),
-            "characters, cut)",
+            "bytes, cut)",
             "NonRetryable.MalformedEvent",
         ),
         (

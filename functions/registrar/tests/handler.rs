@@ -953,7 +953,7 @@ async fn hostile_inputs_get_a_clear_answer_and_are_never_echoed_whole() {
             with("manual-reconcile-dry-run", &|e| {
                 e["command"] = huge.clone().into()
             }),
-            "characters, cut)",
+            "bytes, cut)",
         ),
         (serde_json::json!({ huge.clone(): 1 }), "unrecognised"),
         (serde_json::json!("a string"), "expected a JSON object"),

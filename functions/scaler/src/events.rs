@@ -148,6 +148,41 @@ struct SnsAlarmMessage {
     state_change_time: String,
 }
 
+/// A key the command does not know is refused, naming it: a typo such as
+/// `dryrun` must not make a dry run act. (serde's `deny_unknown_fields` does
+/// not work beside `flatten`; every key the command knows is in its own
+/// serialised form, each `Option` as null.)
+fn refuse_unknown_keys(payload: &Value, command: &ManualCommand) -> Result<(), MalformedEvent> {
+    let known = serde_json::to_value(command).unwrap_or(Value::Null);
+    let unknown: Vec<&str> = payload
+        .as_object()
+        .into_iter()
+        .flat_map(|given| given.keys())
+        .filter(|key| known.get(key.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    match unknown.as_slice() {
+        [] => Ok(()),
+        keys => Err(MalformedEvent(format!(
+            "manual command: unknown key(s) {}",
+            shown_keys(keys)
+        ))),
+    }
+}
+
+/// Keys as a message shows them: quoted, at most ten, each cut.
+fn shown_keys(keys: &[&str]) -> String {
+    let mut shown: Vec<String> = keys
+        .iter()
+        .take(10)
+        .map(|k| format!("{:?}", ecs_control::echo::capped(k, 64)))
+        .collect();
+    if keys.len() > 10 {
+        shown.push(format!("and {} more", keys.len() - 10));
+    }
+    shown.join(", ")
+}
+
 /// CloudWatch alarm names are at most 255 characters.
 const ALARM_NAME_LIMIT: usize = 255;
 /// An operator's reason is kept in the record and the log: a paragraph at most.
@@ -255,8 +290,9 @@ pub fn parse(payload: Value) -> Result<Invocation, MalformedEvent> {
     let trigger = if object.contains_key("Records") {
         parse_sns(payload)?
     } else if object.contains_key("command") {
-        let command: ManualCommand = serde_json::from_value(payload)
+        let command: ManualCommand = serde_json::from_value(payload.clone())
             .map_err(|e| MalformedEvent::because("manual command", e))?;
+        refuse_unknown_keys(&payload, &command)?;
         within("cluster", &command.cluster, ECS_NAME_LIMIT)?;
         within("service", &command.service, ECS_NAME_LIMIT)?;
         within(

@@ -34,15 +34,23 @@ fn start_function_with(emulator: &Emulator, extra: &[(&str, &str)]) -> LocalLamb
     LocalLambda::start(&scaler_binary(), &env)
 }
 
+/// A CPU breach half a minute before the current minute, evaluated at that
+/// minute as CloudWatch does (on the minute, not when the datapoint arrives).
+async fn cpu_alarm(aws: &Aws) {
+    let minute = e2e::emulator_clock::minute_of(aws.clock_now());
+    aws.put_cpu(93.5, minute - chrono::TimeDelta::seconds(30))
+        .await;
+    aws.evaluate_alarms();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_built_function_scales_through_the_lambda_runtime_api() {
     let emulator = Emulator::start();
     let aws = Aws::new(&emulator.sdk_config(REGION));
     aws.create_service("demo", "web", 2).await;
     aws.demo_alarms().await;
-    // The function decides at the wall clock: the datapoint is half a minute old.
-    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
-        .await;
+    // The function decides at the wall clock: the datapoint is at most 90 s old.
+    cpu_alarm(&aws).await;
     let lambda = start_function(&emulator);
 
     let event = sample_event("scaler/alarm-state-change.json");
@@ -80,8 +88,7 @@ async fn an_sqs_batch_returns_what_may_succeed_later_through_the_lambda_runtime_
     let aws = Aws::new(&emulator.sdk_config(REGION));
     aws.create_service("demo", "web", 2).await;
     aws.demo_alarms().await;
-    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
-        .await;
+    cpu_alarm(&aws).await;
     // One attempt a call: the throttled update fails the message, not a retry inside it.
     let lambda = start_function_with(&emulator, &[("AWS_MAX_ATTEMPTS", "1")]);
     // An alarm state change, then a scheduled tick.
@@ -151,8 +158,7 @@ async fn a_policy_naming_a_missing_alarm_fails_each_event_naming_the_field_until
 
     // Once they exist, the next event checks again and is acted on.
     aws.demo_alarms().await;
-    aws.put_cpu(93.5, chrono::Utc::now() - chrono::TimeDelta::seconds(30))
-        .await;
+    cpu_alarm(&aws).await;
     let acted = lambda.invoke(&event);
     assert!(acted.ok, "{}", acted.text);
     assert_eq!(aws.desired_count("demo", "web").await, 5);

@@ -180,6 +180,9 @@ struct EvaluatedDatapoint {
     value: Option<f64>,
 }
 
+/// serde's error quotes the offending value whole; the record keeps this much.
+const SAID_LIMIT: usize = 200;
+
 /// The breach an alarm's `reasonData` shows: its newest evaluated datapoint (or,
 /// without those, its last recent datapoint) against its threshold.
 pub fn breach_from_reason_data(reason_data: Option<&str>) -> Breach {
@@ -192,7 +195,10 @@ pub fn breach_from_reason_data(reason_data: Option<&str>) -> Breach {
         Ok(parsed) => parsed,
         Err(e) => {
             return Breach::Unknown {
-                why: format!("reasonData is not the metric alarm shape: {e}"),
+                why: format!(
+                    "reasonData is not the metric alarm shape: {}",
+                    crate::echo::capped(&e.to_string(), SAID_LIMIT)
+                ),
             }
         }
     };

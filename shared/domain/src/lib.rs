@@ -9,6 +9,7 @@ pub mod breach;
 pub mod budget;
 pub mod drain;
 pub mod drill;
+pub mod echo;
 pub mod evaluation;
 pub mod fallback;
 pub mod metric_batch;

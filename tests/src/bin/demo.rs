@@ -173,10 +173,13 @@ async fn scaler_demo(emulator: &Emulator) {
     };
     println!();
 
-    // CloudWatch evaluates the alarms on the minute's average of these samples,
-    // and the scaler reads the same average when it decides.
-    let minute = chrono::Utc::now() - chrono::TimeDelta::seconds(20);
+    // CloudWatch evaluates the alarms on the minute's average of these samples
+    // (at the minute's end: the emulator evaluates when asked), and the scaler
+    // reads the same average when it decides.
+    let minute =
+        e2e::emulator_clock::minute_of(demo.aws.clock_now()) - chrono::TimeDelta::seconds(20);
     demo.aws.put_cpu_samples(75.0, 1, minute).await;
+    demo.aws.evaluate_alarms();
     demo.send(
         "web's CPU averages 75% this minute (threshold 70): web-cpu-high goes to ALARM, EventBridge event",
         sample_event("scaler/alarm-state-change.json"),
@@ -193,6 +196,7 @@ async fn scaler_demo(emulator: &Emulator) {
     )
     .await;
     demo.aws.put_cpu_samples(99.0, 3, minute).await;
+    demo.aws.evaluate_alarms();
     demo.send(
         "load grows: the minute now averages 93%, the alarm stays in ALARM (no new event): re-check tick",
         tick("demo-tick-2"),
@@ -209,12 +213,14 @@ async fn scaler_demo(emulator: &Emulator) {
     )
     .await;
     demo.aws.put_cpu_samples(5.0, 2, minute).await;
+    demo.aws.evaluate_alarms();
     demo.send(
         "load falls (the minute averages 63.7%): web-cpu-high returns to OK",
         sample_event("scaler/alarm-state-change-ok.json"),
     )
     .await;
     demo.aws.put_cpu_samples(5.0, 18, minute).await;
+    demo.aws.evaluate_alarms();
     demo.aws.deploy_new_revision("demo", "web").await;
     demo.send(
         "the minute averages 19.7%: web-cpu-low in ALARM while a deployment is rolling out: re-check tick",
