@@ -2,18 +2,19 @@
 //! clock (starting at the current minute): a site on loopback slows down when
 //! its tasks are few; the probe measures it and publishes `CheckLatency`; at
 //! the next minute boundary the emulator evaluates the alarms on those
-//! datapoints, as CloudWatch does once a minute; alarm state changes reach the scaler as EventBridge
-//! would deliver them; ECS's scheduler (played here: the emulator does not run
-//! one) starts or stops tasks to meet the desired count; their task state
-//! changes reach the registrar; targets turn healthy; the site recovers.
+//! datapoints, as CloudWatch does once a minute, and emits each state change
+//! as an event, which reaches the scaler; the emulator's ECS scheduler starts
+//! or stops tasks to meet the desired count, each task through its states, and
+//! emits each change, which reaches the registrar; targets turn healthy; the
+//! site recovers.
 //!
-//! The functions run through their handlers and real adapters. What stands in
-//! for AWS itself is marked: EventBridge (events built from the alarms' and
-//! tasks' real states) and the ECS service scheduler.
+//! The functions run through their handlers and real adapters, fed the events
+//! the emulator emitted, as EventBridge rules would deliver them.
 
 use crate::emulator_clock::minute_of;
-use crate::{sample_event, Aws, Emulator, Network, TASK_PORT};
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use crate::{control_request, sample_event, Aws, Emulator, TASK_PORT};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+use aws_sdk_ecs::types::DesiredStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::ecs::EcsAdapter;
@@ -99,14 +100,13 @@ pub struct Minute {
 pub struct ControlLoop {
     pub aws: Aws,
     region: String,
-    network: Network,
     target_group: String,
     site: LoadedSite,
     prober: Prober<HttpAdapter, Elbv2Adapter, CloudWatchMetrics>,
     scaler: Scaler<EcsAdapter, CloudWatchAlarms>,
     registrar: Registrar<EcsAdapter, Elbv2Adapter>,
-    /// Running tasks, oldest first.
-    tasks: Vec<(String, String)>,
+    /// How many of the region's emitted events (alarm, task) were delivered.
+    delivered: (usize, usize),
     alarm_states: BTreeMap<String, String>,
     /// Minute 0: the first minute boundary after the loop starts, on the
     /// region's clock.
@@ -128,7 +128,9 @@ impl ControlLoop {
         // The loop's minutes start at the next minute boundary, a second in.
         let t0 = minute_of(aws.clock_now()) + TimeDelta::minutes(1);
         aws.set_clock(t0 + TimeDelta::seconds(1));
-        let (network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
+        // ECS's scheduler keeps the desired count, each task state a tenth of a second.
+        aws.schedule_tasks(0.1);
+        let (_network, target_group) = aws.awsvpc_service_with_group(CLUSTER, SERVICE, 2).await;
         for (name, threshold, comparison, periods) in [
             (
                 HIGH_ALARM,
@@ -195,10 +197,9 @@ impl ControlLoop {
             ),
             aws,
             region: region.to_string(),
-            network,
             target_group,
             site,
-            tasks: Vec::new(),
+            delivered: (0, 0),
             alarm_states: BTreeMap::new(),
             t0,
         };
@@ -215,57 +216,72 @@ impl ControlLoop {
         u32::try_from(self.aws.desired_count(CLUSTER, SERVICE).await).unwrap_or(0)
     }
 
-    /// A task state change, as EventBridge delivers it, for a task of the emulator.
-    fn task_event(&self, sample: &str, task_arn: &str, ip: &str) -> Value {
-        let mut event = sample_event(&format!("registrar/{sample}.json"));
-        let detail = &mut event["detail"];
-        detail["clusterArn"] =
-            format!("arn:aws:ecs:{}:123456789012:cluster/{CLUSTER}", self.region).into();
-        detail["taskArn"] = task_arn.into();
-        detail["attachments"][0]["details"][4]["value"] = ip.into();
-        detail["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] = ip.into();
-        event
+    /// The events of `source` the emulator emitted in this region since the
+    /// `delivered`-th.
+    fn emitted_since(&self, source: &str, delivered: usize) -> (Vec<Value>, usize) {
+        let answer = control_request(
+            &self.aws.endpoint,
+            "GET",
+            &format!("events?source={source}"),
+            &json!({}),
+        );
+        let events: Vec<Value> = answer["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["region"] == self.region.as_str())
+            .cloned()
+            .collect();
+        let total = events.len();
+        (events.into_iter().skip(delivered).collect(), total)
     }
 
-    /// Plays ECS's service scheduler: starts or stops tasks to meet the desired
-    /// count, and delivers each task's state change to the registrar. Returns
-    /// (registered, deregistered) targets.
-    async fn follow_desired_count(&mut self, now: DateTime<Utc>) -> (usize, usize) {
+    /// Waits for ECS's scheduler to meet the desired count (every task of the
+    /// service RUNNING or STOPPED), then delivers each task state change it
+    /// emitted to the registrar, as the rule would. Returns the running count
+    /// and the (registered, deregistered) targets.
+    async fn follow_desired_count(&mut self, now: DateTime<Utc>) -> (usize, usize, usize) {
         let desired = self.desired().await as usize;
+        let running = self
+            .aws
+            .wait_for_tasks(
+                (CLUSTER, SERVICE),
+                DesiredStatus::Running,
+                "at its desired count",
+                |tasks| {
+                    tasks.len() == desired
+                        && tasks.iter().all(|t| t.last_status() == Some("RUNNING"))
+                },
+            )
+            .await
+            .len();
+        self.aws
+            .wait_for_tasks(
+                (CLUSTER, SERVICE),
+                DesiredStatus::Stopped,
+                "done stopping",
+                |tasks| tasks.iter().all(|t| t.last_status() == Some("STOPPED")),
+            )
+            .await;
+        let (events, total) = self.emitted_since("aws.ecs", self.delivered.1);
+        self.delivered.1 = total;
         let (mut registered, mut deregistered) = (0, 0);
-        if desired > self.tasks.len() {
-            let started = self
-                .aws
-                .run_service_tasks(CLUSTER, SERVICE, &self.network, desired - self.tasks.len())
-                .await;
-            for (arn, ip) in started {
-                let event = self.task_event("task-running", &arn, &ip);
-                let record = self.registrar.handle(event, now).await.expect("registrar");
-                registered += record
-                    .groups
-                    .iter()
-                    .flat_map(|g| &g.calls)
-                    .filter(|c| c.ok && c.operation == "elasticloadbalancing:RegisterTargets")
-                    .map(|c| c.targets.len())
-                    .sum::<usize>();
-                self.tasks.push((arn, ip));
+        for event in events {
+            let record = self.registrar.handle(event, now).await.expect("registrar");
+            for call in record.groups.iter().flat_map(|g| &g.calls).filter(|c| c.ok) {
+                match call.operation {
+                    "elasticloadbalancing:RegisterTargets" => registered += call.targets.len(),
+                    "elasticloadbalancing:DeregisterTargets" => {
+                        deregistered += call.targets.len();
+                    }
+                    _ => {}
+                }
             }
+        }
+        if registered > 0 {
             self.aws.wait_until_healthy(&self.target_group).await;
         }
-        while self.tasks.len() > desired {
-            let (arn, ip) = self.tasks.pop().expect("a task");
-            self.aws.stop_task(CLUSTER, &arn).await;
-            let event = self.task_event("task-stopped", &arn, &ip);
-            let record = self.registrar.handle(event, now).await.expect("registrar");
-            deregistered += record
-                .groups
-                .iter()
-                .flat_map(|g| &g.calls)
-                .filter(|c| c.ok && c.operation == "elasticloadbalancing:DeregisterTargets")
-                .map(|c| c.targets.len())
-                .sum::<usize>();
-        }
-        (registered, deregistered)
+        (running, registered, deregistered)
     }
 
     async fn target_states(&self) -> BTreeMap<String, usize> {
@@ -274,19 +290,6 @@ impl ControlLoop {
             *states.entry(state).or_insert(0) += 1;
         }
         states
-    }
-
-    /// An alarm state change as EventBridge delivers it, from the alarm's real state.
-    fn alarm_event(name: &str, state: &str, at: DateTime<Utc>) -> Value {
-        let mut event = sample_event("scaler/alarm-state-change.json");
-        event["resources"] = json!([format!(
-            "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
-        )]);
-        event["detail"]["alarmName"] = name.into();
-        event["detail"]["state"]["value"] = state.into();
-        event["detail"]["state"]["timestamp"] =
-            at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string().into();
-        event
     }
 
     /// One minute: probe, the clock to the next minute boundary (the alarms
@@ -314,46 +317,34 @@ impl ControlLoop {
         // CloudWatch evaluates on the minute: the datapoint counts at the next one.
         self.aws
             .evaluate_alarms_at(self.t0 + TimeDelta::minutes(k + 1) + TimeDelta::seconds(1));
-        let alarms = self
-            .aws
-            .cloudwatch
-            .describe_alarms()
-            .alarm_names(HIGH_ALARM)
-            .alarm_names(LOW_ALARM)
-            .send()
-            .await
-            .expect("describe_alarms");
         let mut scaler = Vec::new();
-        let mut states = BTreeMap::new();
-        for alarm in alarms.metric_alarms() {
-            let name = alarm.alarm_name().unwrap_or_default().to_string();
-            let state = alarm
-                .state_value()
-                .map_or("?", StateValue::as_str)
+        let (events, total) = self.emitted_since("aws.cloudwatch", self.delivered.0);
+        self.delivered.0 = total;
+        for event in events {
+            let name = event["detail"]["alarmName"]
+                .as_str()
+                .unwrap_or("?")
                 .to_string();
-            if self.alarm_states.get(&name) != Some(&state) {
-                let changed_at = alarm
-                    .state_transitioned_timestamp()
-                    .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?))
-                    .unwrap_or(now);
-                let event = Self::alarm_event(&name, &state, changed_at);
-                let record = self
-                    .scaler
-                    .handle(event, "loop", now)
-                    .await
-                    .expect("scaler");
-                if let Some(d) = record.services.first() {
-                    scaler.push((
-                        format!("{name} → {state}"),
-                        variant_name(&d.action),
-                        d.before.unwrap_or(0),
-                        d.after.unwrap_or(0),
-                    ));
-                }
+            let state = event["detail"]["state"]["value"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
+            let record = self
+                .scaler
+                .handle(event, "loop", now)
+                .await
+                .expect("scaler");
+            if let Some(d) = record.services.first() {
+                scaler.push((
+                    format!("{name} → {state}"),
+                    variant_name(&d.action),
+                    d.before.unwrap_or(0),
+                    d.after.unwrap_or(0),
+                ));
             }
-            states.insert(name, state);
+            self.alarm_states.insert(name, state);
         }
-        self.alarm_states = states.clone();
+        let states = self.alarm_states.clone();
         let mut tick = sample_event("scaler/recheck-schedule.json");
         tick["id"] = format!("loop-minute-{k}").into();
         let record = self.scaler.handle(tick, "loop", now).await.expect("tick");
@@ -365,14 +356,14 @@ impl ControlLoop {
                 d.after.unwrap_or(0),
             ));
         }
-        let (registered, deregistered) = self.follow_desired_count(now).await;
+        let (running, registered, deregistered) = self.follow_desired_count(now).await;
         Minute {
             minute: k,
             latency_ms,
             alarms: states,
             scaler,
             desired: self.desired().await,
-            running: self.tasks.len(),
+            running,
             registered,
             deregistered,
             targets: self.target_states().await,

@@ -106,7 +106,7 @@ fn control_loop_demo() {
     );
     println!("Alarms on the probe's CheckLatency: high above 300 ms (1 minute), low below 60 ms (3 minutes).");
     println!(
-        "Minutes are simulated; EventBridge and ECS's service scheduler are played by the demo.\n"
+        "Minutes are on the emulator's clock; its alarm and task events reach the functions as EventBridge rules would deliver them.\n"
     );
     let exe = std::env::current_exe().expect("own path");
     let output = std::process::Command::new(exe)
