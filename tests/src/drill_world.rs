@@ -14,6 +14,7 @@ use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
 use ecs_control::aws::ecs::EcsAdapter;
 use ecs_control::aws::elbv2::Elbv2Adapter;
 use ecs_control::config::{DrillConfig, RegistrarConfig, ScalerConfig};
+use ecs_control::domain::drill::{Lock, LockState};
 use probe::http::HttpAdapter;
 use scaler::handler::Scaler;
 use serde_json::{json, Value};
@@ -172,6 +173,51 @@ impl World {
             .expect("list_tasks")
             .task_arns()
             .to_vec()
+    }
+
+    /// Plays time passing for a drill whose invocation died: its lock
+    /// expires, when one is held (a run stopped before it took the lock, or
+    /// after it released it, leaves none).
+    pub async fn expire_lock_if_held(&self) {
+        let arn = self.service_arn().await;
+        let raw = self.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
+        if matches!(Lock::state(raw.as_deref(), Utc::now()), LockState::Held(_)) {
+            self.expire_lock().await;
+        }
+    }
+
+    /// Makes the held lock expired, as time passing would.
+    ///
+    /// # Panics
+    /// When no lock is held.
+    pub async fn expire_lock(&self) {
+        let arn = self.service_arn().await;
+        let raw = self.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
+        let LockState::Held(lock) = Lock::state(raw.as_deref(), Utc::now()) else {
+            panic!("no lock held: {raw:?}");
+        };
+        let expired = Lock {
+            expires_at: Utc::now() - chrono::TimeDelta::minutes(1),
+            ..lock
+        };
+        self.aws
+            .ecs
+            .tag_resource()
+            .resource_arn(&arn)
+            .tags(
+                aws_sdk_ecs::types::Tag::builder()
+                    .key(LOCK_TAG)
+                    .value(expired.encode())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("tag");
+    }
+
+    async fn service_arn(&self) -> String {
+        let service = self.aws.service(CLUSTER, SERVICE).await;
+        service.service_arn().expect("arn").to_string()
     }
 
     pub async fn drill_tags(&self) -> Vec<String> {

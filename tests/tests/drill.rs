@@ -15,7 +15,7 @@ use drill::handler::{DrillReport, LOCK_TAG, STATE_TAG};
 use e2e::crash_points::CrashPoint;
 use e2e::drill_world::{start, world, world_of, CLUSTER, SERVICE};
 use e2e::{sample_event, TASK_PORT};
-use ecs_control::domain::drill::{Lock, LockState, Outcome, SavedState, Snapshot};
+use ecs_control::domain::drill::{Lock, Outcome, SavedState, Snapshot};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -812,54 +812,6 @@ async fn a_drill_without_a_steady_state_still_needs_running_to_equal_desired() {
     assert!(!alarm.steady_state.probe_checks.is_empty());
 }
 
-/// Plays time passing for a drill whose invocation died: its lock expires.
-/// [`expire_lock`], when a lock is held (a run killed before it took the
-/// lock, or after it released it, leaves none).
-async fn expire_lock_if_held(w: &e2e::drill_world::World) {
-    let arn = w
-        .aws
-        .service(CLUSTER, SERVICE)
-        .await
-        .service_arn()
-        .unwrap()
-        .to_string();
-    let raw = w.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
-    if matches!(Lock::state(raw.as_deref(), Utc::now()), LockState::Held(_)) {
-        expire_lock(w).await;
-    }
-}
-
-async fn expire_lock(w: &e2e::drill_world::World) {
-    let arn = w
-        .aws
-        .service(CLUSTER, SERVICE)
-        .await
-        .service_arn()
-        .unwrap()
-        .to_string();
-    let raw = w.aws.service_tags(&arn).await.get(LOCK_TAG).cloned();
-    let LockState::Held(lock) = Lock::state(raw.as_deref(), Utc::now()) else {
-        panic!("no lock held: {raw:?}");
-    };
-    let expired = Lock {
-        expires_at: Utc::now() - TimeDelta::minutes(1),
-        ..lock
-    };
-    w.aws
-        .ecs
-        .tag_resource()
-        .resource_arn(&arn)
-        .tags(
-            aws_sdk_ecs::types::Tag::builder()
-                .key(LOCK_TAG)
-                .value(expired.encode())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("tag");
-}
-
 #[tokio::test]
 async fn a_rollback_that_fails_keeps_the_lock_and_the_sweep_finishes_it() {
     let region = "eu-central-2";
@@ -895,7 +847,7 @@ async fn a_rollback_that_fails_keeps_the_lock_and_the_sweep_finishes_it() {
         matches!(outcome(&other), Outcome::Refused { .. }),
         "{other:?}"
     );
-    expire_lock(&w).await;
+    w.expire_lock().await;
     let swept = d
         .handle(sample_event("drill/sweep-schedule.json"), None)
         .await
@@ -932,7 +884,7 @@ async fn the_sweep_undoes_a_crashed_drain_and_alarm_without_their_document() {
         let changed = w.aws.alarm_state("web-cpu-high").await.0 == "ALARM"
             || w.aws.active_targets(&w.target_group).await.len() == 1;
         assert!(changed, "{kind}: it had acted");
-        expire_lock(&w).await;
+        w.expire_lock().await;
         let swept = sweeper
             .handle(sample_event("drill/sweep-schedule.json"), None)
             .await
@@ -1148,7 +1100,7 @@ async fn a_drill_killed_at_any_call_is_undone_by_the_sweep() {
                 () = point.reached() => {}
             }
             if !w.drill_tags().await.is_empty() {
-                expire_lock_if_held(&w).await;
+                w.expire_lock_if_held().await;
                 let swept = sweeper
                     .handle(sample_event("drill/sweep-schedule.json"), None)
                     .await

@@ -6,7 +6,8 @@
 //! delivered again, as Lambda's retries do. Nothing is half-applied: the
 //! scaler's tags agree with the count and no breach is added twice, the
 //! registrar's target groups hold each running task once and nothing else,
-//! and the probe never publishes a batch twice.
+//! the probe never publishes a batch twice, and a drill (or the sweep after
+//! it) always leaves the service as it found it, with no lock held.
 //!
 //! The calls to fail are the ones a fault-free run made, counted at the
 //! emulator, so a call the functions start making is covered without a change
@@ -17,6 +18,7 @@
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use e2e::drill_world::{start, world_of, World};
 use e2e::site::TestSite;
 use e2e::{sample_event, Aws, Emulator, Network, TASK_PORT};
 use ecs_control::aws::cloudwatch::{CloudWatchAlarms, CloudWatchMetrics};
@@ -542,4 +544,83 @@ async fn the_probe_never_publishes_a_batch_twice() {
         }
     }
     summarise("probe", &operations, case, redelivered);
+}
+
+// ---------------------------------------------------------------- drill
+
+const DRILL_REGION: &str = "ap-southeast-1";
+
+/// A drill that acts and restores: one more task for a second, then back.
+fn scale_drill(w: &World) -> e2e::drill_world::RealDriller {
+    w.driller(
+        "scale-web",
+        json!({"type": "scale", "adjustment": 1, "hold_seconds": 1}),
+        json!({"steady_state": {"running_equals_desired": false},
+               "max_duration_seconds": 10, "poll_seconds": 1}),
+    )
+}
+
+/// Nothing of the drill is left: the count it found, and no lock or saved state.
+async fn assert_undone(w: &World, what: &str) {
+    assert_eq!(w.desired().await, 2, "{what}: desired count");
+    assert!(w.drill_tags().await.is_empty(), "{what}: drill tags left");
+}
+
+#[tokio::test]
+async fn a_drill_is_never_left_half_done_through_every_fault() {
+    let w = world_of(DRILL_REGION, 2).await;
+    let operations = calls_made(DRILL_REGION, async {
+        scale_drill(&w)
+            .handle(start("scale-web", "execute"), None)
+            .await
+            .expect("fault-free run");
+    })
+    .await;
+    assert_undone(&w, "fault-free").await;
+    assert!(
+        operations.contains(&"UpdateService".to_string()),
+        "{operations:?}"
+    );
+    let sweep = sample_event("drill/sweep-schedule.json");
+
+    let mut case = 0;
+    let mut redelivered = 0;
+    for operation in &operations {
+        for fault in FAULTS {
+            case += 1;
+            let injected = inject(DRILL_REGION, operation, *fault);
+            let what = format!("{operation} {fault:?}");
+            // A run that fails does so retryably; whatever it left, the
+            // sweep (once the lock has expired, as after a crash) undoes.
+            let deliveries = deliver_until_done(&what, |n| {
+                let (w, sweep) = (&w, sweep.clone());
+                async move {
+                    if n == 0 {
+                        scale_drill(w)
+                            .handle(start("scale-web", "execute"), None)
+                            .await
+                            .map(drop)
+                    } else {
+                        w.expire_lock_if_held().await;
+                        scale_drill(w).handle(sweep, None).await.map(drop)
+                    }
+                }
+            })
+            .await;
+            injected.assert_consumed(&what, false);
+            redelivered += deliveries - 1;
+            if !w.drill_tags().await.is_empty() {
+                // The run ended (reported, not failed) holding what it could
+                // not release: the sweep finishes it.
+                w.expire_lock_if_held().await;
+                scale_drill(&w)
+                    .handle(sweep.clone(), None)
+                    .await
+                    .expect("sweep");
+            }
+            assert_undone(&w, &what).await;
+            w.aws.wait_until_healthy(&w.target_group).await;
+        }
+    }
+    summarise("drill", &operations, case, redelivered);
 }
