@@ -15,7 +15,7 @@ test:
 	tests/scripts/setup.sh --with-sam
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test --workspace --no-fail-fast
+	tests/scripts/test-lanes.sh
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1
 	.venv/bin/cfn-lint --include-checks I -- infra/template.yaml
 
