@@ -196,18 +196,23 @@ impl World {
         let LockState::Held(lock) = Lock::state(raw.as_deref(), Utc::now()) else {
             panic!("no lock held: {raw:?}");
         };
-        let expired = Lock {
+        self.put_lock(&Lock {
             expires_at: Utc::now() - chrono::TimeDelta::minutes(1),
             ..lock
-        };
+        })
+        .await;
+    }
+
+    /// Writes `lock` as the service's drill lock, as a drill would.
+    pub async fn put_lock(&self, lock: &Lock) {
         self.aws
             .ecs
             .tag_resource()
-            .resource_arn(&arn)
+            .resource_arn(self.service_arn().await)
             .tags(
                 aws_sdk_ecs::types::Tag::builder()
                     .key(LOCK_TAG)
-                    .value(expired.encode())
+                    .value(lock.encode())
                     .build(),
             )
             .send()

@@ -758,19 +758,7 @@ async fn a_running_drill_is_not_continued_twice_and_only_its_holder_releases_it(
             .iter()
             .any(|e| e.step == drill::journal::Step::Rollback));
         // Another holder's lock replaces it: the drill must not remove it.
-        w.aws
-            .ecs
-            .tag_resource()
-            .resource_arn(&arn)
-            .tags(
-                aws_sdk_ecs::types::Tag::builder()
-                    .key(LOCK_TAG)
-                    .value(foreign.encode())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("tag");
+        w.put_lock(&foreign).await;
     };
     let (first, ()) = tokio::join!(d.handle(start("hold", "execute"), None), meddle);
     let first = first.expect("finished");
